@@ -1,0 +1,192 @@
+"""The ``tumorlens`` command: thin argument parsing that calls the library.
+
+    tumorlens data scan PATH [--json]          count usable images, name every bad file
+    tumorlens data audit PATH [--json] [--out DIR]
+                                               exact / near duplicates across splits, de-duplicated test
+    tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehub)
+    tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
+    tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
+    tumorlens book --profile P [--strict]      run them and build the Jupyter Book
+    tumorlens config show [--profile P]        the resolved settings as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _cmd_data_scan(args) -> int:
+    from tumorlens.data import scan
+
+    report = scan(args.path, show_progress=not args.json and not args.quiet, use_cache=not args.no_cache)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
+def _cmd_data_audit(args) -> int:
+    from tumorlens.audit import audit
+    from tumorlens.config import load_config
+    from tumorlens.data import scan
+
+    a = load_config(args.profile).audit
+    report = scan(args.path, show_progress=not args.json and not args.quiet)
+    result = audit(report, thumb_size=a.thumb_size,
+                   hash_distance=a.hash_distance if args.hash_distance is None else args.hash_distance,
+                   correlation=a.correlation if args.correlation is None else args.correlation,
+                   show_progress=not args.json and not args.quiet, use_cache=not args.no_cache)
+    d = result.to_dict()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "audit.json").write_text(json.dumps(d, indent=2))
+        (out / "dedup_test.csv").write_text("path\n" + "".join(f"{p}\n" for p in result.dedup_test()))
+        d["written"] = [str(out / "audit.json"), str(out / "dedup_test.csv")]
+    if args.json:
+        _print_json(d)
+        return 0
+    t = d["testing_vs_training"]
+    print(f"{d['root']}: {d['n_images']} images, {d['n_pairs']} duplicate pairs "
+          f"({', '.join(f'{k}={v}' for k, v in d['pairs'].items())}); {d['cross_class_pairs']} pairs cross classes")
+    print(f"{'class':12s}{'testing':>9s}{'exact':>8s}{'near':>7s}{'any':>7s}{'dedup kept':>12s}")
+    for cls, c in {**t["per_class"], "total": t["total"]}.items():
+        print(f"{cls:12s}{c['testing']:9d}{c['exact_in_training']:8d}{c['near_in_training']:7d}"
+              f"{c['any_in_training']:7d}{c['dedup_kept']:12d}")
+    for s in d["sensitivity"]:
+        print(f"  {s['rule']}: {s['testing_with_copy_in_training']} Testing images have a copy in Training")
+    for w in d.get("written", []):
+        print(f"wrote {w}")
+    return 0
+
+
+def _cmd_data_fetch(args) -> int:
+    from tumorlens.fetch import fetch_kaggle
+
+    path = fetch_kaggle(args.dest)
+    print(f"dataset ready at {path}")
+    return 0
+
+
+def _cmd_data_phantoms(args) -> int:
+    from tumorlens.phantoms import write_phantoms
+
+    ps = write_phantoms(args.out, size=args.size, train_per_class=args.train_per_class,
+                        test_per_class=args.test_per_class, duplicates=args.duplicates, seed=args.seed)
+    print(f"phantoms written to {ps.root} ({len(ps.duplicates)} planted duplicates)")
+    return 0
+
+
+def _cmd_config_show(args) -> int:
+    from tumorlens.config import load_config
+
+    cfg = load_config(args.profile)
+    _print_json({**cfg.to_dict(), "resolved": {"data_root": str(cfg.data_root), "runs_root": str(cfg.runs_root)}})
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from tumorlens.runner import run_profile
+
+    for job, status in run_profile(args.profile, only=args.only, force=args.force):
+        print(f"{status:8s} {job.notebook}  ->  {job.output}")
+    return 0
+
+
+def _cmd_book(args) -> int:
+    from tumorlens.book import build_book
+
+    index = build_book(args.profile, strict=args.strict, run=not args.no_run)
+    print(f"book built: {index}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tumorlens import __version__
+
+    p = argparse.ArgumentParser(prog="tumorlens", description="Brain MRI tumour classification toolkit "
+                                "(research use only; not a diagnostic device).")
+    p.add_argument("--version", action="version", version=f"tumorlens {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset: scan, audit, fetch, phantoms").add_subparsers(dest="action", required=True)
+    s = data.add_parser("scan", help="count usable images per split and class; name each bad file")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--no-cache", action="store_true", help="decode every file again")
+    s.set_defaults(func=_cmd_data_scan)
+
+    a = data.add_parser("audit", help="leakage audit: exact and near duplicates across splits")
+    a.add_argument("path")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--quiet", action="store_true")
+    a.add_argument("--no-cache", action="store_true")
+    a.add_argument("--out", help="folder to write audit.json and dedup_test.csv into")
+    a.add_argument("--profile", default=None, help="take the audit thresholds from this profile")
+    a.add_argument("--hash-distance", type=int, default=None)
+    a.add_argument("--correlation", type=float, default=None)
+    a.set_defaults(func=_cmd_data_audit)
+
+    f = data.add_parser("fetch", help="download the Kaggle dataset with kagglehub")
+    f.add_argument("--dest", default=None, help="where the dataset should appear (default data/brain-tumor-mri)")
+    f.set_defaults(func=_cmd_data_fetch)
+
+    ph = data.add_parser("phantoms", help="write the synthetic phantom dataset (with masks)")
+    ph.add_argument("out")
+    ph.add_argument("--size", type=int, default=64)
+    ph.add_argument("--train-per-class", type=int, default=60)
+    ph.add_argument("--test-per-class", type=int, default=15)
+    ph.add_argument("--duplicates", type=int, default=4)
+    ph.add_argument("--seed", type=int, default=42)
+    ph.set_defaults(func=_cmd_data_phantoms)
+
+    r = sub.add_parser("run", help="execute the notebooks of a profile with papermill (resumable)")
+    r.add_argument("--profile", default="smoke")
+    r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
+    r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete")
+    r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser("book", help="run the profile's notebooks and build the Jupyter Book")
+    b.add_argument("--profile", default="smoke")
+    b.add_argument("--strict", action="store_true", help="turn Sphinx warnings into errors (-W)")
+    b.add_argument("--no-run", action="store_true", help="build from the notebooks already in book/generated")
+    b.set_defaults(func=_cmd_book)
+
+    c = sub.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
+    cs = c.add_parser("show", help="print the resolved settings of a profile")
+    cs.add_argument("--profile", default=None)
+    cs.set_defaults(func=_cmd_config_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tumorlens.config import ConfigError
+    from tumorlens.data import BadImageError, DatasetNotFoundError
+    from tumorlens.runner import NotebookFailed
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed) as exc:
+        print(f"tumorlens: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tumorlens: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Experiment settings: `_config.yml` -> one frozen, validated `Config`.
+
+The file has a ``base`` section and named ``profiles`` that override it key by key::
+
+    cfg = load_config(profile="smoke")
+    cfg.data.image_size            # 64
+    cfg = cfg.override({"model.backbone": "vgg16", "seed": 1})
+
+Every key is declared below with its type and allowed values; an unknown key or a bad value
+raises `ConfigError` naming the key path and the value received. Two environment variables
+override the file: ``TUMORLENS_DATA`` (``data.root``) and ``TUMORLENS_RUNS`` (``paths.runs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from tumorlens import paths
+
+__all__ = [
+    "BACKBONES",
+    "CLASSES",
+    "MODULES",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "profiles",
+]
+
+#: Class names in code and files: the dataset's own folder names, in label order.
+CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+#: Backbones the model registry provides (see `tumorlens.backbones`).
+BACKBONES: tuple[str, ...] = ("mobilenetv2", "efficientnetb0", "vgg16", "efficientnet_lite0", "vit")
+#: The paper's modules (mab, respath, sbr) and the two baselines they are compared with.
+MODULES: tuple[str, ...] = ("mab", "respath", "sbr", "se", "cbam")
+
+
+class ConfigError(ValueError):
+    """A key or value in the experiment settings is wrong; the message names both."""
+
+
+def _spec(default: Any = None, *, choices: tuple | None = None, lo: float | None = None,
+          hi: float | None = None, factory: Any = None, doc: str = "") -> Any:
+    meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    train_per_class: int = _spec(60, lo=2, doc="synthetic Training images per class")
+    test_per_class: int = _spec(15, lo=1, doc="synthetic Testing images per class")
+    duplicates: int = _spec(4, lo=0, doc="Testing images that are re-contrasted Training copies")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _spec("kaggle", choices=("kaggle", "phantoms"))
+    root: str | None = _spec(None, doc="dataset folder; null -> $TUMORLENS_DATA or data/brain-tumor-mri")
+    split: str = _spec("official", choices=("official", "paper", "grouped"))
+    val_fraction: float = _spec(0.1, lo=0.01, hi=0.5)
+    holdout_fraction: float = _spec(0.2, lo=0.02, hi=0.5)
+    image_size: int = _spec(224, lo=32, hi=1024)
+    batch_size: int = _spec(32, lo=1, hi=4096)
+    cache: bool = _spec(True)
+    phantoms: PhantomConfig = _spec(factory=PhantomConfig)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotation: float = _spec(0.05, lo=0.0, hi=3.1416, doc="radians, +-")
+    zoom: float = _spec(0.1, lo=0.0, hi=0.9)
+    translation: float = _spec(0.05, lo=0.0, hi=0.5)
+    contrast: float = _spec(0.1, lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    thumb_size: int = _spec(32, lo=8, hi=128)
+    hash_distance: int = _spec(12, lo=0, hi=64)
+    correlation: float = _spec(0.90, lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = _spec("efficientnet_lite0", choices=BACKBONES)
+    weights: str = _spec("imagenet", doc="imagenet | none | a path to a weights file")
+    modules: tuple[str, ...] = _spec((), choices=MODULES)
+    dropout: float = _spec(0.3, lo=0.0, hi=0.95)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    warmup_epochs: int = _spec(5, lo=0)
+    finetune_epochs: int = _spec(10, lo=0)
+    finetune_layers: int = _spec(30, lo=0)
+    warmup_lr: float = _spec(1e-3, lo=0.0, hi=1.0)
+    finetune_lr: float = _spec(1e-4, lo=0.0, hi=1.0)
+    early_stopping_patience: int = _spec(4, lo=1)
+    reduce_lr_patience: int = _spec(2, lo=1)
+    reduce_lr_factor: float = _spec(0.5, lo=0.01, hi=0.99)
+    class_weights: bool = _spec(True)
+    prefix_cache: bool = _spec(True)
+    cached_views: int = _spec(2, lo=1, hi=32)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    runs: str = _spec("runs", doc="output root; relative paths are relative to the repository")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved settings of one run (frozen: use `override` to derive another)."""
+
+    profile: str = _spec("base")
+    seed: int = _spec(42, lo=0, hi=2**31 - 1)
+    data: DataConfig = _spec(factory=DataConfig)
+    augment: AugmentConfig = _spec(factory=AugmentConfig)
+    audit: AuditConfig = _spec(factory=AuditConfig)
+    model: ModelConfig = _spec(factory=ModelConfig)
+    train: TrainConfig = _spec(factory=TrainConfig)
+    paths: PathsConfig = _spec(factory=PathsConfig)
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def data_root(self) -> Path:
+        """The dataset folder (for ``source: phantoms``, where the phantoms are generated)."""
+        if self.data.source == "phantoms":
+            return paths.cache_root() / "phantoms" / _phantom_key(self)
+        if self.data.root:
+            return paths.resolve(self.data.root)
+        return paths.default_data_root()
+
+    @property
+    def runs_root(self) -> Path:
+        return paths.resolve(self.paths.runs) / self.profile
+
+    def to_dict(self) -> dict[str, Any]:
+        def conv(v: Any) -> Any:
+            if dataclasses.is_dataclass(v):
+                return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            if isinstance(v, tuple):
+                return [conv(x) for x in v]
+            return v
+
+        return conv(self)
+
+    def override(self, updates: Mapping[str, Any]) -> "Config":
+        """Return a copy with dotted keys replaced, validated like the file: ``{"train.seed": 1}``."""
+        nested: dict[str, Any] = {}
+        for dotted, value in updates.items():
+            node = nested
+            parts = dotted.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        return _build(Config, _deep_merge(self.to_dict(), nested), "")
+
+
+def _phantom_key(cfg: Config) -> str:
+    p = cfg.data.phantoms
+    return f"s{cfg.data.image_size}-n{p.train_per_class}-{p.test_per_class}-d{p.duplicates}-seed{cfg.seed}"
+
+
+# ---------------------------------------------------------------------------------------------
+def _deep_merge(base: dict, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _check_value(key: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or (origin is not None and type(None) in args):  # X | None
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_value(key, inner, value, meta)
+    if origin is tuple:  # tuple[str, ...]: a list of choices
+        if value is None:
+            value = []
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        items = tuple(_check_value(f"{key}[{i}]", args[0], v, meta) for i, v in enumerate(value))
+        if len(set(items)) != len(items):
+            raise ConfigError(f"{key}: repeated entries in {list(value)!r}")
+        return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}; got {value!r}")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}: expected a value >= {lo}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: expected a value <= {hi}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of settings, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown setting {key!r} (value {raw[unknown[0]]!r}); "
+                          f"known keys here: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        tp, key = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, raw[name], key + ".")
+        else:
+            kwargs[name] = _check_value(key, tp, raw[name], f.metadata)
+    return cls(**kwargs)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"settings file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("base"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'base' section and 'profiles'")
+    extra = sorted(set(doc) - {"base", "profiles"})
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key {extra[0]!r}; expected 'base' and 'profiles'")
+    return doc
+
+
+def profiles(path: str | os.PathLike | None = None) -> list[str]:
+    """The profile names the settings file defines."""
+    doc = _read_file(Path(path) if path else paths.config_file())
+    return sorted(doc.get("profiles") or {})
+
+
+def load_config(profile: str | None = None, path: str | os.PathLike | None = None,
+                overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``base`` merged with ``profiles[profile]``, apply environment then ``overrides``.
+
+    Args:
+        profile: a profile name from the file (``smoke``, ``cpu``, ``paper``), or None for base.
+        path: the settings file; defaults to the repository's ``_config.yml`` (`paths.config_file`).
+        overrides: dotted keys applied last, e.g. ``{"model.backbone": "vgg16"}``.
+        env: the environment to read ``TUMORLENS_DATA`` / ``TUMORLENS_RUNS`` from (default os.environ).
+    """
+    file = Path(path) if path else paths.config_file()
+    doc = _read_file(file)
+    raw = dict(doc["base"])
+    if profile is not None:
+        known = doc.get("profiles") or {}
+        if profile not in known:
+            raise ConfigError(f"unknown profile {profile!r} in {file}; known: {', '.join(sorted(known))}")
+        raw = _deep_merge(raw, known[profile] or {})
+    if "profile" in raw:
+        raise ConfigError(f"{file}: 'profile' is set by the profile name, not a key (got {raw['profile']!r})")
+    raw["profile"] = profile or "base"
+    env = os.environ if env is None else env
+    if env.get("TUMORLENS_DATA"):
+        raw = _deep_merge(raw, {"data": {"root": env["TUMORLENS_DATA"]}})
+    if env.get("TUMORLENS_RUNS"):
+        raw = _deep_merge(raw, {"paths": {"runs": env["TUMORLENS_RUNS"]}})
+    cfg = _build(Config, raw, "")
+    return cfg.override(overrides) if overrides else cfg

@@ -1,0 +1,105 @@
+"""Execute the paper's notebooks with papermill, one output folder per run.
+
+A *job* is one notebook with one set of parameters, executed into its own run directory
+(``runs/<profile>/<...>/notebook.ipynb``). A job whose run directory holds a completed notebook is
+skipped, so an interrupted `run_profile` resumes where it stopped. A failing notebook stops the
+run with `NotebookFailed`, whose message names the notebook and the failing cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tumorlens import paths
+from tumorlens.config import load_config
+from tumorlens.progress import progress
+
+__all__ = ["Job", "NotebookFailed", "plan", "execute", "run_profile", "notebook_dir"]
+
+DONE = ".done.json"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass(frozen=True)
+class Job:
+    notebook: str                   # stem of notebooks/<stem>.py
+    run_dir: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    page: str | None = None         # name of the book page this run's notebook becomes, if any
+
+    @property
+    def output(self) -> Path:
+        return self.run_dir / "notebook.ipynb"
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / DONE).is_file() and self.output.is_file()
+
+
+def notebook_dir() -> Path:
+    return paths.repo_root() / "notebooks"
+
+
+def plan(profile: str) -> list[Job]:
+    """The jobs of a profile, in order (later notebooks read what earlier ones saved)."""
+    cfg = load_config(profile)
+    root = cfg.runs_root
+    return [
+        Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": cfg.seed},
+            page="01_data"),
+    ]
+
+
+def _to_ipynb(py: Path, dest: Path) -> Path:
+    import jupytext
+
+    nb = jupytext.read(py)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    jupytext.write(nb, dest, fmt="ipynb")
+    return dest
+
+
+def execute(job: Job, *, force: bool = False, log_output: bool = False) -> str:
+    """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    if job.done and not force:
+        return "skipped"
+    src = notebook_dir() / f"{job.notebook}.py"
+    if not src.is_file():
+        raise FileNotFoundError(f"notebook source not found: {src}")
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    (job.run_dir / DONE).unlink(missing_ok=True)
+    source_nb = _to_ipynb(src, job.run_dir / "source.ipynb")
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(source_nb), str(job.output), parameters=job.params, kernel_name="python3",
+                            language="python", cwd=str(paths.repo_root()), progress_bar=False,
+                            log_output=log_output)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"notebook {src.name} failed in cell [{exc.exec_count}] ({exc.ename}: {exc.evalue}); "
+            f"parameters {json.dumps(job.params)}; the partly executed notebook is {job.output}") from None
+    finally:
+        source_nb.unlink(missing_ok=True)
+    (job.run_dir / DONE).write_text(json.dumps({"notebook": job.notebook, "params": job.params,
+                                                "seconds": round(time.time() - t0, 1)}))
+    return "ran"
+
+
+def run_profile(profile: str, *, only: Sequence[str] | None = None, force: bool = False,
+                show_progress: bool = True) -> list[tuple[Job, str]]:
+    """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete ones."""
+    jobs = [j for j in plan(profile) if not only or j.notebook in only]
+    done = []
+    for job in progress(jobs, desc=f"notebooks ({profile})", unit="nb", disable=not show_progress):
+        done.append((job, execute(job, force=force)))
+    return done

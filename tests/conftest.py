@@ -1,0 +1,41 @@
+"""Shared fixtures. Every test writes only under pytest's tmp_path; caches go to a per-session folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("TUMORLENS_DATA") or REPO.parent / "shared" / "data" / "brain-tumor-mri")
+BRISC = REPO.parent / "shared" / "data" / "brisc2025-seg-dev"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep test caches out of the user's ~/.cache (and start each session cold)."""
+    old = os.environ.get("TUMORLENS_CACHE")
+    os.environ["TUMORLENS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("TUMORLENS_PROGRESS", "0")
+    yield
+    if old is None:
+        os.environ.pop("TUMORLENS_CACHE", None)
+    else:
+        os.environ["TUMORLENS_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not (REAL_DATA / "Training").is_dir():
+        pytest.skip(f"real dataset not found at {REAL_DATA} (set TUMORLENS_DATA)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def phantom_root(tmp_path_factory) -> Path:
+    from tumorlens.phantoms import write_phantoms
+
+    root = tmp_path_factory.mktemp("phantoms")
+    write_phantoms(root, size=64, train_per_class=12, test_per_class=4, duplicates=4, seed=7)
+    return root

@@ -1,0 +1,169 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tumorlens.config import CLASSES
+from tumorlens.data import (
+    BadImageError, DatasetNotFoundError, augmentation, labels_of, letterbox, load_images, make_dataset,
+    make_splits, normalise, read_image, scan,
+)
+
+
+def _jpeg_bytes(size=(40, 30), value=128):
+    ok, buf = cv2.imencode(".jpg", np.full((size[1], size[0]), value, np.uint8) + np.arange(size[0], dtype=np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture
+def fuzz_root(tmp_path, phantom_root):
+    """A Kaggle-layout folder holding good phantoms plus one of each kind of bad input."""
+    root = tmp_path / "fuzz"
+    shutil.copytree(phantom_root, root, ignore=shutil.ignore_patterns("masks", "phantoms.json"))
+    g = root / "Training" / "glioma"
+    (g / "zero.jpg").write_bytes(b"")
+    (g / "truncated.jpg").write_bytes(_jpeg_bytes((200, 200))[:300])
+    (g / "text.jpg").write_text("this is not an image\n")
+    (g / "tiny.png").write_bytes(cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes())
+    Image.new("L", (9000, 8000)).save(g / "huge.png")
+    cv2.imwrite(str(g / "sixteen.png"), (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16))
+    Image.new("CMYK", (48, 48), (10, 200, 30, 0)).save(g / "cmyk.jpg")
+    (g / "notes.txt").write_text("annotations")
+    (root / "Training" / "astrocytoma").mkdir()
+    (root / "Training" / "astrocytoma" / "a.jpg").write_bytes(_jpeg_bytes())
+    (root / "Training" / "stray.jpg").write_bytes(_jpeg_bytes())
+    shutil.rmtree(root / "Testing" / "pituitary")
+    (root / "Testing" / "pituitary").mkdir()
+    return root
+
+
+BAD = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "text.jpg": "not an image",
+       "tiny.png": "too small", "huge.png": "too large"}
+
+
+def test_fuzzed_folder_scans_and_names_each_bad_file_once(fuzz_root):
+    report = scan(fuzz_root, show_progress=False)
+    bad = {b["path"].split("/")[-1]: b["reason"] for b in report.bad}
+    assert len(report.bad) == len(BAD) and set(bad) == set(BAD)
+    for name, words in BAD.items():
+        assert words in bad[name], (name, bad[name])
+    conv = {c["path"].split("/")[-1]: c["note"] for c in report.converted}
+    assert "16-bit" in conv["sixteen.png"] and "CMYK" in conv["cmyk.jpg"]
+    counts = report.counts()
+    assert counts["Training"]["glioma"] == 12 + 2  # the two converted files are kept
+    assert counts["Testing"]["pituitary"] == 0
+    assert any("astrocytoma" in w and "unknown class folder" in w for w in report.warnings)
+    assert any("Testing/pituitary: no images" in w for w in report.warnings)
+    ignored = {i["path"] for i in report.ignored}
+    assert "Training/glioma/notes.txt" in ignored and "Training/stray.jpg" in ignored
+    text = report.summary()
+    for name in BAD:
+        assert text.count(name) == 1
+
+
+def test_cli_scan_json_on_fuzzed_folder(fuzz_root):
+    out = subprocess.run([sys.executable, "-m", "tumorlens.cli", "data", "scan", str(fuzz_root), "--json"],
+                         capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout)
+    assert d["n_bad"] == len(BAD) and d["counts"]["Training"]["total"] == 4 * 12 + 2
+
+
+def test_missing_and_empty_dataset_is_one_clear_error(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="make data"):
+        scan(tmp_path / "nowhere", show_progress=False)
+    (tmp_path / "empty" / "Training" / "glioma").mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError, match="no image files"):
+        scan(tmp_path / "empty", show_progress=False)
+    out = subprocess.run([sys.executable, "-m", "tumorlens.cli", "data", "scan", str(tmp_path / "nowhere")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "dataset folder not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_folder_layout_and_class_aliases(tmp_path):
+    for cls in ("glioma", "meningioma", "no_tumor", "pituitary"):
+        (tmp_path / cls).mkdir()
+        cv2.imwrite(str(tmp_path / cls / "a.png"), np.full((40, 40), 100, np.uint8))
+    report = scan(tmp_path, show_progress=False)
+    assert report.layout == "folder" and report.counts()["all"]["notumor"] == 1
+
+
+def test_read_image_grayscale_to_three_channels_and_errors(tmp_path):
+    p = tmp_path / "g.png"
+    cv2.imwrite(str(p), np.arange(50 * 40, dtype=np.uint8).reshape(50, 40))
+    arr, note = read_image(p)
+    assert arr.shape == (50, 40, 3) and arr.dtype == np.uint8 and note is None
+    assert np.array_equal(arr[..., 0], arr[..., 2])
+    with pytest.raises(BadImageError, match="g2.png.*cannot read"):
+        read_image(tmp_path / "g2.png")
+
+
+def test_letterbox_keeps_aspect_ratio():
+    img = np.full((100, 50, 3), 200, np.uint8)
+    out = letterbox(img, 64)
+    assert out.shape == (64, 64, 3)
+    cols = np.nonzero(out[32, :, 0])[0]
+    assert 31 <= len(cols) <= 33 and out[:, 0].max() == 0  # 50/100 * 64 wide, padded left and right
+    assert out[0, 32, 0] == 200  # full height used
+    assert letterbox(np.zeros((64, 64, 3), np.uint8), 64).shape == (64, 64, 3)
+
+
+def test_normalise_modes():
+    x = np.array([[0.0, 127.5, 255.0]], np.float32)
+    assert np.allclose(normalise(x, "tf"), [[-1, 0, 1]])
+    assert np.allclose(normalise(x, "unit"), [[0, 0.5, 1]])
+    assert np.allclose(normalise(x, "raw"), x)
+    assert np.allclose(normalise(x, "caffe"), [[255 - 103.939, 127.5 - 116.779, 0 - 123.68]])
+    with pytest.raises(ValueError, match="'bogus'"):
+        normalise(x, "bogus")
+
+
+def test_splits_official_paper_grouped(phantom_root):
+    report = scan(phantom_root, show_progress=False)
+    off = make_splits(report, "official", seed=1, val_fraction=0.25)
+    assert {r.split for r in off["train"] + off["val"]} == {"Training"}
+    assert {r.split for r in off["test"]} == {"Testing"}
+    assert len(off["val"]) == 12 and np.bincount(labels_of(off["val"]), minlength=4).tolist() == [3, 3, 3, 3]
+    again = make_splits(report, "official", seed=1, val_fraction=0.25)
+    assert [r.rel for r in again["val"]] == [r.rel for r in off["val"]]
+    paper = make_splits(report, "paper", seed=1)
+    sizes = {k: len(v) for k, v in paper.items()}
+    assert sum(sizes.values()) == len(report.records) and sizes["val"] + sizes["test"] == 13
+    assert abs(sizes["val"] - sizes["test"]) <= 1
+    names = [set(r.rel for r in v) for v in paper.values()]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    # grouped: a group never straddles splits
+    groups = {r.rel: i // 2 for i, r in enumerate(report.records)}
+    gs = make_splits(report, "grouped", seed=1, groups=groups)
+    where = {groups[r.rel]: k for k, v in gs.items() for r in v}
+    for k, v in gs.items():
+        assert all(where[groups[r.rel]] == k for r in v)
+
+
+def test_load_images_is_cached_and_shaped(phantom_root):
+    report = scan(phantom_root, show_progress=False)
+    recs = report.records[:10]
+    a = load_images(recs, 48, show_progress=False)
+    b = load_images(recs, 48, show_progress=False)
+    assert a.shape == (10, 48, 48, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+
+
+def test_pipeline_augments_train_only():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(8) % 4
+    aug = augmentation(rotation=0.3, zoom=0.2, translation=0.1, contrast=0.3, seed=1)
+    test = [b for b, _ in make_dataset(x, y, batch_size=8, mode="unit", augment=aug)]
+    again = [b for b, _ in make_dataset(x, y, batch_size=8, mode="unit", augment=aug)]
+    assert np.allclose(test[0].numpy(), x / 255.0) and np.allclose(again[0].numpy(), test[0].numpy())
+    train = next(iter(make_dataset(x, y, batch_size=8, training=True, mode="unit", augment=aug, seed=3)))
+    xb = train[0].numpy()
+    assert xb.shape == (8, 32, 32, 3) and 0 <= xb.min() and xb.max() <= 1
+    assert sorted(train[1].numpy().tolist()) == sorted(y.tolist())
+    # augmented images differ from every original (shuffled order notwithstanding)
+    assert min(np.abs(xb[i] - x[j] / 255.0).mean() for i in range(8) for j in range(8)) > 0.005

@@ -1,0 +1,336 @@
+"""Two-phase transfer learning with prefix caching, and the run directory it writes.
+
+Phase 1 (warm-up) trains the modules and head with the whole backbone frozen. Phase 2 (fine-tuning)
+also trains the last ``finetune_layers`` backbone layers — BatchNormalization layers stay frozen,
+i.e. in inference mode. Both phases use class weights, ReduceLROnPlateau, EarlyStopping (best
+weights restored) and a checkpoint of the best full model (``model.keras``, lowest validation loss).
+
+**Prefix caching** (``train.prefix_cache``). Frozen layers give the same output every epoch, so
+they are computed once:
+
+- the fine-tuning *cut* is the last block boundary (a tensor every later layer depends on alone)
+  that leaves at least ``finetune_layers`` backbone layers after it;
+- for every training image, ``cached_views`` views are made once — view 0 the image itself, the
+  others augmented — and pushed through the frozen prefix up to the cut (and through the rest of
+  the backbone to its features for phase 1);
+- phase 1 trains the head on the cached features, phase 2 the layers after the cut on the cached
+  cut activations. The head and suffix are sub-models sharing the full model's layers, so the full
+  model is trained in place. The uncached path (``prefix_cache: false``) trains the full model on
+  freshly augmented images every epoch; on the same data the two give the same weights (tested).
+
+The run directory receives ``model.keras``, ``history.csv``, ``config.json`` (resolved config, git
+commit, package versions, timings), ``metrics.json`` (official test split and its de-duplicated
+subset) and ``predictions.csv`` (path relative to the dataset root, true class, 4 probabilities).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tumorlens.config import CLASSES, Config
+from tumorlens.progress import progress
+
+__all__ = ["find_cut", "valid_cuts", "TrainResult", "train_model", "train_run", "predict_images", "run_dir_for",
+           "evaluate_run"]
+
+
+# ------------------------------------------------------------------------------------------------
+# graph surgery
+def _parents(layer) -> list:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    return [pn.operation for pn in nodes[0].parent_nodes]
+
+
+def valid_cuts(model, backbone_layer_list: Sequence) -> list[int]:
+    """Indices ``k`` into ``backbone_layer_list`` such that every layer after ``k`` depends only on
+    layer ``k`` and later ones (a tensor that separates the backbone graph)."""
+    index = {id(lay): i for i, lay in enumerate(backbone_layer_list)}
+    n = len(backbone_layer_list)
+    pmin = np.full(n, n, dtype=int)
+    for j, lay in enumerate(backbone_layer_list):
+        ps = [index.get(id(p), -1) for p in _parents(lay)]
+        pmin[j] = min(ps) if ps else -1
+    suffix_min = np.full(n + 1, n, dtype=int)
+    for j in range(n - 1, -1, -1):
+        suffix_min[j] = min(pmin[j], suffix_min[j + 1])
+    return [k for k in range(n) if suffix_min[k + 1] >= k]
+
+
+def find_cut(model, finetune_layers: int) -> tuple[int, list]:
+    """``(k, layers)``: the cut index into the backbone layers for fine-tuning the last
+    ``finetune_layers`` layers (at least that many follow the cut), and the backbone layers."""
+    from tumorlens.models import backbone_layers
+
+    layers = backbone_layers(model)
+    n = len(layers)
+    cuts = valid_cuts(model, layers)
+    ok = [k for k in cuts if n - 1 - k >= finetune_layers]
+    return (max(ok) if ok else -1), layers
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    model: object
+    history: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    cut: dict = field(default_factory=dict)
+
+
+class _EpochLog:
+    """Collects one row per epoch (phase, metrics, learning rate, seconds)."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def callback(self, phase: str):
+        import keras
+
+        log = self
+
+        class _CB(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+                log.rows.append({"phase": phase, "epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()
+                                                                       if k != "learning_rate"},
+                                 "lr": lr, "seconds": round(time.perf_counter() - self._t, 3)})
+
+        return _CB()
+
+
+def _checkpoint(full_model, path: Path):
+    import keras
+
+    class FullModelCheckpoint(keras.callbacks.ModelCheckpoint):
+        """ModelCheckpoint that always saves the full classifier, also while a head/suffix sub-model trains."""
+
+        def set_model(self, model):
+            super().set_model(full_model)
+
+    return FullModelCheckpoint(str(path), monitor="val_loss", save_best_only=True, verbose=0)
+
+
+def _class_weights(y: np.ndarray) -> dict[int, float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    w = compute_class_weight("balanced", classes=present, y=y)
+    return {int(c): float(v) for c, v in zip(present, w)}
+
+
+def _batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str, show: bool) -> list[np.ndarray]:
+    n = len(inputs[0])
+    chunk = max(batch_size, 256)
+    outs: list[list[np.ndarray]] = []
+    for s in progress(range(0, n, chunk), total=-(-n // chunk), desc=desc, unit="chunk", disable=not show):
+        part = [a[s:s + chunk] for a in inputs]
+        r = model.predict(part if len(part) > 1 else part[0], batch_size=batch_size, verbose=0)
+        outs.append(r if isinstance(r, list) else [r])
+    return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+
+def _augmented(images: np.ndarray, aug, seed: int, batch_size: int) -> np.ndarray:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    out = np.empty_like(images)
+    for s in range(0, len(images), batch_size):
+        x = aug(images[s:s + batch_size].astype("float32"), training=True)
+        out[s:s + batch_size] = np.clip(np.asarray(x), 0, 255).round().astype(np.uint8)
+    return out
+
+
+def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                cfg: Config, *, checkpoint_path: Path | None = None, shuffle: bool = True,
+                show_progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """Run both phases on uint8 image arrays; returns the trained model (best weights) and the history."""
+    import keras
+
+    from tumorlens.data import augmentation, make_dataset
+    from tumorlens.models import head_input_names
+
+    t, a = cfg.train, cfg.augment
+    bs = cfg.data.batch_size
+    keras.utils.set_random_seed(cfg.seed)
+    aug = augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=cfg.seed)
+    cw = _class_weights(y_train) if t.class_weights else None
+    elog = _EpochLog()
+    ckpt = _checkpoint(model, checkpoint_path) if checkpoint_path else None
+    timings: dict = {}
+    k, layers = find_cut(model, t.finetune_layers)
+    do_finetune = t.finetune_epochs > 0 and t.finetune_layers > 0
+    cut_info = {"finetune_layers_requested": t.finetune_layers, "backbone_layers": len(layers),
+                "cut_layer": layers[k].name if k >= 0 else None,
+                "trainable_after_cut": len(layers) - 1 - k if k >= 0 else len(layers)}
+
+    def callbacks(phase: str):
+        cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience,
+                                             restore_best_weights=True),
+               keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
+                                                 patience=t.reduce_lr_patience, min_lr=1e-6, verbose=0),
+               elog.callback(phase)]
+        return cbs + ([ckpt] if ckpt else [])
+
+    def compile_(m, lr):
+        m.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    for lay in layers:
+        lay.trainable = False
+    use_cache = t.prefix_cache and (k >= 0 or not do_finetune)
+    if t.prefix_cache and not use_cache:
+        log(f"prefix cache off: no block boundary leaves {t.finetune_layers} layers to fine-tune")
+    head_names = head_input_names(model, backbone)
+    feat_t = [model.get_layer(n).output for n in head_names]
+
+    if use_cache:
+        t0 = time.perf_counter()
+        cut_t = layers[k].output if (do_finetune and k >= 0) else feat_t[0]
+        extra_t = feat_t[1:]  # the SBR edge map, computed from the raw image
+        prefix = keras.Model(model.inputs, [cut_t, *extra_t])
+        n_views = t.cached_views
+        cache_tr = []
+        for v in range(n_views):
+            xv = x_train if v == 0 else _augmented(x_train, aug, cfg.seed + v, bs)
+            cache_tr.append(_batched_predict(prefix, [xv.astype("float32")], bs, f"caching view {v + 1}/{n_views}",
+                                             show_progress))
+        cache_va = _batched_predict(prefix, [x_val.astype("float32")], bs, "caching val", show_progress)
+        train_cut = [np.concatenate([c[i] for c in cache_tr]) for i in range(len(cache_tr[0]))]
+        y_views = np.concatenate([y_train] * n_views)
+        if cut_t is feat_t[0]:
+            train_feat, val_feat = train_cut, cache_va
+        else:
+            mid = keras.Model(cut_t, feat_t[0])
+            train_feat = [_batched_predict(mid, [train_cut[0]], bs, "caching features", show_progress)[0], *train_cut[1:]]
+            val_feat = [_batched_predict(mid, [cache_va[0]], bs, "caching features (val)", False)[0], *cache_va[1:]]
+        timings["cache_seconds"] = round(time.perf_counter() - t0, 2)
+        if t.warmup_epochs > 0:
+            head = keras.Model(feat_t, model.outputs)
+            compile_(head, t.warmup_lr)
+            t0 = time.perf_counter()
+            head.fit(train_feat, y_views, validation_data=(val_feat, y_val), epochs=t.warmup_epochs, batch_size=bs,
+                     class_weight=cw, shuffle=shuffle, callbacks=callbacks("warmup"), verbose=2)
+            timings["warmup_seconds"] = round(time.perf_counter() - t0, 2)
+        if do_finetune:
+            for lay in layers[k + 1:]:
+                lay.trainable = not isinstance(lay, keras.layers.BatchNormalization)
+            suffix = keras.Model([cut_t, *extra_t], model.outputs)
+            compile_(suffix, t.finetune_lr)
+            t0 = time.perf_counter()
+            suffix.fit(train_cut, y_views, validation_data=(cache_va, y_val), epochs=t.finetune_epochs,
+                       batch_size=bs, class_weight=cw, shuffle=shuffle, callbacks=callbacks("finetune"), verbose=2)
+            timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
+    else:
+        ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed)
+        if not shuffle:  # deterministic order, still augmented
+            ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=False, seed=cfg.seed)
+        ds_va = make_dataset(x_val, y_val, batch_size=bs)
+        if t.warmup_epochs > 0:
+            compile_(model, t.warmup_lr)
+            t0 = time.perf_counter()
+            model.fit(ds_tr, validation_data=ds_va, epochs=t.warmup_epochs, class_weight=cw,
+                      callbacks=callbacks("warmup"), verbose=2)
+            timings["warmup_seconds"] = round(time.perf_counter() - t0, 2)
+        if do_finetune:
+            start = k + 1 if k >= 0 else 0
+            for lay in layers[start:]:
+                lay.trainable = not isinstance(lay, keras.layers.BatchNormalization)
+            compile_(model, t.finetune_lr)
+            t0 = time.perf_counter()
+            model.fit(ds_tr, validation_data=ds_va, epochs=t.finetune_epochs, class_weight=cw,
+                      callbacks=callbacks("finetune"), verbose=2)
+            timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
+    for phase in ("warmup", "finetune"):
+        secs = [r["seconds"] for r in elog.rows if r["phase"] == phase]
+        if secs:
+            timings[f"{phase}_epoch_seconds_mean"] = round(float(np.mean(secs)), 3)
+    timings["prefix_cache"] = use_cache
+    return TrainResult(model, elog.rows, timings, cut_info)
+
+
+def predict_images(model, images: np.ndarray, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    """Class probabilities ``(N, 4)`` for uint8 images ``(N, S, S, 3)``."""
+    if len(images) == 0:
+        return np.zeros((0, len(CLASSES)), np.float32)
+    return _batched_predict(model, [images.astype("float32")], batch_size, "predicting", show_progress)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+def run_dir_for(cfg: Config) -> Path:
+    from tumorlens.models import variant_name
+
+    return cfg.runs_root / variant_name(cfg.model.backbone, cfg.model.modules) / f"seed-{cfg.seed}"
+
+
+def evaluate_run(run_dir: Path, probs: np.ndarray, records, dedup: set[str]) -> dict:
+    """Write ``metrics.json`` and ``predictions.csv`` for test records; return the metrics."""
+    from tumorlens.metrics import classification_metrics
+    from tumorlens.runinfo import write_json
+
+    y = np.array([r.label for r in records], dtype=int)
+    mask = np.array([r.rel in dedup for r in records], dtype=bool)
+    metrics = {"official": classification_metrics(y, probs), "dedup": classification_metrics(y[mask], probs[mask])}
+    write_json(run_dir / "metrics.json", metrics)
+    with open(run_dir / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true_class", *[f"p_{c}" for c in CLASSES], "pred_class", "dedup"])
+        for r, p, m in zip(records, probs, mask):
+            w.writerow([r.rel, r.cls, *[f"{v:.6f}" for v in p], CLASSES[int(np.argmax(p))], int(m)])
+    return metrics
+
+
+def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show_progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Train one configuration end to end and write its run directory; returns the summary dict."""
+    import keras
+
+    from tumorlens.data import prepare
+    from tumorlens.models import build_classifier
+    from tumorlens.runinfo import environment, write_json
+
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prep = prep or prepare(cfg, show_progress=show_progress)
+    x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
+    x_va, y_va = prep.images("val", show_progress), prep.labels("val")
+    keras.utils.set_random_seed(cfg.seed)
+    m = cfg.model
+    vit = {}
+    model = build_classifier(m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights,
+                             dropout=m.dropout, vit=vit or None)
+    result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, checkpoint_path=run_dir / "model.keras",
+                         show_progress=show_progress, log=log)
+    best = keras.models.load_model(run_dir / "model.keras") if (run_dir / "model.keras").is_file() else result.model
+    if not (run_dir / "model.keras").is_file():
+        best.save(run_dir / "model.keras")
+    t0 = time.perf_counter()
+    probs = predict_images(best, prep.images("test", show_progress), cfg.data.batch_size, show_progress)
+    result.timings["test_predict_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics = evaluate_run(run_dir, probs, prep.splits["test"], set(prep.dedup_test))
+    with open(run_dir / "history.csv", "w", newline="") as f:
+        keys = sorted({k for r in result.history for k in r}, key=lambda k: (k not in ("phase", "epoch"), k))
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(result.history)
+    wall = round(time.perf_counter() - t_start, 1)
+    summary = {"run_dir": str(run_dir), "variant": best.name, "backbone": m.backbone, "modules": list(m.modules),
+               "seed": cfg.seed, "parameters": int(best.count_params()),
+               "accuracy": metrics["official"]["accuracy"], "macro_f1": metrics["official"]["macro_f1"],
+               "dedup_accuracy": metrics["dedup"].get("accuracy"), "dedup_macro_f1": metrics["dedup"].get("macro_f1"),
+               "n_train": int(len(y_tr)), "n_val": int(len(y_va)), "n_test": int(len(probs)),
+               "n_test_dedup": int(metrics["dedup"]["n"]), "wall_seconds": wall,
+               "timings": result.timings, "cut": result.cut}
+    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "data_root": str(prep.root),
+                                         "environment": environment(), "summary": summary})
+    return summary

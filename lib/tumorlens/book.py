@@ -34,6 +34,20 @@ def _build_info(profile: str) -> str:
             f"`{cfg.data_root}`.\n```\n")
 
 
+def _copy_page(src: Path, dest: Path, title: str | None) -> None:
+    """Copy an executed notebook into the book, retitled when ``title`` is given."""
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    if title:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+                first, _, rest = cell.source.lstrip().partition("\n")
+                cell.source = f"# {title}\n{rest}"
+                break
+    nbformat.write(nb, dest)
+
+
 def build_book(profile: str = "smoke", *, strict: bool = False, run: bool = True) -> Path:
     """Run the profile's notebooks (resumable), then ``jupyter-book build book/``; returns index.html."""
     book = book_dir()
@@ -43,7 +57,7 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool = True
     gen.mkdir(parents=True)
     for job, _ in jobs:
         if job.page:
-            shutil.copy2(job.output, gen / f"{job.page}.ipynb")
+            _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
     (gen / "build_info.md").write_text(_build_info(profile))
     import plotly
 

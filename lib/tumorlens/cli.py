@@ -5,6 +5,8 @@
                                                exact / near duplicates across splits, de-duplicated test
     tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehub)
     tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
+    tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
+    tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
     tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
     tumorlens book --profile P [--strict]      run them and build the Jupyter Book
     tumorlens config show [--profile P]        the resolved settings as JSON
@@ -97,6 +99,42 @@ def _cmd_config_show(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from tumorlens.backbones import REGISTRY
+    from tumorlens.models import block_costs
+
+    rows = block_costs(args.backbones or list(REGISTRY), image_size=args.image_size)
+    if args.json:
+        _print_json({"image_size": args.image_size, "blocks": rows})
+        return 0
+    print(f"{'backbone':20s}{'feature map':>16s}{'block':>9s}{'parameters':>12s}{'MFLOPs':>10s}{'% of backbone':>15s}")
+    for r in rows:
+        fm = "x".join(map(str, r["feature_map"]))
+        print(f"{r['backbone']:20s}{fm:>16s}{r['block']:>9s}{r['parameters']:12,d}{r['flops'] / 1e6:10.2f}"
+              f"{100 * r['parameters_vs_backbone']:14.2f}%")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from tumorlens.config import load_config
+    from tumorlens.train import train_run
+
+    overrides = {"seed": args.seed} if args.seed is not None else {}
+    if args.backbone:
+        overrides["model.backbone"] = args.backbone
+    if args.modules is not None:
+        overrides["model.modules"] = [m for m in args.modules if m]
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        import yaml
+
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_config(args.profile, overrides=overrides)
+    summary = train_run(cfg, run_dir=args.out)
+    _print_json(summary)
+    return 0
+
+
 def _cmd_run(args) -> int:
     from tumorlens.runner import run_profile
 
@@ -153,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--seed", type=int, default=42)
     ph.set_defaults(func=_cmd_data_phantoms)
 
+    mo = sub.add_parser("models", help="parameters and FLOPs of MAB, ResPath, SBR vs SE and CBAM on each backbone")
+    mo.add_argument("--json", action="store_true")
+    mo.add_argument("--image-size", type=int, default=224)
+    mo.add_argument("--backbones", nargs="*", help="default: all")
+    mo.set_defaults(func=_cmd_models)
+
+    t = sub.add_parser("train", help="train one configuration into its run directory")
+    t.add_argument("--profile", default="smoke")
+    t.add_argument("--backbone", default=None)
+    t.add_argument("--modules", nargs="*", default=None, help="any of mab respath sbr (se cbam)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override settings, e.g. train.prefix_cache=false")
+    t.add_argument("--out", default=None, help="run directory (default runs/<profile>/<variant>/seed-<n>)")
+    t.set_defaults(func=_cmd_train)
+
     r = sub.add_parser("run", help="execute the notebooks of a profile with papermill (resumable)")
     r.add_argument("--profile", default="smoke")
     r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
@@ -177,10 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tumorlens.data import BadImageError, DatasetNotFoundError
     from tumorlens.runner import NotebookFailed
 
+    try:
+        from tumorlens.backbones import WeightsUnavailableError
+    except ImportError:  # pragma: no cover - keras missing
+        WeightsUnavailableError = DatasetNotFoundError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed) as exc:
+    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed, WeightsUnavailableError) as exc:
         print(f"tumorlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

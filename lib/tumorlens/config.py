@@ -90,11 +90,22 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ViTConfig:
+    patch_size: int = _spec(16, lo=2, hi=64)
+    dim: int = _spec(128, lo=8, hi=1024)
+    depth: int = _spec(4, lo=1, hi=24)
+    heads: int = _spec(4, lo=1, hi=16)
+    mlp_dim: int = _spec(256, lo=8, hi=4096)
+    dropout: float = _spec(0.1, lo=0.0, hi=0.9)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     backbone: str = _spec("efficientnet_lite0", choices=BACKBONES)
     weights: str = _spec("imagenet", doc="imagenet | none | a path to a weights file")
     modules: tuple[str, ...] = _spec((), choices=MODULES)
     dropout: float = _spec(0.3, lo=0.0, hi=0.95)
+    vit: ViTConfig = _spec(factory=ViTConfig)
 
 
 @dataclass(frozen=True)

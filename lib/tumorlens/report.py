@@ -12,7 +12,8 @@ import numpy as np
 
 from tumorlens.config import CLASSES
 
-__all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table"]
+__all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table",
+           "training_curves", "confusion_matrix", "metrics_table"]
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f7f", "pituitary": "#2ca02c"}
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
@@ -74,3 +75,51 @@ def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
                   "kept (de-duplicated)"]
     df["share with a copy"] = (df["any copy in Training"] / df["Testing images"]).map("{:.0%}".format)
     return df
+
+
+def training_curves(history: Sequence[Mapping], title: str = "Training curves"):
+    """Loss and accuracy per epoch, train vs validation, phases separated (rows of ``history.csv``)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    xs = list(range(1, len(history) + 1))
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        for prefix, dash, name in (("", "solid", "train"), ("val_", "dash", "validation")):
+            ys = [float(r.get(prefix + key, "nan")) for r in history]
+            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(dash=dash),
+                            legendgroup=name, showlegend=col == 1, row=1, col=col)
+    phases = [r.get("phase") for r in history]
+    if "finetune" in phases and "warmup" in phases:
+        x0 = phases.index("finetune") + 0.5
+        for col in (1, 2):
+            fig.add_vline(x=x0, line=dict(color="grey", dash="dot"), row=1, col=col)
+        fig.add_annotation(x=x0, y=1.05, yref="paper", text="fine-tuning starts", showarrow=False)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title=title, height=360, margin=dict(t=70))
+    return fig
+
+
+def confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
+    """Heatmap of a confusion matrix (rows: true class, columns: predicted), with counts."""
+    import plotly.graph_objects as go
+
+    names = [PRETTY[c] for c in CLASSES]
+    z = np.asarray(cm)
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=z, texttemplate="%{text}",
+                               showscale=False))
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      height=380, width=440, margin=dict(t=60))
+    return fig
+
+
+def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1."""
+    import pandas as pd
+
+    rows = {}
+    for name, m in metrics.items():
+        if not m.get("n"):
+            continue
+        rows[name] = {"images": m["n"], "accuracy": round(m["accuracy"], 4), "macro-F1": round(m["macro_f1"], 4),
+                      **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES}}
+    return pd.DataFrame(rows).T

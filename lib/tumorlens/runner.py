@@ -33,6 +33,7 @@ class Job:
     run_dir: Path
     params: dict[str, Any] = field(default_factory=dict)
     page: str | None = None         # name of the book page this run's notebook becomes, if any
+    title: str | None = None        # that page's title (replaces the notebook's first heading)
 
     @property
     def output(self) -> Path:
@@ -47,14 +48,30 @@ def notebook_dir() -> Path:
     return paths.repo_root() / "notebooks"
 
 
+#: The variants whose training notebooks become book pages, by role.
+BOOK_VARIANTS = {"standard": (), "all_modules": ("mab", "respath", "sbr")}
+
+
+def _train_job(profile: str, root: Path, backbone: str, modules: Sequence[str], seed: int,
+               page: str | None = None, overrides: dict | None = None) -> Job:
+    from tumorlens.models import variant_name
+
+    run_dir = root / variant_name(backbone, modules) / f"seed-{seed}"
+    title = f"Training: {variant_name(backbone, modules)}" + (f" (seed {seed})" if page is None else "")
+    return Job("02_train", run_dir, {"profile": profile, "backbone": backbone, "modules": list(modules), "seed": seed,
+                                     "run_dir": str(run_dir), "overrides": overrides or {}}, page=page, title=title)
+
+
 def plan(profile: str) -> list[Job]:
     """The jobs of a profile, in order (later notebooks read what earlier ones saved)."""
     cfg = load_config(profile)
     root = cfg.runs_root
-    return [
-        Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": cfg.seed},
-            page="01_data"),
-    ]
+    bb = cfg.model.backbone
+    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": cfg.seed},
+                page="01_data")]
+    for role, mods in BOOK_VARIANTS.items():
+        jobs.append(_train_job(profile, root, bb, mods, cfg.seed, page=f"02_train_{role}"))
+    return jobs
 
 
 def _to_ipynb(py: Path, dest: Path) -> Path:
@@ -66,14 +83,17 @@ def _to_ipynb(py: Path, dest: Path) -> Path:
     return dest
 
 
-def execute(job: Job, *, force: bool = False, log_output: bool = False) -> str:
-    """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``."""
+def execute(job: Job, *, force: bool = False, log_output: bool = False, notebooks: Path | None = None) -> str:
+    """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``.
+
+    ``notebooks`` is the folder holding ``<job.notebook>.py`` (default: the repository's ``notebooks/``).
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     if job.done and not force:
         return "skipped"
-    src = notebook_dir() / f"{job.notebook}.py"
+    src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
     if not src.is_file():
         raise FileNotFoundError(f"notebook source not found: {src}")
     job.run_dir.mkdir(parents=True, exist_ok=True)

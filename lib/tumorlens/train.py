@@ -238,7 +238,7 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
         if t.warmup_epochs > 0:
             compile_(model, t.warmup_lr)
             t0 = time.perf_counter()
-            model.fit(ds_tr, validation_data=ds_va, epochs=t.warmup_epochs, class_weight=cw,
+            model.fit(ds_tr, validation_data=ds_va, epochs=t.warmup_epochs, class_weight=cw, shuffle=False,
                       callbacks=callbacks("warmup"), verbose=2)
             timings["warmup_seconds"] = round(time.perf_counter() - t0, 2)
         if do_finetune:
@@ -247,7 +247,7 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
                 lay.trainable = not isinstance(lay, keras.layers.BatchNormalization)
             compile_(model, t.finetune_lr)
             t0 = time.perf_counter()
-            model.fit(ds_tr, validation_data=ds_va, epochs=t.finetune_epochs, class_weight=cw,
+            model.fit(ds_tr, validation_data=ds_va, epochs=t.finetune_epochs, class_weight=cw, shuffle=False,
                       callbacks=callbacks("finetune"), verbose=2)
             timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
     for phase in ("warmup", "finetune"):
@@ -306,9 +306,9 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
     x_va, y_va = prep.images("val", show_progress), prep.labels("val")
     keras.utils.set_random_seed(cfg.seed)
     m = cfg.model
-    vit = {}
+    vit = cfg.to_dict()["model"]["vit"] if m.backbone == "vit" else None
     model = build_classifier(m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights,
-                             dropout=m.dropout, vit=vit or None)
+                             dropout=m.dropout, vit=vit)
     result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, checkpoint_path=run_dir / "model.keras",
                          show_progress=show_progress, log=log)
     best = keras.models.load_model(run_dir / "model.keras") if (run_dir / "model.keras").is_file() else result.model

@@ -1,0 +1,133 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from tumorlens.backbones import REGISTRY, WeightsUnavailableError, build_backbone, get_spec
+from tumorlens.config import BACKBONES, load_config
+from tumorlens.models import build_classifier, variant_name
+
+SUBSETS = [c for r in range(4) for c in itertools.combinations(("mab", "respath", "sbr"), r)]
+SIZE = 32
+rng = np.random.default_rng(0)
+X = (rng.random((4, SIZE, SIZE, 3)) * 255).astype("float32")
+Y = np.array([0, 1, 2, 3])
+
+
+def test_registry_matches_config_names():
+    assert tuple(REGISTRY) == BACKBONES
+    with pytest.raises(ValueError, match="'resnet50'"):
+        get_spec("resnet50")
+
+
+def _one_sgd_step(model, lr=0.01):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(Y, model(X, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    for v, g in zip(model.trainable_variables, grads):
+        if g is not None:
+            v.assign_sub(lr * g)
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_module_subset_builds_trains_and_round_trips(backbone, tmp_path):
+    """Each backbone x subset of {mab, respath, sbr}: build, one training step, .keras round trip."""
+    for mods in SUBSETS:
+        model = build_classifier(backbone, mods, image_size=SIZE, weights="none", dropout=0.0)
+        assert model.name == variant_name(backbone, mods).replace("+", "-")
+        head = model.get_layer("predictions").kernel
+        before = np.array(head)
+        _one_sgd_step(model)
+        assert not np.array_equal(before, np.array(head)), mods
+        for name in ("mab", "sbr"):  # leave the identity start so the round trip checks these weights too
+            if name in mods:
+                model.get_layer(name).gamma.assign(0.5)
+        probs = np.asarray(model(X, training=False))
+        assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        again = keras.models.load_model(path)
+        assert np.allclose(np.asarray(again(X, training=False)), probs, atol=1e-5), mods
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_graph_is_flat_and_grad_cam_layer_has_gradients(backbone):
+    import tensorflow as tf
+
+    model = build_classifier(backbone, ("mab", "respath", "sbr"), image_size=64, weights="none")
+    target = model.get_layer(get_spec(backbone).target_layer)
+    assert not any(isinstance(lay, keras.Model) for lay in model.layers)  # no nested backbone
+    grad_model = keras.Model(model.inputs, [target.output, model.output])
+    x = tf.constant(X[:1].repeat(2, 1).repeat(2, 2))
+    with tf.GradientTape() as tape:
+        fmap, probs = grad_model(x)
+        score = probs[:, 0]
+    g = tape.gradient(score, fmap)
+    assert g is not None and g.shape == fmap.shape and len(fmap.shape) == 4
+
+
+def test_module_argument_checks():
+    with pytest.raises(ValueError, match=r"\['attention'\]"):
+        build_classifier("vgg16", ["attention"], image_size=32)
+    with pytest.raises(ValueError, match="image_size=16"):
+        build_classifier("vgg16", [], image_size=16)
+    assert variant_name("vgg16", ["sbr", "mab"]) == "vgg16+mab+sbr"
+
+
+def test_offline_imagenet_download_fails_with_the_file_and_folder(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(fname, origin=None, **kw):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_classifier("mobilenetv2", [], image_size=96, weights="imagenet")
+    msg = str(err.value)
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in msg and ".keras" in msg
+    with pytest.raises(WeightsUnavailableError, match="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        build_classifier("vgg16", [], image_size=64, weights="imagenet")
+    with pytest.raises(WeightsUnavailableError, match="no-such-file"):
+        build_classifier("vgg16", [], image_size=64, weights="no-such-file.h5")
+
+
+def test_weights_from_a_path(tmp_path):
+    inp = keras.Input((SIZE, SIZE, 3))
+    a = build_backbone("vgg16", inp, "none")
+    a.save_weights(tmp_path / "b.weights.h5")
+    b = build_backbone("vgg16", keras.Input((SIZE, SIZE, 3)), str(tmp_path / "b.weights.h5"))
+    assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
+
+
+def test_efficientnet_lite0_imagenet_port_classifies_cat_and_espresso():
+    """The converted ImageNet weights are right: top-1 is a cat for chelsea, espresso/cup for coffee."""
+    skdata = pytest.importorskip("skimage.data")
+    from tumorlens.backbones import build_efficientnet_lite0
+    from tumorlens.data import letterbox
+
+    model = build_efficientnet_lite0(keras.Input((224, 224, 3)), include_top=True, weights="imagenet")
+    cat = model.predict(letterbox(skdata.chelsea(), 224)[None].astype("float32"), verbose=0)[0]
+    cup = model.predict(letterbox(skdata.coffee(), 224)[None].astype("float32"), verbose=0)[0]
+    assert int(cat.argmax()) in range(281, 286), np.argsort(cat)[::-1][:5]
+    assert int(cup.argmax()) in (967, 968), np.argsort(cup)[::-1][:5]
+
+
+def test_cpu_profile_uses_the_offline_backbone():
+    cfg = load_config("cpu")
+    assert cfg.model.backbone == "efficientnet_lite0" and cfg.model.weights == "imagenet"
+
+
+def test_block_costs_are_measured_per_backbone():
+    from tumorlens.models import block_costs
+
+    rows = {r["block"]: r for r in block_costs(["vgg16"], image_size=64)}
+    c = 512
+    assert rows["se"]["parameters"] == (c * (c // 16) + c // 16) + ((c // 16) * c + c)  # two dense layers
+    assert rows["cbam"]["parameters"] == rows["se"]["parameters"] + 7 * 7 * 2 + 1
+    assert rows["sbr"]["parameters"] == 3 * 3 * 4 + 1 + 1  # gate conv + gamma
+    assert rows["mab"]["flops"] > rows["cbam"]["flops"] > rows["se"]["flops"] > 0
+    assert all(r["feature_map"] == [2, 2, 512] for r in rows.values())

@@ -1,0 +1,102 @@
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from tumorlens.config import load_config
+from tumorlens.models import backbone_layers, build_classifier
+from tumorlens.train import find_cut, train_model, train_run, valid_cuts
+
+
+def test_valid_cuts_never_split_a_residual():
+    inp = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 1, name="a")(inp)
+    b = keras.layers.Conv2D(4, 1, name="b")(a)
+    c = keras.layers.Conv2D(4, 1, name="c")(b)
+    d = keras.layers.Add(name="d")([a, c])  # a skips over b and c
+    e = keras.layers.Conv2D(4, 1, name="e")(d)
+    model = keras.Model(inp, e)
+    layers = [lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)]
+    names = [layers[k].name for k in valid_cuts(model, layers)]
+    assert names == ["a", "d", "e"]
+
+
+def test_find_cut_leaves_at_least_the_requested_layers():
+    model = build_classifier("mobilenetv2", (), image_size=32)
+    n = len(backbone_layers(model))
+    for want in (1, 10, 30, 60):
+        k, layers = find_cut(model, want)
+        assert n - 1 - k >= want
+    k, _ = find_cut(model, 10_000)
+    assert k == -1  # everything trainable: nothing to cache
+
+
+def _tiny_cfg(prefix_cache: bool):
+    return load_config("smoke", overrides={
+        "seed": 3, "data.batch_size": 8, "model.dropout": 0.0,
+        "augment.rotation": 0.0, "augment.zoom": 0.0, "augment.translation": 0.0, "augment.contrast": 0.0,
+        "train.warmup_epochs": 2, "train.finetune_epochs": 2, "train.finetune_layers": 12,
+        "train.reduce_lr_patience": 10, "train.early_stopping_patience": 10, "train.cached_views": 1,
+        "train.prefix_cache": prefix_cache})
+
+
+@pytest.mark.parametrize("modules", [(), ("mab", "respath", "sbr")])
+def test_prefix_caching_matches_uncached_training(modules, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (24, 64, 64, 3), dtype=np.uint8)
+    y = np.arange(24) % 4
+    xv, yv = x[:8], y[:8]
+    keras.utils.set_random_seed(1)
+    # the pretrained Lite0 (the cpu profile's backbone): random-init backbones give vanishing features
+    model = build_classifier("efficientnet_lite0", modules, image_size=64, weights="imagenet", dropout=0.0)
+    if "mab" in modules:  # start away from the identity so the modules' weights move
+        model.get_layer("mab").gamma.assign(0.3)
+        model.get_layer("sbr").gamma.assign(0.3)
+    model.save_weights(tmp_path / "init.weights.h5")
+    cached = train_model(model, "efficientnet_lite0", x, y, xv, yv, _tiny_cfg(True), shuffle=False, show_progress=False)
+    assert cached.timings["prefix_cache"] and cached.cut["trainable_after_cut"] >= 12
+    w_cached = [w.copy() for w in cached.model.get_weights()]
+    twin = build_classifier("efficientnet_lite0", modules, image_size=64, dropout=0.0)
+    twin.load_weights(tmp_path / "init.weights.h5")
+    plain = train_model(twin, "efficientnet_lite0", x, y, xv, yv, _tiny_cfg(False), shuffle=False, show_progress=False)
+    assert not plain.timings["prefix_cache"]
+    w_plain = plain.model.get_weights()
+    init = build_classifier("efficientnet_lite0", modules, image_size=64, dropout=0.0)
+    init.load_weights(tmp_path / "init.weights.h5")
+    moved = sum(not np.allclose(a, b) for a, b in zip(init.get_weights(), w_plain))
+    assert moved > 5  # training changed the head and the fine-tuned layers
+    for a, b in zip(w_cached, w_plain):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+    assert [r["phase"] for r in cached.history] == ["warmup"] * 2 + ["finetune"] * 2
+    for rc, rp in zip(cached.history, plain.history):
+        assert rc["loss"] == pytest.approx(rp["loss"], rel=1e-3)
+
+
+def test_smoke_run_writes_a_complete_run_directory(tmp_path):
+    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "model.backbone": "mobilenetv2",
+                                          "model.modules": ["sbr"]})
+    summary = train_run(cfg, show_progress=False)
+    run = tmp_path / "smoke" / "mobilenetv2+sbr" / "seed-42"
+    assert summary["run_dir"] == str(run)
+    for name in ("model.keras", "history.csv", "config.json", "metrics.json", "predictions.csv"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split in ("official", "dedup"):
+        m = metrics[split]
+        assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
+        assert set(m["per_class"]) == {"glioma", "meningioma", "notumor", "pituitary"}
+        assert np.array(m["confusion_matrix"]).sum() == m["n"]
+    assert metrics["official"]["n"] == 60 and metrics["dedup"]["n"] < 60
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert len(rows) == 60 and rows[0]["path"].startswith("Testing/")
+    assert abs(sum(float(rows[0][f"p_{c}"]) for c in ("glioma", "meningioma", "notumor", "pituitary")) - 1) < 1e-4
+    info = json.loads((run / "config.json").read_text())
+    assert info["config"]["profile"] == "smoke" and info["config"]["model"]["modules"] == ["sbr"]
+    assert info["environment"]["packages"]["tensorflow"] and "commit" in info["environment"]["git"]
+    assert info["summary"]["wall_seconds"] > 0
+    hist = list(csv.DictReader(open(run / "history.csv")))
+    assert [h["phase"] for h in hist] == ["warmup", "finetune"]
+    model = keras.models.load_model(run / "model.keras")
+    assert model.name == "mobilenetv2-sbr"

@@ -40,7 +40,8 @@ def test_a_failing_notebook_names_itself_and_the_cell(nbdir, tmp_path):
     with pytest.raises(NotebookFailed) as err:
         execute(job, notebooks=nbdir)
     msg = str(err.value)
-    assert "double.py" in msg and "cell [3]" in msg and "ValueError: negative value" in msg
+    assert "double.py" in msg and "failed in cell 3 " in msg and "ValueError: negative value" in msg
+    assert "'if value < 0:'" in msg
     assert not job.done  # an interrupted or failed job is rerun next time
 
 

@@ -124,6 +124,27 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    cam: str = _spec("gradcam", choices=("gradcam", "gradcam++"))
+    threshold: str = _spec("otsu", choices=("otsu", "percentile", "fixed"))
+    value: float = _spec(0.5, lo=0.0, hi=100.0, doc="percentile (0-100) or fixed level (0-1)")
+    hi: float = _spec(0.7, lo=0.0, hi=1.0)
+    mid: float = _spec(0.35, lo=0.0, hi=1.0)
+    lo: float = _spec(0.1, lo=0.0, hi=1.0)
+    iterations: int = _spec(5, lo=1, hi=50)
+    tune: bool = _spec(True, doc="choose threshold, hi and mid on the tuning part of the masks")
+    tune_fraction: float = _spec(0.5, lo=0.05, hi=0.95)
+    pointing_tolerance: int = _spec(0, lo=0, hi=64)
+    masks: str | None = _spec(None, doc="expert-mask folder (BRISC layout); null: ../shared/data/brisc2025-seg-dev "
+                                       "when present, else none")
+
+    def params(self):
+        from tumorlens.segment import SegmentParams
+
+        return SegmentParams(self.threshold, self.value, self.hi, self.mid, self.iterations, self.lo)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     runs: str = _spec("runs", doc="output root; relative paths are relative to the repository")
 
@@ -139,6 +160,7 @@ class Config:
     audit: AuditConfig = _spec(factory=AuditConfig)
     model: ModelConfig = _spec(factory=ModelConfig)
     train: TrainConfig = _spec(factory=TrainConfig)
+    segment: SegmentConfig = _spec(factory=SegmentConfig)
     paths: PathsConfig = _spec(factory=PathsConfig)
 
     # -- derived -------------------------------------------------------------------------------

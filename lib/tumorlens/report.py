@@ -13,7 +13,8 @@ import numpy as np
 from tumorlens.config import CLASSES
 
 __all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table",
-           "training_curves", "confusion_matrix", "metrics_table"]
+           "training_curves", "confusion_matrix", "metrics_table", "overlay", "segmentation_gallery",
+           "segmentation_table", "dice_boxes"]
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f7f", "pituitary": "#2ca02c"}
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
@@ -123,3 +124,73 @@ def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa
         rows[name] = {"images": m["n"], "accuracy": round(m["accuracy"], 4), "macro-F1": round(m["macro_f1"], 4),
                       **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES}}
     return pd.DataFrame(rows).T
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A CAM drawn over an image (jet colour map), uint8 RGB."""
+    import cv2
+
+    heat = cv2.applyColorMap(np.clip(cam * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return np.clip((1 - alpha) * image.astype(np.float32) + alpha * heat, 0, 255).astype(np.uint8)
+
+
+def _mask_panel(image: np.ndarray, mask: np.ndarray, colour=(255, 60, 60)) -> np.ndarray:
+    import cv2
+
+    out = (image.astype(np.float32) * 0.6).astype(np.uint8)
+    out[mask] = (0.5 * out[mask] + 0.5 * np.array(colour)).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, colour, 1)
+    return out
+
+
+def segmentation_gallery(rows: Sequence[tuple], tile: int = 160) -> np.ndarray:
+    """Compose rows of ``(title, image, cam, cam_mask, grabcut_mask, expert_mask)`` into one RGB image:
+    image | CAM overlay | binarised CAM | GrabCut mask | expert mask."""
+    import cv2
+
+    heads = ["image", "Grad-CAM", "binarised CAM", "CAM + GrabCut", "expert mask"]
+    out_rows = []
+    for title, img, cam, cmask, gmask, truth in rows:
+        tiles = [img, overlay(img, cam), _mask_panel(img, cmask, (255, 200, 0)), _mask_panel(img, gmask),
+                 _mask_panel(img, truth, (60, 220, 60))]
+        tiles = [cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA) for t in tiles]
+        band = np.full((22, tile * len(tiles), 3), 255, np.uint8)
+        cv2.putText(band, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        out_rows.append(np.vstack([band, np.hstack(tiles)]))
+    header = np.full((22, tile * len(heads), 3), 235, np.uint8)
+    for k, h in enumerate(heads):
+        cv2.putText(header, h, (k * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([header, *out_rows])
+
+
+def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
+    """Per class: n, mean and median (quartiles) Dice and IoU for CAM-only and CAM + GrabCut, pointing game."""
+    import pandas as pd
+
+    rows = {}
+    for cls, d in summary["per_class"].items():
+        if f"{prefix}dice_cam" not in d or not d[f"{prefix}dice_cam"]:
+            continue
+        row = {"images": d["n"], "classified correctly": f"{d['accuracy']:.0%}"}
+        for kind, name in (("cam", "CAM"), ("grabcut", "CAM+GrabCut")):
+            for metric in ("dice", "iou"):
+                s = d[f"{prefix}{metric}_{kind}"]
+                row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} mean"] = round(s["mean"], 3)
+                row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} median [IQR]"] = \
+                    f"{s['median']:.3f} [{s['q1']:.2f}-{s['q3']:.2f}]"
+        row["pointing game"] = f"{d[f'{prefix}pointing']:.0%}"
+        rows[PRETTY.get(cls, cls)] = row
+    return pd.DataFrame(rows).T
+
+
+def dice_boxes(rows: Sequence[Mapping], prefix: str = "", title: str = "Dice per image"):
+    """Box plots of Dice per class: CAM-only vs CAM + GrabCut (rows of ``per_image.csv``)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for kind, name in (("cam", "CAM only"), ("grabcut", "CAM + GrabCut")):
+        fig.add_box(x=[PRETTY.get(r["class"], r["class"]) for r in rows],
+                    y=[float(r[f"{prefix}dice_{kind}"]) for r in rows], name=name, boxmean=True)
+    fig.update_layout(title=title, boxmode="group", yaxis_title="Dice", yaxis_range=[0, 1], height=400)
+    return fig

@@ -83,6 +83,27 @@ def _to_ipynb(py: Path, dest: Path) -> Path:
     return dest
 
 
+def _source_cell(executed: Path, cell_index: int) -> tuple[int, str]:
+    """(1-based cell number in the source notebook, its first line) of the cell that raised in the
+    executed notebook (the one with an error output), not counting the cells papermill adds."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError):
+        return cell_index + 1, ""
+    k = 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+            continue
+        k += 1
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            lines = cell.source.strip().splitlines()
+            return k, (lines[0] if lines else "")
+    return cell_index + 1, ""
+
+
 def execute(job: Job, *, force: bool = False, log_output: bool = False, notebooks: Path | None = None) -> str:
     """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``.
 
@@ -105,9 +126,10 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
                             language="python", cwd=str(paths.repo_root()), progress_bar=False,
                             log_output=log_output)
     except PapermillExecutionError as exc:
+        cell, first_line = _source_cell(job.output, exc.cell_index)
         raise NotebookFailed(
-            f"notebook {src.name} failed in cell [{exc.exec_count}] ({exc.ename}: {exc.evalue}); "
-            f"parameters {json.dumps(job.params)}; the partly executed notebook is {job.output}") from None
+            f"notebook {src.name} failed in cell {cell} ({exc.ename}: {exc.evalue}) — the cell starting "
+            f"{first_line!r}; parameters {json.dumps(job.params)}; the partly executed notebook is {job.output}") from None
     finally:
         source_nb.unlink(missing_ok=True)
     (job.run_dir / DONE).write_text(json.dumps({"notebook": job.notebook, "params": job.params,

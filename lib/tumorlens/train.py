@@ -20,7 +20,8 @@ they are computed once:
 
 The run directory receives ``model.keras``, ``history.csv``, ``config.json`` (resolved config, git
 commit, package versions, timings), ``metrics.json`` (official test split and its de-duplicated
-subset) and ``predictions.csv`` (path relative to the dataset root, true class, 4 probabilities).
+subset), ``predictions.csv`` (path relative to the dataset root, true class, 4 probabilities) and
+``val_predictions.csv`` (the same for validation, used to pick ensemble members without the test set).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tumorlens.config import CLASSES, Config
 from tumorlens.progress import progress
 
 __all__ = ["find_cut", "valid_cuts", "TrainResult", "train_model", "train_run", "predict_images", "run_dir_for",
-           "evaluate_run"]
+           "evaluate_run", "write_predictions"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,6 +273,18 @@ def run_dir_for(cfg: Config) -> Path:
     return cfg.runs_root / variant_name(cfg.model.backbone, cfg.model.modules) / f"seed-{cfg.seed}"
 
 
+def write_predictions(path: Path, records, probs: np.ndarray, dedup: set[str] | None = None) -> None:
+    """Per-image CSV: path (relative to the dataset root), true class, the 4 probabilities, the
+    predicted class and — for test sets — whether the image is in the de-duplicated subset."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true_class", *[f"p_{c}" for c in CLASSES], "pred_class",
+                    *(["dedup"] if dedup is not None else [])])
+        for r, p in zip(records, probs):
+            w.writerow([r.rel, r.cls, *[f"{v:.6f}" for v in p], CLASSES[int(np.argmax(p))],
+                        *([int(r.rel in dedup)] if dedup is not None else [])])
+
+
 def evaluate_run(run_dir: Path, probs: np.ndarray, records, dedup: set[str]) -> dict:
     """Write ``metrics.json`` and ``predictions.csv`` for test records; return the metrics."""
     from tumorlens.metrics import classification_metrics
@@ -281,11 +294,7 @@ def evaluate_run(run_dir: Path, probs: np.ndarray, records, dedup: set[str]) -> 
     mask = np.array([r.rel in dedup for r in records], dtype=bool)
     metrics = {"official": classification_metrics(y, probs), "dedup": classification_metrics(y[mask], probs[mask])}
     write_json(run_dir / "metrics.json", metrics)
-    with open(run_dir / "predictions.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "true_class", *[f"p_{c}" for c in CLASSES], "pred_class", "dedup"])
-        for r, p, m in zip(records, probs, mask):
-            w.writerow([r.rel, r.cls, *[f"{v:.6f}" for v in p], CLASSES[int(np.argmax(p))], int(m)])
+    write_predictions(run_dir / "predictions.csv", records, probs, dedup)
     return metrics
 
 
@@ -318,6 +327,8 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
     probs = predict_images(best, prep.images("test", show_progress), cfg.data.batch_size, show_progress)
     result.timings["test_predict_seconds"] = round(time.perf_counter() - t0, 2)
     metrics = evaluate_run(run_dir, probs, prep.splits["test"], set(prep.dedup_test))
+    write_predictions(run_dir / "val_predictions.csv", prep.splits["val"],
+                      predict_images(best, x_va, cfg.data.batch_size))
     with open(run_dir / "history.csv", "w", newline="") as f:
         keys = sorted({k for r in result.history for k in r}, key=lambda k: (k not in ("phase", "epoch"), k))
         w = csv.DictWriter(f, fieldnames=keys)

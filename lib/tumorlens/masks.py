@@ -1,0 +1,314 @@
+"""Scoring the weak masks against ground truth: expert masks (BRISC 2025) or the phantoms' own.
+
+    items = brisc_items("../shared/data/brisc2025-seg-dev")      # or phantom_items(root)
+    cams = explain_items(model, "efficientnet_lite0", items, 224)
+    tune, report = split_items(items, 0.5, seed=42)
+    params = tune_params(cams, tune)                            # thresholds chosen on `tune` only
+    rows = score_items(cams, report, params)                    # per image: Dice, IoU, pointing game
+    summary = summarise(rows)                                   # per class: mean, median, quartiles
+
+Images are letterboxed to the model input, explained and segmented there, and the masks are mapped
+back to the image's own resolution before they are compared with the expert mask (tumour where the
+mask is > 127). Masks are only ever used for scoring and for choosing thresholds on the tuning part;
+nothing is trained on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from tumorlens.config import CLASSES
+from tumorlens.progress import progress
+from tumorlens.segment import SegmentParams, dice, iou, pointing_game, segment, unletterbox_mask
+
+__all__ = ["MaskItem", "brisc_items", "phantom_items", "explain_items", "split_items", "score_items",
+           "tune_params", "summarise", "ItemCams", "default_mask_root", "evaluate_segmentation"]
+
+_BRISC = re.compile(r"brisc2025_(?P<split>\w+?)_(?P<id>\d+)_(?P<cls>gl|me|pi|no|nt)_(?P<view>ax|co|sa)_t1$")
+_BRISC_CLASS = {"gl": "glioma", "me": "meningioma", "pi": "pituitary", "no": "notumor", "nt": "notumor"}
+
+
+@dataclass(frozen=True)
+class MaskItem:
+    image: Path
+    mask: Path
+    cls: str
+    view: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.image.stem
+
+
+def brisc_items(root: str | Path) -> list[MaskItem]:
+    """Image/mask pairs of a BRISC 2025 segmentation folder (``images/*.jpg``, ``masks/<stem>.png``)."""
+    root = Path(root)
+    if not (root / "images").is_dir() or not (root / "masks").is_dir():
+        raise FileNotFoundError(f"{root} must hold images/ and masks/ (the BRISC 2025 segmentation layout)")
+    items = []
+    for img in sorted((root / "images").iterdir()):
+        m = _BRISC.match(img.stem)
+        mask = root / "masks" / f"{img.stem}.png"
+        if m and mask.is_file():
+            items.append(MaskItem(img, mask, _BRISC_CLASS[m["cls"]], m["view"]))
+    if not items:
+        raise FileNotFoundError(f"no BRISC image/mask pairs found under {root}")
+    return items
+
+
+def phantom_items(root: str | Path, split: str = "Testing") -> list[MaskItem]:
+    """The tumour phantoms of ``split`` with their ground-truth masks (see `tumorlens.phantoms`)."""
+    root = Path(root)
+    items = []
+    for cls in CLASSES:
+        if cls == "notumor":
+            continue
+        for img in sorted((root / split / cls).glob("*.png")):
+            items.append(MaskItem(img, root / "masks" / split / cls / img.name, cls, "ax"))
+    return items
+
+
+def split_items(items: Sequence[MaskItem], tune_fraction: float = 0.5, seed: int = 42
+                ) -> tuple[list[MaskItem], list[MaskItem]]:
+    """Split into a tuning part and a reporting part, stratified by class (seeded)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = [it.cls for it in items]
+    a, b = train_test_split(list(range(len(items))), train_size=tune_fraction, random_state=seed, stratify=labels)
+    return [items[i] for i in sorted(a)], [items[i] for i in sorted(b)]
+
+
+@dataclass
+class ItemCams:
+    """Everything the scoring needs per item, computed once: images, CAMs, predictions, truth."""
+
+    items: list[MaskItem]
+    images: np.ndarray        # uint8 (N, S, S, 3), letterboxed
+    cams: np.ndarray          # float32 (N, S, S), CAM of the predicted class
+    cams_true: np.ndarray     # float32 (N, S, S), CAM of the true class (isolates segmentation from classification)
+    probs: np.ndarray         # (N, 4)
+    truths: list[np.ndarray]  # bool (H, W) at each image's own resolution
+    shapes: list[tuple[int, int]]
+
+    def index(self, subset: Sequence[MaskItem]) -> list[int]:
+        pos = {it.id: i for i, it in enumerate(self.items)}
+        return [pos[it.id] for it in subset]
+
+
+def explain_items(model, backbone: str, items: Sequence[MaskItem], image_size: int, *, method: str = "gradcam",
+                  batch_size: int = 16, show_progress: bool = True) -> ItemCams:
+    """Letterbox, predict and compute CAMs (predicted and true class) for every item."""
+    from tumorlens.backbones import get_spec
+    from tumorlens.data import letterbox, read_image
+    from tumorlens.explain import grad_cam, predict_and_explain
+
+    target = get_spec(backbone).target_layer
+    images, truths, shapes = [], [], []
+    for it in items:
+        arr, _ = read_image(it.image)
+        images.append(letterbox(arr, image_size))
+        shapes.append(arr.shape[:2])
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise ValueError(f"{it.mask}: cannot read the mask")
+        if m.shape != arr.shape[:2]:
+            m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST)
+        truths.append(m > 127)
+    x = np.stack(images)
+    probs, cams = [], []
+    for s in progress(range(0, len(x), batch_size), total=-(-len(x) // batch_size), desc="Grad-CAM", unit="batch",
+                      disable=not show_progress):
+        p, c = predict_and_explain(model, x[s:s + batch_size], target, method=method, batch_size=batch_size)
+        probs.append(p)
+        cams.append(c)
+    true_idx = [CLASSES.index(it.cls) for it in items]
+    cams_true = grad_cam(model, x, target, true_idx, method=method, batch_size=batch_size)
+    return ItemCams(list(items), x, np.concatenate(cams), cams_true, np.concatenate(probs), truths, shapes)
+
+
+def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
+                params: SegmentParams = SegmentParams(), *, tolerance: int = 0, oracle: bool = True) -> list[dict]:
+    """Per-image scores of the CAM-only and CAM + GrabCut masks against the truth."""
+    rows = []
+    for i in ic.index(subset if subset is not None else ic.items):
+        it = ic.items[i]
+        pred = CLASSES[int(np.argmax(ic.probs[i]))]
+        truth = ic.truths[i]
+        row = {"id": it.id, "class": it.cls, "view": it.view, "predicted": pred, "correct": pred == it.cls,
+               "p_true": float(ic.probs[i][CLASSES.index(it.cls)])}
+        variants = [("", ic.cams[i], pred)] + ([("oracle_", ic.cams_true[i], it.cls)] if oracle else [])
+        for prefix, cam, cls in variants:
+            masks = segment(ic.images[i], cam, cls, params)
+            for kind in ("cam", "grabcut"):
+                full = unletterbox_mask(masks[kind], ic.shapes[i])
+                row[f"{prefix}dice_{kind}"] = dice(full, truth)
+                row[f"{prefix}iou_{kind}"] = iou(full, truth)
+            # a notumor prediction localises nothing: it scores as a miss
+            cam_full = unletterbox_cam(cam, ic.shapes[i]) if cls != "notumor" else np.zeros(ic.shapes[i], np.float32)
+            row[f"{prefix}pointing"] = pointing_game(cam_full, truth, tolerance)
+        rows.append(row)
+    return rows
+
+
+def unletterbox_cam(cam: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
+    """Undo the letterbox for a float map (crop the padding, resize bilinearly)."""
+    size = cam.shape[0]
+    h, w = original_hw
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return cv2.resize(np.asarray(cam, np.float32)[top:top + nh, left:left + nw], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def tune_params(ic: ItemCams, tune: Sequence[MaskItem], base: SegmentParams = SegmentParams(),
+                show_progress: bool = False) -> tuple[SegmentParams, list[dict]]:
+    """Choose the binarisation and the GrabCut levels by mean Dice on the tuning items (true-class CAMs,
+    so classification errors do not steer the thresholds). Returns the chosen params and the grid."""
+    grid = []
+    thresholds = [("otsu", 0.5)] + [("percentile", p) for p in (80.0, 85.0, 90.0, 95.0)] + \
+                 [("fixed", v) for v in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    best_cam = (-1.0, thresholds[0])
+    for method, value in thresholds:
+        p = replace(base, threshold=method, value=value)
+        rows = _score_kind(ic, tune, p, "cam")
+        grid.append({"step": "cam", "threshold": method, "value": value, "mean_dice": rows})
+        if rows > best_cam[0]:
+            best_cam = (rows, (method, value))
+    p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1])
+    best_gc = (-1.0, (base.hi, base.mid, base.lo))
+    triples = [(hi, mid, lo) for hi, mid, lo in itertools.product((0.6, 0.7, 0.8, 0.9), (0.3, 0.4, 0.5), (0.05, 0.1, 0.2))
+               if lo < mid < hi]
+    for hi, mid, lo in progress(triples, desc="tuning GrabCut", unit="setting", disable=not show_progress):
+        score = _score_kind(ic, tune, replace(p_cam, hi=hi, mid=mid, lo=lo), "grabcut")
+        grid.append({"step": "grabcut", "hi": hi, "mid": mid, "lo": lo, "mean_dice": score})
+        if score > best_gc[0]:
+            best_gc = (score, (hi, mid, lo))
+    hi, mid, lo = best_gc[1]
+    return replace(p_cam, hi=hi, mid=mid, lo=lo), grid
+
+
+def _score_kind(ic: ItemCams, subset: Sequence[MaskItem], params: SegmentParams, kind: str) -> float:
+    from tumorlens.segment import binarise, grabcut_mask, head_mask
+
+    scores = []
+    for i in ic.index(subset):
+        cam, img = ic.cams_true[i], ic.images[i]
+        head = head_mask(img)
+        m = binarise(cam, params.threshold, params.value) & head if kind == "cam" else grabcut_mask(img, cam, head, params)
+        scores.append(dice(unletterbox_mask(m, ic.shapes[i]), ic.truths[i]))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def summarise(rows: Sequence[dict]) -> dict:
+    """Per class and overall: n, mean / median / quartiles of Dice and IoU (CAM-only and GrabCut),
+    pointing-game rate, classification accuracy on these images."""
+    def stats(vals):
+        v = np.asarray(vals, float)
+        if not len(v):
+            return {}
+        return {"mean": float(v.mean()), "median": float(np.median(v)), "q1": float(np.quantile(v, 0.25)),
+                "q3": float(np.quantile(v, 0.75))}
+
+    groups = {c: [r for r in rows if r["class"] == c] for c in CLASSES if any(r["class"] == c for r in rows)}
+    groups["all"] = list(rows)
+    out = {}
+    for name, rs in groups.items():
+        d = {"n": len(rs), "accuracy": float(np.mean([r["correct"] for r in rs])) if rs else None}
+        for prefix in ("", "oracle_"):
+            if rs and f"{prefix}dice_cam" not in rs[0]:
+                continue
+            for kind in ("cam", "grabcut"):
+                for metric in ("dice", "iou"):
+                    d[f"{prefix}{metric}_{kind}"] = stats([r[f"{prefix}{metric}_{kind}"] for r in rs])
+            d[f"{prefix}pointing"] = float(np.mean([r[f"{prefix}pointing"] for r in rs])) if rs else None
+        out[name] = d
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+def default_mask_root(cfg) -> Path | None:
+    """Where the expert masks are: ``segment.masks``, ``$TUMORLENS_MASKS``, or the development copy
+    ``../shared/data/brisc2025-seg-dev`` beside the repository; None when there are none."""
+    import os
+
+    from tumorlens import paths
+
+    for cand in (cfg.segment.masks, os.environ.get("TUMORLENS_MASKS"),
+                 paths.repo_root().parent / "shared" / "data" / "brisc2025-seg-dev"):
+        if cand and (Path(cand) / "masks").is_dir():
+            return Path(cand)
+    return None
+
+
+def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | None = None, model=None,
+                          show_progress: bool = True) -> dict:
+    """Score a trained run's Grad-CAM (+ GrabCut) masks against ground truth and write the results.
+
+    Ground truth: the phantoms' masks for ``data.source: phantoms``, else the expert masks
+    (`default_mask_root`). Thresholds are tuned on ``segment.tune_fraction`` of the items (by class)
+    and every reported number comes from the other part. Writes into ``out_dir`` (default
+    ``<run_dir>/segmentation``): ``per_image.csv``, ``summary.json``, ``tuning.json`` and
+    ``gallery_<class>.png`` (best / median / worst by GrabCut Dice).
+    """
+    import csv
+
+    import keras
+
+    from tumorlens.report import segmentation_gallery
+    from tumorlens.runinfo import write_json
+
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / "segmentation"
+    out.mkdir(parents=True, exist_ok=True)
+    model = model or keras.models.load_model(run_dir / "model.keras")
+    if cfg.data.source == "phantoms":
+        source, items = "phantoms (synthetic ground truth)", phantom_items(cfg.data_root)
+    else:
+        root = default_mask_root(cfg)
+        if root is None:
+            raise FileNotFoundError("no expert masks found: set segment.masks in _config.yml or TUMORLENS_MASKS to a "
+                                    "folder in the BRISC 2025 layout (images/, masks/); see data/README.md")
+        source, items = f"BRISC 2025 expert masks ({root.name})", brisc_items(root)
+    s = cfg.segment
+    ic = explain_items(model, cfg.model.backbone, items, cfg.data.image_size, method=s.cam,
+                       show_progress=show_progress)
+    tune_part, report_part = split_items(items, s.tune_fraction, cfg.seed)
+    params, grid = (tune_params(ic, tune_part, s.params(), show_progress) if s.tune else (s.params(), []))
+    rows = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
+    summary = {"source": source, "n_items": len(items), "n_tune": len(tune_part), "n_report": len(rows),
+               "cam": s.cam, "params": params.__dict__, "tuned": s.tune, "per_class": summarise(rows)}
+    write_json(out / "summary.json", summary)
+    write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grid})
+    with open(out / "per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    from tumorlens.segment import segment as seg
+
+    pos = {it.id: i for i, it in enumerate(ic.items)}
+    for cls in sorted({r["class"] for r in rows}):
+        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: r["dice_grabcut"])
+        picks = [("best", rs[-1]), ("median", rs[len(rs) // 2]), ("worst", rs[0])]
+        panels = []
+        for label, r in picks:
+            i = pos[r["id"]]
+            masks = seg(ic.images[i], ic.cams[i], r["predicted"], params)
+            truth = unletterbox_to_input(ic.truths[i], ic.images.shape[1])
+            panels.append((f"{label}: Dice {r['dice_grabcut']:.2f} (pred. {r['predicted']})", ic.images[i],
+                           ic.cams[i], masks["cam"], masks["grabcut"], truth))
+        cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(segmentation_gallery(panels), cv2.COLOR_RGB2BGR))
+    return summary
+
+
+def unletterbox_to_input(truth: np.ndarray, size: int) -> np.ndarray:
+    """An original-resolution mask letterboxed to the model input (for display next to the CAM)."""
+    from tumorlens.data import letterbox
+
+    return letterbox(truth.astype(np.uint8)[..., None].repeat(3, 2) * 255, size)[..., 0] > 127

@@ -1,0 +1,140 @@
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from tumorlens.data import letterbox
+from tumorlens.explain import cam_maps, grad_cam, predict_and_explain, upsample_normalise
+from tumorlens.phantoms import render_phantom
+from tumorlens.segment import (
+    SegmentParams, binarise, dice, grabcut_mask, head_mask, iou, pointing_game, segment, unletterbox_mask,
+)
+
+
+def _two_region_model():
+    """Class 0 = mean red, class 1 = mean green, through a 1x1 conv 'target' layer: the evidence for each
+    class lies exactly where that colour is."""
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(2, 1, use_bias=False, activation="relu", name="target")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    model = keras.Model(inp, out)
+    model.get_layer("target").set_weights([np.array([[[[1, 0], [0, 1], [0, 0]]]], "float32")])
+    model.get_layer("predictions").set_weights([np.eye(2, dtype="float32") * 0.1, np.zeros(2, "float32")])
+    return model
+
+
+def _two_region_image():
+    img = np.zeros((1, 32, 32, 3), "float32")
+    img[0, 2:14, 2:14, 0] = 255.0   # red: top-left, larger -> class 0 wins
+    img[0, 22:30, 22:30, 1] = 255.0  # green: bottom-right
+    return img
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_cam_finds_the_known_discriminative_region(method):
+    model, img = _two_region_model(), _two_region_image()
+    c0 = grad_cam(model, img, "target", 0, method=method)[0]
+    c1 = grad_cam(model, img, "target", 1, method=method)[0]
+    assert c0[2:14, 2:14].mean() > 0.8 and c0[22:30, 22:30].mean() < 0.05
+    assert c1[22:30, 22:30].mean() > 0.8 and c1[2:14, 2:14].mean() < 0.05
+    assert np.array_equal(grad_cam(model, img, "target", None, method=method), c0[None])  # None = argmax = 0
+
+
+def test_shapes_range_and_none_means_argmax_on_a_classifier():
+    from tumorlens.models import build_classifier
+
+    model = build_classifier("mobilenetv2", ("sbr",), image_size=32, weights="none")
+    x = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3)).astype("uint8")
+    probs, maps = predict_and_explain(model, x, "out_relu")
+    assert maps.shape == (3, 32, 32) and maps.dtype == np.float32 and maps.min() >= 0 and maps.max() <= 1
+    assert np.allclose(grad_cam(model, x, "out_relu", list(probs.argmax(1))), maps)
+    raw, p2 = cam_maps(model, x, "out_relu")
+    assert raw.shape == (3, 1, 1) and np.allclose(p2, probs, atol=1e-6)
+    with pytest.raises(ValueError, match="method='cam'"):
+        grad_cam(model, x, "out_relu", method="cam")
+    with pytest.raises(ValueError, match="'nope'"):
+        grad_cam(model, x, "nope")
+
+
+def test_upsample_normalise_scales_each_map_and_zeroes_flat_ones():
+    maps = np.stack([np.arange(4, dtype="float32").reshape(2, 2), np.full((2, 2), 3.0, "float32")])
+    out = upsample_normalise(maps, (8, 8))
+    assert out.shape == (2, 8, 8) and out[0].min() == 0 and out[0].max() == 1 and not out[1].any()
+
+
+# ---------------------------------------------------------------------------------------------
+def _phantom(cls="meningioma", seed=1, size=128):
+    img, mask = render_phantom(cls, size, seed)
+    return np.repeat(img[..., None], 3, axis=2), mask > 0
+
+
+def test_binarise_methods():
+    cam = np.zeros((10, 10), "float32")
+    cam[2:5, 2:5] = 1.0
+    cam[6:, 6:] = 0.4
+    assert binarise(cam, "otsu").sum() in (9, 25)
+    assert binarise(cam, "fixed", 0.5).sum() == 9
+    assert binarise(cam, "percentile", 90).sum() == 9
+    assert not binarise(np.full((4, 4), 0.3), "otsu").any()
+    with pytest.raises(ValueError, match="method='mean'"):
+        binarise(cam, "mean")
+
+
+def test_head_mask_covers_the_head_not_the_background():
+    img, _ = _phantom("notumor")
+    head = head_mask(img)
+    gray = img[..., 0]
+    assert head[64, 64] and not head[0, 0] and not head[-1, -1]
+    assert (gray[head] > 20).mean() > 0.9 and (gray[~head] < 40).mean() > 0.9
+    assert not head_mask(np.zeros((32, 32, 3), np.uint8)).any()
+
+
+def test_grabcut_refines_a_blurred_cam_to_the_lesion():
+    """A CAM that is the true mask blurred (a coarse, spread-out map): GrabCut recovers the boundary."""
+    scores = []
+    for cls in ("glioma", "meningioma", "pituitary"):
+        for seed in range(3):
+            img, truth = _phantom(cls, seed=seed)
+            cam = cv2.GaussianBlur(truth.astype("float32"), (0, 0), 6)
+            cam = (cam - cam.min()) / (cam.max() - cam.min())
+            masks = segment(img, cam, cls, SegmentParams(threshold="fixed", value=0.2, hi=0.8, mid=0.3, lo=0.1))
+            scores.append((dice(masks["cam"], truth), dice(masks["grabcut"], truth)))
+    cam_only, grabcut = np.mean(scores, axis=0)
+    assert grabcut > 0.75 and grabcut > cam_only + 0.2
+
+
+def test_degenerate_cases_are_empty_by_definition():
+    img, truth = _phantom("glioma")
+    flat = np.full(truth.shape, 0.5, "float32")
+    assert not segment(img, flat, "glioma")["grabcut"].any() and not segment(img, flat, "glioma")["cam"].any()
+    outside = np.zeros(truth.shape, "float32")
+    outside[:8, :8] = 1.0  # all evidence in the image corner, outside the head
+    assert not grabcut_mask(img, outside).any()
+    cam = cv2.GaussianBlur(truth.astype("float32"), (0, 0), 4)
+    both = segment(img, cam / cam.max(), "notumor")  # a no-tumour prediction: no mask by design
+    assert not both["cam"].any() and not both["grabcut"].any()
+
+
+def test_scores():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2] = True
+    b[1:3] = True
+    assert dice(a, b) == pytest.approx(0.5) and iou(a, b) == pytest.approx(1 / 3)
+    assert dice(a, a) == 1 and dice(~a & a, ~a & a) == 1.0 and dice(a, ~a) == 0.0
+    cam = np.zeros((10, 10))
+    cam[1, 1] = 1
+    m = np.zeros((10, 10), bool)
+    m[4:6, 4:6] = True
+    assert not pointing_game(cam, m) and pointing_game(cam, m, tolerance=5) and not pointing_game(np.ones((10, 10)), m)
+    cam[5, 5] = 2
+    assert pointing_game(cam, m)
+
+
+def test_unletterbox_inverts_letterbox():
+    mask = np.zeros((60, 90), np.uint8)
+    mask[10:40, 20:70] = 1
+    boxed = letterbox(mask[..., None].repeat(3, 2) * 255, 96)[..., 0] > 127
+    back = unletterbox_mask(boxed, (60, 90))
+    assert back.shape == (60, 90) and dice(back, mask.astype(bool)) > 0.95

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+
+from tumorlens.config import load_config
+from tumorlens.masks import (
+    brisc_items, default_mask_root, evaluate_segmentation, explain_items, phantom_items, score_items, split_items,
+    summarise, tune_params,
+)
+from tumorlens.models import build_classifier
+
+
+def test_phantom_items_pair_images_with_masks(phantom_root):
+    items = phantom_items(phantom_root)
+    assert len(items) == 12 and {it.cls for it in items} == {"glioma", "meningioma", "pituitary"}
+    assert all(it.mask.is_file() for it in items)
+
+
+def test_scoring_pipeline_shapes_on_phantoms(phantom_root):
+    items = phantom_items(phantom_root)
+    model = build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="imagenet")
+    ic = explain_items(model, "efficientnet_lite0", items, 64, show_progress=False)
+    assert ic.images.shape == (12, 64, 64, 3) and ic.cams.shape == ic.cams_true.shape == (12, 64, 64)
+    assert 0 <= ic.cams.min() and ic.cams.max() <= 1
+    tune, report = split_items(items, 0.5, seed=1)
+    assert len(tune) == len(report) == 6 and not {i.id for i in tune} & {i.id for i in report}
+    params, grid = tune_params(ic, tune)
+    assert grid and 0 <= params.mid <= params.hi <= 1
+    rows = score_items(ic, report, params)
+    assert len(rows) == 6
+    for r in rows:
+        for k in ("dice_cam", "iou_cam", "dice_grabcut", "iou_grabcut", "oracle_dice_grabcut"):
+            assert 0 <= r[k] <= 1
+        assert r["iou_grabcut"] <= r["dice_grabcut"] + 1e-9
+    s = summarise(rows)
+    assert s["all"]["n"] == 6 and set(s["all"]["dice_grabcut"]) == {"mean", "median", "q1", "q3"}
+
+
+def test_evaluate_segmentation_writes_results(tmp_path):
+    """A smoke run end to end: a (random-weight) model's masks scored against the phantoms' truth."""
+    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 4,
+                                          "data.phantoms.test_per_class": 6, "data.phantoms.duplicates": 0,
+                                          "model.modules": ["sbr"]})
+    from tumorlens.phantoms import write_phantoms
+
+    write_phantoms(cfg.data_root, size=64, train_per_class=4, test_per_class=6, duplicates=0, seed=cfg.seed)
+    run = tmp_path / "run"
+    run.mkdir()
+    build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="none").save(run / "model.keras")
+    summary = evaluate_segmentation(cfg, run, show_progress=False)
+    out = run / "segmentation"
+    assert summary["n_report"] == 9 and summary["source"].startswith("phantoms")
+    for name in ("summary.json", "tuning.json", "per_image.csv", "gallery_glioma.png", "gallery_pituitary.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "summary.json").read_text())["per_class"]["all"]["n"] == 9
+
+
+def test_brisc_expert_masks_are_read(tmp_path):
+    from tumorlens.config import load_config as lc
+
+    root = default_mask_root(lc("cpu"))
+    if root is None:
+        pytest.skip("BRISC 2025 masks not found (../shared/data/brisc2025-seg-dev or TUMORLENS_MASKS)")
+    items = brisc_items(root)
+    counts = {c: sum(it.cls == c for it in items) for c in ("glioma", "meningioma", "pituitary")}
+    assert len(items) == 430 and counts == {"glioma": 127, "meningioma": 153, "pituitary": 150}
+    with pytest.raises(FileNotFoundError, match="images/ and masks/"):
+        brisc_items(tmp_path)

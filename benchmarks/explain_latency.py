@@ -18,12 +18,11 @@ import numpy as np
 
 
 def main() -> None:
-    import keras
-
     from tumorlens.backbones import get_spec
     from tumorlens.config import CLASSES, load_config
     from tumorlens.data import prepare
     from tumorlens.explain import predict_and_explain
+    from tumorlens.models import load_model
     from tumorlens.runinfo import environment, write_json
     from tumorlens.segment import segment
 
@@ -36,35 +35,47 @@ def main() -> None:
     info = json.loads((Path(args.run_dir) / "config.json").read_text())["config"]
     cfg = load_config(info["profile"], overrides={"model.backbone": info["model"]["backbone"],
                                                   "model.modules": info["model"]["modules"]})
-    model = keras.models.load_model(Path(args.run_dir) / "model.keras")
+    model = load_model(args.run_dir)
     target = get_spec(cfg.model.backbone).target_layer
     x = prepare(cfg, show_progress=False).images("test", show_progress=False)[: args.images]
     params = cfg.segment.params()
 
+    parts = {"cam": [], "segment": []}
+
     def pipeline(batch):
+        t0 = time.perf_counter()
         probs, cams = predict_and_explain(model, batch, target, method=cfg.segment.cam, batch_size=len(batch))
+        t1 = time.perf_counter()
         for img, cam, p in zip(batch, cams, probs):
             segment(img, cam, CLASSES[int(np.argmax(p))], params)
+        parts["cam"].append((t1 - t0) / len(batch))
+        parts["segment"].append((time.perf_counter() - t1) / len(batch))
 
     pipeline(x[:1])  # warm-up: builds the gradient function
     pipeline(x[: args.batch])
     single = []
+    parts["cam"].clear()
+    parts["segment"].clear()
     for i in range(len(x)):
         t0 = time.perf_counter()
         pipeline(x[i:i + 1])
         single.append(time.perf_counter() - t0)
+    breakdown = {k: 1000 * float(np.median(v)) for k, v in parts.items()}
     t0 = time.perf_counter()
     for s in range(0, len(x), args.batch):
         pipeline(x[s:s + args.batch])
     batched = time.perf_counter() - t0
     res = {"run_dir": args.run_dir, "profile": cfg.profile, "variant": model.name, "image_size": cfg.data.image_size,
            "n_images": len(x), "single_ms": {"median": 1000 * float(np.median(single)),
-                                             "p90": 1000 * float(np.quantile(single, 0.9))},
+                                             "p90": 1000 * float(np.quantile(single, 0.9)),
+                                             "predict_and_gradcam_median": breakdown["cam"],
+                                             "head_mask_and_grabcut_median": breakdown["segment"]},
            "batched": {"batch_size": args.batch, "images_per_second": len(x) / batched,
                        "ms_per_image": 1000 * batched / len(x)},
            "target_ms": 150, "environment": environment()}
     path = write_json(Path(args.out) / f"explain_latency_{cfg.profile}.json", res)
-    print(f"one image: median {res['single_ms']['median']:.0f} ms (p90 {res['single_ms']['p90']:.0f} ms); "
+    print(f"one image: median {res['single_ms']['median']:.0f} ms (p90 {res['single_ms']['p90']:.0f} ms; "
+          f"predict + Grad-CAM {breakdown['cam']:.0f} ms, head mask + GrabCut {breakdown['segment']:.0f} ms); "
           f"batched x{args.batch}: {res['batched']['images_per_second']:.1f} images/s; wrote {path}")
 
 

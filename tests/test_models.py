@@ -131,3 +131,15 @@ def test_block_costs_are_measured_per_backbone():
     assert rows["sbr"]["parameters"] == 3 * 3 * 4 + 1 + 1  # gate conv + gamma
     assert rows["mab"]["flops"] > rows["cbam"]["flops"] > rows["se"]["flops"] > 0
     assert all(r["feature_map"] == [2, 2, 512] for r in rows.values())
+
+
+def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
+    """tumorlens.models.load_model registers the custom layers itself."""
+    import subprocess
+    import sys
+
+    build_classifier("vgg16", ("mab", "respath", "sbr"), image_size=32).save(tmp_path / "model.keras")
+    code = ("from tumorlens.models import load_model; m = load_model(r'%s'); print(m.name)" % tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("vgg16-mab-respath-sbr")

@@ -66,6 +66,7 @@ class DataConfig:
     source: str = _spec("kaggle", choices=("kaggle", "phantoms"))
     root: str | None = _spec(None, doc="dataset folder; null -> $TUMORLENS_DATA or data/brain-tumor-mri")
     split: str = _spec("official", choices=("official", "paper", "grouped"))
+    seed: int = _spec(42, lo=0, hi=2**31 - 1, doc="data seed (splits, phantoms): fixed across training seeds")
     val_fraction: float = _spec(0.1, lo=0.01, hi=0.5)
     holdout_fraction: float = _spec(0.2, lo=0.02, hi=0.5)
     image_size: int = _spec(224, lo=32, hi=1024)
@@ -134,7 +135,7 @@ class SegmentConfig:
     iterations: int = _spec(5, lo=1, hi=50)
     tune: bool = _spec(True, doc="choose threshold, hi and mid on the tuning part of the masks")
     tune_fraction: float = _spec(0.5, lo=0.05, hi=0.95)
-    pointing_tolerance: int = _spec(0, lo=0, hi=64)
+    pointing_tolerance: int = _spec(15, lo=0, hi=64, doc="pixels (at the image resolution) around the CAM peak")
     masks: str | None = _spec(None, doc="expert-mask folder (BRISC layout); null: ../shared/data/brisc2025-seg-dev "
                                        "when present, else none")
 
@@ -201,7 +202,7 @@ class Config:
 
 def _phantom_key(cfg: Config) -> str:
     p = cfg.data.phantoms
-    return f"s{cfg.data.image_size}-n{p.train_per_class}-{p.test_per_class}-d{p.duplicates}-seed{cfg.seed}"
+    return f"s{cfg.data.image_size}-n{p.train_per_class}-{p.test_per_class}-d{p.duplicates}-seed{cfg.data.seed}"
 
 
 # ---------------------------------------------------------------------------------------------

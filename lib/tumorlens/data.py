@@ -614,12 +614,12 @@ def prepare(cfg, *, show_progress: bool = True) -> Prepared:
         from tumorlens.phantoms import write_phantoms
 
         write_phantoms(root, size=d.image_size, train_per_class=d.phantoms.train_per_class,
-                       test_per_class=d.phantoms.test_per_class, duplicates=d.phantoms.duplicates, seed=cfg.seed)
+                       test_per_class=d.phantoms.test_per_class, duplicates=d.phantoms.duplicates, seed=d.seed)
     report = scan(root, show_progress=show_progress)
     a = cfg.audit
     aud = audit(report, thumb_size=a.thumb_size, hash_distance=a.hash_distance, correlation=a.correlation,
                 show_progress=show_progress)
-    splits = make_splits(report, d.split, seed=cfg.seed, val_fraction=d.val_fraction,
+    splits = make_splits(report, d.split, seed=d.seed, val_fraction=d.val_fraction,
                          holdout_fraction=d.holdout_fraction, groups=aud.groups)
     dedup = aud.dedup([r.rel for r in splits["test"]], [r.rel for r in splits["train"] + splits["val"]])
     return Prepared(Path(report.root), report, splits, dedup, aud, d.image_size, d.cache)

@@ -25,7 +25,7 @@ import numpy as np
 from tumorlens.config import CLASSES
 
 __all__ = ["soft_vote", "RunPredictions", "read_predictions", "select_members", "penultimate_features",
-           "run_features", "fit_hybrid", "save_pipeline", "load_pipeline"]
+           "run_features", "fit_hybrid", "save_pipeline", "load_pipeline", "evaluate_ensembles"]
 
 
 def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -108,7 +108,7 @@ def run_features(run_dir: str | Path, prep, splits: Sequence[str] = ("train", "v
     (keyed by the split's image paths, so a different split recomputes)."""
     import hashlib
 
-    import keras
+    from tumorlens.models import load_model
 
     run_dir = Path(run_dir)
     cache = run_dir / "features.npz"
@@ -121,7 +121,7 @@ def run_features(run_dir: str | Path, prep, splits: Sequence[str] = ("train", "v
     for s in splits:
         name = f"{s}-{keys[s]}"
         if name not in stored:
-            model = model or keras.models.load_model(run_dir / "model.keras")
+            model = model or load_model(run_dir)
             stored[name] = penultimate_features(model, prep.images(s, show_progress)).astype(np.float32)
         out[s] = stored[name]
     np.savez(cache, **stored)
@@ -179,3 +179,81 @@ def load_pipeline(path: str | Path):
     warnings.warn(f"{path}: joblib files are Python pickles and loading one can run arbitrary code; "
                   "load only pipelines you saved yourself", UserWarning, stacklevel=2)
     return joblib.load(path)
+
+
+# ------------------------------------------------------------------------------------------------
+def _system_metrics(name: str, y: np.ndarray, probs: np.ndarray, dedup: np.ndarray, n_boot: int, seed: int) -> dict:
+    from tumorlens.metrics import classification_metrics
+    from tumorlens.stats import bootstrap_ci
+
+    out = {"name": name}
+    for split, m in (("official", np.ones(len(y), bool)), ("dedup", dedup)):
+        pred = probs[m].argmax(1)
+        met = classification_metrics(y[m], probs[m])
+        met["ci"] = {k: bootstrap_ci(y[m], pred, k, n_boot=n_boot, seed=seed) for k in ("accuracy", "macro_f1")}
+        out[split] = met
+    return out
+
+
+def evaluate_ensembles(cfg, run_dirs: Sequence[str | Path], out_dir: str | Path, *, k: int = 3, prep=None,
+                       n_boot: int = 2000, hybrids: Sequence[str] = ("lr", "svm"),
+                       show_progress: bool = True) -> dict:
+    """Single best model, soft voting and CNN-feature hybrids on both test sets, with comparisons.
+
+    Members: the ``k`` runs with the best validation macro-F1 (`select_members`). The single best
+    model is the first of them. The hybrids use the concatenated penultimate features of the members,
+    fitted with cross-validation on the training split. Every system is scored on the official test
+    split and the de-duplicated subset (bootstrap 95% CIs), and each ensemble is compared with the
+    single best model (paired bootstrap CI of the difference, McNemar p-value). Writes
+    ``ensembles.json``, ``<system>_predictions.csv`` and the fitted pipelines (``hybrid_<kind>.joblib``).
+    """
+    from tumorlens.data import prepare
+    from tumorlens.runinfo import write_json
+    from tumorlens.stats import compare
+    from tumorlens.train import write_predictions
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prep = prep or prepare(cfg, show_progress=show_progress)
+    test_recs = prep.splits["test"]
+    paths = [r.rel for r in test_recs]
+    y = np.array([r.label for r in test_recs])
+    dedup = prep.dedup_mask()
+    members = select_members(run_dirs, k=k)
+    preds = {m["run_dir"]: read_predictions(m["run_dir"]).align(paths) for m in members}
+    systems: dict[str, np.ndarray] = {"single best": preds[members[0]["run_dir"]].probs}
+    if len(members) > 1:
+        systems["soft voting"] = soft_vote([preds[m["run_dir"]].probs for m in members])
+    hybrid_info = {}
+    if hybrids:
+        feats = [run_features(m["run_dir"], prep, show_progress=show_progress) for m in members]
+        x = {s: np.concatenate([f[s] for f in feats], axis=1) for s in ("train", "val", "test")}
+        y_tr = prep.labels("train")
+        for kind in hybrids:
+            pipe = fit_hybrid(x["train"], y_tr, kind, seed=cfg.seed)
+            save_pipeline(pipe, out / f"hybrid_{kind}.joblib")
+            name = f"CNN+{kind.upper()}"
+            systems[name] = pipe.predict_proba(x["test"])
+            val_pred = pipe.predict(x["val"])
+            hybrid_info[name] = {"best_params": {k_: str(v) for k_, v in pipe.best_params_.items()},
+                                 "cv": [{"params": {k_: str(v) for k_, v in r["params"].items()},
+                                         "mean_f1_macro": r["mean_f1_macro"]} for r in pipe.cv_results_summary],
+                                 "val_accuracy": float((val_pred == prep.labels("val")).mean()),
+                                 "feature_dim": int(x["train"].shape[1])}
+    results = {"members": members, "hybrids": hybrid_info, "n_test": int(len(y)), "n_dedup": int(dedup.sum()),
+               "systems": {}, "comparisons": []}
+    for name, probs in systems.items():
+        results["systems"][name] = _system_metrics(name, y, probs, dedup, n_boot, cfg.seed)
+        write_predictions(out / f"{name.replace(' ', '_').replace('+', '_').lower()}_predictions.csv", test_recs, probs,
+                          set(prep.dedup_test))
+    best = systems["single best"].argmax(1)
+    for name, probs in systems.items():
+        if name == "single best":
+            continue
+        for split, m in (("official", np.ones(len(y), bool)), ("dedup", dedup)):
+            for metric in ("accuracy", "macro_f1"):
+                row = compare(name, "single best", y[m], probs[m].argmax(1), best[m], metric=metric, n_boot=n_boot,
+                              seed=cfg.seed)
+                results["comparisons"].append({**row, "test_set": split})
+    write_json(out / "ensembles.json", results)
+    return results

@@ -26,8 +26,10 @@ __all__ = ["cam_maps", "upsample_normalise", "grad_cam", "predict_and_explain"]
 _GRAD_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _grad_model(model, target_layer: str):
+def _grad_fn(model, target_layer: str):
+    """A compiled function ``(images, class_idx or -1) -> (fmap, grads, probs)`` per model and layer."""
     import keras
+    import tensorflow as tf
 
     per_model = _GRAD_MODELS.setdefault(model, {})
     if target_layer not in per_model:
@@ -36,7 +38,24 @@ def _grad_model(model, target_layer: str):
         except ValueError:
             raise ValueError(f"target_layer {target_layer!r} is not a layer of model {model.name!r}") from None
         head = model.get_layer("predictions")
-        per_model[target_layer] = keras.Model(model.inputs, [target.output, head.input, model.output])
+        gm = keras.Model(model.inputs, [target.output, head.input, model.output])
+        shape = (None, *model.inputs[0].shape[1:])
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec((None,), tf.int32)],
+                     reduce_retracing=True)
+        def fn(x, cls):
+            with tf.GradientTape() as tape:
+                fmap, head_in, probs = gm(x, training=False)
+                tape.watch(fmap)
+                logits = tf.matmul(head_in, head.kernel) + head.bias
+                chosen = tf.where(cls < 0, tf.argmax(probs, axis=-1, output_type=tf.int32), cls)
+                score = tf.gather(logits, chosen, axis=1, batch_dims=1)
+            grads = tape.gradient(score, fmap)
+            if grads is None:
+                raise ValueError(f"the class score does not depend on layer {target_layer!r}")
+            return fmap, grads, probs
+
+        per_model[target_layer] = fn
     return per_model[target_layer]
 
 
@@ -70,19 +89,12 @@ def cam_maps(model, images: np.ndarray, target_layer: str, class_index: int | Se
         idx = np.asarray(class_index, dtype=int)
         if idx.shape != (n,):
             raise ValueError(f"class_index must be None, an int or one per image ({n}); received {len(idx)}")
-    gm = _grad_model(model, target_layer)
-    kernel, bias = model.get_layer("predictions").kernel, model.get_layer("predictions").bias
+    fn = _grad_fn(model, target_layer)
     maps, probs_all = [], []
     for s in range(0, n, batch_size):
         x = tf.convert_to_tensor(images[s:s + batch_size], dtype=tf.float32)
-        with tf.GradientTape() as tape:
-            fmap, head_in, probs = gm(x, training=False)
-            logits = tf.matmul(head_in, kernel) + bias
-            cls = tf.argmax(probs, axis=-1, output_type=tf.int32) if idx is None else tf.constant(idx[s:s + batch_size], tf.int32)
-            score = tf.gather(logits, cls, axis=1, batch_dims=1)
-        grads = tape.gradient(score, fmap)
-        if grads is None:
-            raise ValueError(f"the class score does not depend on layer {target_layer!r}")
+        cls = np.full(len(x), -1, np.int32) if idx is None else idx[s:s + batch_size].astype(np.int32)
+        fmap, grads, probs = fn(x, tf.constant(cls))
         a, g = fmap.numpy().astype(np.float64), grads.numpy().astype(np.float64)
         if method == "gradcam":
             weights = g.mean(axis=(1, 2))

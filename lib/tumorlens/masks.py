@@ -136,8 +136,9 @@ def explain_items(model, backbone: str, items: Sequence[MaskItem], image_size: i
 def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
                 params: SegmentParams = SegmentParams(), *, tolerance: int = 0, oracle: bool = True) -> list[dict]:
     """Per-image scores of the CAM-only and CAM + GrabCut masks against the truth."""
-    rows = []
-    for i in ic.index(subset if subset is not None else ic.items):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> dict:
         it = ic.items[i]
         pred = CLASSES[int(np.argmax(ic.probs[i]))]
         truth = ic.truths[i]
@@ -153,8 +154,10 @@ def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
             # a notumor prediction localises nothing: it scores as a miss
             cam_full = unletterbox_cam(cam, ic.shapes[i]) if cls != "notumor" else np.zeros(ic.shapes[i], np.float32)
             row[f"{prefix}pointing"] = pointing_game(cam_full, truth, tolerance)
-        rows.append(row)
-    return rows
+        return row
+
+    with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
+        return list(pool.map(one, ic.index(subset if subset is not None else ic.items)))
 
 
 def unletterbox_cam(cam: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
@@ -183,7 +186,7 @@ def tune_params(ic: ItemCams, tune: Sequence[MaskItem], base: SegmentParams = Se
             best_cam = (rows, (method, value))
     p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1])
     best_gc = (-1.0, (base.hi, base.mid, base.lo))
-    triples = [(hi, mid, lo) for hi, mid, lo in itertools.product((0.6, 0.7, 0.8, 0.9), (0.3, 0.4, 0.5), (0.05, 0.1, 0.2))
+    triples = [(hi, mid, lo) for hi, mid, lo in itertools.product((0.6, 0.75, 0.9), (0.3, 0.45), (0.1, 0.2))
                if lo < mid < hi]
     for hi, mid, lo in progress(triples, desc="tuning GrabCut", unit="setting", disable=not show_progress):
         score = _score_kind(ic, tune, replace(p_cam, hi=hi, mid=mid, lo=lo), "grabcut")
@@ -195,15 +198,25 @@ def tune_params(ic: ItemCams, tune: Sequence[MaskItem], base: SegmentParams = Se
 
 
 def _score_kind(ic: ItemCams, subset: Sequence[MaskItem], params: SegmentParams, kind: str) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
     from tumorlens.segment import binarise, grabcut_mask, head_mask
 
-    scores = []
-    for i in ic.index(subset):
+    def one(i: int) -> float:
         cam, img = ic.cams_true[i], ic.images[i]
         head = head_mask(img)
         m = binarise(cam, params.threshold, params.value) & head if kind == "cam" else grabcut_mask(img, cam, head, params)
-        scores.append(dice(unletterbox_mask(m, ic.shapes[i]), ic.truths[i]))
+        return dice(unletterbox_mask(m, ic.shapes[i]), ic.truths[i])
+
+    with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
+        scores = list(pool.map(one, ic.index(subset)))
     return float(np.mean(scores)) if scores else 0.0
+
+
+def _workers() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def summarise(rows: Sequence[dict]) -> dict:
@@ -259,15 +272,14 @@ def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | Non
     """
     import csv
 
-    import keras
-
+    from tumorlens.models import load_model
     from tumorlens.report import segmentation_gallery
     from tumorlens.runinfo import write_json
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
-    model = model or keras.models.load_model(run_dir / "model.keras")
+    model = model or load_model(run_dir)
     if cfg.data.source == "phantoms":
         source, items = "phantoms (synthetic ground truth)", phantom_items(cfg.data_root)
     else:
@@ -279,7 +291,7 @@ def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | Non
     s = cfg.segment
     ic = explain_items(model, cfg.model.backbone, items, cfg.data.image_size, method=s.cam,
                        show_progress=show_progress)
-    tune_part, report_part = split_items(items, s.tune_fraction, cfg.seed)
+    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
     params, grid = (tune_params(ic, tune_part, s.params(), show_progress) if s.tune else (s.params(), []))
     rows = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
     summary = {"source": source, "n_items": len(items), "n_tune": len(tune_part), "n_report": len(rows),

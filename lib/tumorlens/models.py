@@ -14,6 +14,7 @@ Order of the modules after the backbone: SBR (needs the raw image's edges), then
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import keras
@@ -23,7 +24,7 @@ from tumorlens.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, 
 from tumorlens.config import CLASSES, MODULES
 
 __all__ = ["HEAD_LAYERS", "variant_name", "build_classifier", "backbone_layers", "head_input_names",
-           "disable_backbone_dropout", "count_flops", "block_costs"]
+           "disable_backbone_dropout", "count_flops", "block_costs", "load_model"]
 
 #: Names of the layers the builder adds after the backbone.
 HEAD_LAYERS = ("sbr_edges", "sbr", "se", "cbam", "mab", "respath", "gap", "head_dropout", "predictions")
@@ -169,3 +170,20 @@ def block_costs(backbones: Sequence[str] = ("mobilenetv2", "efficientnetb0", "vg
     for r in rows:
         r["parameters_vs_backbone"] = r["parameters"] / r["backbone_parameters"]
     return rows
+
+
+def load_model(path: str | Path):
+    """Load a ``.keras`` classifier saved by tumorlens (registers the custom layers first).
+
+    ``path`` may be a ``.keras`` file or a run directory holding ``model.keras``.
+    """
+    import tumorlens.blocks  # noqa: F401  (registers MAB, ResPath, SBR, SE, CBAM)
+    import tumorlens.layers  # noqa: F401
+    import tumorlens.vit  # noqa: F401
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.keras"
+    if not p.is_file():
+        raise FileNotFoundError(f"no model at {p} (expected a .keras file or a run directory with model.keras)")
+    return keras.models.load_model(p)

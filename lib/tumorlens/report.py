@@ -14,7 +14,7 @@ from tumorlens.config import CLASSES
 
 __all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table",
            "training_curves", "confusion_matrix", "metrics_table", "overlay", "segmentation_gallery",
-           "segmentation_table", "dice_boxes"]
+           "segmentation_table", "dice_boxes", "systems_table", "comparisons_table"]
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f7f", "pituitary": "#2ca02c"}
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
@@ -194,3 +194,28 @@ def dice_boxes(rows: Sequence[Mapping], prefix: str = "", title: str = "Dice per
                     y=[float(r[f"{prefix}dice_{kind}"]) for r in rows], name=name, boxmean=True)
     fig.update_layout(title=title, boxmode="group", yaxis_title="Dice", yaxis_range=[0, 1], height=400)
     return fig
+
+
+def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821
+    """Accuracy and macro-F1 with 95% bootstrap CIs per system (from ``ensembles.json``)."""
+    import pandas as pd
+
+    rows = {}
+    for name, s in results["systems"].items():
+        m = s[test_set]
+        if not m.get("n"):
+            continue
+        rows[name] = {"images": m["n"],
+                      "accuracy [95% CI]": f"{m['accuracy']:.4f} [{m['ci']['accuracy']['lo']:.3f}-{m['ci']['accuracy']['hi']:.3f}]",
+                      "macro-F1 [95% CI]": f"{m['macro_f1']:.4f} [{m['ci']['macro_f1']['lo']:.3f}-{m['ci']['macro_f1']['hi']:.3f}]"}
+    return pd.DataFrame(rows).T
+
+
+def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per comparison: systems, test set, metric, difference [95% CI], McNemar p."""
+    import pandas as pd
+
+    return pd.DataFrame([{"system": r["a"], "vs": r["b"], "test set": r.get("test_set", ""), "metric": r["metric"],
+                          "images": r["n"], "value": round(r["value_a"], 4), "vs value": round(r["value_b"], 4),
+                          "difference [95% CI]": f"{r['diff']:+.4f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]",
+                          "McNemar p": f"{r['p_mcnemar']:.3g}"} for r in rows])

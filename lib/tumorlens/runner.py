@@ -69,8 +69,14 @@ def plan(profile: str) -> list[Job]:
     bb = cfg.model.backbone
     jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": cfg.seed},
                 page="01_data")]
+    trained = []
     for role, mods in BOOK_VARIANTS.items():
         jobs.append(_train_job(profile, root, bb, mods, cfg.seed, page=f"02_train_{role}"))
+        trained.append(jobs[-1].run_dir)
+    jobs.append(Job("03_explain", root / "explain", {"profile": profile, "model_run": str(trained[-1]),
+                                                     "run_dir": str(root / "explain")}, page="03_explain"))
+    jobs.append(Job("04_ensembles", root / "ensembles", {"profile": profile, "member_runs": [str(t) for t in trained],
+                                                         "run_dir": str(root / "ensembles")}, page="04_ensembles"))
     return jobs
 
 

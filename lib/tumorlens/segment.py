@@ -43,6 +43,8 @@ class SegmentParams:
     mid: float = 0.35            # GrabCut probable-foreground level of the CAM
     iterations: int = 5
     lo: float = 0.1              # below this CAM level, even inside the head, is sure background
+    margin: int = 8              # pixels of sure background around the region GrabCut decides
+    max_side: int = 112          # GrabCut runs on that region downscaled to at most this side (speed)
 
     def __post_init__(self):
         if self.threshold not in ("otsu", "percentile", "fixed"):
@@ -118,13 +120,33 @@ def grabcut_mask(image: np.ndarray, cam: np.ndarray, head: np.ndarray | None = N
     bg_like = ~fg_like
     if fg_like.sum() < 16 or bg_like.sum() < 16:
         return fg_like & head
+    # GrabCut only decides pixels that are not sure background: run it on their bounding box plus a
+    # margin of sure background (the background model then describes the lesion's surroundings)
+    ys, xs = np.nonzero(seeds != cv2.GC_BGD)
+    m = params.margin
+    y0, y1 = max(0, ys.min() - m), min(cam.shape[0], ys.max() + m + 1)
+    x0, x1 = max(0, xs.min() - m), min(cam.shape[1], xs.max() + m + 1)
+    crop = np.ascontiguousarray(seeds[y0:y1, x0:x1])
+    if not (crop == cv2.GC_BGD).any() and not (crop == cv2.GC_PR_BGD).any():
+        return fg_like & head
+    bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)[y0:y1, x0:x1])
+    h, w = crop.shape
+    scale = min(1.0, params.max_side / max(h, w))
+    if scale < 1.0:  # GrabCut's cost grows with pixels; the CAM is far coarser than this anyway
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_NEAREST)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), seeds, None, bgd, fgd, params.iterations,
-                    cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(bgr, crop, None, bgd, fgd, params.iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return fg_like & head  # GrabCut could not fit its colour models: keep the seeds
-    return np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)) & head
+    fg = np.isin(crop, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    if scale < 1.0:
+        fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST)
+    out = np.zeros(cam.shape, bool)
+    out[y0:y1, x0:x1] = fg.astype(bool)
+    return out & head
 
 
 def segment(image: np.ndarray, cam: np.ndarray, predicted_class: str,

@@ -304,7 +304,7 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
     import keras
 
     from tumorlens.data import prepare
-    from tumorlens.models import build_classifier
+    from tumorlens.models import build_classifier, load_model
     from tumorlens.runinfo import environment, write_json
 
     t_start = time.perf_counter()
@@ -320,7 +320,7 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
                              dropout=m.dropout, vit=vit)
     result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, checkpoint_path=run_dir / "model.keras",
                          show_progress=show_progress, log=log)
-    best = keras.models.load_model(run_dir / "model.keras") if (run_dir / "model.keras").is_file() else result.model
+    best = load_model(run_dir) if (run_dir / "model.keras").is_file() else result.model
     if not (run_dir / "model.keras").is_file():
         best.save(run_dir / "model.keras")
     t0 = time.perf_counter()

@@ -100,3 +100,25 @@ def test_smoke_run_writes_a_complete_run_directory(tmp_path):
     assert [h["phase"] for h in hist] == ["warmup", "finetune"]
     model = keras.models.load_model(run / "model.keras")
     assert model.name == "mobilenetv2-sbr"
+
+
+def test_shared_prefix_cache_is_reused_and_changes_nothing(tmp_path):
+    from tumorlens import paths
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (16, 64, 64, 3), dtype=np.uint8)
+    y = np.arange(16) % 4
+    cfg = _tiny_cfg(True).override({"train.cached_views": 2, "augment.rotation": 0.1, "train.warmup_epochs": 1,
+                                    "train.finetune_epochs": 1})
+    keys = {"train": "unit-train", "val": "unit-val"}
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(5)
+        model = build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="imagenet", dropout=0.0)
+        res = train_model(model, "efficientnet_lite0", x, y, x[:8], y[:8], cfg, cache_keys=keys, shuffle=False,
+                          show_progress=False)
+        weights.append([w.copy() for w in res.model.get_weights()])
+    files = sorted(p.name for p in (paths.cache_root() / "prefix").glob("unit-*.npz"))
+    assert len(files) == 3 and len({f[f.index("block"):] for f in files}) == 1  # 2 train views + val, one cut
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

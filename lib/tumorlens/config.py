@@ -146,6 +146,21 @@ class SegmentConfig:
 
 
 @dataclass(frozen=True)
+class ReproduceConfig:
+    """What `tumorlens run` executes for a profile (the paper's experiments)."""
+
+    seeds: tuple[int, ...] = _spec((42, 43, 44), doc="model seeds for standard vs all modules (RQ1)")
+    ablations: bool = _spec(True, doc="each module alone (seed: the first)")
+    warmup_only: bool = _spec(True, doc="the all-modules variant without fine-tuning (RQ4)")
+    vit: bool = _spec(True, doc="the minimal ViT from scratch (RQ5)")
+    vit_epochs: int = _spec(15, lo=1)
+    vit_lr: float = _spec(0.001, lo=0.0, hi=1.0)
+    other_backbones: tuple[str, ...] = _spec(("mobilenetv2", "efficientnetb0", "vgg16"), choices=BACKBONES,
+                                             doc="trained on the smoke profile only, as labelled evidence")
+    ensemble_k: int = _spec(3, lo=1, hi=20)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     runs: str = _spec("runs", doc="output root; relative paths are relative to the repository")
 
@@ -162,6 +177,7 @@ class Config:
     model: ModelConfig = _spec(factory=ModelConfig)
     train: TrainConfig = _spec(factory=TrainConfig)
     segment: SegmentConfig = _spec(factory=SegmentConfig)
+    reproduce: ReproduceConfig = _spec(factory=ReproduceConfig)
     paths: PathsConfig = _spec(factory=PathsConfig)
 
     # -- derived -------------------------------------------------------------------------------

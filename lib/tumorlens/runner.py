@@ -48,35 +48,62 @@ def notebook_dir() -> Path:
     return paths.repo_root() / "notebooks"
 
 
-#: The variants whose training notebooks become book pages, by role.
-BOOK_VARIANTS = {"standard": (), "all_modules": ("mab", "respath", "sbr")}
+ALL_MODULES = ("mab", "respath", "sbr")
 
 
-def _train_job(profile: str, root: Path, backbone: str, modules: Sequence[str], seed: int,
-               page: str | None = None, overrides: dict | None = None) -> Job:
+def _train_job(profile: str, root: Path, backbone: str, modules: Sequence[str], seed: int, *,
+               page: str | None = None, tag: str = "", overrides: dict | None = None) -> Job:
     from tumorlens.models import variant_name
 
-    run_dir = root / variant_name(backbone, modules) / f"seed-{seed}"
-    title = f"Training: {variant_name(backbone, modules)}" + (f" (seed {seed})" if page is None else "")
+    name = variant_name(backbone, modules) + (f"@{tag}" if tag else "")
+    run_dir = root / name / f"seed-{seed}"
     return Job("02_train", run_dir, {"profile": profile, "backbone": backbone, "modules": list(modules), "seed": seed,
-                                     "run_dir": str(run_dir), "overrides": overrides or {}}, page=page, title=title)
+                                     "run_dir": str(run_dir), "overrides": overrides or {}},
+               page=page, title=f"Training: {name}" + ("" if page else f" (seed {seed})"))
 
 
 def plan(profile: str) -> list[Job]:
-    """The jobs of a profile, in order (later notebooks read what earlier ones saved)."""
+    """The jobs of a profile, in order (later notebooks read what earlier ones saved).
+
+    data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module alone ->
+    all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke profile
+    (labelled evidence) -> explain-and-segment (RQ3) -> ensembles (RQ2) -> results (RQ1-RQ5).
+    """
     cfg = load_config(profile)
+    r = cfg.reproduce
     root = cfg.runs_root
     bb = cfg.model.backbone
-    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": cfg.seed},
+    seeds = list(r.seeds) or [cfg.seed]
+    first = seeds[0]
+    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": first},
                 page="01_data")]
-    trained = []
-    for role, mods in BOOK_VARIANTS.items():
-        jobs.append(_train_job(profile, root, bb, mods, cfg.seed, page=f"02_train_{role}"))
-        trained.append(jobs[-1].run_dir)
-    jobs.append(Job("03_explain", root / "explain", {"profile": profile, "model_run": str(trained[-1]),
+    for seed in seeds:
+        jobs.append(_train_job(profile, root, bb, (), seed, page="02_train_standard" if seed == first else None))
+        jobs.append(_train_job(profile, root, bb, ALL_MODULES, seed,
+                               page="02_train_all_modules" if seed == first else None))
+    cnn_runs = [j.run_dir for j in jobs[1:]]
+    if r.ablations:
+        for mod in ALL_MODULES:
+            jobs.append(_train_job(profile, root, bb, (mod,), first))
+            cnn_runs.append(jobs[-1].run_dir)
+    if r.warmup_only:
+        jobs.append(_train_job(profile, root, bb, ALL_MODULES, first, tag="warmup-only",
+                               overrides={"train.finetune_epochs": 0}))
+    if r.vit:
+        jobs.append(_train_job(profile, root, "vit", (), first, page="02_train_vit", overrides={
+            "model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
+            "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}))
+    smoke_root = load_config("smoke").runs_root
+    for other in r.other_backbones:
+        jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
+    explained = root / f"{bb}+{'+'.join(ALL_MODULES)}" / f"seed-{first}"
+    jobs.append(Job("03_explain", root / "explain", {"profile": profile, "model_run": str(explained),
                                                      "run_dir": str(root / "explain")}, page="03_explain"))
-    jobs.append(Job("04_ensembles", root / "ensembles", {"profile": profile, "member_runs": [str(t) for t in trained],
-                                                         "run_dir": str(root / "ensembles")}, page="04_ensembles"))
+    jobs.append(Job("04_ensembles", root / "ensembles",
+                    {"profile": profile, "member_runs": [str(p) for p in cnn_runs], "k": r.ensemble_k,
+                     "run_dir": str(root / "ensembles")}, page="04_ensembles"))
+    jobs.append(Job("05_results", root / "results", {"profile": profile, "runs_root": str(root),
+                                                     "run_dir": str(root / "results")}, page="05_results"))
     return jobs
 
 

@@ -84,6 +84,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     cut: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)  # "val" / "test" -> probabilities of the best model
 
 
 class _EpochLog:
@@ -141,10 +142,38 @@ def _batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str
     return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
 
 
-def _augmented(images: np.ndarray, aug, seed: int, batch_size: int) -> np.ndarray:
-    import keras
+def _prefix_outputs(prefix, images_fn: Callable[[], np.ndarray], key: str | None, batch_size: int, desc: str,
+                    show: bool) -> list[np.ndarray]:
+    """Outputs of the frozen prefix for a set of images, from ``$TUMORLENS_CACHE/prefix/<key>.npz``
+    when present (float16 on disk), else computed (and stored when ``key`` is given)."""
+    from tumorlens import paths
 
-    keras.utils.set_random_seed(seed)
+    file = paths.cache_root() / "prefix" / f"{key}.npz" if key else None
+    if file is not None and file.is_file():
+        try:
+            with np.load(file) as z:
+                return [z["cut"].astype(np.float32), z["edges"].astype(np.float32)]
+        except (OSError, ValueError, KeyError):
+            pass
+    out = _batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+    if file is not None:  # a cache hit and a miss must train on identical numbers: round both to float16
+        half = [o.astype(np.float16) for o in out]
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name(file.stem + ".tmp.npz")
+            np.savez(tmp, cut=half[0], edges=half[1])
+            tmp.replace(file)
+        except OSError:
+            pass
+        out = [h.astype(np.float32) for h in half]
+    return out
+
+
+def _augmented(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndarray:
+    """One augmented view of every image: a pure function of (images, augmentation settings, seed)."""
+    from tumorlens.data import augmentation
+
+    aug = augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed)
     out = np.empty_like(images)
     for s in range(0, len(images), batch_size):
         x = aug(images[s:s + batch_size].astype("float32"), training=True)
@@ -153,11 +182,21 @@ def _augmented(images: np.ndarray, aug, seed: int, batch_size: int) -> np.ndarra
 
 
 def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                cfg: Config, *, checkpoint_path: Path | None = None, shuffle: bool = True,
+                cfg: Config, *, x_test: np.ndarray | None = None, checkpoint_path: Path | None = None,
+                cache_keys: dict[str, str] | None = None, shuffle: bool = True,
                 show_progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
-    """Run both phases on uint8 image arrays; returns the trained model (best weights) and the history."""
+    """Run both phases on uint8 image arrays; returns the trained model (best weights), the history,
+    timings and — when ``x_test`` is given — the validation and test probabilities of the best model
+    (through the cached prefix when caching is on).
+
+    ``cache_keys`` (``{"train", "val", "test"}``) name the image sets for the on-disk prefix cache
+    (`_prefix_outputs`): runs that share a backbone, a cut and images reuse the frozen prefix's
+    outputs instead of recomputing them. Augmented views are drawn with ``data.seed`` so that runs
+    with different model seeds share them.
+    """
     import keras
 
+    from tumorlens.blocks import EdgeMap
     from tumorlens.data import augmentation, make_dataset
     from tumorlens.models import head_input_names
 
@@ -169,6 +208,8 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
     elog = _EpochLog()
     ckpt = _checkpoint(model, checkpoint_path) if checkpoint_path else None
     timings: dict = {}
+    predictions: dict[str, np.ndarray] = {}
+    aug_seed = cfg.data.seed * 1000
     k, layers = find_cut(model, t.finetune_layers)
     do_finetune = t.finetune_epochs > 0 and t.finetune_layers > 0
     cut_info = {"finetune_layers_requested": t.finetune_layers, "backbone_layers": len(layers),
@@ -197,24 +238,34 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
     if use_cache:
         t0 = time.perf_counter()
         cut_t = layers[k].output if (do_finetune and k >= 0) else feat_t[0]
-        extra_t = feat_t[1:]  # the SBR edge map, computed from the raw image
-        prefix = keras.Model(model.inputs, [cut_t, *extra_t])
+        extra_t = feat_t[1:]  # the SBR edge map input of the head, when the model has SBR
+        grid = tuple(int(d) for d in feat_t[0].shape[1:3])
+        prefix = keras.Model(model.inputs, [cut_t, EdgeMap(grid, name="cache_edges")(model.inputs[0])])
+        keys = dict(cache_keys or {})
+        tag = f"{layers[k].name if cut_t is not feat_t[0] else head_names[0]}-{grid[0]}x{grid[1]}"
+
+        def cached(key, images_fn, desc):
+            return _prefix_outputs(prefix, images_fn, f"{key}-{tag}" if key else None, bs, desc, show_progress)
+
         n_views = t.cached_views
-        cache_tr = []
-        for v in range(n_views):
-            xv = x_train if v == 0 else _augmented(x_train, aug, cfg.seed + v, bs)
-            cache_tr.append(_batched_predict(prefix, [xv.astype("float32")], bs, f"caching view {v + 1}/{n_views}",
-                                             show_progress))
-        cache_va = _batched_predict(prefix, [x_val.astype("float32")], bs, "caching val", show_progress)
-        train_cut = [np.concatenate([c[i] for c in cache_tr]) for i in range(len(cache_tr[0]))]
+        views = [cached(f"{keys['train']}-v{v}" if keys.get("train") else None,
+                        (lambda v=v: x_train if v == 0 else _augmented(x_train, a, aug_seed + v, bs)),
+                        f"caching view {v + 1}/{n_views}") for v in range(n_views)]
+        val_c = cached(keys.get("val"), lambda: x_val, "caching val")
+        train_cut = [np.concatenate([vw[0] for vw in views]), np.concatenate([vw[1] for vw in views])]
         y_views = np.concatenate([y_train] * n_views)
+
+        def inputs(c):  # (cut activations, edges) -> the inputs a head/suffix model expects
+            return [c[0], c[1]] if extra_t else [c[0]]
+
         if cut_t is feat_t[0]:
-            train_feat, val_feat = train_cut, cache_va
+            train_feat, val_feat = inputs(train_cut), inputs(val_c)
         else:
             mid = keras.Model(cut_t, feat_t[0])
-            train_feat = [_batched_predict(mid, [train_cut[0]], bs, "caching features", show_progress)[0], *train_cut[1:]]
-            val_feat = [_batched_predict(mid, [cache_va[0]], bs, "caching features (val)", False)[0], *cache_va[1:]]
+            train_feat = inputs([_batched_predict(mid, [train_cut[0]], bs, "features", show_progress)[0], train_cut[1]])
+            val_feat = inputs([_batched_predict(mid, [val_c[0]], bs, "features (val)", False)[0], val_c[1]])
         timings["cache_seconds"] = round(time.perf_counter() - t0, 2)
+        keras.utils.set_random_seed(cfg.seed)  # the same state whether the cache was hit or not
         if t.warmup_epochs > 0:
             head = keras.Model(feat_t, model.outputs)
             compile_(head, t.warmup_lr)
@@ -222,15 +273,21 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
             head.fit(train_feat, y_views, validation_data=(val_feat, y_val), epochs=t.warmup_epochs, batch_size=bs,
                      class_weight=cw, shuffle=shuffle, callbacks=callbacks("warmup"), verbose=2)
             timings["warmup_seconds"] = round(time.perf_counter() - t0, 2)
+        suffix = keras.Model([cut_t, *extra_t], model.outputs)
         if do_finetune:
             for lay in layers[k + 1:]:
                 lay.trainable = not isinstance(lay, keras.layers.BatchNormalization)
-            suffix = keras.Model([cut_t, *extra_t], model.outputs)
             compile_(suffix, t.finetune_lr)
             t0 = time.perf_counter()
-            suffix.fit(train_cut, y_views, validation_data=(cache_va, y_val), epochs=t.finetune_epochs,
+            suffix.fit(inputs(train_cut), y_views, validation_data=(inputs(val_c), y_val), epochs=t.finetune_epochs,
                        batch_size=bs, class_weight=cw, shuffle=shuffle, callbacks=callbacks("finetune"), verbose=2)
             timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
+        if checkpoint_path and Path(checkpoint_path).is_file():
+            model.load_weights(checkpoint_path)  # the best epoch of both phases
+        if x_test is not None:
+            predictions["val"] = _batched_predict(suffix, inputs(val_c), bs, "predicting val", False)[0]
+            test_c = cached(keys.get("test"), lambda: x_test, "caching test")
+            predictions["test"] = _batched_predict(suffix, inputs(test_c), bs, "predicting test", False)[0]
     else:
         ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed)
         if not shuffle:  # deterministic order, still augmented
@@ -251,12 +308,18 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
             model.fit(ds_tr, validation_data=ds_va, epochs=t.finetune_epochs, class_weight=cw, shuffle=False,
                       callbacks=callbacks("finetune"), verbose=2)
             timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
+    if not use_cache:
+        if checkpoint_path and Path(checkpoint_path).is_file():
+            model.load_weights(checkpoint_path)
+        if x_test is not None:
+            predictions["val"] = predict_images(model, x_val, bs)
+            predictions["test"] = predict_images(model, x_test, bs)
     for phase in ("warmup", "finetune"):
         secs = [r["seconds"] for r in elog.rows if r["phase"] == phase]
         if secs:
             timings[f"{phase}_epoch_seconds_mean"] = round(float(np.mean(secs)), 3)
     timings["prefix_cache"] = use_cache
-    return TrainResult(model, elog.rows, timings, cut_info)
+    return TrainResult(model, elog.rows, timings, cut_info, predictions)
 
 
 def predict_images(model, images: np.ndarray, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
@@ -298,6 +361,29 @@ def evaluate_run(run_dir: Path, probs: np.ndarray, records, dedup: set[str]) -> 
     return metrics
 
 
+def _cache_keys(cfg: Config, prep) -> dict[str, str]:
+    """Names of the image sets for the shared prefix cache: everything the frozen prefix's outputs
+    depend on except the cut (added by `train_model`)."""
+    import hashlib
+
+    m, a = cfg.model, cfg.augment
+    weights = m.weights
+    if weights not in ("imagenet", "none"):
+        st = Path(weights).expanduser().stat()
+        weights = f"{Path(weights).name}-{st.st_size}-{st.st_mtime_ns}"
+    elif weights == "none":
+        weights = f"random{cfg.seed}"  # a random backbone differs per model seed: nothing to share
+    base = f"{m.backbone}|{weights}|{cfg.data.image_size}|{a.rotation}|{a.zoom}|{a.translation}|{a.contrast}|{cfg.data.seed}"
+    out = {}
+    for split in ("train", "val", "test"):
+        h = hashlib.sha1(base.encode())
+        for r in prep.splits[split]:
+            st = r.path.stat()
+            h.update(f"{r.rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        out[split] = f"{m.backbone}-{split}-{h.hexdigest()[:16]}"
+    return out
+
+
 def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show_progress: bool = True,
               log: Callable[[str], None] = print) -> dict:
     """Train one configuration end to end and write its run directory; returns the summary dict."""
@@ -318,11 +404,12 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
     vit = cfg.to_dict()["model"]["vit"] if m.backbone == "vit" else None
     model = build_classifier(m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights,
                              dropout=m.dropout, vit=vit)
+    keys = _cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
     result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, checkpoint_path=run_dir / "model.keras",
-                         show_progress=show_progress, log=log)
-    best = load_model(run_dir) if (run_dir / "model.keras").is_file() else result.model
-    if not (run_dir / "model.keras").is_file():
-        best.save(run_dir / "model.keras")
+                         cache_keys=keys, show_progress=show_progress, log=log)
+    if not (run_dir / "model.keras").is_file():  # no epoch ran (both phases off)
+        result.model.save(run_dir / "model.keras")
+    best = load_model(run_dir)  # what users will load: the reported numbers come from it
     t0 = time.perf_counter()
     probs = predict_images(best, prep.images("test", show_progress), cfg.data.batch_size, show_progress)
     result.timings["test_predict_seconds"] = round(time.perf_counter() - t0, 2)

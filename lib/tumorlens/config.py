@@ -122,6 +122,7 @@ class TrainConfig:
     class_weights: bool = _spec(True)
     prefix_cache: bool = _spec(True)
     cached_views: int = _spec(2, lo=1, hi=32)
+    finetune_views: int = _spec(0, lo=0, hi=32, doc="views used in phase 2 (0: all cached views)")
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,10 @@ def _batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str
 
 
 def _prefix_outputs(prefix, images_fn: Callable[[], np.ndarray], key: str | None, batch_size: int, desc: str,
-                    show: bool) -> list[np.ndarray]:
+                    show: bool, half: bool = True) -> list[np.ndarray]:
     """Outputs of the frozen prefix for a set of images, from ``$TUMORLENS_CACHE/prefix/<key>.npz``
-    when present (float16 on disk), else computed (and stored when ``key`` is given)."""
+    when present, else computed (and stored when ``key`` is given). Training views are stored as
+    float16 (``half``); evaluation sets in full precision, so predictions match the saved model."""
     from tumorlens import paths
 
     file = paths.cache_root() / "prefix" / f"{key}.npz" if key else None
@@ -156,16 +157,16 @@ def _prefix_outputs(prefix, images_fn: Callable[[], np.ndarray], key: str | None
         except (OSError, ValueError, KeyError):
             pass
     out = _batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
-    if file is not None:  # a cache hit and a miss must train on identical numbers: round both to float16
-        half = [o.astype(np.float16) for o in out]
+    if file is not None:  # a cache hit and a miss must train on identical numbers: round both alike
+        stored = [o.astype(np.float16 if half else np.float32) for o in out]
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
             tmp = file.with_name(file.stem + ".tmp.npz")
-            np.savez(tmp, cut=half[0], edges=half[1])
+            np.savez(tmp, cut=stored[0], edges=stored[1])
             tmp.replace(file)
         except OSError:
             pass
-        out = [h.astype(np.float32) for h in half]
+        out = [h.astype(np.float32) for h in stored]
     return out
 
 
@@ -244,14 +245,14 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
         keys = dict(cache_keys or {})
         tag = f"{layers[k].name if cut_t is not feat_t[0] else head_names[0]}-{grid[0]}x{grid[1]}"
 
-        def cached(key, images_fn, desc):
-            return _prefix_outputs(prefix, images_fn, f"{key}-{tag}" if key else None, bs, desc, show_progress)
+        def cached(key, images_fn, desc, half=True):
+            return _prefix_outputs(prefix, images_fn, f"{key}-{tag}" if key else None, bs, desc, show_progress, half)
 
         n_views = t.cached_views
         views = [cached(f"{keys['train']}-v{v}" if keys.get("train") else None,
                         (lambda v=v: x_train if v == 0 else _augmented(x_train, a, aug_seed + v, bs)),
                         f"caching view {v + 1}/{n_views}") for v in range(n_views)]
-        val_c = cached(keys.get("val"), lambda: x_val, "caching val")
+        val_c = cached(keys.get("val"), lambda: x_val, "caching val", half=False)
         train_cut = [np.concatenate([vw[0] for vw in views]), np.concatenate([vw[1] for vw in views])]
         y_views = np.concatenate([y_train] * n_views)
 
@@ -279,14 +280,17 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
                 lay.trainable = not isinstance(lay, keras.layers.BatchNormalization)
             compile_(suffix, t.finetune_lr)
             t0 = time.perf_counter()
-            suffix.fit(inputs(train_cut), y_views, validation_data=(inputs(val_c), y_val), epochs=t.finetune_epochs,
-                       batch_size=bs, class_weight=cw, shuffle=shuffle, callbacks=callbacks("finetune"), verbose=2)
+            nv = min(n_views, t.finetune_views or n_views)  # phase 2 may use fewer views (its epochs cost more)
+            ft = [c[: nv * len(y_train)] for c in inputs(train_cut)]
+            suffix.fit(ft, y_views[: nv * len(y_train)], validation_data=(inputs(val_c), y_val),
+                       epochs=t.finetune_epochs, batch_size=bs, class_weight=cw, shuffle=shuffle,
+                       callbacks=callbacks("finetune"), verbose=2)
             timings["finetune_seconds"] = round(time.perf_counter() - t0, 2)
         if checkpoint_path and Path(checkpoint_path).is_file():
             model.load_weights(checkpoint_path)  # the best epoch of both phases
         if x_test is not None:
             predictions["val"] = _batched_predict(suffix, inputs(val_c), bs, "predicting val", False)[0]
-            test_c = cached(keys.get("test"), lambda: x_test, "caching test")
+            test_c = cached(keys.get("test"), lambda: x_test, "caching test", half=False)
             predictions["test"] = _batched_predict(suffix, inputs(test_c), bs, "predicting test", False)[0]
     else:
         ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed)
@@ -405,17 +409,25 @@ def train_run(cfg: Config, prep=None, run_dir: str | Path | None = None, *, show
     model = build_classifier(m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights,
                              dropout=m.dropout, vit=vit)
     keys = _cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
-    result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, checkpoint_path=run_dir / "model.keras",
-                         cache_keys=keys, show_progress=show_progress, log=log)
+    x_te = prep.images("test", show_progress)
+    result = train_model(model, m.backbone, x_tr, y_tr, x_va, y_va, cfg, x_test=x_te,
+                         checkpoint_path=run_dir / "model.keras", cache_keys=keys, show_progress=show_progress, log=log)
     if not (run_dir / "model.keras").is_file():  # no epoch ran (both phases off)
         result.model.save(run_dir / "model.keras")
-    best = load_model(run_dir)  # what users will load: the reported numbers come from it
+    # The numbers come from the best model's predictions (through the cached prefix when caching is on);
+    # check on a few test images that the saved model.keras -- what users load -- gives the same.
     t0 = time.perf_counter()
-    probs = predict_images(best, prep.images("test", show_progress), cfg.data.batch_size, show_progress)
-    result.timings["test_predict_seconds"] = round(time.perf_counter() - t0, 2)
+    best = load_model(run_dir)
+    probs = result.predictions["test"]
+    n_chk = min(16, len(x_te))
+    diff = float(np.abs(predict_images(best, x_te[:n_chk], cfg.data.batch_size) - probs[:n_chk]).max()) if n_chk else 0.0
+    if diff > 1e-3:
+        raise RuntimeError(f"the saved model disagrees with the training-time predictions (max |dp| = {diff:.2e}); "
+                           f"rerun with train.prefix_cache: false and report this")
+    result.timings["saved_model_check"] = {"images": n_chk, "max_abs_prob_diff": diff,
+                                           "seconds": round(time.perf_counter() - t0, 2)}
     metrics = evaluate_run(run_dir, probs, prep.splits["test"], set(prep.dedup_test))
-    write_predictions(run_dir / "val_predictions.csv", prep.splits["val"],
-                      predict_images(best, x_va, cfg.data.batch_size))
+    write_predictions(run_dir / "val_predictions.csv", prep.splits["val"], result.predictions["val"])
     with open(run_dir / "history.csv", "w", newline="") as f:
         keys = sorted({k for r in result.history for k in r}, key=lambda k: (k not in ("phase", "epoch"), k))
         w = csv.DictWriter(f, fieldnames=keys)

@@ -2,10 +2,11 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-PROFILE ?= smoke
 EXTRAS  ?= dev,kaggle
+# The book shows the published cpu results when they are in the repository, else the smoke profile.
+PROFILE ?= $(if $(wildcard results/cpu/summary.json),cpu,smoke)
 
-.PHONY: install book test data clean-runs
+.PHONY: install book test data reproduce clean-runs
 
 install: $(VENV)/.installed
 
@@ -16,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tumorlens)"
 	touch $@
 
-## make book: execute the notebooks for PROFILE (default smoke: synthetic phantoms) and build the book
+## make book: build the book (published cpu results, or the smoke profile run on synthetic phantoms)
 book: install
 	$(BIN)/tumorlens book --profile $(PROFILE)
 
@@ -29,5 +30,10 @@ test: install
 data: install
 	$(BIN)/tumorlens data fetch
 
+## make reproduce PROFILE=cpu: rerun every experiment of a profile, collect results/<profile>/, build its book
+reproduce: install
+	$(BIN)/tumorlens run --profile $(PROFILE)
+	$(BIN)/tumorlens book --profile $(PROFILE) --no-run
+
 clean-runs:
-	rm -rf runs/smoke book/_build book/generated
+	rm -rf runs/smoke results/smoke book/_build book/generated

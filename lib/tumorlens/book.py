@@ -48,16 +48,32 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     nbformat.write(nb, dest)
 
 
-def build_book(profile: str = "smoke", *, strict: bool = False, run: bool = True) -> Path:
-    """Run the profile's notebooks (resumable), then ``jupyter-book build book/``; returns index.html."""
+def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None = None) -> Path:
+    """Build the book of ``profile`` from ``results/<profile>/``; returns ``_build/html/index.html``.
+
+    ``run``: execute the profile's experiments first (resumable) and collect their results. By
+    default the smoke profile runs (minutes) and the others are rendered from their published
+    results; with no results at all, the experiments run.
+    """
+    from tumorlens.results import results_dir
+    from tumorlens.runner import book_pages, execute
+
+    cfg = load_config(profile)
+    res = results_dir(profile)
+    if run is None:
+        run = cfg.data.source == "phantoms" or not (res / "summary.json").is_file()
+    if run:
+        run_profile(profile)
+    if not (res / "summary.json").is_file():
+        raise FileNotFoundError(f"no results for profile {profile!r} in {res}: run `tumorlens run --profile {profile}`")
     book = book_dir()
-    jobs = run_profile(profile) if run else []
     gen = book / "generated"
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)
-    for job, _ in jobs:
-        if job.page:
-            _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
+    for job in book_pages(profile, res, gen):
+        execute(job, force=True)
+        _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
+    shutil.rmtree(gen / ".jobs", ignore_errors=True)
     (gen / "build_info.md").write_text(_build_info(profile))
     import plotly
 

@@ -8,7 +8,8 @@
     tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
     tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
     tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
-    tumorlens book --profile P [--strict]      run them and build the Jupyter Book
+    tumorlens collect --profile P              gather its runs into results/<profile>/
+    tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
     tumorlens config show [--profile P]        the resolved settings as JSON
 """
 
@@ -140,13 +141,24 @@ def _cmd_run(args) -> int:
 
     for job, status in run_profile(args.profile, only=args.only, force=args.force):
         print(f"{status:8s} {job.notebook}  ->  {job.output}")
+    if not args.only:
+        from tumorlens.results import results_dir
+
+        print(f"results collected in {results_dir(args.profile)}")
+    return 0
+
+
+def _cmd_collect(args) -> int:
+    from tumorlens.results import collect
+
+    print(f"results collected in {collect(args.profile)}")
     return 0
 
 
 def _cmd_book(args) -> int:
     from tumorlens.book import build_book
 
-    index = build_book(args.profile, strict=args.strict, run=not args.no_run)
+    index = build_book(args.profile, strict=args.strict, run=args.run)
     print(f"book built: {index}")
     return 0
 
@@ -212,10 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete")
     r.set_defaults(func=_cmd_run)
 
+    co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
+    co.add_argument("--profile", default="smoke")
+    co.set_defaults(func=_cmd_collect)
+
     b = sub.add_parser("book", help="run the profile's notebooks and build the Jupyter Book")
     b.add_argument("--profile", default="smoke")
     b.add_argument("--strict", action="store_true", help="turn Sphinx warnings into errors (-W)")
-    b.add_argument("--no-run", action="store_true", help="build from the notebooks already in book/generated")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--run", dest="run", action="store_true", default=None,
+                   help="run the profile's experiments first (default: smoke yes, others only without results)")
+    g.add_argument("--no-run", dest="run", action="store_false", help="render from results/<profile> only")
     b.set_defaults(func=_cmd_book)
 
     c = sub.add_parser("config", help="settings").add_subparsers(dest="action", required=True)

@@ -29,7 +29,8 @@ from tumorlens.progress import progress
 from tumorlens.segment import SegmentParams, dice, iou, pointing_game, segment, unletterbox_mask
 
 __all__ = ["MaskItem", "brisc_items", "phantom_items", "explain_items", "split_items", "score_items",
-           "tune_params", "summarise", "ItemCams", "default_mask_root", "evaluate_segmentation"]
+           "tune_params", "summarise", "ItemCams", "default_mask_root", "evaluate_segmentation", "gallery_picks",
+           "draw_galleries", "mask_items_for"]
 
 _BRISC = re.compile(r"brisc2025_(?P<split>\w+?)_(?P<id>\d+)_(?P<cls>gl|me|pi|no|nt)_(?P<view>ax|co|sa)_t1$")
 _BRISC_CLASS = {"gl": "glioma", "me": "meningioma", "pi": "pituitary", "no": "notumor", "nt": "notumor"}
@@ -93,6 +94,7 @@ class ItemCams:
     images: np.ndarray        # uint8 (N, S, S, 3), letterboxed
     cams: np.ndarray          # float32 (N, S, S), CAM of the predicted class
     cams_true: np.ndarray     # float32 (N, S, S), CAM of the true class (isolates segmentation from classification)
+    cams_raw: np.ndarray      # float32 (N, h, w), the predicted class's map before upsampling (small: kept in results)
     probs: np.ndarray         # (N, 4)
     truths: list[np.ndarray]  # bool (H, W) at each image's own resolution
     shapes: list[tuple[int, int]]
@@ -107,7 +109,7 @@ def explain_items(model, backbone: str, items: Sequence[MaskItem], image_size: i
     """Letterbox, predict and compute CAMs (predicted and true class) for every item."""
     from tumorlens.backbones import get_spec
     from tumorlens.data import letterbox, read_image
-    from tumorlens.explain import grad_cam, predict_and_explain
+    from tumorlens.explain import cam_maps, grad_cam, upsample_normalise
 
     target = get_spec(backbone).target_layer
     images, truths, shapes = [], [], []
@@ -122,15 +124,18 @@ def explain_items(model, backbone: str, items: Sequence[MaskItem], image_size: i
             m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST)
         truths.append(m > 127)
     x = np.stack(images)
-    probs, cams = [], []
+    probs, raws = [], []
     for s in progress(range(0, len(x), batch_size), total=-(-len(x) // batch_size), desc="Grad-CAM", unit="batch",
                       disable=not show_progress):
-        p, c = predict_and_explain(model, x[s:s + batch_size], target, method=method, batch_size=batch_size)
+        r, p = cam_maps(model, x[s:s + batch_size], target, None, method=method, batch_size=batch_size)
         probs.append(p)
-        cams.append(c)
+        raws.append(r)
+    raw = np.concatenate(raws)
+    cams = upsample_normalise(raw, (image_size, image_size))
     true_idx = [CLASSES.index(it.cls) for it in items]
     cams_true = grad_cam(model, x, target, true_idx, method=method, batch_size=batch_size)
-    return ItemCams(list(items), x, np.concatenate(cams), cams_true, np.concatenate(probs), truths, shapes)
+    return ItemCams(items=list(items), images=x, cams=cams, cams_true=cams_true, cams_raw=raw,
+                    probs=np.concatenate(probs), truths=truths, shapes=shapes)
 
 
 def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
@@ -260,6 +265,17 @@ def default_mask_root(cfg) -> Path | None:
     return None
 
 
+def mask_items_for(cfg) -> tuple[str, list[MaskItem]]:
+    """(description, items) of the ground truth a config is scored against; no items when absent."""
+    if cfg.data.source == "phantoms":
+        root = cfg.data_root
+        return "phantoms (synthetic ground truth)", phantom_items(root) if (root / "masks").is_dir() else []
+    root = default_mask_root(cfg)
+    if root is None:
+        return "BRISC 2025 expert masks (not found)", []
+    return f"BRISC 2025 expert masks ({root.name})", brisc_items(root)
+
+
 def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | None = None, model=None,
                           show_progress: bool = True) -> dict:
     """Score a trained run's Grad-CAM (+ GrabCut) masks against ground truth and write the results.
@@ -273,21 +289,16 @@ def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | Non
     import csv
 
     from tumorlens.models import load_model
-    from tumorlens.report import segmentation_gallery
     from tumorlens.runinfo import write_json
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
     model = model or load_model(run_dir)
-    if cfg.data.source == "phantoms":
-        source, items = "phantoms (synthetic ground truth)", phantom_items(cfg.data_root)
-    else:
-        root = default_mask_root(cfg)
-        if root is None:
-            raise FileNotFoundError("no expert masks found: set segment.masks in _config.yml or TUMORLENS_MASKS to a "
-                                    "folder in the BRISC 2025 layout (images/, masks/); see data/README.md")
-        source, items = f"BRISC 2025 expert masks ({root.name})", brisc_items(root)
+    source, items = mask_items_for(cfg)
+    if not items:
+        raise FileNotFoundError("no ground-truth masks found: set segment.masks in _config.yml or TUMORLENS_MASKS to "
+                                "a folder in the BRISC 2025 layout (images/, masks/); see data/README.md")
     s = cfg.segment
     ic = explain_items(model, cfg.model.backbone, items, cfg.data.image_size, method=s.cam,
                        show_progress=show_progress)
@@ -302,21 +313,52 @@ def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | Non
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    from tumorlens.segment import segment as seg
-
     pos = {it.id: i for i, it in enumerate(ic.items)}
-    for cls in sorted({r["class"] for r in rows}):
-        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: r["dice_grabcut"])
-        picks = [("best", rs[-1]), ("median", rs[len(rs) // 2]), ("worst", rs[0])]
-        panels = []
-        for label, r in picks:
-            i = pos[r["id"]]
-            masks = seg(ic.images[i], ic.cams[i], r["predicted"], params)
-            truth = unletterbox_to_input(ic.truths[i], ic.images.shape[1])
-            panels.append((f"{label}: Dice {r['dice_grabcut']:.2f} (pred. {r['predicted']})", ic.images[i],
-                           ic.cams[i], masks["cam"], masks["grabcut"], truth))
-        cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(segmentation_gallery(panels), cv2.COLOR_RGB2BGR))
+    picks = gallery_picks(rows)
+    np.savez(out / "gallery.npz", ids=np.array([r["id"] for _, r in picks]), labels=np.array([lab for lab, _ in picks]),
+             classes=np.array([r["class"] for _, r in picks]), predicted=np.array([r["predicted"] for _, r in picks]),
+             dice=np.array([r["dice_grabcut"] for _, r in picks]),
+             cams=np.stack([ic.cams_raw[pos[r["id"]]] for _, r in picks]).astype(np.float32))
+    for cls, png in draw_galleries(out / "gallery.npz", {it.id: it for it in items}, cfg.data.image_size, params).items():
+        cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(png, cv2.COLOR_RGB2BGR))
     return summary
+
+
+def gallery_picks(rows: Sequence[dict]) -> list[tuple[str, dict]]:
+    """Per class, the best, median and worst image by CAM + GrabCut Dice: ``[(label, row), ...]``."""
+    picks = []
+    for cls in sorted({r["class"] for r in rows}):
+        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: float(r["dice_grabcut"]))
+        picks += [("best", rs[-1]), ("median", rs[len(rs) // 2]), ("worst", rs[0])]
+    return picks
+
+
+def draw_galleries(npz: str | Path, items: dict[str, MaskItem], image_size: int,
+                   params: SegmentParams) -> dict[str, np.ndarray]:
+    """Redraw the galleries from ``gallery.npz`` (the picks' raw CAMs) and the dataset's images and
+    masks (``items`` by id): ``{class: RGB image}``. Images missing from ``items`` are skipped."""
+    from tumorlens.data import letterbox, read_image
+    from tumorlens.explain import upsample_normalise
+    from tumorlens.report import segmentation_gallery
+    from tumorlens.segment import segment
+
+    z = np.load(npz)
+    cams = upsample_normalise(z["cams"], (image_size, image_size))
+    panels: dict[str, list] = {}
+    for i, item_id in enumerate(z["ids"]):
+        it = items.get(str(item_id))
+        if it is None:
+            continue
+        arr, _ = read_image(it.image)
+        img = letterbox(arr, image_size)
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        truth = unletterbox_to_input(cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST) > 127,
+                                     image_size)
+        masks = segment(img, cams[i], str(z["predicted"][i]), params)
+        panels.setdefault(str(z["classes"][i]), []).append(
+            (f"{z['labels'][i]}: Dice {float(z['dice'][i]):.2f} (pred. {z['predicted'][i]})", img, cams[i],
+             masks["cam"], masks["grabcut"], truth))
+    return {cls: segmentation_gallery(p) for cls, p in panels.items()}
 
 
 def unletterbox_to_input(truth: np.ndarray, size: int) -> np.ndarray:

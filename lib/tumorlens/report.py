@@ -14,7 +14,8 @@ from tumorlens.config import CLASSES
 
 __all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table",
            "training_curves", "confusion_matrix", "metrics_table", "overlay", "segmentation_gallery",
-           "segmentation_table", "dice_boxes", "systems_table", "comparisons_table"]
+           "segmentation_table", "dice_boxes", "systems_table", "comparisons_table", "png_bytes",
+           "runs_table", "seeds_table", "ablation_bars", "reliability_diagram", "costs_table"]
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f7f", "pituitary": "#2ca02c"}
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
@@ -219,3 +220,90 @@ def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F
                           "images": r["n"], "value": round(r["value_a"], 4), "vs value": round(r["value_b"], 4),
                           "difference [95% CI]": f"{r['diff']:+.4f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]",
                           "McNemar p": f"{r['p_mcnemar']:.3g}"} for r in rows])
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG-encode an RGB uint8 image (for ``IPython.display.Image(data=...)``)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return buf.tobytes()
+
+
+def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``)."""
+    import pandas as pd
+
+    rows = []
+    for name, r in sorted(runs.items()):
+        row = {"run": name, "parameters": f"{r['parameters']:,}"}
+        for t, label in (("official", "official"), ("dedup", "de-duplicated")):
+            for m, ml in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+                row[f"{ml} ({label})"] = f"{r[f'{t}_{m}']:.4f} [{r[f'{t}_{m}_lo']:.3f}-{r[f'{t}_{m}_hi']:.3f}]"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Mean ± sd over seeds per variant, test set and metric (``rq.json["rq1"]["seeds_table"]``)."""
+    import pandas as pd
+
+    out = {}
+    for r in rows:
+        key = (r["variant"], r["test_set"])
+        out.setdefault(key, {"seeds": r["n"]})[r["metric"]] = f"{r['mean']:.4f} ± {r['sd']:.4f}" if r["n"] > 1 \
+            else f"{r['mean']:.4f}"
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index.names = ["variant", "test set"]
+    return df
+
+
+def ablation_bars(runs: Mapping[str, Mapping], variants: Sequence[str], test_set: str = "official",
+                  metric: str = "accuracy", title: str = ""):
+    """Bars with 95% CIs of one metric for the given runs (names as in ``rq.json["runs"]``)."""
+    import plotly.graph_objects as go
+
+    names = [v for v in variants if v in runs]
+    vals = [runs[v][f"{test_set}_{metric}"] for v in names]
+    fig = go.Figure(go.Bar(x=names, y=vals, error_y=dict(type="data", symmetric=False,
+                                                         array=[runs[v][f"{test_set}_{metric}_hi"] - runs[v][f"{test_set}_{metric}"] for v in names],
+                                                         arrayminus=[runs[v][f"{test_set}_{metric}"] - runs[v][f"{test_set}_{metric}_lo"] for v in names]),
+                           text=[f"{x:.3f}" for x in vals], textposition="inside"))
+    lo = min([runs[v][f"{test_set}_{metric}_lo"] for v in names] or [0])
+    fig.update_layout(title=title or f"{metric} ({test_set} test set), 95% bootstrap intervals",
+                      yaxis_range=[max(0, lo - 0.05), 1], height=420, xaxis_tickangle=-20)
+    return fig
+
+
+def reliability_diagram(y: np.ndarray, probs: np.ndarray, bins: int = 10, title: str = "Reliability diagram"):
+    """Confidence vs accuracy per bin (the diagonal is perfect calibration), with bin counts."""
+    import plotly.graph_objects as go
+
+    conf, correct = probs.max(1), probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    xs, accs, counts = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            xs.append(float(conf[m].mean()))
+            accs.append(float(correct[m].mean()))
+            counts.append(int(m.sum()))
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="grey"), name="perfect calibration")
+    fig.add_scatter(x=xs, y=accs, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
+    fig.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy", height=400, width=480,
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    return fig
+
+
+def costs_table(blocks: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Parameters and MFLOPs of each module per backbone (``block_costs.json``)."""
+    import pandas as pd
+
+    df = pd.DataFrame([{"backbone": b["backbone"], "feature map": "x".join(map(str, b["feature_map"])),
+                        "module": b["block"].upper() if b["block"] in ("se", "cbam", "mab", "sbr") else "ResPath",
+                        "parameters": f"{b['parameters']:,}", "MFLOPs": round(b["flops"] / 1e6, 2),
+                        "% of backbone parameters": round(100 * b["parameters_vs_backbone"], 2)} for b in blocks])
+    return df.set_index(["backbone", "module"])

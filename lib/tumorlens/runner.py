@@ -18,7 +18,7 @@ from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.progress import progress
 
-__all__ = ["Job", "NotebookFailed", "plan", "execute", "run_profile", "notebook_dir"]
+__all__ = ["Job", "NotebookFailed", "plan", "book_pages", "execute", "run_profile", "notebook_dir"]
 
 DONE = ".done.json"
 
@@ -75,12 +75,10 @@ def plan(profile: str) -> list[Job]:
     bb = cfg.model.backbone
     seeds = list(r.seeds) or [cfg.seed]
     first = seeds[0]
-    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": first},
-                page="01_data")]
+    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": first})]
     for seed in seeds:
-        jobs.append(_train_job(profile, root, bb, (), seed, page="02_train_standard" if seed == first else None))
-        jobs.append(_train_job(profile, root, bb, ALL_MODULES, seed,
-                               page="02_train_all_modules" if seed == first else None))
+        jobs.append(_train_job(profile, root, bb, (), seed))
+        jobs.append(_train_job(profile, root, bb, ALL_MODULES, seed))
     cnn_runs = [j.run_dir for j in jobs[1:]]
     if r.ablations:
         for mod in ALL_MODULES:
@@ -90,7 +88,7 @@ def plan(profile: str) -> list[Job]:
         jobs.append(_train_job(profile, root, bb, ALL_MODULES, first, tag="warmup-only",
                                overrides={"train.finetune_epochs": 0}))
     if r.vit:
-        jobs.append(_train_job(profile, root, "vit", (), first, page="02_train_vit", overrides={
+        jobs.append(_train_job(profile, root, "vit", (), first, overrides={
             "model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
             "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}))
     smoke_root = load_config("smoke").runs_root
@@ -98,13 +96,34 @@ def plan(profile: str) -> list[Job]:
         jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
     explained = root / f"{bb}+{'+'.join(ALL_MODULES)}" / f"seed-{first}"
     jobs.append(Job("03_explain", root / "explain", {"profile": profile, "model_run": str(explained),
-                                                     "run_dir": str(root / "explain")}, page="03_explain"))
+                                                     "run_dir": str(root / "explain")}))
     jobs.append(Job("04_ensembles", root / "ensembles",
                     {"profile": profile, "member_runs": [str(p) for p in cnn_runs], "k": r.ensemble_k,
-                     "run_dir": str(root / "ensembles")}, page="04_ensembles"))
-    jobs.append(Job("05_results", root / "results", {"profile": profile, "runs_root": str(root),
-                                                     "run_dir": str(root / "results")}, page="05_results"))
+                     "run_dir": str(root / "ensembles")}))
     return jobs
+
+
+def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
+    """The book's pages: the section notebooks in report mode, reading ``results`` (from `collect`)."""
+    cfg = load_config(profile)
+    bb, first = cfg.model.backbone, (list(cfg.reproduce.seeds) or [cfg.seed])[0]
+    allm = "+".join([bb, *ALL_MODULES])
+
+    def page(name: str, notebook: str, params: dict, title: str | None = None) -> Job:
+        return Job(notebook, out / ".jobs" / name, {"profile": profile, **params}, page=name, title=title)
+
+    return [
+        page("01_data", "01_data", {"mode": "report", "run_dir": str(results / "data")}),
+        page("02_train_standard", "02_train", {"mode": "report", "run_dir": str(results / "runs" / bb / f"seed-{first}")},
+             f"Training: {bb} (standard)"),
+        page("02_train_all_modules", "02_train", {"mode": "report", "run_dir": str(results / "runs" / allm / f"seed-{first}")},
+             f"Training: {allm}"),
+        page("02_train_vit", "02_train", {"mode": "report", "backbone": "vit", "run_dir": str(results / "runs" / "vit" / f"seed-{first}")},
+             "Training: the minimal ViT from scratch"),
+        page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
+        page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
+        page("05_results", "05_results", {"results": str(results)}),
+    ]
 
 
 def _to_ipynb(py: Path, dest: Path) -> Path:
@@ -171,10 +190,15 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
 
 
 def run_profile(profile: str, *, only: Sequence[str] | None = None, force: bool = False,
-                show_progress: bool = True) -> list[tuple[Job, str]]:
-    """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete ones."""
+                show_progress: bool = True, collect_results: bool = True) -> list[tuple[Job, str]]:
+    """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete
+    ones, then gather the results into ``results/<profile>/`` (`tumorlens.results.collect`)."""
     jobs = [j for j in plan(profile) if not only or j.notebook in only]
     done = []
     for job in progress(jobs, desc=f"notebooks ({profile})", unit="nb", disable=not show_progress):
         done.append((job, execute(job, force=force)))
+    if collect_results and not only:
+        from tumorlens.results import collect
+
+        collect(profile)
     return done

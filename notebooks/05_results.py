@@ -1,0 +1,186 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Results: RQ1–RQ5
+#
+# Every number on this page is read from `results/<profile>/`, written by `tumorlens collect` from
+# the runs of the profile named in the parameters cell. Each comparison pairs two systems on the
+# **same test images**: the difference with a paired bootstrap 95% interval and McNemar's test, on
+# the official Testing split and on its de-duplicated subset.
+
+# %% tags=["parameters"]
+profile = "smoke"
+results = "results/smoke"
+
+# %%
+import json
+from pathlib import Path
+
+import pandas as pd
+from myst_nb import glue
+
+from tumorlens import report
+from tumorlens.config import load_config
+from tumorlens.ensemble import read_predictions
+from tumorlens.results import find_row, verdict
+
+report.setup_plotly()
+res = Path(results)
+cfg = load_config(profile)
+rq = json.loads((res / "rq.json").read_text())
+summary = json.loads((res / "summary.json").read_text())
+timing = json.loads((res / "reproduction.json").read_text())
+bb = rq["backbone"]
+std, allm = bb, f"{bb}+mab+respath+sbr"
+first = rq["seeds"][0]
+glue("res_profile", profile, display=False)
+glue("res_data", summary["data"], display=False)
+glue("res_size", summary["image_size"], display=False)
+glue("res_minutes", f"{timing['total_minutes']:.0f}", display=False)
+glue("res_seeds", ", ".join(map(str, rq["seeds"])), display=False)
+glue("res_first", first, display=False)
+
+# %% [markdown]
+# Profile **{glue:text}`res_profile`**: {glue:text}`res_data`, {glue:text}`res_size` px; model
+# seeds {glue:text}`res_seeds`. The whole run of the profile's notebooks took
+# {glue:text}`res_minutes` minutes on this machine.
+#
+# ## All runs
+
+# %%
+report.runs_table(rq["runs"])
+
+# %%
+variants = [f"{std}/seed-{first}", f"{bb}+mab/seed-{first}", f"{bb}+respath/seed-{first}", f"{bb}+sbr/seed-{first}",
+            f"{allm}/seed-{first}", f"{allm}@warmup-only/seed-{first}", f"vit/seed-{first}"]
+report.ablation_bars(rq["runs"], variants, "official", "accuracy", title="Accuracy, official test split (95% CI)")
+
+# %%
+report.ablation_bars(rq["runs"], variants, "dedup", "accuracy", title="Accuracy, de-duplicated test subset (95% CI)")
+
+# %% [markdown]
+# ## RQ1 — do MAB, ResPath and SBR improve on the standard backbone?
+
+# %%
+rq1 = rq["rq1"]
+c_off = find_row(rq1["comparisons"], seed=first, test_set="official", metric="accuracy", b=std, a=allm)
+c_dd = find_row(rq1["comparisons"], seed=first, test_set="dedup", metric="accuracy", b=std, a=allm)
+glue("rq1_diff_off", f"{c_off['diff']:+.4f}" if c_off else "n/a", display=False)
+glue("rq1_ci_off", f"[{c_off['ci_lo']:+.3f}, {c_off['ci_hi']:+.3f}]" if c_off else "n/a", display=False)
+glue("rq1_p_off", f"{c_off['p_mcnemar']:.3g}" if c_off else "n/a", display=False)
+glue("rq1_verdict_off", verdict(c_off) if c_off else "not measured", display=False)
+glue("rq1_diff_dd", f"{c_dd['diff']:+.4f}" if c_dd else "n/a", display=False)
+glue("rq1_verdict_dd", verdict(c_dd) if c_dd else "not measured", display=False)
+report.seeds_table(rq1["seeds_table"])
+
+# %% [markdown]
+# With all three modules the accuracy on the official split changes by {glue:text}`rq1_diff_off`
+# (seed {glue:text}`res_first`; 95% CI {glue:text}`rq1_ci_off`, McNemar p = {glue:text}`rq1_p_off`):
+# {glue:text}`rq1_verdict_off`. On the de-duplicated subset the change is
+# {glue:text}`rq1_diff_dd`: {glue:text}`rq1_verdict_dd`. Every seed and each module alone:
+
+# %%
+report.comparisons_table(rq1["comparisons"])
+
+# %% [markdown]
+# What the modules cost (parameters and FLOPs on each backbone's last feature map, measured):
+
+# %%
+report.costs_table(json.loads((res / "block_costs.json").read_text())["blocks"])
+
+# %% [markdown]
+# ## RQ2 — do ensembles improve on the single best model?
+
+# %%
+rq2 = rq.get("rq2")
+if rq2:
+    best_vote = find_row(rq2["comparisons"], a="soft voting", test_set="official", metric="accuracy")
+    glue("rq2_vote", verdict(best_vote) if best_vote else "not measured", display=False)
+    display(report.systems_table(rq2, "official"))
+    display(report.systems_table(rq2, "dedup"))
+    display(report.comparisons_table(rq2["comparisons"]))
+else:
+    glue("rq2_vote", "not measured", display=False)
+
+# %% [markdown]
+# Soft voting against the single best model, official split: {glue:text}`rq2_vote`.
+#
+# ## RQ3 — how well does Grad-CAM + GrabCut outline the tumours?
+
+# %%
+rq3 = rq.get("rq3")
+if rq3:
+    seg = rq3["summary"]
+    d = rq3["grabcut_minus_cam"]
+    glue("rq3_source", seg["source"], display=False)
+    glue("rq3_diff", f"{d['mean_diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]", display=False)
+    glue("rq3_verdict", "GrabCut helps" if d["lo"] > 0 else "GrabCut hurts" if d["hi"] < 0 else
+         "GrabCut makes no clear difference", display=False)
+    display(report.segmentation_table(seg))
+else:
+    glue("rq3_source", "not measured", display=False)
+    glue("rq3_diff", "n/a", display=False)
+    glue("rq3_verdict", "not measured", display=False)
+
+# %% [markdown]
+# Against {glue:text}`rq3_source`, the mean per-image Dice of CAM + GrabCut minus that of the
+# binarised CAM is {glue:text}`rq3_diff` (paired bootstrap 95% CI): {glue:text}`rq3_verdict`.
+#
+# ## RQ4 — does partial fine-tuning improve on warm-up alone?
+
+# %%
+rq4 = rq.get("rq4")
+c4 = find_row(rq4["comparisons"], test_set="official", metric="accuracy") if rq4 else None
+glue("rq4_diff", f"{c4['diff']:+.4f} [{c4['ci_lo']:+.3f}, {c4['ci_hi']:+.3f}]" if c4 else "n/a", display=False)
+glue("rq4_verdict", verdict(c4) if c4 else "not measured", display=False)
+if rq4:
+    display(report.comparisons_table(rq4["comparisons"]))
+
+# %% [markdown]
+# Fine-tuning the last layers after the warm-up changes the official-split accuracy by
+# {glue:text}`rq4_diff`: {glue:text}`rq4_verdict`.
+#
+# ## RQ5 — a minimal ViT from scratch against the transfer-learned CNN
+
+# %%
+rq5 = rq.get("rq5")
+c5 = find_row(rq5["comparisons"], test_set="official", metric="accuracy") if rq5 else None
+glue("rq5_diff", f"{c5['diff']:+.4f} [{c5['ci_lo']:+.3f}, {c5['ci_hi']:+.3f}]" if c5 else "n/a", display=False)
+glue("rq5_verdict", verdict(c5) if c5 else "not measured", display=False)
+if rq5:
+    display(report.comparisons_table(rq5["comparisons"]))
+
+# %% [markdown]
+# The ViT's accuracy minus the standard CNN's, official split: {glue:text}`rq5_diff` —
+# {glue:text}`rq5_verdict`.
+#
+# ## Calibration of the all-modules model
+
+# %%
+pred = read_predictions(res / "runs" / allm / f"seed-{first}")
+report.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), official test split")
+
+# %% [markdown]
+# ## The other backbones
+#
+# MobileNetV2, EfficientNet-B0 and VGG16 are meant to start from Keras' ImageNet weights, which this
+# repository's machines cannot download. What is shown for them is **not transfer learning**: they
+# were trained from random initialisation on the smoke profile (synthetic phantoms, 64 px, one epoch
+# per phase) only to show that they build, train and evaluate. Run the `paper` profile on a machine
+# with internet for real numbers.
+
+# %%
+rows = []
+for run in sorted((res / "smoke_backbones").glob("*/seed-*")):
+    m = json.loads((run / "metrics.json").read_text())
+    rows.append({"backbone": run.parent.name, "profile": "smoke (synthetic, random init)",
+                 "accuracy": round(m["official"]["accuracy"], 3), "macro-F1": round(m["official"]["macro_f1"], 3)})
+pd.DataFrame(rows).set_index("backbone") if rows else print("no smoke runs of the other backbones were collected")

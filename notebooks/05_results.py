@@ -47,6 +47,17 @@ glue("res_size", summary["image_size"], display=False)
 glue("res_minutes", f"{timing['total_minutes']:.0f}", display=False)
 glue("res_seeds", ", ".join(map(str, rq["seeds"])), display=False)
 glue("res_first", first, display=False)
+# headline numbers for the abstract (the book's first page pastes them)
+runs = rq["runs"]
+for key, name in (("std", f"{std}/seed-{first}"), ("all", f"{allm}/seed-{first}")):
+    r = runs.get(name)
+    glue(f"abs_{key}_acc", f"{r['official_accuracy']:.3f}" if r else "n/a", display=False)
+    glue(f"abs_{key}_dedup", f"{r['dedup_accuracy']:.3f}" if r else "n/a", display=False)
+glue("abs_n_dedup", str(json.loads((res / "ensembles" / "ensembles.json").read_text())["n_dedup"])
+     if (res / "ensembles" / "ensembles.json").is_file() else "n/a", display=False)
+seg_all = rq.get("rq3", {}).get("summary", {}).get("per_class", {}).get("all")
+glue("abs_dice_gc", f"{seg_all['dice_grabcut']['mean']:.3f}" if seg_all else "n/a", display=False)
+glue("abs_seg_source", rq["rq3"]["summary"]["source"] if rq.get("rq3") else "no masks", display=False)
 
 # %% [markdown]
 # Profile **{glue:text}`res_profile`**: {glue:text}`res_data`, {glue:text}`res_size` px; model

@@ -8,6 +8,7 @@
     tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
     tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
     tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
+    tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--out DIR]
     tumorlens collect --profile P              gather its runs into results/<profile>/
     tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
     tumorlens config show [--profile P]        the resolved settings as JSON
@@ -148,6 +149,12 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from tumorlens.predict import main_predict
+
+    return main_predict(args)
+
+
 def _cmd_collect(args) -> int:
     from tumorlens.results import collect
 
@@ -224,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete")
     r.set_defaults(func=_cmd_run)
 
+    pr = sub.add_parser("predict", help="classify your own scans (JPEG, PNG, DICOM); research use only")
+    pr.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    pr.add_argument("--model", required=True, help="a run directory or a .keras file")
+    pr.add_argument("--ensemble", nargs="*", help="more run directories: soft-vote their probabilities with --model's")
+    pr.add_argument("--explain", action="store_true", help="write a Grad-CAM overlay per image")
+    pr.add_argument("--segment", action="store_true", help="write a CAM + GrabCut tumour mask per image")
+    pr.add_argument("--out", default=None, help="output folder (default runs/predict/<time>); never an input folder")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_cmd_predict)
+
     co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
     co.add_argument("--profile", default="smoke")
     co.set_defaults(func=_cmd_collect)
@@ -257,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed, WeightsUnavailableError) as exc:
+    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed, WeightsUnavailableError,
+            FileNotFoundError, ValueError) as exc:
         print(f"tumorlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

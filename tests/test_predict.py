@@ -1,0 +1,117 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tumorlens.models import build_classifier
+from tumorlens.phantoms import render_phantom
+from tumorlens.predict import DISCLAIMER, Predictor, find_inputs, predict_paths, read_any, read_dicom
+
+
+def _write_dicom(path, pixels, slope=2.0, intercept=-100.0, centre=None, width=None):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName = "MR", "Phantom^Test"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if centre is not None:
+        ds.WindowCenter, ds.WindowWidth = centre, width
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def test_dicom_rescale_and_window(tmp_path):
+    raw = (np.arange(64 * 64).reshape(64, 64) % 1000).astype(np.uint16)
+    p = _write_dicom(tmp_path / "slice.dcm", raw, slope=2.0, intercept=-100.0, centre=900, width=1800)
+    img = read_dicom(p)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    hu = raw * 2.0 - 100.0  # window 0..1800
+    expected = np.clip(hu / 1800, 0, 1) * 255
+    assert np.abs(img[..., 0].astype(float) - expected).max() <= 1.0
+    # without a window: the slice's own range
+    q = _write_dicom(tmp_path / "nowindow", raw, slope=1.0, intercept=0.0)  # no extension: found by its header
+    assert read_any(q).max() == 255 and read_any(q).min() == 0
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    build_classifier("mobilenetv2", ("sbr",), image_size=64, weights="none").save(d / "model.keras")
+    return d
+
+
+@pytest.fixture
+def scans(tmp_path):
+    d = tmp_path / "scans"
+    (d / "sub").mkdir(parents=True)
+    for i, cls in enumerate(("glioma", "meningioma")):
+        cv2.imwrite(str(d / f"{cls}.png"), render_phantom(cls, 96, i)[0])
+    cv2.imwrite(str(d / "sub" / "pit.jpg"), render_phantom("pituitary", 80, 3)[0])
+    _write_dicom(d / "sub" / "slice.dcm", render_phantom("notumor", 64, 4)[0].astype(np.uint16) * 4, 1.0, 0.0)
+    (d / "empty.png").write_bytes(b"")
+    (d / "broken.jpg").write_bytes(cv2.imencode(".jpg", render_phantom("glioma", 96, 9)[0])[1].tobytes()[:200])
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_predict_folder_with_bad_files(scans, model_dir, tmp_path):
+    out = tmp_path / "out"
+    rep = predict_paths([scans], Predictor.load(model_dir), out, segment=True, show_progress=False)
+    assert rep.n_ok == 4 and rep.exit_code == 0
+    reasons = {p["path"].split("/")[-1]: p["reason"] for p in rep.problems}
+    assert set(reasons) == {"empty.png", "broken.jpg", "notes.txt"}
+    assert "empty" in reasons["empty.png"] and "truncated" in reasons["broken.jpg"]
+    rec = json.loads((out / "scans" / "sub" / "slice.json").read_text())
+    assert rec["class"] in ("glioma", "meningioma", "notumor", "pituitary")
+    assert abs(sum(rec["probabilities"].values()) - 1) < 1e-4 and rec["model"] == str(model_dir)
+    assert (out / "scans" / "glioma_cam.png").is_file() and (out / "scans" / "glioma_mask.png").is_file()
+    mask = cv2.imread(str(out / "scans" / "glioma_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}  # the input's own resolution
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert len(lines) == 5 and (out / "problems.csv").read_text().count("\n") == 4
+    assert sorted(p.name for p in scans.rglob("*")) == sorted(["broken.jpg", "empty.png", "glioma.png",
+                                                              "meningioma.png", "notes.txt", "sub", "pit.jpg",
+                                                              "slice.dcm"])  # inputs untouched
+
+
+def test_nothing_readable_exits_non_zero_and_inputs_are_protected(tmp_path, model_dir, scans):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"")
+    rep = predict_paths([bad], Predictor.load(model_dir), tmp_path / "o", show_progress=False)
+    assert rep.n_ok == 0 and rep.exit_code == 1
+    with pytest.raises(ValueError, match="inside the input folder"):
+        predict_paths([scans], Predictor.load(model_dir), scans / "results", show_progress=False)
+
+
+def test_find_inputs_keeps_relative_names_unique(tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        cv2.imwrite(str(tmp_path / d / "x.png"), np.zeros((20, 20), np.uint8))
+    files, problems = find_inputs([tmp_path / "a", tmp_path / "a" / "x.png", tmp_path / "missing"])
+    assert [s for _, s in files] == ["a/x", "x"] and problems[0]["reason"] == "not found"
+
+
+def test_cli_predict_with_ensemble(scans, model_dir, tmp_path):
+    out = tmp_path / "cli"
+    res = subprocess.run([sys.executable, "-m", "tumorlens.cli", "predict", str(scans / "glioma.png"),
+                          "--model", str(model_dir), "--ensemble", str(model_dir), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.count(DISCLAIMER) == 1
+    rec = json.loads((out / "glioma.json").read_text())
+    assert rec["ensemble"] == [str(model_dir)]

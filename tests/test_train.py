@@ -122,3 +122,29 @@ def test_shared_prefix_cache_is_reused_and_changes_nothing(tmp_path):
     assert len(files) == 3 and len({f[f.index("block"):] for f in files}) == 1  # 2 train views + val, one cut
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_features_from_the_prefix_cache_match_a_full_pass(tmp_path, monkeypatch):
+    """Ensemble features read through the shared prefix cache equal the model's own forward pass."""
+    import tumorlens.ensemble as ens
+    from tumorlens.data import prepare
+    from tumorlens.ensemble import penultimate_features, run_features
+
+    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 12,
+                                          "data.phantoms.test_per_class": 4, "data.phantoms.duplicates": 0,
+                                          "model.weights": "imagenet", "model.modules": ["sbr"]})
+    prep = prepare(cfg, show_progress=False)
+    summary = train_run(cfg, prep, show_progress=False)
+
+    def no_full_pass(*a, **k):
+        raise AssertionError("the features should come from the prefix cache")
+
+    monkeypatch.setattr(ens, "penultimate_features", no_full_pass)
+    feats = run_features(summary["run_dir"], prep, ("train", "val", "test"), show_progress=False)
+    monkeypatch.undo()
+    from tumorlens.models import load_model
+
+    model = load_model(summary["run_dir"])
+    for split in ("val", "test"):
+        np.testing.assert_allclose(feats[split], penultimate_features(model, prep.images(split, False)),
+                                   rtol=1e-4, atol=1e-5)

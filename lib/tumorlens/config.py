@@ -195,6 +195,11 @@ class Config:
     def runs_root(self) -> Path:
         return paths.resolve(self.paths.runs) / self.profile
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        """Rebuild (and validate) a config from `to_dict` output, e.g. a run's ``config.json``."""
+        return _build(cls, d, "")
+
     def to_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
             if dataclasses.is_dataclass(v):

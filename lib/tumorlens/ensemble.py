@@ -122,10 +122,37 @@ def run_features(run_dir: str | Path, prep, splits: Sequence[str] = ("train", "v
         name = f"{s}-{keys[s]}"
         if name not in stored:
             model = model or load_model(run_dir)
-            stored[name] = penultimate_features(model, prep.images(s, show_progress)).astype(np.float32)
+            feats = _features_from_cache(model, run_dir, prep, s)
+            if feats is None:
+                feats = penultimate_features(model, prep.images(s, show_progress))
+            stored[name] = feats.astype(np.float32)
         out[s] = stored[name]
     np.savez(cache, **stored)
     return out
+
+
+def _features_from_cache(model, run_dir: Path, prep, split: str):
+    """Penultimate features from the shared prefix cache of the run's training (no backbone pass),
+    or None when the cache does not hold this split."""
+    import json
+
+    import keras
+
+    from tumorlens.config import Config
+    from tumorlens.train import cached_prefix_file
+
+    info = run_dir / "config.json"
+    if not info.is_file():
+        return None
+    cfg = Config.from_dict(json.loads(info.read_text())["config"])
+    found = cached_prefix_file(model, cfg, prep, split)
+    if found is None:
+        return None
+    file, cut_t, extra = found
+    with np.load(file) as z:
+        inputs = [z["cut"].astype(np.float32)] + ([z["edges"].astype(np.float32)] if extra else [])
+    sub = keras.Model([cut_t, *extra], model.get_layer("predictions").input)
+    return sub.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=64, verbose=0)
 
 
 def fit_hybrid(x_train: np.ndarray, y_train: np.ndarray, kind: str = "lr", *, seed: int = 42, cv: int = 5,

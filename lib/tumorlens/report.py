@@ -15,7 +15,8 @@ from tumorlens.config import CLASSES
 __all__ = ["setup_plotly", "CLASS_COLOURS", "class_balance", "image_grid", "audit_table", "scan_table",
            "training_curves", "confusion_matrix", "metrics_table", "overlay", "segmentation_gallery",
            "segmentation_table", "dice_boxes", "systems_table", "comparisons_table", "png_bytes",
-           "runs_table", "seeds_table", "ablation_bars", "reliability_diagram", "costs_table"]
+           "runs_table", "seeds_table", "ablation_bars", "reliability_diagram", "costs_table",
+           "robustness_lines", "robustness_frame"]
 
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f7f", "pituitary": "#2ca02c"}
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
@@ -307,3 +308,27 @@ def costs_table(blocks: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
                         "parameters": f"{b['parameters']:,}", "MFLOPs": round(b["flops"] / 1e6, 2),
                         "% of backbone parameters": round(100 * b["parameters_vs_backbone"], 2)} for b in blocks])
     return df.set_index(["backbone", "module"])
+
+
+def robustness_lines(rows: Sequence[Mapping], test_set: str = "official", metric: str = "accuracy"):
+    """Metric against corruption severity, one line per corruption (severity 0 = clean)."""
+    import plotly.graph_objects as go
+
+    clean = next(r[metric] for r in rows if r["kind"] == "clean" and r["test_set"] == test_set)
+    fig = go.Figure()
+    for kind in sorted({r["kind"] for r in rows} - {"clean"}):
+        rs = sorted((r for r in rows if r["kind"] == kind and r["test_set"] == test_set), key=lambda r: r["severity"])
+        fig.add_scatter(x=[0] + [r["severity"] for r in rs], y=[clean] + [r[metric] for r in rs], mode="lines+markers",
+                        name=kind)
+    fig.update_layout(title=f"{metric} under corruptions ({test_set} test set)", xaxis_title="severity (0 = clean)",
+                      yaxis_title=metric, height=400, xaxis=dict(tickmode="array", tickvals=[0, 1, 2, 3]))
+    return fig
+
+
+def robustness_frame(rows: Sequence[Mapping], test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821
+    import pandas as pd
+
+    df = pd.DataFrame([r for r in rows if r["test_set"] == test_set])
+    df = df.pivot_table(index="kind", columns="severity", values="accuracy")
+    df.columns = [f"severity {c}" if c else "clean" for c in df.columns]
+    return df.round(4)

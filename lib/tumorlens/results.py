@@ -172,7 +172,7 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
     runs_root = Path(runs_root) if runs_root else cfg.runs_root
     res = Path(out) if out else results_dir(profile)
     res.mkdir(parents=True, exist_ok=True)
-    for sub in ("runs", "ensembles", "segmentation", "data", "smoke_backbones"):
+    for sub in ("runs", "ensembles", "segmentation", "data", "smoke_backbones", "robustness"):
         shutil.rmtree(res / sub, ignore_errors=True)
     for run in find_runs(runs_root):
         _copy_run(run, res / "runs" / run.parent.name / run.name)
@@ -182,7 +182,7 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
             if (run / "metrics.json").is_file():
                 _copy_run(run, res / "smoke_backbones" / bb / run.name)
     for sub, names in (("data", ("scan.json", "audit.json", "dedup_test.csv", "splits.json")),
-                       ("ensembles", None), ("segmentation", None)):
+                       ("ensembles", None), ("segmentation", None), ("robustness", None)):
         src = runs_root / ("explain" if sub == "segmentation" else sub)
         if not src.is_dir():
             continue

@@ -100,6 +100,8 @@ def plan(profile: str) -> list[Job]:
     jobs.append(Job("04_ensembles", root / "ensembles",
                     {"profile": profile, "member_runs": [str(p) for p in cnn_runs], "k": r.ensemble_k,
                      "run_dir": str(root / "ensembles")}))
+    jobs.append(Job("06_robustness", root / "robustness", {"profile": profile, "model_run": str(explained),
+                                                           "run_dir": str(root / "robustness")}))
     return jobs
 
 
@@ -122,6 +124,7 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
              "Training: the minimal ViT from scratch"),
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
+        page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness")}),
         page("05_results", "05_results", {"results": str(results)}),
     ]
 

@@ -38,7 +38,7 @@ from tumorlens.config import CLASSES, Config
 from tumorlens.progress import progress
 
 __all__ = ["find_cut", "valid_cuts", "TrainResult", "train_model", "train_run", "predict_images", "run_dir_for",
-           "evaluate_run", "write_predictions"]
+           "evaluate_run", "write_predictions", "cached_prefix_file"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,6 +363,31 @@ def evaluate_run(run_dir: Path, probs: np.ndarray, records, dedup: set[str]) -> 
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", records, probs, dedup)
     return metrics
+
+
+def cached_prefix_file(model, cfg: Config, prep, split: str) -> tuple[Path, object, list] | None:
+    """The shared prefix-cache file holding ``split``'s frozen-prefix outputs for a model trained
+    with ``cfg`` (view 0 for train), with the cut tensor and head inputs to feed; None if absent."""
+    from tumorlens import paths
+    from tumorlens.models import head_input_names
+
+    if not (cfg.data.cache and cfg.train.prefix_cache):
+        return None
+    t = cfg.train
+    k, layers = find_cut(model, t.finetune_layers)
+    do_finetune = t.finetune_epochs > 0 and t.finetune_layers > 0
+    names = head_input_names(model, cfg.model.backbone)
+    feat = model.get_layer(names[0]).output
+    if do_finetune and k < 0:
+        return None
+    cut_name = layers[k].name if do_finetune else names[0]
+    grid = tuple(int(d) for d in feat.shape[1:3])
+    key = _cache_keys(cfg, prep)[split] + ("-v0" if split == "train" else "")
+    file = paths.cache_root() / "prefix" / f"{key}-{cut_name}-{grid[0]}x{grid[1]}.npz"
+    if not file.is_file():
+        return None
+    extra = [model.get_layer(n).output for n in names[1:]]
+    return file, model.get_layer(cut_name).output, extra
 
 
 def _cache_keys(cfg: Config, prep) -> dict[str, str]:

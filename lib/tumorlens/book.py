@@ -39,6 +39,11 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:  # readers see results first; the code stays one click away
+        if cell.cell_type == "code":
+            tags = cell.metadata.setdefault("tags", [])
+            if "hide-input" not in tags:
+                tags.append("hide-input")
     if title:
         for cell in nb.cells:
             if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
@@ -70,7 +75,8 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None
     gen = book / "generated"
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)
-    for job in book_pages(profile, res, gen):
+    rel_res = res.relative_to(paths.repo_root()) if res.is_relative_to(paths.repo_root()) else res
+    for job in book_pages(profile, rel_res, gen):
         execute(job, force=True)
         _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
     shutil.rmtree(gen / ".jobs", ignore_errors=True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.progress import progress
-from tumorlens.segment import SegmentParams, dice, iou, pointing_game, segment, unletterbox_mask
+from tumorlens.segment import SegmentParams, dice, iou, pointing_game, segment, unletterbox, unletterbox_mask
 
 __all__ = ["MaskItem", "brisc_items", "phantom_items", "explain_items", "split_items", "score_items",
            "tune_params", "summarise", "ItemCams", "default_mask_root", "evaluate_segmentation", "gallery_picks",
@@ -166,13 +166,8 @@ def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
 
 
 def unletterbox_cam(cam: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
-    """Undo the letterbox for a float map (crop the padding, resize bilinearly)."""
-    size = cam.shape[0]
-    h, w = original_hw
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    top, left = (size - nh) // 2, (size - nw) // 2
-    return cv2.resize(np.asarray(cam, np.float32)[top:top + nh, left:left + nw], (w, h), interpolation=cv2.INTER_LINEAR)
+    """Undo the letterbox for a float map (bilinear)."""
+    return unletterbox(np.asarray(cam, np.float32), original_hw, cv2.INTER_LINEAR)
 
 
 def tune_params(ic: ItemCams, tune: Sequence[MaskItem], base: SegmentParams = SegmentParams(),

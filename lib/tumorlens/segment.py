@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 __all__ = ["SegmentParams", "binarise", "head_mask", "grabcut_mask", "segment", "dice", "iou", "pointing_game",
-           "unletterbox_mask"]
+           "unletterbox", "unletterbox_mask"]
 
 NO_TUMOUR = "notumor"
 
@@ -193,12 +193,16 @@ def pointing_game(cam: np.ndarray, truth: np.ndarray, tolerance: int = 0) -> boo
     return bool(t[yy[near], xx[near]].any())
 
 
-def unletterbox_mask(mask: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
-    """Undo `tumorlens.data.letterbox` for a mask: crop the padding and resize to ``original_hw``."""
-    size = mask.shape[0]
+def unletterbox(arr: np.ndarray, original_hw: tuple[int, int], interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Undo `tumorlens.data.letterbox` for a 2-D map: crop the padding and resize to ``original_hw``."""
+    size = arr.shape[0]
     h, w = original_hw
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     top, left = (size - nh) // 2, (size - nw) // 2
-    crop = np.asarray(mask, np.uint8)[top:top + nh, left:left + nw]
-    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(np.ascontiguousarray(arr[top:top + nh, left:left + nw]), (w, h), interpolation=interpolation)
+
+
+def unletterbox_mask(mask: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
+    """`unletterbox` for a bool mask (nearest neighbour)."""
+    return unletterbox(np.asarray(mask, np.uint8), original_hw, cv2.INTER_NEAREST).astype(bool)

@@ -21,6 +21,7 @@ profile = "smoke"
 mode = "run"          # run: corrupt and evaluate now | report: read a saved result (results/<profile>/robustness)
 model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"
 run_dir = "runs/smoke/robustness"
+bench = ""            # a `tumorlens bench` result (JSON) to show, if any
 
 # %%
 import json
@@ -69,3 +70,25 @@ report.robustness_frame(rob["rows"], "dedup")
 
 # %%
 pd.DataFrame([{k: cal[k] for k in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after", "n_val", "n_test")}])
+
+# %% [markdown]
+# ## Side by side with a peer package
+#
+# `tumorlens bench` runs this repository's best single model and its soft-voting ensemble and the
+# PyPI package `detect-tumor` (a VGG16 ONNX classifier for the same four classes) on the same
+# Testing images, on the same machine. Its training data are not stated; if they include this
+# dataset's Testing images, its scores are optimistic.
+
+# %%
+if bench and Path(bench).is_file():
+    b = json.loads(Path(bench).read_text())
+    display(pd.DataFrame({name: {"accuracy": round(s["official_accuracy"], 4), "macro-F1": round(s["official_macro_f1"], 4),
+                                 "accuracy (dedup)": round(s["dedup_accuracy"], 4),
+                                 "macro-F1 (dedup)": round(s["dedup_macro_f1"], 4),
+                                 "images/s (batched)": round(s["images_per_second"], 1),
+                                 "predict + Grad-CAM + GrabCut, ms/image": round(s["explain_segment_ms_median"])
+                                 if "explain_segment_ms_median" in s else None}
+                          for name, s in b["systems"].items()}).T)
+    print(f"{b['n_test']} Testing images ({b['n_dedup']} de-duplicated); {b['environment']['cpus']} CPU cores")
+else:
+    print("No benchmark result for this profile (run `tumorlens bench --profile <profile> --model RUN --out results/<profile>/bench.json`).")

@@ -124,7 +124,8 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
              "Training: the minimal ViT from scratch"),
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
-        page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness")}),
+        page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness"),
+                                                "bench": str(results / "bench.json")}),
         page("05_results", "05_results", {"results": str(results)}),
     ]
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tumorlens import paths
 from tumorlens.config import CLASSES
 
 __all__ = ["run_bench", "format_table"]
@@ -74,7 +75,7 @@ def run_bench(cfg, model_run: str | Path, ensemble_runs: Sequence[str | Path] = 
     p_single = predict_images(model, x, batch_size)
     secs = time.perf_counter() - t0
     systems["tumorlens (single model)"] = {**_scores(y, p_single, dedup), "images_per_second": len(x) / secs,
-                                           "model": str(model_run)}
+                                           "model": paths.relative(model_run)}
     if ensemble_runs:
         members = [load_model(r) for r in ensemble_runs]
         for m in members:
@@ -83,7 +84,7 @@ def run_bench(cfg, model_run: str | Path, ensemble_runs: Sequence[str | Path] = 
         p_ens = soft_vote([predict_images(m, x, batch_size) for m in members])
         secs = time.perf_counter() - t0
         systems["tumorlens (soft-voting ensemble)"] = {**_scores(y, p_ens, dedup), "images_per_second": len(x) / secs,
-                                                       "members": [str(r) for r in ensemble_runs]}
+                                                       "members": [paths.relative(r) for r in ensemble_runs]}
     # latency of the explain-and-segment pipeline, one image at a time
     backbone = next((b for b in ("efficientnet_lite0", "efficientnetb0", "mobilenetv2", "vgg16", "vit")
                      if model.name.startswith(b)), cfg.model.backbone)

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tumorlens import paths
 from tumorlens.config import CLASSES
 
 __all__ = ["soft_vote", "RunPredictions", "read_predictions", "select_members", "penultimate_features",
@@ -87,7 +88,7 @@ def select_members(run_dirs: Sequence[str | Path], k: int = 3, metric: str = "ma
     scored = []
     for r in run_dirs:
         v = read_predictions(r, "val")
-        scored.append({"run_dir": str(r), "name": v.name, "val_" + metric: METRICS[metric](v.y, v.pred)})
+        scored.append({"run_dir": paths.relative(r), "name": v.name, "val_" + metric: METRICS[metric](v.y, v.pred)})
     scored.sort(key=lambda d: -d["val_" + metric])
     return scored[:k]
 
@@ -247,17 +248,17 @@ def evaluate_ensembles(cfg, run_dirs: Sequence[str | Path], out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     prep = prep or prepare(cfg, show_progress=show_progress)
     test_recs = prep.splits["test"]
-    paths = [r.rel for r in test_recs]
+    test_paths = [r.rel for r in test_recs]
     y = np.array([r.label for r in test_recs])
     dedup = prep.dedup_mask()
     members = select_members(run_dirs, k=k)
-    preds = {m["run_dir"]: read_predictions(m["run_dir"]).align(paths) for m in members}
+    preds = {m["run_dir"]: read_predictions(paths.resolve(m["run_dir"])).align(test_paths) for m in members}
     systems: dict[str, np.ndarray] = {"single best": preds[members[0]["run_dir"]].probs}
     if len(members) > 1:
         systems["soft voting"] = soft_vote([preds[m["run_dir"]].probs for m in members])
     hybrid_info = {}
     if hybrids:
-        feats = [run_features(m["run_dir"], prep, show_progress=show_progress) for m in members]
+        feats = [run_features(paths.resolve(m["run_dir"]), prep, show_progress=show_progress) for m in members]
         x = {s: np.concatenate([f[s] for f in feats], axis=1) for s in ("train", "val", "test")}
         y_tr = prep.labels("train")
         for kind in hybrids:

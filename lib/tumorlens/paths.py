@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["repo_root", "config_file", "resolve", "default_data_root", "cache_root", "results_root"]
+__all__ = ["repo_root", "config_file", "resolve", "default_data_root", "cache_root", "results_root", "relative"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -59,3 +59,10 @@ def cache_root() -> Path:
         base = os.environ.get("XDG_CACHE_HOME")
         root = (Path(base) if base else Path.home() / ".cache") / "tumorlens"
     return root
+
+
+def relative(p: str | os.PathLike) -> str:
+    """``p`` relative to the repository when it lies inside it (for records that travel), else as given."""
+    q = Path(p).expanduser().resolve()
+    root = repo_root().resolve()
+    return str(q.relative_to(root)) if q.is_relative_to(root) else str(p)

@@ -195,18 +195,20 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
     write_json(res / "rq.json", rq)
     write_json(res / "block_costs.json", {"image_size": cfg.data.image_size,
                                           "blocks": block_costs(image_size=cfg.data.image_size)})
-    timing = _reproduction_time(runs_root)
+    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
     write_json(res / "reproduction.json", timing)
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
     return res
 
 
-def _reproduction_time(runs_root: Path) -> dict:
-    """Seconds per executed notebook (from the runner's records) and their total."""
+def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
+    """Seconds per executed notebook (from the runner's records) and their total: the profile's own
+    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes."""
     jobs = []
     smoke_root = load_config("smoke").runs_root
     base = runs_root.parent
-    for done in sorted([*runs_root.rglob(".done.json"), *smoke_root.glob("*/seed-*/.done.json")]):
+    extra = [] if runs_root == smoke_root else [d for b in other_backbones for d in smoke_root.glob(f"{b}/seed-*/.done.json")]
+    for done in sorted([*runs_root.rglob(".done.json"), *extra]):
         d = json.loads(done.read_text())
         try:
             name = str(done.parent.relative_to(base))

@@ -47,7 +47,12 @@ def test_a_failing_notebook_names_itself_and_the_cell(nbdir, tmp_path):
 
 def test_profiles_plan_their_own_run_folders():
     smoke, cpu = plan("smoke"), plan("cpu")
-    assert all("/smoke/" in str(j.run_dir) for j in smoke) and all("/cpu/" in str(j.run_dir) for j in cpu)
+    assert all("/smoke/" in str(j.run_dir) for j in smoke)
+    own = [j for j in cpu if j.params["profile"] == "cpu"]
+    evidence = [j for j in cpu if j.params["profile"] != "cpu"]  # the other backbones, on synthetic data only
+    assert all("/cpu/" in str(j.run_dir) for j in own)
+    assert {j.params["backbone"] for j in evidence} == {"mobilenetv2", "efficientnetb0", "vgg16"}
+    assert all("/smoke/" in str(j.run_dir) for j in evidence)
     assert [j.notebook for j in smoke][:2] == ["01_data", "02_train"]
     assert len({j.run_dir for j in smoke}) == len(smoke)
     json.dumps([j.params for j in smoke])  # parameters are plain literals

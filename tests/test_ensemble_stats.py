@@ -62,6 +62,16 @@ def test_hybrid_pipelines_on_tiny_features(kind, tmp_path):
         fit_hybrid(x, y, "knn")
 
 
+def test_svm_hybrid_when_features_outnumber_samples():
+    # the smoke profile: ~200 training samples, 1,280-d features; PCA must fit inside each CV fold
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 54)
+    x = rng.normal(0, 3, (4, 600))[y] + rng.normal(0, 1, (216, 600))
+    pipe = fit_hybrid(x, y, "svm", cv=3)
+    assert pipe.named_steps["pca"].n_components < 216 * 2 // 3
+    assert (pipe.predict(x) == y).mean() > 0.9
+
+
 def test_mcnemar_against_reference_values():
     # Wikipedia's McNemar example (b=121, c=59): chi-square 21.35 without correction, p < 0.001
     ref = mcnemar_from_counts(121, 59, exact=False, correction=False)

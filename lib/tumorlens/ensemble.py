@@ -177,9 +177,12 @@ def fit_hybrid(x_train: np.ndarray, y_train: np.ndarray, kind: str = "lr", *, se
         grid = {"clf__C": [0.01, 0.1, 1.0, 10.0]}
     elif kind == "svm":  # probabilities by Platt scaling fitted on cross-validated decision values
         # an RBF SVM costs ~ n^2 d per fit: PCA to at most 256 dimensions keeps the grid search in minutes
+        # and PCA must fit inside the smallest cross-validation training fold, not only the full set
+        smallest_fold = len(x_train) - -(-len(x_train) // cv)
         svc = CalibratedClassifierCV(SVC(random_state=seed), ensemble=False, cv=3)
         pipe = Pipeline([("scale", StandardScaler()),
-                         ("pca", PCA(n_components=min(256, x_train.shape[1], len(x_train) - 1), random_state=seed)),
+                         ("pca", PCA(n_components=max(1, min(256, x_train.shape[1], smallest_fold - 1)),
+                                     random_state=seed)),
                          ("clf", svc)])
         grid = {"clf__estimator__C": [1.0, 10.0]}
     else:

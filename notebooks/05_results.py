@@ -135,15 +135,23 @@ if rq3:
     glue("rq3_diff", f"{d['mean_diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]", display=False)
     glue("rq3_verdict", "GrabCut helps" if d["lo"] > 0 else "GrabCut hurts" if d["hi"] < 0 else
          "GrabCut makes no clear difference", display=False)
+    pa = seg["per_class"]["all"]
+    glue("rq3_pointing", f"{pa['pointing']:.0%}" if pa.get("pointing") is not None else "n/a", display=False)
+    glue("rq3_centre", f"{pa['centre_pointing']:.0%}" if pa.get("centre_pointing") is not None else "n/a",
+         display=False)
     display(report.segmentation_table(seg))
 else:
     glue("rq3_source", "not measured", display=False)
     glue("rq3_diff", "n/a", display=False)
     glue("rq3_verdict", "not measured", display=False)
+    glue("rq3_pointing", "n/a", display=False)
+    glue("rq3_centre", "n/a", display=False)
 
 # %% [markdown]
 # Against {glue:text}`rq3_source`, the mean per-image Dice of CAM + GrabCut minus that of the
 # binarised CAM is {glue:text}`rq3_diff` (paired bootstrap 95% CI): {glue:text}`rq3_verdict`.
+# The map's peak falls inside the tumour for {glue:text}`rq3_pointing` of the images, against
+# {glue:text}`rq3_centre` for a baseline that always points at the centre of the head.
 #
 # ## RQ4 — does partial fine-tuning improve on warm-up alone?
 

@@ -104,6 +104,20 @@ def test_grabcut_refines_a_blurred_cam_to_the_lesion():
     assert grabcut > 0.75 and grabcut > cam_only + 0.2
 
 
+def test_grabcut_is_deterministic_whatever_the_thread_rng_did_before():
+    rng = np.random.default_rng(0)
+    img = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
+    img[30:70, 30:70] = cv2.GaussianBlur(img[30:70, 30:70], (0, 0), 3)
+    yy, xx = np.mgrid[0:96, 0:96]
+    cam = np.exp(-((yy - 50) ** 2 + (xx - 50) ** 2) / 300).astype(np.float32)
+    head = np.ones((96, 96), bool)
+    masks = []
+    for _ in range(3):
+        cv2.randu(np.zeros(7), 0, 1)     # advance OpenCV's thread RNG, as other images would
+        masks.append(grabcut_mask(img, cam, head, SegmentParams(hi=0.7, mid=0.35, lo=0.1)))
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])
+
+
 def test_degenerate_cases_are_empty_by_definition():
     img, truth = _phantom("glioma")
     flat = np.full(truth.shape, 0.5, "float32")

@@ -35,6 +35,23 @@ def test_scoring_pipeline_shapes_on_phantoms(phantom_root):
         assert r["iou_grabcut"] <= r["dice_grabcut"] + 1e-9
     s = summarise(rows)
     assert s["all"]["n"] == 6 and set(s["all"]["dice_grabcut"]) == {"mean", "median", "q1", "q3"}
+    for key in ("pointing", "pointing_near", "centre_pointing", "centre_pointing_near"):
+        assert 0 <= s["all"][key] <= 1
+    # a tolerance can only add hits
+    assert all(r["pointing_near"] >= r["pointing"] and r["centre_pointing_near"] >= r["centre_pointing"] for r in rows)
+
+
+def test_centre_baseline_points_at_the_head():
+    from tumorlens.masks import centre_map
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[10:40, 26:56] = 200                      # an off-centre "head", centre (24.5, 40.5)
+    m = centre_map(img)
+    y, x = np.unravel_index(np.argmax(m), m.shape)
+    assert abs(y - 24.5) <= 1.5 and abs(x - 40.5) <= 1.5, (y, x)
+    assert m.shape == (64, 64) and 0 <= m.min() and m.max() == pytest.approx(1.0, abs=0.05)
+    flat = centre_map(np.zeros((20, 30, 3), np.uint8))  # no head: the image centre
+    assert np.unravel_index(np.argmax(flat), flat.shape) in {(9, 14), (9, 15), (10, 14), (10, 15)}
 
 
 def test_evaluate_segmentation_writes_results(tmp_path):
@@ -53,7 +70,8 @@ def test_evaluate_segmentation_writes_results(tmp_path):
     assert summary["n_report"] == 9 and summary["source"].startswith("phantoms")
     for name in ("summary.json", "tuning.json", "per_image.csv", "gallery_glioma.png", "gallery_pituitary.png"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "summary.json").read_text())["per_class"]["all"]["n"] == 9
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["per_class"]["all"]["n"] == 9 and saved["model"] == str(run)
 
 
 def test_brisc_expert_masks_are_read(tmp_path):

@@ -158,11 +158,29 @@ def score_items(ic: ItemCams, subset: Sequence[MaskItem] | None = None,
                 row[f"{prefix}iou_{kind}"] = iou(full, truth)
             # a notumor prediction localises nothing: it scores as a miss
             cam_full = unletterbox_cam(cam, ic.shapes[i]) if cls != "notumor" else np.zeros(ic.shapes[i], np.float32)
-            row[f"{prefix}pointing"] = pointing_game(cam_full, truth, tolerance)
+            row[f"{prefix}pointing"] = pointing_game(cam_full, truth)
+            row[f"{prefix}pointing_near"] = pointing_game(cam_full, truth, tolerance)
+        # a map-free baseline: "point" at the centre of the head, whatever the image shows
+        centre = unletterbox_cam(centre_map(ic.images[i]), ic.shapes[i])
+        row["centre_pointing"] = pointing_game(centre, truth)
+        row["centre_pointing_near"] = pointing_game(centre, truth, tolerance)
         return row
 
     with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
         return list(pool.map(one, ic.index(subset if subset is not None else ic.items)))
+
+
+def centre_map(image: np.ndarray) -> np.ndarray:
+    """A map peaking at the centroid of the head mask (the image centre when there is no head): the
+    pointing game's map-free baseline, shape ``image.shape[:2]``, values in [0, 1]."""
+    from tumorlens.segment import head_mask
+
+    h, w = image.shape[:2]
+    head = head_mask(image)
+    ys, xs = np.nonzero(head)
+    cy, cx = (float(ys.mean()), float(xs.mean())) if len(ys) else ((h - 1) / 2, (w - 1) / 2)
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 3.0**2)).astype(np.float32)
 
 
 def unletterbox_cam(cam: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
@@ -221,7 +239,9 @@ def _workers() -> int:
 
 def summarise(rows: Sequence[dict]) -> dict:
     """Per class and overall: n, mean / median / quartiles of Dice and IoU (CAM-only and GrabCut),
-    pointing-game rate, classification accuracy on these images."""
+    pointing-game rates (strict: the peak inside the mask; ``_near``: within ``segment.pointing_tolerance``
+    pixels; ``centre_``: the map-free baseline that points at the head's centre), classification accuracy
+    on these images."""
     def stats(vals):
         v = np.asarray(vals, float)
         if not len(v):
@@ -240,9 +260,18 @@ def summarise(rows: Sequence[dict]) -> dict:
             for kind in ("cam", "grabcut"):
                 for metric in ("dice", "iou"):
                     d[f"{prefix}{metric}_{kind}"] = stats([r[f"{prefix}{metric}_{kind}"] for r in rs])
-            d[f"{prefix}pointing"] = float(np.mean([r[f"{prefix}pointing"] for r in rs])) if rs else None
+            for key in (f"{prefix}pointing", f"{prefix}pointing_near"):
+                d[key] = _rate(rs, key)
+        for key in ("centre_pointing", "centre_pointing_near"):
+            d[key] = _rate(rs, key)
         out[name] = d
     return out
+
+
+def _rate(rows: Sequence[dict], key: str) -> float | None:
+    """Share of rows whose ``key`` is true (booleans or their CSV spelling); None when absent."""
+    vals = [r[key] for r in rows if key in r]
+    return float(np.mean([v in (True, "True", "true", 1, "1") for v in vals])) if vals else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,8 +329,11 @@ def evaluate_segmentation(cfg, run_dir: str | Path, *, out_dir: str | Path | Non
     tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
     params, grid = (tune_params(ic, tune_part, s.params(), show_progress) if s.tune else (s.params(), []))
     rows = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
-    summary = {"source": source, "n_items": len(items), "n_tune": len(tune_part), "n_report": len(rows),
-               "cam": s.cam, "params": params.__dict__, "tuned": s.tune, "per_class": summarise(rows)}
+    from tumorlens.paths import relative
+
+    summary = {"model": str(relative(run_dir)), "source": source, "n_items": len(items), "n_tune": len(tune_part), "n_report": len(rows),
+               "cam": s.cam, "params": params.__dict__, "tuned": s.tune,
+               "pointing_tolerance_px": s.pointing_tolerance, "per_class": summarise(rows)}
     write_json(out / "summary.json", summary)
     write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grid})
     with open(out / "per_image.csv", "w", newline="") as f:

@@ -167,7 +167,8 @@ def segmentation_gallery(rows: Sequence[tuple], tile: int = 160) -> np.ndarray:
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
-    """Per class: n, mean and median (quartiles) Dice and IoU for CAM-only and CAM + GrabCut, pointing game."""
+    """Per class: n, mean and median (quartiles) Dice and IoU for CAM-only and CAM + GrabCut, the pointing
+    game (strict and within the tolerance) and its map-free baseline (pointing at the head's centre)."""
     import pandas as pd
 
     rows = {}
@@ -181,7 +182,11 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
                 row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} mean"] = round(s["mean"], 3)
                 row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} median [IQR]"] = \
                     f"{s['median']:.3f} [{s['q1']:.2f}-{s['q3']:.2f}]"
-        row["pointing game"] = f"{d[f'{prefix}pointing']:.0%}"
+        tol = summary.get("pointing_tolerance_px")
+        for key, name in ((f"{prefix}pointing", "pointing game"), ("centre_pointing", "head-centre baseline")):
+            row[name] = f"{d[key]:.0%}" if d.get(key) is not None else "n/a"
+            if tol and d.get(f"{key}_near") is not None:
+                row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
     return pd.DataFrame(rows).T
 

@@ -228,7 +228,9 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
     seg_h = {f"{m}_{k}_{s}": seg[f"{m}_{k}"][s] for m in ("dice", "iou") for k in ("cam", "grabcut")
              for s in ("mean", "median") if seg.get(f"{m}_{k}")}
     if seg:
-        seg_h["pointing_game"] = seg.get("pointing")
+        for key in ("pointing", "pointing_near", "centre_pointing", "centre_pointing_near"):
+            seg_h[key.replace("pointing", "pointing_game")] = seg.get(key)
+        seg_h["model"] = rq.get("rq3", {}).get("summary", {}).get("model")
     return {"profile": cfg.profile, "data": "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI",
             "image_size": cfg.data.image_size, "models": models, "ensembles": ens, "segmentation": seg_h,
             "reproduction_minutes": timing["total_minutes"], "environment": {k: env[k] for k in ("python", "cpus", "git")}}

@@ -137,6 +137,9 @@ def grabcut_mask(image: np.ndarray, cam: np.ndarray, head: np.ndarray | None = N
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_NEAREST)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means++ from OpenCV's per-thread RNG: reseed it here so a mask
+    # depends only on its inputs, not on what the thread segmented before
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(bgr, crop, None, bgd, fgd, params.iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:

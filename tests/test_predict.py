@@ -98,6 +98,53 @@ def test_nothing_readable_exits_non_zero_and_inputs_are_protected(tmp_path, mode
         predict_paths([scans], Predictor.load(model_dir), scans / "results", show_progress=False)
 
 
+def _write_undecodable_dicom(path):
+    """A DICOM whose JPEG 2000 pixel data is junk: pydicom raises RuntimeError when decoding it."""
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4", generate_uid()
+    meta.TransferSyntaxUID = JPEG2000Lossless
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 8, 8, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 40])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def test_undecodable_dicom_is_reported_and_the_rest_predicted(tmp_path, model_dir):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    cv2.imwrite(str(d / "ok.png"), render_phantom("glioma", 64, 1)[0])
+    _write_undecodable_dicom(d / "compressed.dcm")
+    rep = predict_paths([d], Predictor.load(model_dir), tmp_path / "o", show_progress=False)
+    assert rep.n_ok == 1 and rep.exit_code == 0
+    assert [p["path"].split("/")[-1] for p in rep.problems] == ["compressed.dcm"]
+    assert "cannot be decoded" in rep.problems[0]["reason"]
+
+
+def test_output_folder_holding_the_inputs_is_refused(tmp_path, model_dir, scans):
+    before = {p: p.read_bytes() for p in scans.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="contains the input folder"):
+        predict_paths([scans], Predictor.load(model_dir), scans.parent, show_progress=False)
+    assert {p: p.read_bytes() for p in scans.rglob("*") if p.is_file()} == before
+
+
+def test_cli_missing_input_is_reported_with_exit_status_1(tmp_path, model_dir):
+    out = tmp_path / "o"
+    res = subprocess.run([sys.executable, "-m", "tumorlens.cli", "predict", str(tmp_path / "nope.png"),
+                          "--model", str(model_dir), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "not found" in (out / "problems.csv").read_text()
+
+
 def test_find_inputs_keeps_relative_names_unique(tmp_path):
     for d in ("a", "b"):
         (tmp_path / d).mkdir()

@@ -62,6 +62,10 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
         arr = ds.pixel_array.astype(np.float64)
     except (InvalidDicomError, AttributeError, KeyError, ValueError, OSError, TypeError) as exc:
         raise BadImageError(path, f"not a readable DICOM image ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, NotImplementedError) as exc:  # e.g. compressed pixel data without a decoder plugin
+        raise BadImageError(path, f"DICOM pixel data that cannot be decoded here ({type(exc).__name__}: {exc}); "
+                                  "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg) or export "
+                                  "an uncompressed slice") from None
     if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
         raise BadImageError(path, f"a multi-frame DICOM ({arr.shape[0]} frames): export single slices")
     if arr.ndim == 3:  # colour DICOM (RGB)
@@ -187,13 +191,22 @@ class PredictReport:
 
 
 def _check_out(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse an output folder that overlaps an input's folder either way (inside it, or holding it:
+    a folder's results go to ``out/<folder name>/...``, which would be the input folder itself).
+    Inputs that do not exist are left to `find_inputs`, which reports them."""
     o = out.resolve()
     for raw in inputs:
-        p = Path(raw).resolve()
+        p = Path(raw)
+        if not p.exists():
+            continue
+        p = p.resolve()
         folder = p if p.is_dir() else p.parent
         if o == folder or folder in o.parents:
             raise ValueError(f"the output folder {out} is inside the input folder {folder}: choose --out elsewhere "
                              "(tumorlens never writes next to its inputs)")
+        if o in folder.parents:
+            raise ValueError(f"the output folder {out} contains the input folder {folder}, and results would be "
+                             "written beside the inputs: choose --out elsewhere")
 
 
 def predict_paths(inputs: Sequence[str | os.PathLike], predictor: Predictor, out: str | os.PathLike, *,
@@ -220,6 +233,9 @@ def predict_paths(inputs: Sequence[str | os.PathLike], predictor: Predictor, out
                 arr = read_any(f)
             except BadImageError as exc:
                 problems.append({"path": str(f), "reason": exc.reason})
+                continue
+            except Exception as exc:  # noqa: BLE001 - one unreadable file must not lose the others
+                problems.append({"path": str(f), "reason": f"unreadable ({type(exc).__name__}: {exc})"})
                 continue
             batch.append(letterbox(arr, size))
             meta.append((f, stem, arr.shape[:2]))

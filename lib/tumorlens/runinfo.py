@@ -19,12 +19,14 @@ _PACKAGES = ("tumorlens", "tensorflow", "keras", "numpy", "scikit-learn", "openc
 
 
 def git_commit() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool}`` of the repository checkout."""
+    """``{"commit": sha or None, "dirty": bool}`` of the repository checkout; ``dirty`` means tracked files
+    other than the published results (``results/``, which collecting itself rewrites) differ from the commit."""
     root = paths.repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                     ":(exclude)results"], cwd=root,
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         sha, dirty = None, False

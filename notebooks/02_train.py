@@ -64,6 +64,9 @@ glue("run_profile", info["config"]["profile"], display=False)
 report.metrics_table(metrics)
 
 # %%
+report.per_class_f1(metrics, title=f"{summary['variant']}: F1 per class")
+
+# %%
 report.training_curves(history, title=f"{summary['variant']}: loss and accuracy per epoch")
 
 # %%

@@ -19,7 +19,7 @@
 # %% tags=["parameters"]
 profile = "smoke"
 mode = "run"          # run: corrupt and evaluate now | report: read a saved result (results/<profile>/robustness)
-model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"
+model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"   # its test predictions feed the diagram
 run_dir = "runs/smoke/robustness"
 bench = ""            # a `tumorlens bench` result (JSON) to show, if any
 
@@ -32,7 +32,8 @@ from myst_nb import glue
 
 from tumorlens import report
 from tumorlens.config import load_config
-from tumorlens.robustness import evaluate_robustness
+from tumorlens.ensemble import read_predictions
+from tumorlens.robustness import apply_temperature, evaluate_robustness
 
 report.setup_plotly()
 cfg = load_config(profile)
@@ -44,13 +45,19 @@ worst = max((r for r in rob["rows"] if r["test_set"] == "official"), key=lambda 
 glue("rob_run", rob["run"], display=False)
 glue("rob_worst", f"{worst['kind']} at severity {worst['severity']}", display=False)
 glue("rob_worst_drop", f"{worst['accuracy_drop']:.3f}", display=False)
+glue("rob_worst_f1_drop", f"{worst['macro_f1_drop']:.3f}", display=False)
+glue("rob_profile", f"{profile} ({'synthetic phantoms' if cfg.data.source == 'phantoms' else 'Kaggle Brain Tumor MRI'}, "
+     f"{cfg.data.image_size} px)", display=False)
 glue("cal_t", f"{cal['temperature']:.2f}", display=False)
 glue("cal_before", f"{cal['ece_before']:.4f}", display=False)
 glue("cal_after", f"{cal['ece_after']:.4f}", display=False)
 
 # %% [markdown]
-# Model: {glue:text}`rob_run`. The largest accuracy loss on the official test split comes from
-# {glue:text}`rob_worst` ({glue:text}`rob_worst_drop`).
+# Profile {glue:text}`rob_profile`; model: {glue:text}`rob_run`. The largest accuracy loss on the
+# official test split comes from {glue:text}`rob_worst` ({glue:text}`rob_worst_drop`; macro-F1 drops
+# by {glue:text}`rob_worst_f1_drop`). The tables give accuracy, then the macro-F1 drop, on the
+# official split and the de-duplicated subset (point estimates: no intervals are computed for the
+# corrupted sets).
 
 # %%
 report.robustness_lines(rob["rows"], "official")
@@ -59,7 +66,13 @@ report.robustness_lines(rob["rows"], "official")
 report.robustness_frame(rob["rows"], "official")
 
 # %%
+report.robustness_frame(rob["rows"], "official", "macro_f1_drop")
+
+# %%
 report.robustness_frame(rob["rows"], "dedup")
+
+# %%
+report.robustness_frame(rob["rows"], "dedup", "macro_f1_drop")
 
 # %% [markdown]
 # ## Calibration
@@ -70,6 +83,12 @@ report.robustness_frame(rob["rows"], "dedup")
 
 # %%
 pd.DataFrame([{k: cal[k] for k in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after", "n_val", "n_test")}])
+
+# %%
+test = read_predictions(model_run)
+report.reliability_diagram(test.y, test.probs, name="before scaling",
+                           others={f"after (T = {cal['temperature']:.2f})": apply_temperature(test.probs, cal["temperature"])},
+                           title="Reliability, official test split: before and after temperature scaling")
 
 # %% [markdown]
 # ## Side by side with a peer package

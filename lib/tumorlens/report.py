@@ -128,6 +128,23 @@ def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa
     return pd.DataFrame(rows).T
 
 
+def per_class_f1(metrics: Mapping[str, Mapping], title: str = "F1 per class"):
+    """Grouped bars: F1 of each class on each test set in ``metrics`` (official, dedup), with the
+    number of test images of the class in the hover text."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, m in metrics.items():
+        if not m.get("n"):
+            continue
+        fig.add_bar(x=[PRETTY[c] for c in CLASSES], y=[m["per_class"][c]["f1"] for c in CLASSES],
+                    name=f"{name} ({m['n']} images)",
+                    text=[f"{m['per_class'][c]['f1']:.3f}" for c in CLASSES],
+                    hovertext=[f"{m['per_class'][c].get('support', '?')} images" for c in CLASSES])
+    fig.update_layout(title=title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05], height=380)
+    return fig
+
+
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """A CAM drawn over an image (jet colour map), uint8 RGB."""
     import cv2
@@ -219,13 +236,16 @@ def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataF
 
 
 def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """One row per comparison: systems, test set, metric, difference [95% CI], McNemar p."""
+    """One row per comparison: systems, test set, metric, difference [95% CI], McNemar p.
+
+    McNemar's test compares the two systems' correct/incorrect calls, so its p-value belongs to the
+    accuracy rows; macro-F1 rows show only their bootstrap interval."""
     import pandas as pd
 
     return pd.DataFrame([{"system": r["a"], "vs": r["b"], "test set": r.get("test_set", ""), "metric": r["metric"],
                           "images": r["n"], "value": round(r["value_a"], 4), "vs value": round(r["value_b"], 4),
                           "difference [95% CI]": f"{r['diff']:+.4f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]",
-                          "McNemar p": f"{r['p_mcnemar']:.3g}"} for r in rows])
+                          "McNemar p": f"{r['p_mcnemar']:.3g}" if r["metric"] == "accuracy" else "—"} for r in rows])
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -283,22 +303,25 @@ def ablation_bars(runs: Mapping[str, Mapping], variants: Sequence[str], test_set
     return fig
 
 
-def reliability_diagram(y: np.ndarray, probs: np.ndarray, bins: int = 10, title: str = "Reliability diagram"):
-    """Confidence vs accuracy per bin (the diagonal is perfect calibration), with bin counts."""
+def reliability_diagram(y: np.ndarray, probs: np.ndarray, bins: int = 10, title: str = "Reliability diagram",
+                        others: Mapping[str, np.ndarray] | None = None, name: str = "model"):
+    """Confidence vs accuracy per bin (the diagonal is perfect calibration), with bin counts;
+    ``others`` adds curves for other probabilities of the same images (e.g. after temperature scaling)."""
     import plotly.graph_objects as go
 
-    conf, correct = probs.max(1), probs.argmax(1) == y
-    edges = np.linspace(0, 1, bins + 1)
-    xs, accs, counts = [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            xs.append(float(conf[m].mean()))
-            accs.append(float(correct[m].mean()))
-            counts.append(int(m.sum()))
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="grey"), name="perfect calibration")
-    fig.add_scatter(x=xs, y=accs, mode="lines+markers", name="model", text=[f"{c} images" for c in counts])
+    edges = np.linspace(0, 1, bins + 1)
+    for label, p in {name: probs, **(others or {})}.items():
+        conf, correct = p.max(1), p.argmax(1) == y
+        xs, accs, counts = [], [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (conf > lo) & (conf <= hi)
+            if m.any():
+                xs.append(float(conf[m].mean()))
+                accs.append(float(correct[m].mean()))
+                counts.append(int(m.sum()))
+        fig.add_scatter(x=xs, y=accs, mode="lines+markers", name=label, text=[f"{c} images" for c in counts])
     fig.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy", height=400, width=480,
                       xaxis_range=[0, 1], yaxis_range=[0, 1.02])
     return fig
@@ -330,10 +353,12 @@ def robustness_lines(rows: Sequence[Mapping], test_set: str = "official", metric
     return fig
 
 
-def robustness_frame(rows: Sequence[Mapping], test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821
+def robustness_frame(rows: Sequence[Mapping], test_set: str = "official",
+                     metric: str = "accuracy") -> "pandas.DataFrame":  # noqa: F821
+    """Corruption x severity table of ``metric`` (accuracy, macro_f1, accuracy_drop or macro_f1_drop)."""
     import pandas as pd
 
     df = pd.DataFrame([r for r in rows if r["test_set"] == test_set])
-    df = df.pivot_table(index="kind", columns="severity", values="accuracy")
+    df = df.pivot_table(index="kind", columns="severity", values=metric)
     df.columns = [f"severity {c}" if c else "clean" for c in df.columns]
     return df.round(4)

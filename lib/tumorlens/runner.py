@@ -125,6 +125,7 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
         page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness"),
+                                                "model_run": str(results / "runs" / allm / f"seed-{first}"),
                                                 "bench": str(results / "bench.json")}),
         page("05_results", "05_results", {"results": str(results)}),
     ]

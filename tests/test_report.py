@@ -1,0 +1,43 @@
+"""The book's figures and tables from tiny hand-made results: what they show, not how they look."""
+import numpy as np
+
+from tumorlens import report
+from tumorlens.config import CLASSES
+
+
+def _metrics(n, f1s):
+    return {"n": n, "accuracy": 0.9, "macro_f1": float(np.mean(f1s)),
+            "per_class": {c: {"f1": f, "support": n // 4} for c, f in zip(CLASSES, f1s)}}
+
+
+def test_per_class_f1_bars_one_trace_per_test_set():
+    fig = report.per_class_f1({"official": _metrics(40, [0.9, 0.8, 1.0, 0.7]), "dedup": _metrics(8, [0.5, 0.6, 0.7, 0.8]),
+                               "empty": {"n": 0}})
+    assert [t.name for t in fig.data] == ["official (40 images)", "dedup (8 images)"]
+    assert list(fig.data[0].y) == [0.9, 0.8, 1.0, 0.7] and len(fig.data[1].x) == 4
+
+
+def test_reliability_diagram_adds_a_curve_per_calibration():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), 200)
+    y = probs.argmax(1)                     # always right: each bin's accuracy is 1
+    fig = report.reliability_diagram(y, probs, others={"after": probs ** 0.5 / (probs ** 0.5).sum(1, keepdims=True)})
+    assert [t.name for t in fig.data] == ["perfect calibration", "model", "after"]
+    assert all(a == 1.0 for a in fig.data[1].y)
+
+
+def test_mcnemar_p_only_on_accuracy_rows():
+    row = {"a": "x", "b": "y", "test_set": "official", "n": 10, "value_a": 0.9, "value_b": 0.8, "diff": 0.1,
+           "ci_lo": 0.0, "ci_hi": 0.2, "p_mcnemar": 0.25}
+    df = report.comparisons_table([{**row, "metric": "accuracy"}, {**row, "metric": "macro_f1"}])
+    assert df["McNemar p"].tolist() == ["0.25", "—"]
+
+
+def test_segmentation_table_shows_pointing_and_its_baseline():
+    stat = {"mean": 0.2, "median": 0.1, "q1": 0.0, "q3": 0.3}
+    d = {"n": 5, "accuracy": 0.8, **{f"{m}_{k}": stat for m in ("dice", "iou") for k in ("cam", "grabcut")},
+         "pointing": 0.2, "pointing_near": 0.4, "centre_pointing": 0.1, "centre_pointing_near": 0.3}
+    df = report.segmentation_table({"pointing_tolerance_px": 15, "per_class": {"glioma": d, "all": d}})
+    row = df.iloc[0]
+    assert row["pointing game"] == "20%" and row["pointing game (≤15 px)"] == "40%"
+    assert row["head-centre baseline"] == "10%" and row["head-centre baseline (≤15 px)"] == "30%"

@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## make book: build the book (published cpu results, or the smoke profile run on synthetic phantoms)
 book: install
-	$(BIN)/tumorlens book --profile $(PROFILE)
+	$(BIN)/tumorlens book --profile $(PROFILE) --strict
 
 ## make test: the test suite, then a strict build of the smoke book
 test: install

@@ -46,6 +46,7 @@ def test_profile_overrides_base(cfg_file):
     ("base:\n  model: {modules: [mab, foo]}\n", r"model\.modules\[1\].*'foo'"),
     ("base:\n  train: {class_weights: 1}\n", r"train\.class_weights.*1"),
     ("base:\n  colour: red\n", r"'colour'.*'red'"),
+    ("base:\n  model: {weights: imagnet}\n", r"model\.weights.*'imagnet'"),
 ])
 def test_bad_keys_and_values_name_both(tmp_path, text, match):
     p = tmp_path / "bad.yml"

@@ -41,3 +41,21 @@ def test_segmentation_table_shows_pointing_and_its_baseline():
     row = df.iloc[0]
     assert row["pointing game"] == "20%" and row["pointing game (≤15 px)"] == "40%"
     assert row["head-centre baseline"] == "10%" and row["head-centre baseline (≤15 px)"] == "30%"
+
+
+def test_book_pages_lose_tensorflow_start_up_chatter_but_keep_real_stderr():
+    import nbformat
+
+    from tumorlens.book import _drop_tf_noise
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1795812997.820942    5155 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n")),
+        nbformat.v4.new_output("stream", name="stderr", text="E0000 00:00:1.2    5 x.cc:52] cuInit\nscan: 1 bad file\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="I0000 00:00:1.2    5 x.cc:52] printed on purpose\n")]
+    nb.cells.append(cell)
+    _drop_tf_noise(nb)
+    assert [o.get("text") for o in nb.cells[0].outputs] == ["scan: 1 bad file\n",
+                                                             "I0000 00:00:1.2    5 x.cc:52] printed on purpose\n"]

@@ -6,8 +6,10 @@ Two images are
 - **near** duplicates when their perceptual hashes (64-bit DCT hash of a grayscale thumbnail) are
   within ``hash_distance`` bits *and* the Pearson correlation of their thumbnails is at least
   ``correlation``. The correlation is invariant to brightness/contrast changes (re-contrasted
-  copies), the hash to small re-crops and resampling; requiring both keeps different patients
-  with similar head outlines apart.
+  copies), the hash to small re-crops and resampling; requiring both removes most pairs that
+  only share a head outline — but not all: neighbouring slices and look-alike scans of different
+  patients can pass both tests (the real data's report lists some pairs across classes), so the
+  de-duplicated subset errs on the side of removing too much.
 
 Duplicate pairs are joined into groups (connected components). From the groups the audit gives:
 per class, how many Testing images have a copy in Training; a **de-duplicated test subset** (Testing

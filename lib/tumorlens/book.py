@@ -7,6 +7,7 @@ narrative pages; the book itself never executes anything (``execute_notebooks: o
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,39 @@ def _build_info(profile: str) -> str:
                 "from the embedded **synthetic phantoms**, not from MRI scans, with tiny models trained for one "
                 "epoch per phase. It shows that the pipeline runs end to end; it says nothing about tumour "
                 "classification. See the README for the real-data profiles.\n```\n")
+    summary = paths.repo_root() / "results" / profile / "summary.json"
+    if summary.is_file():
+        import json
+
+        s = json.loads(summary.read_text())
+        git = s.get("environment", {}).get("git", {})
+        return (f"```{{note}}\nThis build of the book shows the **{profile}** profile's results from "
+                f"`results/{profile}/`: {s['data']}, {s['image_size']} px, run on "
+                f"{s.get('environment', {}).get('cpus', '?')} CPU cores (collected at commit "
+                f"`{(git.get('commit') or 'unknown')[:10]}`).\n```\n")
     return (f"```{{note}}\nThis build of the book uses the **{profile}** profile on the dataset at "
             f"`{cfg.data_root}`.\n```\n")
+
+
+# TensorFlow's start-up chatter (absl/oneDNN/CUDA probes) that kernels print to stderr: not for readers
+_TF_NOISE = re.compile(r"^(?:[IWE]\d{4} [\d:. ]+\S+\] .*|WARNING: All log messages before absl::InitializeLog\(\) "
+                       r"is called are written to STDERR)$")
+
+
+def _drop_tf_noise(nb) -> None:
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(line for line in out["text"].splitlines(keepends=True)
+                               if not _TF_NOISE.match(line.rstrip("\n")))
+                if not text.strip():
+                    continue
+                out["text"] = text
+            kept.append(out)
+        cell["outputs"] = kept
 
 
 def _copy_page(src: Path, dest: Path, title: str | None) -> None:
@@ -39,6 +71,7 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
+    _drop_tf_noise(nb)
     for cell in nb.cells:  # readers see results first; the code stays one click away
         if cell.cell_type == "code":
             tags = cell.metadata.setdefault("tags", [])

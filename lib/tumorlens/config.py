@@ -47,8 +47,10 @@ class ConfigError(ValueError):
 
 
 def _spec(default: Any = None, *, choices: tuple | None = None, lo: float | None = None,
-          hi: float | None = None, factory: Any = None, doc: str = "") -> Any:
-    meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc}
+          hi: float | None = None, factory: Any = None, doc: str = "", check: Any = None) -> Any:
+    """A setting: its default, allowed values (``choices``, ``lo``/``hi``), a description, and
+    ``check(value) -> str | None``, an extra rule returning what is expected when the value breaks it."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc, "check": check}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -103,7 +105,9 @@ class ViTConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = _spec("efficientnet_lite0", choices=BACKBONES)
-    weights: str = _spec("imagenet", doc="imagenet | none | a path to a weights file")
+    weights: str = _spec("imagenet", doc="imagenet | none | a path to a weights file", check=lambda v: None if (
+        v in ("imagenet", "none") or "/" in v or "\\" in v or v.endswith((".h5", ".keras", ".npz"))) else
+        "imagenet, none or a path to a weights file (.h5, .weights.h5, .keras, .npz)")
     modules: tuple[str, ...] = _spec((), choices=MODULES)
     dropout: float = _spec(0.3, lo=0.0, hi=0.95)
     vit: ViTConfig = _spec(factory=ViTConfig)
@@ -279,6 +283,9 @@ def _check_value(key: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
         raise ConfigError(f"{key}: expected a value >= {lo}, got {value!r}")
     if hi is not None and value > hi:
         raise ConfigError(f"{key}: expected a value <= {hi}, got {value!r}")
+    expected = meta["check"](value) if meta.get("check") else None
+    if expected:
+        raise ConfigError(f"{key}: expected {expected}; got {value!r}")
     return value
 
 

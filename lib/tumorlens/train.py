@@ -294,7 +294,7 @@ def train_model(model, backbone: str, x_train: np.ndarray, y_train: np.ndarray, 
             predictions["test"] = _batched_predict(suffix, inputs(test_c), bs, "predicting test", False)[0]
     else:
         ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed)
-        if not shuffle:  # deterministic order, still augmented
+        if not shuffle:  # deterministic order: no shuffling and no augmentation
             ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=False, seed=cfg.seed)
         ds_va = make_dataset(x_val, y_val, batch_size=bs)
         if t.warmup_epochs > 0:

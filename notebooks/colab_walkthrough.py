@@ -1,12 +1,18 @@
 # ---
 # jupyter:
+#   accelerator: GPU
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   accelerator: GPU
 # ---
 
 # %% [markdown]
@@ -74,4 +80,5 @@ subprocess.run(["tumorlens", "predict", *scans, "--model", "runs/paper/colab", "
 for s in scans:
     stem = os.path.splitext(os.path.basename(s))[0]
     print(s, json.load(open(f"/content/predictions/{stem}.json"))["class"])
-    display(Image(filename=f"/content/predictions/{stem}_cam.png"))
+    display(Image(filename=f"/content/predictions/{stem}_cam.png"))    # Grad-CAM over the scan
+    display(Image(filename=f"/content/predictions/{stem}_mask.png"))   # the CAM + GrabCut weak mask (white: tumour)

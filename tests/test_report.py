@@ -59,3 +59,15 @@ def test_book_pages_lose_tensorflow_start_up_chatter_but_keep_real_stderr():
     _drop_tf_noise(nb)
     assert [o.get("text") for o in nb.cells[0].outputs] == ["scan: 1 bad file\n",
                                                              "I0000 00:00:1.2    5 x.cc:52] printed on purpose\n"]
+
+
+def test_robustness_frame_has_the_clean_value_on_every_row():
+    rows = [{"kind": "clean", "severity": 0, "test_set": "official", "accuracy": 0.9},
+            {"kind": "blur", "severity": 1, "test_set": "official", "accuracy": 0.8},
+            {"kind": "blur", "severity": 2, "test_set": "official", "accuracy": 0.7},
+            {"kind": "noise", "severity": 1, "test_set": "official", "accuracy": 0.6},
+            {"kind": "noise", "severity": 2, "test_set": "official", "accuracy": 0.5},
+            {"kind": "blur", "severity": 1, "test_set": "dedup", "accuracy": 0.1}]
+    df = report.robustness_frame(rows, "official")
+    assert list(df.columns) == ["clean", "severity 1", "severity 2"] and list(df.index) == ["blur", "noise"]
+    assert df["clean"].tolist() == [0.9, 0.9] and df.loc["noise", "severity 2"] == 0.5

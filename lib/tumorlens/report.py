@@ -358,7 +358,11 @@ def robustness_frame(rows: Sequence[Mapping], test_set: str = "official",
     """Corruption x severity table of ``metric`` (accuracy, macro_f1, accuracy_drop or macro_f1_drop)."""
     import pandas as pd
 
-    df = pd.DataFrame([r for r in rows if r["test_set"] == test_set])
-    df = df.pivot_table(index="kind", columns="severity", values=metric)
-    df.columns = [f"severity {c}" if c else "clean" for c in df.columns]
+    rs = [r for r in rows if r["test_set"] == test_set]
+    clean = next((r[metric] for r in rs if r["kind"] == "clean"), None)
+    df = pd.DataFrame([r for r in rs if r["kind"] != "clean"]).pivot_table(index="kind", columns="severity",
+                                                                            values=metric)
+    df.columns = [f"severity {c}" for c in df.columns]
+    df.insert(0, "clean", clean)
+    df.index.name = "corruption"
     return df.round(4)

@@ -67,7 +67,9 @@ def load_run(run_dir: Path) -> dict:
             "metrics": json.loads((run_dir / "metrics.json").read_text()), "pred": pred, "dedup": dedup}
 
 
-def _compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int, seed: int) -> list[dict]:
+def compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Paired comparisons of two runs (`load_run`) on the same test images: accuracy and macro-F1, on
+    the official split and on ``a``'s de-duplicated subset; rows as `tumorlens.stats.compare`."""
     from tumorlens.stats import compare
 
     rows = []
@@ -105,12 +107,12 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     rq1 = {"seeds_table": per_seed, "comparisons": []}
     for s in seeds:
         if get(std, s) and get(allm, s):
-            rq1["comparisons"] += [{**r, "seed": s} for r in _compare_runs(get(allm, s), get(std, s), allm, std, n_boot, s)]
+            rq1["comparisons"] += [{**r, "seed": s} for r in compare_runs(get(allm, s), get(std, s), allm, std, n_boot, s)]
     for mod in ("mab", "respath", "sbr"):
         v = f"{bb}+{mod}"
         if get(v) and get(std):
             rq1["comparisons"] += [{**r, "seed": first, "ablation": mod}
-                                   for r in _compare_runs(get(v), get(std), v, std, n_boot, seed0)]
+                                   for r in compare_runs(get(v), get(std), v, std, n_boot, seed0)]
     out["rq1"] = rq1
     # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
     ens_file = res / "ensembles" / "ensembles.json"
@@ -133,11 +135,11 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     # RQ4: warm-up only vs warm-up + fine-tuning (all modules)
     wo = runs.get(f"{allm}@warmup-only/seed-{first}")
     if wo and get(allm):
-        out["rq4"] = {"comparisons": _compare_runs(get(allm), wo, allm, f"{allm}@warmup-only", n_boot, seed0)}
+        out["rq4"] = {"comparisons": compare_runs(get(allm), wo, allm, f"{allm}@warmup-only", n_boot, seed0)}
     # RQ5: ViT vs the standard CNN
     vit = runs.get(f"vit/seed-{first}")
     if vit and get(std):
-        out["rq5"] = {"comparisons": _compare_runs(vit, get(std), "vit", std, n_boot, seed0),
+        out["rq5"] = {"comparisons": compare_runs(vit, get(std), "vit", std, n_boot, seed0),
                       "vit_parameters": vit["summary"]["parameters"], "cnn_parameters": get(std)["summary"]["parameters"]}
     from tumorlens.stats import bootstrap_ci
 

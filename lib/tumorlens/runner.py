@@ -51,6 +51,12 @@ def notebook_dir() -> Path:
 ALL_MODULES = ("mab", "respath", "sbr")
 
 
+def vit_schedule(r) -> dict:
+    """The ViT's training settings from a profile's ``reproduce`` section: from scratch, one phase."""
+    return {"model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
+            "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}
+
+
 def _train_job(profile: str, root: Path, backbone: str, modules: Sequence[str], seed: int, *,
                page: str | None = None, tag: str = "", overrides: dict | None = None) -> Job:
     from tumorlens.models import variant_name
@@ -88,9 +94,10 @@ def plan(profile: str) -> list[Job]:
         jobs.append(_train_job(profile, root, bb, ALL_MODULES, first, tag="warmup-only",
                                overrides={"train.finetune_epochs": 0}))
     if r.vit:
-        jobs.append(_train_job(profile, root, "vit", (), first, overrides={
-            "model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
-            "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}))
+        vit_dir = root / "vit" / f"seed-{first}"
+        jobs.append(Job("02_vit", vit_dir, {"profile": profile, "seed": first, "run_dir": str(vit_dir),
+                                            "cnn_run": str(root / bb / f"seed-{first}"), "overrides": vit_schedule(r)},
+                        title=f"Training: the minimal ViT from scratch (seed {first})"))
     smoke_root = load_config("smoke").runs_root
     for other in r.other_backbones:
         jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
@@ -120,8 +127,8 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
              f"Training: {bb} (standard)"),
         page("02_train_all_modules", "02_train", {"mode": "report", "run_dir": str(results / "runs" / allm / f"seed-{first}")},
              f"Training: {allm}"),
-        page("02_train_vit", "02_train", {"mode": "report", "backbone": "vit", "run_dir": str(results / "runs" / "vit" / f"seed-{first}")},
-             "Training: the minimal ViT from scratch"),
+        page("02_vit", "02_vit", {"mode": "report", "seed": first, "run_dir": str(results / "runs" / "vit" / f"seed-{first}"),
+                                  "cnn_run": str(results / "runs" / bb / f"seed-{first}")}),
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
         page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness"),

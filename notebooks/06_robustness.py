@@ -56,8 +56,8 @@ glue("cal_after", f"{cal['ece_after']:.4f}", display=False)
 # Profile {glue:text}`rob_profile`; model: {glue:text}`rob_run`. The largest accuracy loss on the
 # official test split comes from {glue:text}`rob_worst` ({glue:text}`rob_worst_drop`; macro-F1 drops
 # by {glue:text}`rob_worst_f1_drop`). The tables give accuracy, then the macro-F1 drop, on the
-# official split and the de-duplicated subset (point estimates: no intervals are computed for the
-# corrupted sets).
+# official split and the de-duplicated subset, each cell with its bootstrap 95% interval (for the
+# drop, paired: the same images clean and corrupted, resampled together).
 
 # %%
 report.robustness_lines(rob["rows"], "official")

@@ -42,6 +42,14 @@ def test_robustness_table_reports_drops_from_clean():
     noisy = [r for r in rows if r["kind"] == "noise"]
     assert clean["accuracy"] == 1.0 and all(r["accuracy"] == 0.0 and r["accuracy_drop"] == 1.0 for r in noisy)
     assert len(calls) == 3
+    # every image flips from right to wrong: the paired interval of the drop collapses onto 1
+    assert all(r["accuracy_drop_lo"] == r["accuracy_drop_hi"] == 1.0 for r in noisy)
+    assert clean["accuracy_lo"] == clean["accuracy_hi"] == 1.0 and clean["macro_f1_drop"] == 0.0
+
+    from tumorlens.report import robustness_frame
+
+    df = robustness_frame(rows, "official")
+    assert df.loc["noise", "severity 3"] == "0.000 [0.000, 0.000]" and df.loc["noise", "clean"].startswith("1.000")
 
 
 def test_temperature_scaling_fixes_overconfidence():

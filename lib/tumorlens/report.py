@@ -355,14 +355,23 @@ def robustness_lines(rows: Sequence[Mapping], test_set: str = "official", metric
 
 def robustness_frame(rows: Sequence[Mapping], test_set: str = "official",
                      metric: str = "accuracy") -> "pandas.DataFrame":  # noqa: F821
-    """Corruption x severity table of ``metric`` (accuracy, macro_f1, accuracy_drop or macro_f1_drop)."""
+    """Corruption x severity table of ``metric`` (accuracy, macro_f1, accuracy_drop or macro_f1_drop);
+    cells read "value [95% CI]" when the rows carry intervals (``<metric>_lo``/``_hi``)."""
     import pandas as pd
 
     rs = [r for r in rows if r["test_set"] == test_set]
-    clean = next((r[metric] for r in rs if r["kind"] == "clean"), None)
-    df = pd.DataFrame([r for r in rs if r["kind"] != "clean"]).pivot_table(index="kind", columns="severity",
-                                                                            values=metric)
+    ci = all(f"{metric}_lo" in r for r in rs)
+
+    def cell(r):
+        return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.3f}, {r[f'{metric}_hi']:.3f}]" if ci else round(r[metric], 4)
+
+    clean = next((cell(r) for r in rs if r["kind"] == "clean"), None)
+    kinds = sorted({r["kind"] for r in rs} - {"clean"})
+    sevs = sorted({r["severity"] for r in rs if r["kind"] != "clean"})
+    table = {k: {s: next((cell(r) for r in rs if r["kind"] == k and r["severity"] == s), None) for s in sevs}
+             for k in kinds}
+    df = pd.DataFrame(table).T[sevs]
     df.columns = [f"severity {c}" for c in df.columns]
     df.insert(0, "clean", clean)
     df.index.name = "corruption"
-    return df.round(4)
+    return df

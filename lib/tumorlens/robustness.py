@@ -66,28 +66,38 @@ def corrupt(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.n
 
 
 def robustness_table(predict_fn, images: np.ndarray, y: np.ndarray, dedup: np.ndarray | None = None,
-                     kinds=tuple(CORRUPTIONS), severities=(1, 2, 3), seed: int = 0, show_progress: bool = True) -> list[dict]:
-    """Accuracy and macro-F1 (and their drop from clean) per corruption and severity.
+                     kinds=tuple(CORRUPTIONS), severities=(1, 2, 3), seed: int = 0, show_progress: bool = True,
+                     n_boot: int = 1000) -> list[dict]:
+    """Accuracy and macro-F1 (and their drop from clean) per corruption and severity, with bootstrap
+    95% intervals: ``<metric>_lo/_hi`` for the value, ``<metric>_drop_lo/_hi`` for the drop (paired:
+    the same images clean and corrupted, resampled jointly).
 
     ``predict_fn(images) -> probs``; rows for the clean images have kind ``clean`` and severity 0.
     """
     from tumorlens.progress import progress
-    from tumorlens.stats import accuracy, macro_f1
+    from tumorlens.stats import bootstrap_ci, paired_bootstrap_diff
 
     masks = {"official": np.ones(len(y), bool)}
     if dedup is not None:
         masks["dedup"] = np.asarray(dedup, bool)
+    y = np.asarray(y)
     clean = predict_fn(images).argmax(1)
-    base = {t: (accuracy(y[m], clean[m]), macro_f1(y[m], clean[m])) for t, m in masks.items()}
-    rows = [{"kind": "clean", "severity": 0, "test_set": t, "accuracy": a, "macro_f1": f, "accuracy_drop": 0.0,
-             "macro_f1_drop": 0.0} for t, (a, f) in base.items()]
+
+    def row(kind: str, severity: int, t: str, pred: np.ndarray) -> dict:
+        m = masks[t]
+        r = {"kind": kind, "severity": severity, "test_set": t}
+        for metric in ("accuracy", "macro_f1"):
+            ci = bootstrap_ci(y[m], pred[m], metric, n_boot=n_boot, seed=seed)
+            drop = paired_bootstrap_diff(y[m], clean[m], pred[m], metric, n_boot=n_boot, seed=seed)
+            r.update({metric: ci["value"], f"{metric}_lo": ci["lo"], f"{metric}_hi": ci["hi"],
+                      f"{metric}_drop": drop["diff"], f"{metric}_drop_lo": drop["lo"], f"{metric}_drop_hi": drop["hi"]})
+        return r
+
+    rows = [row("clean", 0, t, clean) for t in masks]
     todo = [(k, s) for k in kinds for s in severities]
     for k, s in progress(todo, desc="corruptions", unit="setting", disable=not show_progress):
         pred = predict_fn(corrupt(images, k, s, seed)).argmax(1)
-        for t, m in masks.items():
-            a, f = accuracy(y[m], pred[m]), macro_f1(y[m], pred[m])
-            rows.append({"kind": k, "severity": s, "test_set": t, "accuracy": a, "macro_f1": f,
-                         "accuracy_drop": base[t][0] - a, "macro_f1_drop": base[t][1] - f})
+        rows += [row(k, s, t, pred) for t in masks]
     return rows
 
 

@@ -18,7 +18,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/runs/<variant>/seed-42)
+mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/variants/<variant>/seed-42)
 backbone = "efficientnet_lite0"
 modules = []          # any of "mab", "respath", "sbr"
 seed = 42

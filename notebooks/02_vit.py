@@ -17,7 +17,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/runs/vit/seed-42)
+mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/variants/vit/seed-42)
 seed = 42
 run_dir = "runs/smoke/vit/seed-42"
 cnn_run = "runs/smoke/efficientnet_lite0/seed-42"   # the standard CNN it is compared with

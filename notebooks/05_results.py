@@ -30,7 +30,7 @@ from myst_nb import glue
 from tumorlens import report
 from tumorlens.config import load_config
 from tumorlens.ensemble import read_predictions
-from tumorlens.results import find_row, verdict
+from tumorlens.results import find_row, published_run, verdict
 
 report.setup_plotly()
 res = Path(results)
@@ -246,7 +246,7 @@ if rq5:
 # ## Calibration of the all-modules model
 
 # %%
-pred = read_predictions(res / "runs" / allm / f"seed-{first}")
+pred = read_predictions(published_run(res, allm, first))
 report.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), official test split")
 
 # %% [markdown]

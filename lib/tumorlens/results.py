@@ -34,6 +34,16 @@ __all__ = ["results_dir", "collect", "find_runs", "load_run", "rq_tables", "verd
 RUN_FILES = ("metrics.json", "predictions.csv", "val_predictions.csv", "history.csv")
 
 
+# where the trained variants' compact records go inside results/<profile>/ (not "runs": that name is
+# reserved for the uncommitted run outputs)
+PUBLISHED_RUNS = "variants"
+
+
+def published_run(res: str | Path, variant: str, seed: int) -> Path:
+    """A collected run's folder: ``results/<profile>/variants/<variant>/seed-<seed>``."""
+    return Path(res) / PUBLISHED_RUNS / variant / f"seed-{seed}"
+
+
 def results_dir(profile: str) -> Path:
     return paths.results_root() / profile
 
@@ -86,7 +96,7 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     """RQ1-RQ5 from a results folder (see the module docstring)."""
     from tumorlens.stats import seed_summary
 
-    runs = {f"{p.parent.name}/{p.name}": load_run(p) for p in find_runs(res / "runs")}
+    runs = {f"{p.parent.name}/{p.name}": load_run(p) for p in find_runs(res / PUBLISHED_RUNS)}
     bb = profile_cfg.model.backbone
     seeds = list(profile_cfg.reproduce.seeds) or [profile_cfg.seed]
     first = seeds[0]
@@ -174,10 +184,10 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
     runs_root = Path(runs_root) if runs_root else cfg.runs_root
     res = Path(out) if out else results_dir(profile)
     res.mkdir(parents=True, exist_ok=True)
-    for sub in ("runs", "ensembles", "segmentation", "data", "smoke_backbones", "robustness"):
+    for sub in (PUBLISHED_RUNS, "ensembles", "segmentation", "data", "smoke_backbones", "robustness"):
         shutil.rmtree(res / sub, ignore_errors=True)
     for run in find_runs(runs_root):
-        _copy_run(run, res / "runs" / run.parent.name / run.name)
+        _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
     smoke_root = load_config("smoke").runs_root
     for bb in cfg.reproduce.other_backbones:
         for run in sorted((smoke_root / bb).glob("seed-*")):

@@ -114,6 +114,8 @@ def plan(profile: str) -> list[Job]:
 
 def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
     """The book's pages: the section notebooks in report mode, reading ``results`` (from `collect`)."""
+    from tumorlens.results import published_run
+
     cfg = load_config(profile)
     bb, first = cfg.model.backbone, (list(cfg.reproduce.seeds) or [cfg.seed])[0]
     allm = "+".join([bb, *ALL_MODULES])
@@ -123,16 +125,16 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
 
     return [
         page("01_data", "01_data", {"mode": "report", "run_dir": str(results / "data")}),
-        page("02_train_standard", "02_train", {"mode": "report", "run_dir": str(results / "runs" / bb / f"seed-{first}")},
+        page("02_train_standard", "02_train", {"mode": "report", "run_dir": str(published_run(results, bb, first))},
              f"Training: {bb} (standard)"),
-        page("02_train_all_modules", "02_train", {"mode": "report", "run_dir": str(results / "runs" / allm / f"seed-{first}")},
+        page("02_train_all_modules", "02_train", {"mode": "report", "run_dir": str(published_run(results, allm, first))},
              f"Training: {allm}"),
-        page("02_vit", "02_vit", {"mode": "report", "seed": first, "run_dir": str(results / "runs" / "vit" / f"seed-{first}"),
-                                  "cnn_run": str(results / "runs" / bb / f"seed-{first}")}),
+        page("02_vit", "02_vit", {"mode": "report", "seed": first, "run_dir": str(published_run(results, "vit", first)),
+                                  "cnn_run": str(published_run(results, bb, first))}),
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
         page("06_robustness", "06_robustness", {"mode": "report", "run_dir": str(results / "robustness"),
-                                                "model_run": str(results / "runs" / allm / f"seed-{first}"),
+                                                "model_run": str(published_run(results, allm, first)),
                                                 "bench": str(results / "bench.json")}),
         page("05_results", "05_results", {"results": str(results)}),
     ]

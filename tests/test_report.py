@@ -71,3 +71,20 @@ def test_robustness_frame_has_the_clean_value_on_every_row():
     df = report.robustness_frame(rows, "official")
     assert list(df.columns) == ["clean", "severity 1", "severity 2"] and list(df.index) == ["blur", "noise"]
     assert df["clean"].tolist() == [0.9, 0.9] and df.loc["noise", "severity 2"] == 0.5
+
+
+def test_targets_and_claims_come_from_the_measured_results():
+    from tumorlens.config import load_config
+    from tumorlens.results import diff_text, module_cost_claim, targets
+
+    rq = {"runs": {"a/seed-1": {"official_accuracy": 0.95, "official_macro_f1": 0.94}},
+          "rq2": {"systems": {"soft voting": {"official": {"accuracy": 0.991, "macro_f1": 0.989}}}}}
+    t = targets(rq, {"total_minutes": 59.0, "jobs": [1, 2]}, load_config("cpu"))
+    assert t["accuracy"]["best"] == "soft voting" and not t["accuracy"]["met"]   # macro-F1 below 0.99
+    assert t["minutes"]["met"] and t["minutes"]["jobs"] == 2
+    blocks = [{"backbone": "b", "block": k, "parameters": n} for k, n in (("se", 10), ("cbam", 12), ("mab", 40), ("sbr", 3))]
+    claim = module_cost_claim(blocks, "b")
+    assert "MAB has 40 parameters — not fewer than" in claim and "SBR has 3 parameters — fewer than" in claim
+    assert module_cost_claim(blocks, "other") == "not measured"
+    row = {"diff": 0.0099, "ci_lo": 0.004, "ci_hi": 0.017, "p_mcnemar": 0.0023}
+    assert diff_text(row, p=True) == "+0.0099 [+0.004, +0.017], McNemar p = 0.0023" and diff_text(None) == "n/a"

@@ -163,6 +163,9 @@ class ReproduceConfig:
     other_backbones: tuple[str, ...] = _spec(("mobilenetv2", "efficientnetb0", "vgg16"), choices=BACKBONES,
                                              doc="trained on the smoke profile only, as labelled evidence")
     ensemble_k: int = _spec(3, lo=1, hi=20)
+    target_accuracy: float = _spec(0.99, lo=0.0, hi=1.0, doc="accuracy and macro-F1 the best system should reach "
+                                                             "on the official split (reported, met or not)")
+    target_minutes: float = _spec(60.0, lo=0.0, doc="time budget of the whole reproduction (reported, met or not)")
 
 
 @dataclass(frozen=True)

@@ -269,9 +269,8 @@ def summarise(rows: Sequence[dict]) -> dict:
 
 
 def _rate(rows: Sequence[dict], key: str) -> float | None:
-    """Share of rows whose ``key`` is true (booleans or their CSV spelling); None when absent."""
-    vals = [r[key] for r in rows if key in r]
-    return float(np.mean([v in (True, "True", "true", 1, "1") for v in vals])) if vals else None
+    """Share of rows whose ``key`` is true; None for no rows."""
+    return float(np.mean([r[key] for r in rows])) if rows else None
 
 
 # ------------------------------------------------------------------------------------------------

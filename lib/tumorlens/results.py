@@ -245,7 +245,43 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
         seg_h["model"] = rq.get("rq3", {}).get("summary", {}).get("model")
     return {"profile": cfg.profile, "data": "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI",
             "image_size": cfg.data.image_size, "models": models, "ensembles": ens, "segmentation": seg_h,
+            "targets": targets(rq, timing, cfg),
             "reproduction_minutes": timing["total_minutes"], "environment": {k: env[k] for k in ("python", "cpus", "git")}}
+
+
+def targets(rq: dict, timing: dict, cfg) -> dict:
+    """The targets set before the run (``reproduce.target_*``) against what was measured: the best
+    system on the official split (every run and ensemble, picked by test accuracy, so optimistic)
+    and the summed notebook time."""
+    systems = {k: {"accuracy": v["official_accuracy"], "macro_f1": v["official_macro_f1"]} for k, v in rq["runs"].items()}
+    systems.update({k: v["official"] for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()})
+    best = max(systems, key=lambda k: systems[k]["accuracy"])
+    t = cfg.reproduce
+    return {"accuracy": {"target": t.target_accuracy, "best": best, **systems[best],
+                         "met": min(systems[best]["accuracy"], systems[best]["macro_f1"]) >= t.target_accuracy},
+            "minutes": {"target": t.target_minutes, "measured": timing["total_minutes"], "jobs": len(timing["jobs"]),
+                        "met": timing["total_minutes"] <= t.target_minutes}}
+
+
+def module_cost_claim(blocks: list[dict], backbone: str) -> str:
+    """Words for the paper's claim "fewer parameters than SE or CBAM", per module, from the measured
+    ``block_costs.json`` rows of ``backbone``."""
+    on = {b["block"]: b["parameters"] for b in blocks if b["backbone"] == backbone}
+    if not {"se", "cbam"} <= set(on):
+        return "not measured"
+    bound = min(on["se"], on["cbam"])
+    return "; ".join(f"{name} has {on[b]:,} parameters — {'fewer than' if on[b] < bound else 'not fewer than'} "
+                     f"SE ({on['se']:,}) and CBAM ({on['cbam']:,})"
+                     for b, name in (("mab", "MAB"), ("respath", "ResPath"), ("sbr", "SBR")) if b in on)
+
+
+def diff_text(row: dict | None, *, p: bool = False) -> str:
+    """A comparison row's difference and 95% CI, ``+0.0099 [+0.004, +0.017]`` (with ``p``: and its
+    McNemar p-value); ``n/a`` for a missing row."""
+    if row is None:
+        return "n/a"
+    text = f"{row['diff']:+.4f} [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}]"
+    return text + (f", McNemar p = {row['p_mcnemar']:.2g}" if p else "")
 
 
 def verdict(row: dict) -> str:

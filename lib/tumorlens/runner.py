@@ -51,10 +51,6 @@ def notebook_dir() -> Path:
 ALL_MODULES = ("mab", "respath", "sbr")
 
 
-def vit_schedule(r) -> dict:
-    """The ViT's training settings from a profile's ``reproduce`` section: from scratch, one phase."""
-    return {"model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
-            "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}
 
 
 def _train_job(profile: str, root: Path, backbone: str, modules: Sequence[str], seed: int, *,
@@ -95,8 +91,10 @@ def plan(profile: str) -> list[Job]:
                                overrides={"train.finetune_epochs": 0}))
     if r.vit:
         vit_dir = root / "vit" / f"seed-{first}"
+        from_scratch = {"model.weights": "none", "train.warmup_epochs": 0, "train.finetune_layers": 100_000,
+                        "train.finetune_epochs": r.vit_epochs, "train.finetune_lr": r.vit_lr, "train.prefix_cache": False}
         jobs.append(Job("02_vit", vit_dir, {"profile": profile, "seed": first, "run_dir": str(vit_dir),
-                                            "cnn_run": str(root / bb / f"seed-{first}"), "overrides": vit_schedule(r)},
+                                            "cnn_run": str(root / bb / f"seed-{first}"), "overrides": from_scratch},
                         title=f"Training: the minimal ViT from scratch (seed {first})"))
     smoke_root = load_config("smoke").runs_root
     for other in r.other_backbones:

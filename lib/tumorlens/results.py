@@ -254,7 +254,8 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
     system on the official split (every run and ensemble, picked by test accuracy, so optimistic)
     and the summed notebook time."""
     systems = {k: {"accuracy": v["official_accuracy"], "macro_f1": v["official_macro_f1"]} for k, v in rq["runs"].items()}
-    systems.update({k: v["official"] for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()})
+    systems.update({k: {m: v["official"][m] for m in ("accuracy", "macro_f1")}
+                    for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()})
     best = max(systems, key=lambda k: systems[k]["accuracy"])
     t = cfg.reproduce
     return {"accuracy": {"target": t.target_accuracy, "best": best, **systems[best],

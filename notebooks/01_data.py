@@ -17,9 +17,9 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | cpu | paper
-mode = "run"       # run: scan and audit now | report: read a saved run (e.g. results/cpu/data)
+mode = "run"  # run: scan and audit now | report: read a saved run (e.g. results/cpu/data)
 run_dir = "runs/smoke/data"
-data_root = ""     # a dataset folder; "" uses the profile's (or $TUMORLENS_DATA)
+data_root = ""  # a dataset folder; "" uses the profile's (or $TUMORLENS_DATA)
 seed = 42
 
 # %%
@@ -29,11 +29,14 @@ from pathlib import Path
 import pandas as pd
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import figures, tables
 from tumorlens.config import CLASSES, load_config
-from tumorlens.data import DatasetNotFoundError, augment_views, prepare, split_counts
+from tumorlens.data import prepare
+from tumorlens.data.pipeline import augment_views
+from tumorlens.data.splits import split_counts
+from tumorlens.errors import DatasetNotFoundError
 
-report.setup_plotly()
+figures.setup_plotly()
 cfg = load_config(profile, overrides={"seed": seed} | ({"data.root": data_root} if data_root else {}))
 out = Path(run_dir)
 prep = None
@@ -43,12 +46,18 @@ if mode == "run":
     (out / "scan.json").write_text(json.dumps(prep.report.to_dict(), indent=2))
     (out / "audit.json").write_text(json.dumps(prep.audit.to_dict(), indent=2))
     (out / "dedup_test.csv").write_text("path\n" + "".join(p + "\n" for p in prep.dedup_test))
-    (out / "splits.json").write_text(json.dumps({"kind": cfg.data.split, "counts": split_counts(prep.splits)}, indent=2))
+    (out / "splits.json").write_text(
+        json.dumps({"kind": cfg.data.split, "counts": split_counts(prep.splits)}, indent=2)
+    )
 scan_d = json.loads((out / "scan.json").read_text())
 audit_d = json.loads((out / "audit.json").read_text())
 splits_d = json.loads((out / "splits.json").read_text())
 n_dedup = len((out / "dedup_test.csv").read_text().splitlines()) - 1
-source = "synthetic phantoms (the embedded default)" if cfg.data.source == "phantoms" else "the Kaggle Brain Tumor MRI dataset"
+source = (
+    "synthetic phantoms (the embedded default)"
+    if cfg.data.source == "phantoms"
+    else "the Kaggle Brain Tumor MRI dataset"
+)
 glue("data_source", source, display=False)
 glue("n_images", scan_d["n_images"], display=False)
 glue("n_bad", scan_d["n_bad"], display=False)
@@ -62,14 +71,14 @@ glue("n_single_channel", scan_d["channels"].get("single-channel", 0), display=Fa
 # {glue:text}`n_bad` files could not be used; each would be listed below with its reason.
 
 # %%
-report.scan_table(scan_d)
+tables.scan_table(scan_d)
 
 # %%
 print("\n".join(f"bad: {b['path']}: {b['reason']}" for b in scan_d["bad"]) or "no bad files")
 print("\n".join(f"warning: {w}" for w in scan_d["warnings"]) or "no warnings")
 
 # %%
-report.class_balance({k: v for k, v in scan_d["counts"].items()}, title="Images per class in the source folders")
+figures.class_balance({k: v for k, v in scan_d["counts"].items()}, title="Images per class in the source folders")
 
 # %% [markdown]
 # ## Splits
@@ -82,7 +91,7 @@ counts = splits_d["counts"]
 glue("split_kind", splits_d["kind"], display=False)
 for name in ("train", "val", "test"):
     glue(f"n_{name}", counts[name]["total"], display=False)
-report.class_balance(counts, title=f"The {splits_d['kind']} split: train / val / test")
+figures.class_balance(counts, title=f"The {splits_d['kind']} split: train / val / test")
 
 # %% [markdown]
 # The **{glue:text}`split_kind`** split gives {glue:text}`n_train` training, {glue:text}`n_val`
@@ -105,13 +114,29 @@ if prep is not None:
     train_images = prep.images("train")
     labels = prep.labels("train")
     picks = [i for c in range(len(CLASSES)) for i in list((labels == c).nonzero()[0][:4])]
-    display(report.image_grid(train_images[picks], [report.PRETTY[CLASSES[labels[i]]] for i in picks], cols=4,
-                              title="Four training images per class"))
+    display(
+        figures.image_grid(
+            train_images[picks],
+            [figures.PRETTY[CLASSES[labels[i]]] for i in picks],
+            cols=4,
+            title="Four training images per class",
+        )
+    )
     a = cfg.augment
-    views = augment_views(train_images[picks[0]], 8, rotation=a.rotation, zoom=a.zoom, translation=a.translation,
-                          contrast=a.contrast, seed=seed)
-    display(report.image_grid(views, [f"view {i + 1}" for i in range(8)], cols=4,
-                              title="Eight augmented views of one image"))
+    views = augment_views(
+        train_images[picks[0]],
+        8,
+        rotation=a.rotation,
+        zoom=a.zoom,
+        translation=a.translation,
+        contrast=a.contrast,
+        seed=seed,
+    )
+    display(
+        figures.image_grid(
+            views, [f"view {i + 1}" for i in range(8)], cols=4, title="Eight augmented views of one image"
+        )
+    )
 
 # %% [markdown]
 # ## Leakage audit
@@ -129,7 +154,7 @@ glue("n_testing", total["testing"], display=False)
 glue("n_exact", total["exact_in_training"], display=False)
 glue("share_testing_with_copy", f"{total['any_in_training'] / max(1, total['testing']):.0%}", display=False)
 glue("n_dedup", n_dedup, display=False)
-report.audit_table(audit_d)
+tables.audit_table(audit_d)
 
 # %% [markdown]
 # Of the {glue:text}`n_testing` Testing images, {glue:text}`n_testing_with_copy`

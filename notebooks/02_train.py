@@ -18,12 +18,12 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/variants/<variant>/seed-42)
+mode = "run"  # run: train now | report: read a saved run (e.g. results/cpu/variants/<variant>/seed-42)
 backbone = "efficientnet_lite0"
-modules = []          # any of "mab", "respath", "sbr"
+modules = []  # any of "mab", "respath", "sbr"
 seed = 42
 run_dir = "runs/smoke/efficientnet_lite0/seed-42"
-overrides = {}        # further settings, dotted keys: {"train.finetune_epochs": 0}
+overrides = {}  # further settings, dotted keys: {"train.finetune_epochs": 0}
 
 # %%
 import csv
@@ -32,13 +32,12 @@ from pathlib import Path
 
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import figures, tables
 from tumorlens.config import load_config
-from tumorlens.train import train_run
+from tumorlens.training.run import train_run
 
-report.setup_plotly()
-cfg = load_config(profile, overrides={"model.backbone": backbone, "model.modules": modules, "seed": seed,
-                                      **overrides})
+figures.setup_plotly()
+cfg = load_config(profile, overrides={"model.backbone": backbone, "model.modules": modules, "seed": seed, **overrides})
 if mode == "run":
     train_run(cfg, run_dir=run_dir)
 run = Path(run_dir)
@@ -61,17 +60,21 @@ glue("run_profile", info["config"]["profile"], display=False)
 # minutes.
 
 # %%
-report.metrics_table(metrics)
+tables.metrics_table(metrics)
 
 # %%
-report.per_class_f1(metrics, title=f"{summary['variant']}: F1 per class")
+figures.per_class_f1(metrics, title=f"{summary['variant']}: F1 per class")
 
 # %%
-report.training_curves(history, title=f"{summary['variant']}: loss and accuracy per epoch")
+figures.training_curves(history, title=f"{summary['variant']}: loss and accuracy per epoch")
 
 # %%
-report.confusion_matrix(metrics["official"]["confusion_matrix"], title="Official test split")
+figures.confusion_matrix(metrics["official"]["confusion_matrix"], title="Official test split")
 
 # %%
-print(json.dumps({k: summary[k] for k in ("parameters", "n_train", "n_val", "n_test", "n_test_dedup",
-                                           "timings", "cut")}, indent=1))
+print(
+    json.dumps(
+        {k: summary[k] for k in ("parameters", "n_train", "n_val", "n_test", "n_test_dedup", "timings", "cut")},
+        indent=1,
+    )
+)

@@ -17,26 +17,26 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: train now | report: read a saved run (e.g. results/cpu/variants/vit/seed-42)
+mode = "run"  # run: train now | report: read a saved run (e.g. results/cpu/variants/vit/seed-42)
 seed = 42
 run_dir = "runs/smoke/vit/seed-42"
-cnn_run = "runs/smoke/efficientnet_lite0/seed-42"   # the standard CNN it is compared with
-overrides = {}        # the ViT's schedule, dotted keys: {"train.finetune_epochs": 15}
+cnn_run = "runs/smoke/efficientnet_lite0/seed-42"  # the standard CNN it is compared with
+overrides = {}  # the ViT's schedule, dotted keys: {"train.finetune_epochs": 15}
 
 # %%
 import csv
-import json
 from pathlib import Path
 
 import pandas as pd
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import figures, tables
 from tumorlens.config import load_config
-from tumorlens.results import compare_runs, load_run
-from tumorlens.train import train_run
+from tumorlens.experiments.rq import compare_runs
+from tumorlens.records import load_run
+from tumorlens.training.run import train_run
 
-report.setup_plotly()
+figures.setup_plotly()
 cfg = load_config(profile, overrides={"model.backbone": "vit", "model.modules": [], "seed": seed, **overrides})
 if mode == "run":
     train_run(cfg, run_dir=run_dir)
@@ -64,16 +64,16 @@ glue("cnn_acc", f"{cnn['summary']['accuracy']:.3f}" if cnn else "n/a", display=F
 # transfer-learned {glue:text}`cnn_name` ({glue:text}`cnn_params` parameters).
 
 # %%
-report.metrics_table(vit["metrics"])
+tables.metrics_table(vit["metrics"])
 
 # %%
-report.training_curves(history, title="ViT from scratch: loss and accuracy per epoch")
+figures.training_curves(history, title="ViT from scratch: loss and accuracy per epoch")
 
 # %%
-report.per_class_f1(vit["metrics"], title="ViT: F1 per class")
+figures.per_class_f1(vit["metrics"], title="ViT: F1 per class")
 
 # %%
-report.confusion_matrix(vit["metrics"]["official"]["confusion_matrix"], title="ViT, official test split")
+figures.confusion_matrix(vit["metrics"]["official"]["confusion_matrix"], title="ViT, official test split")
 
 # %% [markdown]
 # ## Against the transfer-learned CNN
@@ -83,9 +83,17 @@ report.confusion_matrix(vit["metrics"]["official"]["confusion_matrix"], title="V
 
 # %%
 if cnn:
-    display(report.comparisons_table(compare_runs(vit, cnn, "vit", cnn["variant"], seed=seed)))
-    display(pd.DataFrame({"ViT": {"parameters": s["parameters"], "training minutes": round(s["wall_seconds"] / 60, 1)},
-                          cnn["variant"]: {"parameters": cnn["summary"]["parameters"],
-                                           "training minutes": round(cnn["summary"]["wall_seconds"] / 60, 1)}}).T)
+    display(tables.comparisons_table(compare_runs(vit, cnn, "vit", cnn["variant"], seed=seed)))
+    display(
+        pd.DataFrame(
+            {
+                "ViT": {"parameters": s["parameters"], "training minutes": round(s["wall_seconds"] / 60, 1)},
+                cnn["variant"]: {
+                    "parameters": cnn["summary"]["parameters"],
+                    "training minutes": round(cnn["summary"]["wall_seconds"] / 60, 1),
+                },
+            }
+        ).T
+    )
 else:
     print(f"no CNN run at {cnn_run}: train it first (tumorlens run --profile {profile})")

@@ -27,8 +27,8 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: explain and score now | report: read a saved result (results/<profile>/segmentation)
-model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"   # the trained run explained (run mode)
+mode = "run"  # run: explain and score now | report: read a saved result (results/<profile>/segmentation)
+model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"  # the trained run explained (run mode)
 run_dir = "runs/smoke/explain"
 overrides = {}
 
@@ -40,12 +40,15 @@ from pathlib import Path
 from IPython.display import Image
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import figures, tables
 from tumorlens.config import load_config
-from tumorlens.masks import draw_galleries, evaluate_segmentation, mask_items_for
-from tumorlens.segment import SegmentParams
+from tumorlens.explain import gallery
+from tumorlens.explain.gallery import draw_galleries
+from tumorlens.explain.ground_truth import mask_items_for
+from tumorlens.explain.scoring import evaluate_segmentation
+from tumorlens.explain.weak_masks import SegmentParams
 
-report.setup_plotly()
+figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
 if mode == "run":
     trained = json.loads((Path(model_run) / "config.json").read_text())["config"]
@@ -79,10 +82,10 @@ glue("centre_pointing_near", f"{overall['centre_pointing_near']:.0%}", display=F
 # that baseline localises nothing beyond "the middle of the brain".
 
 # %%
-report.segmentation_table(summary)
+tables.segmentation_table(summary)
 
 # %%
-report.dice_boxes(rows, title="Dice per image: CAM only vs CAM + GrabCut (predicted class)")
+figures.dice_boxes(rows, title="Dice per image: CAM only vs CAM + GrabCut (predicted class)")
 
 # %% [markdown]
 # ## Separating segmentation from classification
@@ -91,7 +94,7 @@ report.dice_boxes(rows, title="Dice per image: CAM only vs CAM + GrabCut (predic
 # the difference to the table above is what misclassification costs the masks.
 
 # %%
-report.segmentation_table(summary, prefix="oracle_")
+tables.segmentation_table(summary, prefix="oracle_")
 
 # %% [markdown]
 # ## Galleries
@@ -104,10 +107,18 @@ report.segmentation_table(summary, prefix="oracle_")
 # %%
 print("thresholds chosen on the tuning part:", json.dumps(summary["params"]))
 _, items = mask_items_for(cfg)
-galleries = draw_galleries(Path(run_dir) / "gallery.npz", {it.id: it for it in items}, cfg.data.image_size,
-                           SegmentParams(**summary["params"])) if items else {}
+galleries = (
+    draw_galleries(
+        Path(run_dir) / "gallery.npz",
+        {it.id: it for it in items},
+        cfg.data.image_size,
+        SegmentParams(**summary["params"]),
+    )
+    if items
+    else {}
+)
 if not galleries:
     print("The images and masks are not available on this machine: no galleries.")
 for cls, png in galleries.items():
     print(cls)
-    display(Image(data=report.png_bytes(png)))
+    display(Image(data=gallery.png_bytes(png)))

@@ -19,9 +19,9 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-mode = "run"          # run: fit and score now | report: read a saved result (results/<profile>/ensembles)
+mode = "run"  # run: fit and score now | report: read a saved result (results/<profile>/ensembles)
 member_runs = ["runs/smoke/efficientnet_lite0/seed-42", "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"]
-k = 3                 # members kept (best validation macro-F1)
+k = 3  # members kept (best validation macro-F1)
 run_dir = "runs/smoke/ensembles"
 n_boot = 2000
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import tables
 from tumorlens.config import load_config
-from tumorlens.ensemble import evaluate_ensembles
+from tumorlens.evaluation.ensembles import evaluate_ensembles
 
 cfg = load_config(profile)
 if mode == "run":
@@ -48,13 +48,13 @@ glue("ens_n_dedup", results["n_dedup"], display=False)
 # ## Official test split
 
 # %%
-report.systems_table(results, "official")
+tables.systems_table(results, "official")
 
 # %% [markdown]
 # ## De-duplicated test subset ({glue:text}`ens_n_dedup` images)
 
 # %%
-report.systems_table(results, "dedup")
+tables.systems_table(results, "dedup")
 
 # %% [markdown]
 # ## Each ensemble against the single best model
@@ -63,4 +63,4 @@ report.systems_table(results, "dedup")
 # bootstrap 95% interval; McNemar's test asks whether their errors differ.
 
 # %%
-report.comparisons_table(results["comparisons"])
+tables.comparisons_table(results["comparisons"])

@@ -27,12 +27,12 @@ from pathlib import Path
 import pandas as pd
 from myst_nb import glue
 
-from tumorlens import report
+from tumorlens.book import figures, tables
+from tumorlens.book.text import diff_text, find_row, module_cost_claim, verdict
 from tumorlens.config import load_config
-from tumorlens.ensemble import read_predictions
-from tumorlens.results import diff_text, find_row, module_cost_claim, published_run, verdict
+from tumorlens.records import published_run, read_predictions
 
-report.setup_plotly()
+figures.setup_plotly()
 res = Path(results)
 cfg = load_config(profile)
 rq = json.loads((res / "rq.json").read_text())
@@ -55,8 +55,13 @@ for key, name in (("std", f"{std}/seed-{first}"), ("all", f"{allm}/seed-{first}"
     r = runs.get(name)
     glue(f"abs_{key}_acc", f"{r['official_accuracy']:.3f}" if r else "n/a", display=False)
     glue(f"abs_{key}_dedup", f"{r['dedup_accuracy']:.3f}" if r else "n/a", display=False)
-glue("abs_n_dedup", str(json.loads((res / "ensembles" / "ensembles.json").read_text())["n_dedup"])
-     if (res / "ensembles" / "ensembles.json").is_file() else "n/a", display=False)
+glue(
+    "abs_n_dedup",
+    str(json.loads((res / "ensembles" / "ensembles.json").read_text())["n_dedup"])
+    if (res / "ensembles" / "ensembles.json").is_file()
+    else "n/a",
+    display=False,
+)
 seg_all = rq.get("rq3", {}).get("summary", {}).get("per_class", {}).get("all")
 glue("abs_dice_gc", f"{seg_all['dice_grabcut']['mean']:.3f}" if seg_all else "n/a", display=False)
 glue("abs_seg_source", rq["rq3"]["summary"]["source"] if rq.get("rq3") else "no masks", display=False)
@@ -92,15 +97,22 @@ glue("res_jobs", tgt_min["jobs"], display=False)
 # ## All runs
 
 # %%
-report.runs_table(rq["runs"])
+tables.runs_table(rq["runs"])
 
 # %%
-variants = [f"{std}/seed-{first}", f"{bb}+mab/seed-{first}", f"{bb}+respath/seed-{first}", f"{bb}+sbr/seed-{first}",
-            f"{allm}/seed-{first}", f"{allm}@warmup-only/seed-{first}", f"vit/seed-{first}"]
-report.ablation_bars(rq["runs"], variants, "official", "accuracy", title="Accuracy, official test split (95% CI)")
+variants = [
+    f"{std}/seed-{first}",
+    f"{bb}+mab/seed-{first}",
+    f"{bb}+respath/seed-{first}",
+    f"{bb}+sbr/seed-{first}",
+    f"{allm}/seed-{first}",
+    f"{allm}@warmup-only/seed-{first}",
+    f"vit/seed-{first}",
+]
+figures.ablation_bars(rq["runs"], variants, "official", "accuracy", title="Accuracy, official test split (95% CI)")
 
 # %%
-report.ablation_bars(rq["runs"], variants, "dedup", "accuracy", title="Accuracy, de-duplicated test subset (95% CI)")
+figures.ablation_bars(rq["runs"], variants, "dedup", "accuracy", title="Accuracy, de-duplicated test subset (95% CI)")
 
 # %% [markdown]
 # ## RQ1 — do MAB, ResPath and SBR improve on the standard backbone?
@@ -116,9 +128,12 @@ glue("rq1_verdict_dd", verdict(c_dd) if c_dd else "not measured", display=False)
 for key, variant in (("std", std), ("all", allm)):
     for ts in ("official", "dedup"):
         row = find_row(rq1["seeds_table"], variant=variant, test_set=ts, metric="accuracy")
-        glue(f"rq1_seeds_{key}_{ts}", f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a",
-             display=False)
-report.seeds_table(rq1["seeds_table"])
+        glue(
+            f"rq1_seeds_{key}_{ts}",
+            f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a",
+            display=False,
+        )
+tables.seeds_table(rq1["seeds_table"])
 
 # %% [markdown]
 # With all three modules the accuracy on the official split changes by {glue:text}`rq1_diff_off`
@@ -131,7 +146,7 @@ report.seeds_table(rq1["seeds_table"])
 # alone:
 
 # %%
-report.comparisons_table(rq1["comparisons"])
+tables.comparisons_table(rq1["comparisons"])
 
 # %% [markdown]
 # What the modules cost (parameters and FLOPs on each backbone's last feature map, measured):
@@ -139,7 +154,7 @@ report.comparisons_table(rq1["comparisons"])
 # %%
 costs = json.loads((res / "block_costs.json").read_text())["blocks"]
 glue("cost_claim", module_cost_claim(costs, bb), display=False)
-report.costs_table(costs)
+tables.costs_table(costs)
 
 # %% [markdown]
 # The paper says its modules need fewer parameters than SE blocks or CBAM. Measured on
@@ -156,9 +171,9 @@ for key, system in (("vote", "soft voting"), ("lr", "CNN+LR"), ("svm", "CNN+SVM"
         glue(f"rq2_{key}_{ts}", f"{diff_text(c, p=True)}: {verdict(c)}" if c else "not measured", display=False)
 glue("rq2_members", ", ".join(m["name"] for m in rq2["members"]) if rq2 else "none", display=False)
 if rq2:
-    display(report.systems_table(rq2, "official"))
-    display(report.systems_table(rq2, "dedup"))
-    display(report.comparisons_table(rq2["comparisons"]))
+    display(tables.systems_table(rq2, "official"))
+    display(tables.systems_table(rq2, "dedup"))
+    display(tables.comparisons_table(rq2["comparisons"]))
 
 # %% [markdown]
 # Members, chosen by validation macro-F1 (the first is the "single best"): {glue:text}`rq2_members`.
@@ -177,13 +192,17 @@ if rq3:
     d = rq3["grabcut_minus_cam"]
     glue("rq3_source", seg["source"], display=False)
     glue("rq3_diff", f"{d['mean_diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]", display=False)
-    glue("rq3_verdict", "GrabCut helps" if d["lo"] > 0 else "GrabCut hurts" if d["hi"] < 0 else
-         "GrabCut makes no clear difference", display=False)
+    glue(
+        "rq3_verdict",
+        "GrabCut helps" if d["lo"] > 0 else "GrabCut hurts" if d["hi"] < 0 else "GrabCut makes no clear difference",
+        display=False,
+    )
     pa = seg["per_class"]["all"]
     glue("rq3_pointing", f"{pa['pointing']:.0%}" if pa.get("pointing") is not None else "n/a", display=False)
-    glue("rq3_centre", f"{pa['centre_pointing']:.0%}" if pa.get("centre_pointing") is not None else "n/a",
-         display=False)
-    display(report.segmentation_table(seg))
+    glue(
+        "rq3_centre", f"{pa['centre_pointing']:.0%}" if pa.get("centre_pointing") is not None else "n/a", display=False
+    )
+    display(tables.segmentation_table(seg))
 else:
     glue("rq3_source", "not measured", display=False)
     glue("rq3_diff", "n/a", display=False)
@@ -206,7 +225,7 @@ for ts in ("official", "dedup"):
     glue(f"rq4_diff_{ts}", diff_text(c4), display=False)
     glue(f"rq4_verdict_{ts}", verdict(c4) if c4 else "not measured", display=False)
 if rq4:
-    display(report.comparisons_table(rq4["comparisons"]))
+    display(tables.comparisons_table(rq4["comparisons"]))
 
 # %% [markdown]
 # Fine-tuning the last layers after the warm-up changes the official-split accuracy by
@@ -222,7 +241,7 @@ for ts in ("official", "dedup"):
     glue(f"rq5_diff_{ts}", diff_text(c5), display=False)
     glue(f"rq5_verdict_{ts}", verdict(c5) if c5 else "not measured", display=False)
 if rq5:
-    display(report.comparisons_table(rq5["comparisons"]))
+    display(tables.comparisons_table(rq5["comparisons"]))
 
 # %% [markdown]
 # The ViT's accuracy minus the standard CNN's, official split: {glue:text}`rq5_diff_official` —
@@ -233,7 +252,7 @@ if rq5:
 
 # %%
 pred = read_predictions(published_run(res, allm, first))
-report.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), official test split")
+figures.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), official test split")
 
 # %% [markdown]
 # ## The other backbones
@@ -248,8 +267,14 @@ report.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), of
 rows = []
 for run in sorted((res / "smoke_backbones").glob("*/seed-*")):
     m = json.loads((run / "metrics.json").read_text())
-    rows.append({"backbone": run.parent.name, "profile": "smoke (synthetic, random init)",
-                 "accuracy": round(m["official"]["accuracy"], 3), "macro-F1": round(m["official"]["macro_f1"], 3)})
+    rows.append(
+        {
+            "backbone": run.parent.name,
+            "profile": "smoke (synthetic, random init)",
+            "accuracy": round(m["official"]["accuracy"], 3),
+            "macro-F1": round(m["official"]["macro_f1"], 3),
+        }
+    )
 pd.DataFrame(rows).set_index("backbone") if rows else print("no smoke runs of the other backbones were collected")
 
 # %% [markdown]
@@ -265,11 +290,33 @@ published = pd.read_csv(Path(results).parent.parent / "book" / "data" / "publish
 ours = []
 # the single model chosen on validation (the ensembles' first member), as everywhere else in the book
 best_name = rq["rq2"]["members"][0]["name"] if rq.get("rq2") else first_run
-for label, acc, f1 in [(f"tumorlens {profile}: best single model by validation ({best_name})",
-                        rq["runs"][best_name]["official_accuracy"], rq["runs"][best_name]["official_macro_f1"])] + [
-        (f"tumorlens {profile}: {k}", v["official"]["accuracy"], v["official"]["macro_f1"])
-        for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items() if k != "single best"]:
-    ours.append({"source": label, "venue": "this repository", "year": "", "model": "", "reported_accuracy": round(acc, 4),
-                 "reported_macro_f1": round(f1, 4), "split": "official Testing split", "url": ""})
-pd.concat([published[["source", "venue", "year", "model", "reported_accuracy", "reported_macro_f1", "split", "url"]],
-           pd.DataFrame(ours)], ignore_index=True)
+for label, acc, f1 in [
+    (
+        f"tumorlens {profile}: best single model by validation ({best_name})",
+        rq["runs"][best_name]["official_accuracy"],
+        rq["runs"][best_name]["official_macro_f1"],
+    )
+] + [
+    (f"tumorlens {profile}: {k}", v["official"]["accuracy"], v["official"]["macro_f1"])
+    for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()
+    if k != "single best"
+]:
+    ours.append(
+        {
+            "source": label,
+            "venue": "this repository",
+            "year": "",
+            "model": "",
+            "reported_accuracy": round(acc, 4),
+            "reported_macro_f1": round(f1, 4),
+            "split": "official Testing split",
+            "url": "",
+        }
+    )
+pd.concat(
+    [
+        published[["source", "venue", "year", "model", "reported_accuracy", "reported_macro_f1", "split", "url"]],
+        pd.DataFrame(ours),
+    ],
+    ignore_index=True,
+)

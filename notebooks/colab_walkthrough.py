@@ -25,8 +25,8 @@
 # *Runtime → Change runtime type → GPU* first. Research software, not a diagnostic device.
 
 # %% tags=["parameters"]
-REPO = "https://github.com/tumorlens/tumorlens"   # your fork's URL if you work on one
-BACKBONE = "mobilenetv2"                            # mobilenetv2 | efficientnetb0 | vgg16 | efficientnet_lite0
+REPO = "https://github.com/tumorlens/tumorlens"  # your fork's URL if you work on one
+BACKBONE = "mobilenetv2"  # mobilenetv2 | efficientnetb0 | vgg16 | efficientnet_lite0
 MODULES = ["mab", "respath", "sbr"]
 
 # %%
@@ -47,7 +47,7 @@ subprocess.run(["nvidia-smi", "-L"], check=False)
 # `KAGGLE_KEY` as Colab secrets (the key icon on the left) or upload `kaggle.json`.
 
 # %%
-from tumorlens.fetch import fetch_kaggle
+from tumorlens.data.fetch import fetch_kaggle
 
 root = fetch_kaggle()
 os.environ["TUMORLENS_DATA"] = str(root)
@@ -58,8 +58,21 @@ subprocess.run(["tumorlens", "data", "audit", str(root), "--out", "runs/paper/au
 # ## Train one backbone with the three modules (paper profile)
 
 # %%
-subprocess.run(["tumorlens", "train", "--profile", "paper", "--backbone", BACKBONE, "--modules", *MODULES,
-                "--out", "runs/paper/colab"], check=True)
+subprocess.run(
+    [
+        "tumorlens",
+        "train",
+        "--profile",
+        "paper",
+        "--backbone",
+        BACKBONE,
+        "--modules",
+        *MODULES,
+        "--out",
+        "runs/paper/colab",
+    ],
+    check=True,
+)
 
 # %%
 import json
@@ -75,10 +88,12 @@ import glob
 from IPython.display import Image, display
 
 scans = sorted(glob.glob(f"{root}/Testing/*/*.jpg"))[::300][:4]
-subprocess.run(["tumorlens", "predict", *scans, "--model", "runs/paper/colab", "--segment", "--out", "/content/predictions"],
-               check=True)
+subprocess.run(
+    ["tumorlens", "predict", *scans, "--model", "runs/paper/colab", "--segment", "--out", "/content/predictions"],
+    check=True,
+)
 for s in scans:
     stem = os.path.splitext(os.path.basename(s))[0]
     print(s, json.load(open(f"/content/predictions/{stem}.json"))["class"])
-    display(Image(filename=f"/content/predictions/{stem}_cam.png"))    # Grad-CAM over the scan
-    display(Image(filename=f"/content/predictions/{stem}_mask.png"))   # the CAM + GrabCut weak mask (white: tumour)
+    display(Image(filename=f"/content/predictions/{stem}_cam.png"))  # Grad-CAM over the scan
+    display(Image(filename=f"/content/predictions/{stem}_mask.png"))  # the CAM + GrabCut weak mask (white: tumour)

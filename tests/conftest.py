@@ -34,7 +34,7 @@ def real_data() -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory) -> Path:
-    from tumorlens.phantoms import write_phantoms
+    from tumorlens.data.phantoms import write_phantoms
 
     root = tmp_path_factory.mktemp("phantoms")
     write_phantoms(root, size=64, train_per_class=12, test_per_class=4, duplicates=4, seed=7)

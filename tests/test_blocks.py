@@ -2,15 +2,17 @@ import keras
 import numpy as np
 import pytest
 
-from tumorlens.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, ResidualPathHead, SqueezeExcite
-from tumorlens.layers import Preprocess
-from tumorlens.vit import PatchEmbedding, PositionEmbedding, TransformerBlock
+from tumorlens.models.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, ResidualPathHead, SqueezeExcite
+from tumorlens.models.layers import Preprocess
+from tumorlens.models.vit import PatchEmbedding, PositionEmbedding, TransformerBlock
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(2, 5, 6, 16)).astype("float32")
 
 
-@pytest.mark.parametrize("layer", [MixedAttention(reduction=4), SqueezeExcite(reduction=4), CBAM(reduction=4, kernel_size=3)])
+@pytest.mark.parametrize(
+    "layer", [MixedAttention(reduction=4), SqueezeExcite(reduction=4), CBAM(reduction=4, kernel_size=3)]
+)
 def test_attention_blocks_keep_shape(layer):
     assert layer(X).shape == X.shape
 
@@ -40,15 +42,18 @@ def test_edge_map_finds_a_boundary():
     assert inner > 0.05 and outer < 1e-3  # energy at the bar's edges only
 
 
-@pytest.mark.parametrize("make, bad", [
-    (lambda: MixedAttention(reduction=0), "reduction=0"),
-    (lambda: ResidualPathHead(reduction="4"), "reduction='4'"),
-    (lambda: CBAM(kernel_size=-1), "kernel_size=-1"),
-    (lambda: EdgeMap(grid=(1, 2, 3)), "grid=(1, 2, 3)"),
-    (lambda: Preprocess("imagenet"), "mode='imagenet'"),
-    (lambda: PatchEmbedding(patch_size=0), "patch_size=0"),
-    (lambda: TransformerBlock(dropout=1.5), "dropout=1.5"),
-])
+@pytest.mark.parametrize(
+    "make, bad",
+    [
+        (lambda: MixedAttention(reduction=0), "reduction=0"),
+        (lambda: ResidualPathHead(reduction="4"), "reduction='4'"),
+        (lambda: CBAM(kernel_size=-1), "kernel_size=-1"),
+        (lambda: EdgeMap(grid=(1, 2, 3)), "grid=(1, 2, 3)"),
+        (lambda: Preprocess("imagenet"), "mode='imagenet'"),
+        (lambda: PatchEmbedding(patch_size=0), "patch_size=0"),
+        (lambda: TransformerBlock(dropout=1.5), "dropout=1.5"),
+    ],
+)
 def test_bad_arguments_name_the_received_value(make, bad):
     with pytest.raises(ValueError, match=bad.replace("(", r"\(").replace(")", r"\)")):
         make()

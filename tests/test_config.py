@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from tumorlens.config import BACKBONES, CLASSES, Config, ConfigError, load_config, profiles
@@ -38,16 +40,19 @@ def test_profile_overrides_base(cfg_file):
         load_config("nope", path=cfg_file, env={})
 
 
-@pytest.mark.parametrize("text, match", [
-    ("base:\n  data: {imagesize: 64}\n", r"'data\.imagesize'.*64"),
-    ("base:\n  data: {image_size: -3}\n", r"data\.image_size.*-3"),
-    ("base:\n  data: {image_size: big}\n", r"data\.image_size.*'big'"),
-    ("base:\n  model: {backbone: resnet}\n", r"model\.backbone.*'resnet'"),
-    ("base:\n  model: {modules: [mab, foo]}\n", r"model\.modules\[1\].*'foo'"),
-    ("base:\n  train: {class_weights: 1}\n", r"train\.class_weights.*1"),
-    ("base:\n  colour: red\n", r"'colour'.*'red'"),
-    ("base:\n  model: {weights: imagnet}\n", r"model\.weights.*'imagnet'"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("base:\n  data: {imagesize: 64}\n", r"'data\.imagesize'.*64"),
+        ("base:\n  data: {image_size: -3}\n", r"data\.image_size.*-3"),
+        ("base:\n  data: {image_size: big}\n", r"data\.image_size.*'big'"),
+        ("base:\n  model: {backbone: resnet}\n", r"model\.backbone.*'resnet'"),
+        ("base:\n  model: {modules: [mab, foo]}\n", r"model\.modules\[1\].*'foo'"),
+        ("base:\n  train: {class_weights: 1}\n", r"train\.class_weights.*1"),
+        ("base:\n  colour: red\n", r"'colour'.*'red'"),
+        ("base:\n  model: {weights: imagnet}\n", r"model\.weights.*'imagnet'"),
+    ],
+)
 def test_bad_keys_and_values_name_both(tmp_path, text, match):
     p = tmp_path / "bad.yml"
     p.write_text(text)
@@ -63,7 +68,7 @@ def test_environment_overrides(cfg_file, tmp_path):
 
 def test_config_is_frozen_and_override_validates(cfg_file):
     cfg = load_config(path=cfg_file, env={})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3  # type: ignore[misc]
     new = cfg.override({"seed": 3, "model.backbone": "mobilenetv2"})
     assert (new.seed, new.model.backbone, cfg.seed) == (3, "mobilenetv2", 1)

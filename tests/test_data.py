@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumorlens.config import CLASSES
-from tumorlens.data import (
-    BadImageError, DatasetNotFoundError, augmentation, labels_of, letterbox, load_images, make_dataset,
-    make_splits, normalise, read_image, scan,
-)
+from tumorlens.data.inventory import scan
+from tumorlens.data.io import letterbox, read_image
+from tumorlens.data.pipeline import augmentation, load_images, make_dataset
+from tumorlens.data.splits import labels_of, make_splits
+from tumorlens.errors import BadImageError, DatasetNotFoundError
+from tumorlens.models.layers import normalise
 
 
 def _jpeg_bytes(size=(40, 30), value=128):
@@ -43,8 +44,13 @@ def fuzz_root(tmp_path, phantom_root):
     return root
 
 
-BAD = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "text.jpg": "not an image",
-       "tiny.png": "too small", "huge.png": "too large"}
+BAD = {
+    "zero.jpg": "empty file",
+    "truncated.jpg": "truncated",
+    "text.jpg": "not an image",
+    "tiny.png": "too small",
+    "huge.png": "too large",
+}
 
 
 def test_fuzzed_folder_scans_and_names_each_bad_file_once(fuzz_root):
@@ -68,8 +74,12 @@ def test_fuzzed_folder_scans_and_names_each_bad_file_once(fuzz_root):
 
 
 def test_cli_scan_json_on_fuzzed_folder(fuzz_root):
-    out = subprocess.run([sys.executable, "-m", "tumorlens.cli", "data", "scan", str(fuzz_root), "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tumorlens.cli", "data", "scan", str(fuzz_root), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     d = json.loads(out.stdout)
     assert d["n_bad"] == len(BAD) and d["counts"]["Training"]["total"] == 4 * 12 + 2
 
@@ -80,8 +90,11 @@ def test_missing_and_empty_dataset_is_one_clear_error(tmp_path):
     (tmp_path / "empty" / "Training" / "glioma").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError, match="no image files"):
         scan(tmp_path / "empty", show_progress=False)
-    out = subprocess.run([sys.executable, "-m", "tumorlens.cli", "data", "scan", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tumorlens.cli", "data", "scan", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "dataset folder not found" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -145,12 +158,22 @@ def test_splits_official_paper_grouped(phantom_root):
         assert all(where[groups[r.rel]] == k for r in v)
 
 
-def test_load_images_is_cached_and_shaped(phantom_root):
+def test_load_images_is_cached_and_shaped(phantom_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUMORLENS_CACHE", str(tmp_path / "cache"))
     report = scan(phantom_root, show_progress=False)
     recs = report.records[:10]
     a = load_images(recs, 48, show_progress=False)
-    b = load_images(recs, 48, show_progress=False)
-    assert a.shape == (10, 48, 48, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert a.shape == (10, 48, 48, 3) and a.dtype == np.uint8
+    assert len(list((tmp_path / "cache" / "images").glob("*.npy"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached set must not be decoded again")
+
+    monkeypatch.setattr("tumorlens.data.pipeline.read_image", no_decoding)
+    b = load_images(recs, 48, show_progress=False)  # a cache hit, or the patched decoder raises
+    assert np.array_equal(a, b)
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_images(recs, 40, show_progress=False)  # another size is another key: decoded
 
 
 def test_pipeline_augments_train_only():
@@ -158,12 +181,12 @@ def test_pipeline_augments_train_only():
     x = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     y = np.arange(8) % 4
     aug = augmentation(rotation=0.3, zoom=0.2, translation=0.1, contrast=0.3, seed=1)
-    test = [b for b, _ in make_dataset(x, y, batch_size=8, mode="unit", augment=aug)]
-    again = [b for b, _ in make_dataset(x, y, batch_size=8, mode="unit", augment=aug)]
-    assert np.allclose(test[0].numpy(), x / 255.0) and np.allclose(again[0].numpy(), test[0].numpy())
-    train = next(iter(make_dataset(x, y, batch_size=8, training=True, mode="unit", augment=aug, seed=3)))
+    test = [b for b, _ in make_dataset(x, y, batch_size=8, augment=aug)]
+    again = [b for b, _ in make_dataset(x, y, batch_size=8, augment=aug)]
+    assert np.allclose(test[0].numpy(), x) and np.allclose(again[0].numpy(), test[0].numpy())
+    train = next(iter(make_dataset(x, y, batch_size=8, training=True, augment=aug, seed=3)))
     xb = train[0].numpy()
-    assert xb.shape == (8, 32, 32, 3) and 0 <= xb.min() and xb.max() <= 1
+    assert xb.shape == (8, 32, 32, 3) and 0 <= xb.min() and xb.max() <= 255
     assert sorted(train[1].numpy().tolist()) == sorted(y.tolist())
     # augmented images differ from every original (shuffled order notwithstanding)
-    assert min(np.abs(xb[i] - x[j] / 255.0).mean() for i in range(8) for j in range(8)) > 0.005
+    assert min(np.abs(xb[i] - x[j]).mean() for i in range(8) for j in range(8)) > 0.005 * 255

@@ -2,10 +2,17 @@ import numpy as np
 import pytest
 
 from tumorlens.config import CLASSES
-from tumorlens.ensemble import fit_hybrid, load_pipeline, read_predictions, save_pipeline, select_members, soft_vote
-from tumorlens.stats import (
-    bootstrap_ci, compare, macro_f1, mcnemar, mcnemar_from_counts, paired_bootstrap_diff, seed_summary,
+from tumorlens.evaluation.ensembles import fit_hybrid, load_pipeline, save_pipeline, select_members, soft_vote
+from tumorlens.metrics.stats import (
+    bootstrap_ci,
+    compare,
+    macro_f1,
+    mcnemar,
+    mcnemar_from_counts,
+    paired_bootstrap_diff,
+    seed_summary,
 )
+from tumorlens.records import read_predictions
 
 
 def test_soft_vote_on_hand_computed_probabilities():
@@ -77,7 +84,9 @@ def test_mcnemar_against_reference_values():
     ref = mcnemar_from_counts(121, 59, exact=False, correction=False)
     assert ref["statistic"] == pytest.approx(21.356, abs=1e-3) and ref["p_value"] < 0.001
     corrected = mcnemar_from_counts(121, 59)
-    assert corrected["statistic"] == pytest.approx(61**2 / 180) and corrected["p_value"] == pytest.approx(5.45e-6, rel=0.02)
+    assert corrected["statistic"] == pytest.approx(61**2 / 180) and corrected["p_value"] == pytest.approx(
+        5.45e-6, rel=0.02
+    )
     # exact binomial: b=1, c=9 -> p = 2 * (1 + 10) / 2^10
     assert mcnemar_from_counts(1, 9)["p_value"] == pytest.approx(22 / 1024)
     assert mcnemar_from_counts(0, 0)["p_value"] == 1.0
@@ -90,7 +99,9 @@ def test_bootstrap_intervals():
     y = np.zeros(400, int)
     pred = np.r_[np.zeros(200, int), np.ones(200, int)]
     ci = bootstrap_ci(y, pred, "accuracy", n_boot=2000, seed=1)
-    assert ci["value"] == 0.5 and ci["lo"] == pytest.approx(0.451, abs=0.01) and ci["hi"] == pytest.approx(0.549, abs=0.01)
+    assert (
+        ci["value"] == 0.5 and ci["lo"] == pytest.approx(0.451, abs=0.01) and ci["hi"] == pytest.approx(0.549, abs=0.01)
+    )
     perfect = bootstrap_ci(y, y, "macro_f1", n_boot=200)
     assert perfect["lo"] == perfect["hi"] == perfect["value"]
     d = paired_bootstrap_diff(y, y, pred, "accuracy", n_boot=1000)

@@ -3,12 +3,11 @@ import keras
 import numpy as np
 import pytest
 
-from tumorlens.data import letterbox
-from tumorlens.explain import cam_maps, grad_cam, predict_and_explain, upsample_normalise
-from tumorlens.phantoms import render_phantom
-from tumorlens.segment import (
-    SegmentParams, binarise, dice, grabcut_mask, head_mask, iou, pointing_game, segment, unletterbox_mask,
-)
+from tumorlens.data.io import letterbox, unletterbox_mask
+from tumorlens.data.phantoms import render_phantom
+from tumorlens.explain.cam import cam_maps, grad_cam, predict_and_explain, upsample_normalise
+from tumorlens.explain.weak_masks import SegmentParams, binarise, grabcut_mask, head_mask, segment
+from tumorlens.metrics.segmentation import dice, iou, pointing_game
 
 
 def _two_region_model():
@@ -26,7 +25,7 @@ def _two_region_model():
 
 def _two_region_image():
     img = np.zeros((1, 32, 32, 3), "float32")
-    img[0, 2:14, 2:14, 0] = 255.0   # red: top-left, larger -> class 0 wins
+    img[0, 2:14, 2:14, 0] = 255.0  # red: top-left, larger -> class 0 wins
     img[0, 22:30, 22:30, 1] = 255.0  # green: bottom-right
     return img
 
@@ -42,7 +41,7 @@ def test_cam_finds_the_known_discriminative_region(method):
 
 
 def test_shapes_range_and_none_means_argmax_on_a_classifier():
-    from tumorlens.models import build_classifier
+    from tumorlens.models.classifier import build_classifier
 
     model = build_classifier("mobilenetv2", ("sbr",), image_size=32, weights="none")
     x = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3)).astype("uint8")
@@ -113,7 +112,7 @@ def test_grabcut_is_deterministic_whatever_the_thread_rng_did_before():
     head = np.ones((96, 96), bool)
     masks = []
     for _ in range(3):
-        cv2.randu(np.zeros(7), 0, 1)     # advance OpenCV's thread RNG, as other images would
+        cv2.randu(np.zeros(7), 0, 1)  # advance OpenCV's thread RNG, as other images would
         masks.append(grabcut_mask(img, cam, head, SegmentParams(hi=0.7, mid=0.35, lo=0.1)))
     assert all(np.array_equal(masks[0], m) for m in masks[1:])
 

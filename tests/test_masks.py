@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 
 from tumorlens.config import load_config
-from tumorlens.masks import (
-    brisc_items, default_mask_root, evaluate_segmentation, explain_items, phantom_items, score_items, split_items,
-    summarise, tune_params,
-)
-from tumorlens.models import build_classifier
+from tumorlens.explain.ground_truth import brisc_items, default_mask_root, phantom_items, split_items
+from tumorlens.explain.scoring import evaluate_segmentation, explain_items, score_items, summarise, tune_params
+from tumorlens.models.classifier import build_classifier
 
 
 def test_phantom_items_pair_images_with_masks(phantom_root):
@@ -42,10 +40,10 @@ def test_scoring_pipeline_shapes_on_phantoms(phantom_root):
 
 
 def test_centre_baseline_points_at_the_head():
-    from tumorlens.masks import centre_map
+    from tumorlens.explain.scoring import centre_map
 
     img = np.zeros((64, 64, 3), np.uint8)
-    img[10:40, 26:56] = 200                      # an off-centre "head", centre (24.5, 40.5)
+    img[10:40, 26:56] = 200  # an off-centre "head", centre (24.5, 40.5)
     m = centre_map(img)
     y, x = np.unravel_index(np.argmax(m), m.shape)
     assert abs(y - 24.5) <= 1.5 and abs(x - 40.5) <= 1.5, (y, x)
@@ -56,10 +54,17 @@ def test_centre_baseline_points_at_the_head():
 
 def test_evaluate_segmentation_writes_results(tmp_path):
     """A smoke run end to end: a (random-weight) model's masks scored against the phantoms' truth."""
-    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 4,
-                                          "data.phantoms.test_per_class": 6, "data.phantoms.duplicates": 0,
-                                          "model.modules": ["sbr"]})
-    from tumorlens.phantoms import write_phantoms
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths.runs": str(tmp_path),
+            "data.phantoms.train_per_class": 4,
+            "data.phantoms.test_per_class": 6,
+            "data.phantoms.duplicates": 0,
+            "model.modules": ["sbr"],
+        },
+    )
+    from tumorlens.data.phantoms import write_phantoms
 
     write_phantoms(cfg.data_root, size=64, train_per_class=4, test_per_class=6, duplicates=0, seed=cfg.seed)
     run = tmp_path / "run"

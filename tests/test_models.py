@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from tumorlens.backbones import REGISTRY, WeightsUnavailableError, build_backbone, get_spec
 from tumorlens.config import BACKBONES, load_config
-from tumorlens.models import build_classifier, variant_name
+from tumorlens.errors import WeightsUnavailableError
+from tumorlens.models.backbones import REGISTRY, build_backbone, get_spec
+from tumorlens.models.classifier import build_classifier, variant_name
 
 SUBSETS = [c for r in range(4) for c in itertools.combinations(("mab", "respath", "sbr"), r)]
 SIZE = 32
@@ -106,8 +107,8 @@ def test_weights_from_a_path(tmp_path):
 def test_efficientnet_lite0_imagenet_port_classifies_cat_and_espresso():
     """The converted ImageNet weights are right: top-1 is a cat for chelsea, espresso/cup for coffee."""
     skdata = pytest.importorskip("skimage.data")
-    from tumorlens.backbones import build_efficientnet_lite0
-    from tumorlens.data import letterbox
+    from tumorlens.data.io import letterbox
+    from tumorlens.models.backbones import build_efficientnet_lite0
 
     model = build_efficientnet_lite0(keras.Input((224, 224, 3)), include_top=True, weights="imagenet")
     cat = model.predict(letterbox(skdata.chelsea(), 224)[None].astype("float32"), verbose=0)[0]
@@ -122,7 +123,7 @@ def test_cpu_profile_uses_the_offline_backbone():
 
 
 def test_block_costs_are_measured_per_backbone():
-    from tumorlens.models import block_costs
+    from tumorlens.models.costs import block_costs
 
     rows = {r["block"]: r for r in block_costs(["vgg16"], image_size=64)}
     c = 512
@@ -139,7 +140,7 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
     import sys
 
     build_classifier("vgg16", ("mab", "respath", "sbr"), image_size=32).save(tmp_path / "model.keras")
-    code = ("from tumorlens.models import load_model; m = load_model(r'%s'); print(m.name)" % tmp_path)
+    code = "from tumorlens.models import load_model; m = load_model(r'%s'); print(m.name)" % tmp_path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("vgg16-mab-respath-sbr")

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from tumorlens.audit import audit, dedup_subset
 from tumorlens.config import CLASSES
-from tumorlens.data import scan
-from tumorlens.phantoms import render_phantom, write_phantoms
+from tumorlens.data.inventory import scan
+from tumorlens.data.leakage import audit, dedup_subset
+from tumorlens.data.phantoms import render_phantom, write_phantoms
 
 
 def test_render_is_deterministic_and_masks_follow_the_class():
@@ -13,7 +13,7 @@ def test_render_is_deterministic_and_masks_follow_the_class():
         b, m2 = render_phantom(cls, 64, 3)
         assert a.shape == m.shape == (64, 64) and a.dtype == m.dtype == np.uint8
         assert np.array_equal(a, b) and np.array_equal(m, m2)
-        assert (m.any() if cls != "notumor" else not m.any())
+        assert m.any() if cls != "notumor" else not m.any()
     assert not np.array_equal(render_phantom("glioma", 64, 3)[0], render_phantom("glioma", 64, 4)[0])
     with pytest.raises(ValueError, match="'astro'"):
         render_phantom("astro", 64, 1)
@@ -50,7 +50,9 @@ def test_audit_finds_the_planted_duplicates(phantom_root):
     a = audit(report, show_progress=False)
     found = {(a.records[i].rel, a.records[j].rel): (k, c) for i, j, k, _, c in a.pairs}
     for d in planted:
-        key = tuple(sorted((d["testing"], d["training"])), )
+        key = tuple(
+            sorted((d["testing"], d["training"])),
+        )
         key = key if key in found else key[::-1]
         assert key in found and found[key][0] == d["kind"], d
     d = a.to_dict()
@@ -70,7 +72,13 @@ def test_dedup_subset_uses_direct_pairs_and_collapses_test_copies():
 
 def test_real_data_scan_counts(real_data):
     d = scan(real_data, show_progress=False).to_dict()
-    assert d["counts"]["Training"] == {"glioma": 1321, "meningioma": 1339, "notumor": 1591, "pituitary": 1457, "total": 5708}
+    assert d["counts"]["Training"] == {
+        "glioma": 1321,
+        "meningioma": 1339,
+        "notumor": 1591,
+        "pituitary": 1457,
+        "total": 5708,
+    }
     assert d["counts"]["Testing"] == {"glioma": 300, "meningioma": 306, "notumor": 405, "pituitary": 300, "total": 1311}
     assert d["n_bad"] == 0 and 3000 < d["channels"]["single-channel"] < 3200
 

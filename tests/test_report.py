@@ -1,18 +1,24 @@
 """The book's figures and tables from tiny hand-made results: what they show, not how they look."""
+
 import numpy as np
 
-from tumorlens import report
+from tumorlens.book import figures, tables
 from tumorlens.config import CLASSES
 
 
 def _metrics(n, f1s):
-    return {"n": n, "accuracy": 0.9, "macro_f1": float(np.mean(f1s)),
-            "per_class": {c: {"f1": f, "support": n // 4} for c, f in zip(CLASSES, f1s)}}
+    return {
+        "n": n,
+        "accuracy": 0.9,
+        "macro_f1": float(np.mean(f1s)),
+        "per_class": {c: {"f1": f, "support": n // 4} for c, f in zip(CLASSES, f1s)},
+    }
 
 
 def test_per_class_f1_bars_one_trace_per_test_set():
-    fig = report.per_class_f1({"official": _metrics(40, [0.9, 0.8, 1.0, 0.7]), "dedup": _metrics(8, [0.5, 0.6, 0.7, 0.8]),
-                               "empty": {"n": 0}})
+    fig = figures.per_class_f1(
+        {"official": _metrics(40, [0.9, 0.8, 1.0, 0.7]), "dedup": _metrics(8, [0.5, 0.6, 0.7, 0.8]), "empty": {"n": 0}}
+    )
     assert [t.name for t in fig.data] == ["official (40 images)", "dedup (8 images)"]
     assert list(fig.data[0].y) == [0.9, 0.8, 1.0, 0.7] and len(fig.data[1].x) == 4
 
@@ -20,24 +26,41 @@ def test_per_class_f1_bars_one_trace_per_test_set():
 def test_reliability_diagram_adds_a_curve_per_calibration():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), 200)
-    y = probs.argmax(1)                     # always right: each bin's accuracy is 1
-    fig = report.reliability_diagram(y, probs, others={"after": probs ** 0.5 / (probs ** 0.5).sum(1, keepdims=True)})
+    y = probs.argmax(1)  # always right: each bin's accuracy is 1
+    fig = figures.reliability_diagram(y, probs, others={"after": probs**0.5 / (probs**0.5).sum(1, keepdims=True)})
     assert [t.name for t in fig.data] == ["perfect calibration", "model", "after"]
     assert all(a == 1.0 for a in fig.data[1].y)
 
 
 def test_mcnemar_p_only_on_accuracy_rows():
-    row = {"a": "x", "b": "y", "test_set": "official", "n": 10, "value_a": 0.9, "value_b": 0.8, "diff": 0.1,
-           "ci_lo": 0.0, "ci_hi": 0.2, "p_mcnemar": 0.25}
-    df = report.comparisons_table([{**row, "metric": "accuracy"}, {**row, "metric": "macro_f1"}])
+    row = {
+        "a": "x",
+        "b": "y",
+        "test_set": "official",
+        "n": 10,
+        "value_a": 0.9,
+        "value_b": 0.8,
+        "diff": 0.1,
+        "ci_lo": 0.0,
+        "ci_hi": 0.2,
+        "p_mcnemar": 0.25,
+    }
+    df = tables.comparisons_table([{**row, "metric": "accuracy"}, {**row, "metric": "macro_f1"}])
     assert df["McNemar p"].tolist() == ["0.25", "—"]
 
 
 def test_segmentation_table_shows_pointing_and_its_baseline():
     stat = {"mean": 0.2, "median": 0.1, "q1": 0.0, "q3": 0.3}
-    d = {"n": 5, "accuracy": 0.8, **{f"{m}_{k}": stat for m in ("dice", "iou") for k in ("cam", "grabcut")},
-         "pointing": 0.2, "pointing_near": 0.4, "centre_pointing": 0.1, "centre_pointing_near": 0.3}
-    df = report.segmentation_table({"pointing_tolerance_px": 15, "per_class": {"glioma": d, "all": d}})
+    d = {
+        "n": 5,
+        "accuracy": 0.8,
+        **{f"{m}_{k}": stat for m in ("dice", "iou") for k in ("cam", "grabcut")},
+        "pointing": 0.2,
+        "pointing_near": 0.4,
+        "centre_pointing": 0.1,
+        "centre_pointing_near": 0.3,
+    }
+    df = tables.segmentation_table({"pointing_tolerance_px": 15, "per_class": {"glioma": d, "all": d}})
     row = df.iloc[0]
     assert row["pointing game"] == "20%" and row["pointing game (≤15 px)"] == "40%"
     assert row["head-centre baseline"] == "10%" and row["head-centre baseline (≤15 px)"] == "30%"
@@ -46,43 +69,62 @@ def test_segmentation_table_shows_pointing_and_its_baseline():
 def test_book_pages_lose_tensorflow_start_up_chatter_but_keep_real_stderr():
     import nbformat
 
-    from tumorlens.book import _drop_tf_noise
+    from tumorlens.book.build import _drop_tf_noise
 
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("x")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
-        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-        "I0000 00:00:1795812997.820942    5155 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n")),
-        nbformat.v4.new_output("stream", name="stderr", text="E0000 00:00:1.2    5 x.cc:52] cuInit\nscan: 1 bad file\n"),
-        nbformat.v4.new_output("stream", name="stdout", text="I0000 00:00:1.2    5 x.cc:52] printed on purpose\n")]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stderr",
+            text=(
+                "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                "I0000 00:00:1795812997.820942    5155 cudart_stub.cc:31] "
+                "Could not find cuda drivers on your machine.\n"
+            ),
+        ),
+        nbformat.v4.new_output(
+            "stream", name="stderr", text="E0000 00:00:1.2    5 x.cc:52] cuInit\nscan: 1 bad file\n"
+        ),
+        nbformat.v4.new_output("stream", name="stdout", text="I0000 00:00:1.2    5 x.cc:52] printed on purpose\n"),
+    ]
     nb.cells.append(cell)
     _drop_tf_noise(nb)
-    assert [o.get("text") for o in nb.cells[0].outputs] == ["scan: 1 bad file\n",
-                                                             "I0000 00:00:1.2    5 x.cc:52] printed on purpose\n"]
+    assert [o.get("text") for o in nb.cells[0].outputs] == [
+        "scan: 1 bad file\n",
+        "I0000 00:00:1.2    5 x.cc:52] printed on purpose\n",
+    ]
 
 
 def test_robustness_frame_has_the_clean_value_on_every_row():
-    rows = [{"kind": "clean", "severity": 0, "test_set": "official", "accuracy": 0.9},
-            {"kind": "blur", "severity": 1, "test_set": "official", "accuracy": 0.8},
-            {"kind": "blur", "severity": 2, "test_set": "official", "accuracy": 0.7},
-            {"kind": "noise", "severity": 1, "test_set": "official", "accuracy": 0.6},
-            {"kind": "noise", "severity": 2, "test_set": "official", "accuracy": 0.5},
-            {"kind": "blur", "severity": 1, "test_set": "dedup", "accuracy": 0.1}]
-    df = report.robustness_frame(rows, "official")
+    rows = [
+        {"kind": "clean", "severity": 0, "test_set": "official", "accuracy": 0.9},
+        {"kind": "blur", "severity": 1, "test_set": "official", "accuracy": 0.8},
+        {"kind": "blur", "severity": 2, "test_set": "official", "accuracy": 0.7},
+        {"kind": "noise", "severity": 1, "test_set": "official", "accuracy": 0.6},
+        {"kind": "noise", "severity": 2, "test_set": "official", "accuracy": 0.5},
+        {"kind": "blur", "severity": 1, "test_set": "dedup", "accuracy": 0.1},
+    ]
+    df = tables.robustness_frame(rows, "official")
     assert list(df.columns) == ["clean", "severity 1", "severity 2"] and list(df.index) == ["blur", "noise"]
     assert df["clean"].tolist() == [0.9, 0.9] and df.loc["noise", "severity 2"] == 0.5
 
 
 def test_targets_and_claims_come_from_the_measured_results():
+    from tumorlens.book.text import diff_text, module_cost_claim
     from tumorlens.config import load_config
-    from tumorlens.results import diff_text, module_cost_claim, targets
+    from tumorlens.experiments.collect import targets
 
-    rq = {"runs": {"a/seed-1": {"official_accuracy": 0.95, "official_macro_f1": 0.94}},
-          "rq2": {"systems": {"soft voting": {"official": {"accuracy": 0.991, "macro_f1": 0.989}}}}}
+    rq = {
+        "runs": {"a/seed-1": {"official_accuracy": 0.95, "official_macro_f1": 0.94}},
+        "rq2": {"systems": {"soft voting": {"official": {"accuracy": 0.991, "macro_f1": 0.989}}}},
+    }
     t = targets(rq, {"total_minutes": 59.0, "jobs": [1, 2]}, load_config("cpu"))
-    assert t["accuracy"]["best"] == "soft voting" and not t["accuracy"]["met"]   # macro-F1 below 0.99
+    assert t["accuracy"]["best"] == "soft voting" and not t["accuracy"]["met"]  # macro-F1 below 0.99
     assert t["minutes"]["met"] and t["minutes"]["jobs"] == 2
-    blocks = [{"backbone": "b", "block": k, "parameters": n} for k, n in (("se", 10), ("cbam", 12), ("mab", 40), ("sbr", 3))]
+    blocks = [
+        {"backbone": "b", "block": k, "parameters": n} for k, n in (("se", 10), ("cbam", 12), ("mab", 40), ("sbr", 3))
+    ]
     claim = module_cost_claim(blocks, "b")
     assert "MAB has 40 parameters — not fewer than" in claim and "SBR has 3 parameters — fewer than" in claim
     assert module_cost_claim(blocks, "other") == "not measured"

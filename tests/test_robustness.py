@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
 
-from tumorlens.metrics import expected_calibration_error
-from tumorlens.results import find_row, verdict
-from tumorlens.robustness import CORRUPTIONS, apply_temperature, calibration, corrupt, fit_temperature, robustness_table
+from tumorlens.book.text import find_row, verdict
+from tumorlens.evaluation.robustness import (
+    CORRUPTIONS,
+    apply_temperature,
+    calibration,
+    corrupt,
+    fit_temperature,
+    robustness_table,
+)
+from tumorlens.metrics.classification import expected_calibration_error
 
 rng = np.random.default_rng(0)
 IMGS = rng.integers(40, 200, (3, 64, 64, 3), dtype=np.uint8)
@@ -46,7 +53,7 @@ def test_robustness_table_reports_drops_from_clean():
     assert all(r["accuracy_drop_lo"] == r["accuracy_drop_hi"] == 1.0 for r in noisy)
     assert clean["accuracy_lo"] == clean["accuracy_hi"] == 1.0 and clean["macro_f1_drop"] == 0.0
 
-    from tumorlens.report import robustness_frame
+    from tumorlens.book.tables import robustness_frame
 
     df = robustness_frame(rows, "official")
     assert df.loc["noise", "severity 3"] == "0.000 [0.000, 0.000]" and df.loc["noise", "clean"].startswith("1.000")

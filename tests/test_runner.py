@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from tumorlens.runner import Job, NotebookFailed, execute, plan
+from tumorlens.errors import NotebookFailed
+from tumorlens.experiments.runner import Job, execute, plan
 
 NB = """# %% tags=["parameters"]
 value = 1

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from tumorlens.config import load_config
-from tumorlens.models import backbone_layers, build_classifier
-from tumorlens.train import find_cut, train_model, train_run, valid_cuts
+from tumorlens.models.classifier import backbone_layers, build_classifier
+from tumorlens.training.cut import find_cut, valid_cuts
+from tumorlens.training.fit import train_model
+from tumorlens.training.run import train_run
 
 
 def test_valid_cuts_never_split_a_residual():
@@ -34,12 +36,25 @@ def test_find_cut_leaves_at_least_the_requested_layers():
 
 
 def _tiny_cfg(prefix_cache: bool):
-    return load_config("smoke", overrides={
-        "seed": 3, "data.batch_size": 8, "model.dropout": 0.0,
-        "augment.rotation": 0.0, "augment.zoom": 0.0, "augment.translation": 0.0, "augment.contrast": 0.0,
-        "train.warmup_epochs": 2, "train.finetune_epochs": 2, "train.finetune_layers": 12,
-        "train.reduce_lr_patience": 10, "train.early_stopping_patience": 10, "train.cached_views": 1,
-        "train.prefix_cache": prefix_cache})
+    return load_config(
+        "smoke",
+        overrides={
+            "seed": 3,
+            "data.batch_size": 8,
+            "model.dropout": 0.0,
+            "augment.rotation": 0.0,
+            "augment.zoom": 0.0,
+            "augment.translation": 0.0,
+            "augment.contrast": 0.0,
+            "train.warmup_epochs": 2,
+            "train.finetune_epochs": 2,
+            "train.finetune_layers": 12,
+            "train.reduce_lr_patience": 10,
+            "train.early_stopping_patience": 10,
+            "train.cached_views": 1,
+            "train.prefix_cache": prefix_cache,
+        },
+    )
 
 
 @pytest.mark.parametrize("modules", [(), ("mab", "respath", "sbr")])
@@ -75,8 +90,9 @@ def test_prefix_caching_matches_uncached_training(modules, tmp_path):
 
 
 def test_smoke_run_writes_a_complete_run_directory(tmp_path):
-    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "model.backbone": "mobilenetv2",
-                                          "model.modules": ["sbr"]})
+    cfg = load_config(
+        "smoke", overrides={"paths.runs": str(tmp_path), "model.backbone": "mobilenetv2", "model.modules": ["sbr"]}
+    )
     summary = train_run(cfg, show_progress=False)
     run = tmp_path / "smoke" / "mobilenetv2+sbr" / "seed-42"
     assert summary["run_dir"] == str(run)
@@ -108,31 +124,42 @@ def test_shared_prefix_cache_is_reused_and_changes_nothing(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.integers(0, 255, (16, 64, 64, 3), dtype=np.uint8)
     y = np.arange(16) % 4
-    cfg = _tiny_cfg(True).override({"train.cached_views": 2, "augment.rotation": 0.1, "train.warmup_epochs": 1,
-                                    "train.finetune_epochs": 1})
+    cfg = _tiny_cfg(True).override(
+        {"train.cached_views": 2, "augment.rotation": 0.1, "train.warmup_epochs": 1, "train.finetune_epochs": 1}
+    )
     keys = {"train": "unit-train", "val": "unit-val"}
     weights = []
     for _ in range(2):
         keras.utils.set_random_seed(5)
         model = build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="imagenet", dropout=0.0)
-        res = train_model(model, "efficientnet_lite0", x, y, x[:8], y[:8], cfg, cache_keys=keys, shuffle=False,
-                          show_progress=False)
+        res = train_model(
+            model, "efficientnet_lite0", x, y, x[:8], y[:8], cfg, cache_keys=keys, shuffle=False, show_progress=False
+        )
         weights.append([w.copy() for w in res.model.get_weights()])
     files = sorted(p.name for p in (paths.cache_root() / "prefix").glob("unit-*.npz"))
-    assert len(files) == 3 and len({f[f.index("block"):] for f in files}) == 1  # 2 train views + val, one cut
+    assert len(files) == 3 and len({f[f.index("block") :] for f in files}) == 1  # 2 train views + val, one cut
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_features_from_the_prefix_cache_match_a_full_pass(tmp_path, monkeypatch):
     """Ensemble features read through the shared prefix cache equal the model's own forward pass."""
-    import tumorlens.ensemble as ens
+    import tumorlens.evaluation.ensembles as ens
     from tumorlens.data import prepare
-    from tumorlens.ensemble import penultimate_features, run_features
+    from tumorlens.evaluation.ensembles import run_features
+    from tumorlens.models.inference import penultimate_features
 
-    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path), "data.phantoms.train_per_class": 12,
-                                          "data.phantoms.test_per_class": 4, "data.phantoms.duplicates": 0,
-                                          "model.weights": "imagenet", "model.modules": ["sbr"]})
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths.runs": str(tmp_path),
+            "data.phantoms.train_per_class": 12,
+            "data.phantoms.test_per_class": 4,
+            "data.phantoms.duplicates": 0,
+            "model.weights": "imagenet",
+            "model.modules": ["sbr"],
+        },
+    )
     prep = prepare(cfg, show_progress=False)
     summary = train_run(cfg, prep, show_progress=False)
 
@@ -142,9 +169,10 @@ def test_features_from_the_prefix_cache_match_a_full_pass(tmp_path, monkeypatch)
     monkeypatch.setattr(ens, "penultimate_features", no_full_pass)
     feats = run_features(summary["run_dir"], prep, ("train", "val", "test"), show_progress=False)
     monkeypatch.undo()
-    from tumorlens.models import load_model
+    from tumorlens.models.classifier import load_model
 
     model = load_model(summary["run_dir"])
     for split in ("val", "test"):
-        np.testing.assert_allclose(feats[split], penultimate_features(model, prep.images(split, False)),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            feats[split], penultimate_features(model, prep.images(split, False)), rtol=1e-4, atol=1e-5
+        )

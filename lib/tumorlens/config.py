@@ -23,11 +23,13 @@ from typing import Any, Mapping
 import yaml
 
 from tumorlens import paths
+from tumorlens.errors import ConfigError
 
 __all__ = [
     "BACKBONES",
     "CLASSES",
     "MODULES",
+    "PAPER_MODULES",
     "Config",
     "ConfigError",
     "load_config",
@@ -38,16 +40,22 @@ __all__ = [
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 #: Backbones the model registry provides (see `tumorlens.backbones`).
 BACKBONES: tuple[str, ...] = ("mobilenetv2", "efficientnetb0", "vgg16", "efficientnet_lite0", "vit")
-#: The paper's modules (mab, respath, sbr) and the two baselines they are compared with.
-MODULES: tuple[str, ...] = ("mab", "respath", "sbr", "se", "cbam")
+#: The paper's three modules, in the order the classifier applies them.
+PAPER_MODULES: tuple[str, ...] = ("mab", "respath", "sbr")
+#: The paper's modules and the two baselines they are compared with.
+MODULES: tuple[str, ...] = (*PAPER_MODULES, "se", "cbam")
 
 
-class ConfigError(ValueError):
-    """A key or value in the experiment settings is wrong; the message names both."""
-
-
-def _spec(default: Any = None, *, choices: tuple | None = None, lo: float | None = None,
-          hi: float | None = None, factory: Any = None, doc: str = "", check: Any = None) -> Any:
+def _spec(
+    default: Any = None,
+    *,
+    choices: tuple | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    factory: Any = None,
+    doc: str = "",
+    check: Any = None,
+) -> Any:
     """A setting: its default, allowed values (``choices``, ``lo``/``hi``), a description, and
     ``check(value) -> str | None``, an extra rule returning what is expected when the value breaks it."""
     meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc, "check": check}
@@ -105,9 +113,15 @@ class ViTConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = _spec("efficientnet_lite0", choices=BACKBONES)
-    weights: str = _spec("imagenet", doc="imagenet | none | a path to a weights file", check=lambda v: None if (
-        v in ("imagenet", "none") or "/" in v or "\\" in v or v.endswith((".h5", ".keras", ".npz"))) else
-        "imagenet, none or a path to a weights file (.h5, .weights.h5, .keras, .npz)")
+    weights: str = _spec(
+        "imagenet",
+        doc="imagenet | none | a path to a weights file",
+        check=lambda v: (
+            None
+            if (v in ("imagenet", "none") or "/" in v or "\\" in v or v.endswith((".h5", ".keras", ".npz")))
+            else "imagenet, none or a path to a weights file (.h5, .weights.h5, .keras, .npz)"
+        ),
+    )
     modules: tuple[str, ...] = _spec((), choices=MODULES)
     dropout: float = _spec(0.3, lo=0.0, hi=0.95)
     vit: ViTConfig = _spec(factory=ViTConfig)
@@ -141,13 +155,9 @@ class SegmentConfig:
     tune: bool = _spec(True, doc="choose threshold, hi and mid on the tuning part of the masks")
     tune_fraction: float = _spec(0.5, lo=0.05, hi=0.95)
     pointing_tolerance: int = _spec(15, lo=0, hi=64, doc="pixels (at the image resolution) around the CAM peak")
-    masks: str | None = _spec(None, doc="expert-mask folder (BRISC layout); null: ../shared/data/brisc2025-seg-dev "
-                                       "when present, else none")
-
-    def params(self):
-        from tumorlens.segment import SegmentParams
-
-        return SegmentParams(self.threshold, self.value, self.hi, self.mid, self.iterations, self.lo)
+    masks: str | None = _spec(
+        None, doc="expert-mask folder (BRISC layout); null: ../shared/data/brisc2025-seg-dev when present, else none"
+    )
 
 
 @dataclass(frozen=True)
@@ -160,11 +170,18 @@ class ReproduceConfig:
     vit: bool = _spec(True, doc="the minimal ViT from scratch (RQ5)")
     vit_epochs: int = _spec(15, lo=1)
     vit_lr: float = _spec(0.001, lo=0.0, hi=1.0)
-    other_backbones: tuple[str, ...] = _spec(("mobilenetv2", "efficientnetb0", "vgg16"), choices=BACKBONES,
-                                             doc="trained on the smoke profile only, as labelled evidence")
+    other_backbones: tuple[str, ...] = _spec(
+        ("mobilenetv2", "efficientnetb0", "vgg16"),
+        choices=BACKBONES,
+        doc="trained on the smoke profile only, as labelled evidence",
+    )
     ensemble_k: int = _spec(3, lo=1, hi=20)
-    target_accuracy: float = _spec(0.99, lo=0.0, hi=1.0, doc="accuracy and macro-F1 the best system should reach "
-                                                             "on the official split (reported, met or not)")
+    target_accuracy: float = _spec(
+        0.99,
+        lo=0.0,
+        hi=1.0,
+        doc="accuracy and macro-F1 the best system should reach on the official split (reported, met or not)",
+    )
     target_minutes: float = _spec(60.0, lo=0.0, doc="time budget of the whole reproduction (reported, met or not)")
 
 
@@ -300,8 +317,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         key = f"{prefix}{unknown[0]}"
-        raise ConfigError(f"unknown setting {key!r} (value {raw[unknown[0]]!r}); "
-                          f"known keys here: {', '.join(fields)}")
+        raise ConfigError(f"unknown setting {key!r} (value {raw[unknown[0]]!r}); known keys here: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in raw:
@@ -335,8 +351,12 @@ def profiles(path: str | os.PathLike | None = None) -> list[str]:
     return sorted(doc.get("profiles") or {})
 
 
-def load_config(profile: str | None = None, path: str | os.PathLike | None = None,
-                overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    profile: str | None = None,
+    path: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
     """Load ``base`` merged with ``profiles[profile]``, apply environment then ``overrides``.
 
     Args:

@@ -1,0 +1,135 @@
+"""Build the Jupyter Book: run a profile's notebooks, gather the executed ones, build the HTML.
+
+The executed notebooks are copied into ``book/generated/`` (not committed) next to the committed
+narrative pages; the book itself never executes anything (``execute_notebooks: off``). A page
+``generated/build_info.md`` says which profile and data produced the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tumorlens import paths
+from tumorlens.config import load_config
+from tumorlens.experiments.collect import results_dir
+from tumorlens.experiments.runner import book_pages, execute, run_profile
+
+__all__ = ["book_dir", "build_book"]
+
+
+def book_dir() -> Path:
+    return paths.repo_root() / "book"
+
+
+def _build_info(profile: str) -> str:
+    cfg = load_config(profile)
+    if cfg.data.source == "phantoms":
+        return (
+            "```{warning}\nThis build of the book uses the **smoke** profile: every number and figure comes "
+            "from the embedded **synthetic phantoms**, not from MRI scans, with tiny models trained for one "
+            "epoch per phase. It shows that the pipeline runs end to end; it says nothing about tumour "
+            "classification. See the README for the real-data profiles.\n```\n"
+        )
+    summary = paths.repo_root() / "results" / profile / "summary.json"
+    if summary.is_file():
+        import json
+
+        s = json.loads(summary.read_text())
+        git = s.get("environment", {}).get("git", {})
+        return (
+            f"```{{note}}\nThis build of the book shows the **{profile}** profile's results from "
+            f"`results/{profile}/`: {s['data']}, {s['image_size']} px, run on "
+            f"{s.get('environment', {}).get('cpus', '?')} CPU cores (collected at commit "
+            f"`{(git.get('commit') or 'unknown')[:10]}`).\n```\n"
+        )
+    return (
+        f"```{{note}}\nThis build of the book uses the **{profile}** profile on the dataset at "
+        f"`{cfg.data_root}`.\n```\n"
+    )
+
+
+# TensorFlow's start-up chatter (absl/oneDNN/CUDA probes) that kernels print to stderr: not for readers
+_TF_NOISE = re.compile(
+    r"^(?:[IWE]\d{4} [\d:. ]+\S+\] .*|WARNING: All log messages before absl::InitializeLog\(\) "
+    r"is called are written to STDERR)$"
+)
+
+
+def _drop_tf_noise(nb) -> None:
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(
+                    line for line in out["text"].splitlines(keepends=True) if not _TF_NOISE.match(line.rstrip("\n"))
+                )
+                if not text.strip():
+                    continue
+                out["text"] = text
+            kept.append(out)
+        cell["outputs"] = kept
+
+
+def _copy_page(src: Path, dest: Path, title: str | None) -> None:
+    """Copy an executed notebook into the book, retitled when ``title`` is given."""
+    import nbformat
+
+    nb = nbformat.read(src, as_version=4)
+    _drop_tf_noise(nb)
+    for cell in nb.cells:  # readers see results first; the code stays one click away
+        if cell.cell_type == "code":
+            tags = cell.metadata.setdefault("tags", [])
+            if "hide-input" not in tags:
+                tags.append("hide-input")
+    if title:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+                first, _, rest = cell.source.lstrip().partition("\n")
+                cell.source = f"# {title}\n{rest}"
+                break
+    nbformat.write(nb, dest)
+
+
+def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None = None) -> Path:
+    """Build the book of ``profile`` from ``results/<profile>/``; returns ``_build/html/index.html``.
+
+    ``run``: execute the profile's experiments first (resumable) and collect their results. By
+    default the smoke profile runs (minutes) and the others are rendered from their published
+    results; with no results at all, the experiments run.
+    """
+
+    cfg = load_config(profile)
+    res = results_dir(profile)
+    if run is None:
+        run = cfg.data.source == "phantoms" or not (res / "summary.json").is_file()
+    if run:
+        run_profile(profile)
+    if not (res / "summary.json").is_file():
+        raise FileNotFoundError(f"no results for profile {profile!r} in {res}: run `tumorlens run --profile {profile}`")
+    book = book_dir()
+    gen = book / "generated"
+    shutil.rmtree(gen, ignore_errors=True)
+    gen.mkdir(parents=True)
+    rel_res = res.relative_to(paths.repo_root()) if res.is_relative_to(paths.repo_root()) else res
+    for job in book_pages(profile, rel_res, gen):
+        execute(job, force=True)
+        _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
+    shutil.rmtree(gen / ".jobs", ignore_errors=True)
+    (gen / "build_info.md").write_text(_build_info(profile))
+    import plotly
+
+    static = book / "_static"
+    static.mkdir(exist_ok=True)
+    shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return book / "_build" / "html" / "index.html"

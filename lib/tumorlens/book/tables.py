@@ -1,0 +1,205 @@
+"""Tables for the notebooks and the book, as pandas DataFrames built from results files (render only)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from tumorlens.book.figures import PRETTY
+from tumorlens.book.text import ci_text, diff_text
+from tumorlens.config import CLASSES
+
+__all__ = [
+    "scan_table",
+    "audit_table",
+    "metrics_table",
+    "segmentation_table",
+    "systems_table",
+    "comparisons_table",
+    "runs_table",
+    "seeds_table",
+    "costs_table",
+    "robustness_frame",
+]
+
+
+def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
+
+    rows = {
+        split: {PRETTY[c]: v[c] for c in CLASSES} | {"total": v["total"]} for split, v in report_dict["counts"].items()
+    }
+    return pd.DataFrame(rows).T
+
+
+def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
+    """Per class: Testing images, those with an exact / near copy in Training, and the de-duplicated count."""
+
+    t = audit_dict["testing_vs_training"]
+    rows = {PRETTY.get(k, k): v for k, v in {**t["per_class"], "total": t["total"]}.items()}
+    df = pd.DataFrame(rows).T
+    df.columns = [
+        "Testing images",
+        "exact copy in Training",
+        "near copy in Training",
+        "any copy in Training",
+        "kept (de-duplicated)",
+    ]
+    df["share with a copy"] = (df["any copy in Training"] / df["Testing images"]).map("{:.0%}".format)
+    return df
+
+
+def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1."""
+
+    rows = {}
+    for name, m in metrics.items():
+        if not m.get("n"):
+            continue
+        rows[name] = {
+            "images": m["n"],
+            "accuracy": round(m["accuracy"], 4),
+            "macro-F1": round(m["macro_f1"], 4),
+            **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES},
+        }
+    return pd.DataFrame(rows).T
+
+
+def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
+    """Per class: n, mean and median (quartiles) Dice and IoU for CAM-only and CAM + GrabCut, the pointing
+    game (strict and within the tolerance) and its map-free baseline (pointing at the head's centre)."""
+
+    rows = {}
+    for cls, d in summary["per_class"].items():
+        if f"{prefix}dice_cam" not in d or not d[f"{prefix}dice_cam"]:
+            continue
+        row = {"images": d["n"], "classified correctly": f"{d['accuracy']:.0%}"}
+        for kind, name in (("cam", "CAM"), ("grabcut", "CAM+GrabCut")):
+            for metric in ("dice", "iou"):
+                s = d[f"{prefix}{metric}_{kind}"]
+                row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} mean"] = round(s["mean"], 3)
+                row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} median [IQR]"] = (
+                    f"{s['median']:.3f} [{s['q1']:.2f}-{s['q3']:.2f}]"
+                )
+        tol = summary.get("pointing_tolerance_px")
+        for key, name in ((f"{prefix}pointing", "pointing game"), ("centre_pointing", "head-centre baseline")):
+            row[name] = f"{d[key]:.0%}" if d.get(key) is not None else "n/a"
+            if tol and d.get(f"{key}_near") is not None:
+                row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
+        rows[PRETTY.get(cls, cls)] = row
+    return pd.DataFrame(rows).T
+
+
+def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821
+    """Accuracy and macro-F1 with 95% bootstrap CIs per system (from ``ensembles.json``)."""
+
+    rows = {}
+    for name, s in results["systems"].items():
+        m = s[test_set]
+        if not m.get("n"):
+            continue
+        rows[name] = {
+            "images": m["n"],
+            "accuracy [95% CI]": ci_text(m["accuracy"], m["ci"]["accuracy"]["lo"], m["ci"]["accuracy"]["hi"]),
+            "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["ci"]["macro_f1"]["lo"], m["ci"]["macro_f1"]["hi"]),
+        }
+    return pd.DataFrame(rows).T
+
+
+def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per comparison: systems, test set, metric, difference [95% CI], McNemar p.
+
+    McNemar's test compares the two systems' correct/incorrect calls, so its p-value belongs to the
+    accuracy rows; macro-F1 rows show only their bootstrap interval."""
+
+    return pd.DataFrame(
+        [
+            {
+                "system": r["a"],
+                "vs": r["b"],
+                "test set": r.get("test_set", ""),
+                "metric": r["metric"],
+                "images": r["n"],
+                "value": round(r["value_a"], 4),
+                "vs value": round(r["value_b"], 4),
+                "difference [95% CI]": diff_text(r),
+                "McNemar p": f"{r['p_mcnemar']:.3g}" if r["metric"] == "accuracy" else "—",
+            }
+            for r in rows
+        ]
+    )
+
+
+def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``)."""
+
+    rows = []
+    for name, r in sorted(runs.items()):
+        row = {"run": name, "parameters": f"{r['parameters']:,}"}
+        for t, label in (("official", "official"), ("dedup", "de-duplicated")):
+            for m, ml in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+                row[f"{ml} ({label})"] = ci_text(r[f"{t}_{m}"], r[f"{t}_{m}_lo"], r[f"{t}_{m}_hi"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Mean ± sd over seeds per variant, test set and metric (``rq.json["rq1"]["seeds_table"]``)."""
+
+    out = {}
+    for r in rows:
+        key = (r["variant"], r["test_set"])
+        out.setdefault(key, {"seeds": r["n"]})[r["metric"]] = (
+            f"{r['mean']:.4f} ± {r['sd']:.4f}" if r["n"] > 1 else f"{r['mean']:.4f}"
+        )
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index.names = ["variant", "test set"]
+    return df
+
+
+def costs_table(blocks: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Parameters and MFLOPs of each module per backbone (``block_costs.json``)."""
+
+    df = pd.DataFrame(
+        [
+            {
+                "backbone": b["backbone"],
+                "feature map": "x".join(map(str, b["feature_map"])),
+                "module": b["block"].upper() if b["block"] in ("se", "cbam", "mab", "sbr") else "ResPath",
+                "parameters": f"{b['parameters']:,}",
+                "MFLOPs": round(b["flops"] / 1e6, 2),
+                "% of backbone parameters": round(100 * b["parameters_vs_backbone"], 2),
+            }
+            for b in blocks
+        ]
+    )
+    return df.set_index(["backbone", "module"])
+
+
+def robustness_frame(
+    rows: Sequence[Mapping], test_set: str = "official", metric: str = "accuracy"
+) -> "pandas.DataFrame":  # noqa: F821
+    """Corruption x severity table of ``metric`` (accuracy, macro_f1, accuracy_drop or macro_f1_drop);
+    cells read "value [95% CI]" when the rows carry intervals (``<metric>_lo``/``_hi``)."""
+
+    rs = [r for r in rows if r["test_set"] == test_set]
+    ci = all(f"{metric}_lo" in r for r in rs)
+
+    def cell(r):
+        return (
+            ci_text(r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"], digits=3, ci_digits=3)
+            if ci
+            else round(r[metric], 4)
+        )
+
+    clean = next((cell(r) for r in rs if r["kind"] == "clean"), None)
+    kinds = sorted({r["kind"] for r in rs} - {"clean"})
+    sevs = sorted({r["severity"] for r in rs if r["kind"] != "clean"})
+    table = {
+        k: {s: next((cell(r) for r in rs if r["kind"] == k and r["severity"] == s), None) for s in sevs} for k in kinds
+    }
+    df = pd.DataFrame(table).T[sevs]
+    df.columns = [f"severity {c}" for c in df.columns]
+    df.insert(0, "clean", clean)
+    df.index.name = "corruption"
+    return df

@@ -1,0 +1,20 @@
+"""Evaluating trained runs beyond their own test scores: ensembles, robustness and calibration.
+
+ensembles   soft voting and CNN features + LR / SVM, members chosen on validation
+robustness  corruptions at three severities; temperature scaling
+"""
+
+from tumorlens.utils.lazy import lazy_exports
+
+_EXPORTS = {
+    "evaluate_ensembles": "ensembles",
+    "fit_hybrid": "ensembles",
+    "select_members": "ensembles",
+    "soft_vote": "ensembles",
+    "CORRUPTIONS": "robustness",
+    "calibration": "robustness",
+    "corrupt": "robustness",
+    "evaluate_robustness": "robustness",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,181 @@
+"""Collect a profile's runs into the compact results the book reads, and answer RQ1-RQ5.
+
+    collect("cpu")   # runs/cpu/...  ->  results/cpu/...
+
+``results/<profile>/`` holds only small files — metrics, per-image predictions (paths relative to
+the dataset root), training histories, segmentation scores, the raw low-resolution CAMs of the
+gallery images — never model weights nor dataset images. `make book` renders the book from it
+without retraining; the galleries are redrawn from the dataset when it is present.
+
+Research questions (each answered with paired tests on identical test images, on the official
+Testing split and on its de-duplicated subset):
+
+- RQ1: do MAB, ResPath and SBR (together, and each alone) improve on the standard backbone?
+- RQ2: do ensembles (soft voting, CNN features + LR / SVM) improve on the single best model?
+- RQ3: how well do Grad-CAM maps, refined by GrabCut, outline the tumours (Dice, IoU, pointing game)?
+- RQ4: does partial fine-tuning improve on warm-up (frozen backbone) alone?
+- RQ5: how does a minimal ViT trained from scratch compare with the transfer-learned CNN?
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tumorlens import paths
+from tumorlens.config import load_config
+from tumorlens.experiments.rq import rq_tables
+from tumorlens.models.costs import block_costs
+from tumorlens.records import CONFIG, PUBLISHED_RUNS, RUN_FILES, RUN_INFO, TEST_SETS, find_runs, published_run
+from tumorlens.utils.environment import environment
+from tumorlens.utils.files import write_json
+
+__all__ = ["results_dir", "collect", "targets"]
+
+
+def results_dir(profile: str) -> Path:
+    return paths.results_root() / profile
+
+
+def _copy_run(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dest / name)
+    info = json.loads((src / CONFIG).read_text())
+    info["summary"]["run_dir"] = f"{src.parent.name}/{src.name}"
+    write_json(dest / RUN_INFO, info)
+
+
+def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = None, n_boot: int = 2000) -> Path:
+    """Copy a profile's finished runs into ``results/<profile>/`` in compact form and compute the
+    RQ tables, the module cost table and the headline ``summary.json``. Returns the folder."""
+
+    cfg = load_config(profile)
+    runs_root = Path(runs_root) if runs_root else cfg.runs_root
+    res = Path(out) if out else results_dir(profile)
+    res.mkdir(parents=True, exist_ok=True)
+    for sub in (PUBLISHED_RUNS, "ensembles", "segmentation", "data", "smoke_backbones", "robustness"):
+        shutil.rmtree(res / sub, ignore_errors=True)
+    for run in find_runs(runs_root):
+        _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
+    smoke_root = load_config("smoke").runs_root
+    for bb in cfg.reproduce.other_backbones:
+        for run in sorted((smoke_root / bb).glob("seed-*")):
+            if (run / "metrics.json").is_file():
+                _copy_run(run, res / "smoke_backbones" / bb / run.name)
+    for sub, names in (
+        ("data", ("scan.json", "audit.json", "dedup_test.csv", "splits.json")),
+        ("ensembles", None),
+        ("segmentation", None),
+        ("robustness", None),
+    ):
+        src = runs_root / ("explain" if sub == "segmentation" else sub)
+        if not src.is_dir():
+            continue
+        (res / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.iterdir()):
+            keep = f.name in names if names else f.suffix in (".json", ".csv", ".npz")
+            if f.is_file() and keep and not f.name.startswith("."):
+                shutil.copy2(f, res / sub / f.name)
+    rq = rq_tables(res, cfg, n_boot=n_boot)
+    write_json(res / "rq.json", rq)
+    write_json(
+        res / "block_costs.json",
+        {"image_size": cfg.data.image_size, "blocks": block_costs(image_size=cfg.data.image_size)},
+    )
+    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
+    write_json(res / "reproduction.json", timing)
+    write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
+    return res
+
+
+def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
+    """Seconds per executed notebook (from the runner's records) and their total: the profile's own
+    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes."""
+    jobs = []
+    smoke_root = load_config("smoke").runs_root
+    base = runs_root.parent
+    extra = (
+        []
+        if runs_root == smoke_root
+        else [d for b in other_backbones for d in smoke_root.glob(f"{b}/seed-*/.done.json")]
+    )
+    for done in sorted([*runs_root.rglob(".done.json"), *extra]):
+        d = json.loads(done.read_text())
+        try:
+            name = str(done.parent.relative_to(base))
+        except ValueError:
+            name = str(done.parent)
+        jobs.append({"job": name, "notebook": d["notebook"], "seconds": d.get("seconds")})
+    total = sum(j["seconds"] or 0 for j in jobs)
+    return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
+
+
+def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
+    models = {
+        k: {
+            kk: v[kk]
+            for kk in ("official_accuracy", "official_macro_f1", "dedup_accuracy", "dedup_macro_f1", "wall_seconds")
+        }
+        for k, v in rq["runs"].items()
+    }
+    ens = {
+        k: {f"{t}_{m}": v[t][m] for t in TEST_SETS for m in ("accuracy", "macro_f1")}
+        for k, v in rq.get("rq2", {}).get("systems", {}).items()
+    }
+    seg = rq.get("rq3", {}).get("summary", {}).get("per_class", {}).get("all", {})
+    seg_h = {
+        f"{m}_{k}_{s}": seg[f"{m}_{k}"][s]
+        for m in ("dice", "iou")
+        for k in ("cam", "grabcut")
+        for s in ("mean", "median")
+        if seg.get(f"{m}_{k}")
+    }
+    if seg:
+        for key in ("pointing", "pointing_near", "centre_pointing", "centre_pointing_near"):
+            seg_h[key.replace("pointing", "pointing_game")] = seg.get(key)
+        seg_h["model"] = rq.get("rq3", {}).get("summary", {}).get("model")
+    return {
+        "profile": cfg.profile,
+        "data": "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI",
+        "image_size": cfg.data.image_size,
+        "models": models,
+        "ensembles": ens,
+        "segmentation": seg_h,
+        "targets": targets(rq, timing, cfg),
+        "reproduction_minutes": timing["total_minutes"],
+        "environment": {k: env[k] for k in ("python", "cpus", "git")},
+    }
+
+
+def targets(rq: dict, timing: dict, cfg) -> dict:
+    """The targets set before the run (``reproduce.target_*``) against what was measured: the best
+    system on the official split (every run and ensemble, picked by test accuracy, so optimistic)
+    and the summed notebook time."""
+    systems = {
+        k: {"accuracy": v["official_accuracy"], "macro_f1": v["official_macro_f1"]} for k, v in rq["runs"].items()
+    }
+    systems.update(
+        {
+            k: {m: v["official"][m] for m in ("accuracy", "macro_f1")}
+            for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()
+        }
+    )
+    best = max(systems, key=lambda k: systems[k]["accuracy"])
+    t = cfg.reproduce
+    return {
+        "accuracy": {
+            "target": t.target_accuracy,
+            "best": best,
+            **systems[best],
+            "met": min(systems[best]["accuracy"], systems[best]["macro_f1"]) >= t.target_accuracy,
+        },
+        "minutes": {
+            "target": t.target_minutes,
+            "measured": timing["total_minutes"],
+            "jobs": len(timing["jobs"]),
+            "met": timing["total_minutes"] <= t.target_minutes,
+        },
+    }

@@ -1,0 +1,137 @@
+"""The research questions RQ1-RQ5 answered from a results folder, with paired tests on identical test images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tumorlens.config import PAPER_MODULES
+from tumorlens.metrics.stats import bootstrap_ci, compare, seed_summary
+from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, test_sets
+
+__all__ = ["compare_runs", "rq_tables"]
+
+
+def compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Paired comparisons of two runs (`load_run`) on the same test images: accuracy and macro-F1, on
+    the official split and on ``a``'s de-duplicated subset; rows as `tumorlens.stats.compare`."""
+
+    rows = []
+    pb = b["pred"].align(a["pred"].paths)
+    for test_set, mask in test_sets(a["dedup"]):
+        for metric in ("accuracy", "macro_f1"):
+            r = compare(
+                label_a,
+                label_b,
+                a["pred"].y[mask],
+                a["pred"].pred[mask],
+                pb.pred[mask],
+                metric=metric,
+                n_boot=n_boot,
+                seed=seed,
+            )
+            rows.append({**r, "test_set": test_set})
+    return rows
+
+
+def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
+    """RQ1-RQ5 from a results folder (see the module docstring)."""
+
+    runs = {f"{p.parent.name}/{p.name}": load_run(p) for p in find_runs(res / PUBLISHED_RUNS)}
+    bb = profile_cfg.model.backbone
+    seeds = list(profile_cfg.reproduce.seeds) or [profile_cfg.seed]
+    first = seeds[0]
+    std, allm = bb, "+".join([bb, *PAPER_MODULES])
+    seed0 = profile_cfg.seed
+    out: dict = {"profile": profile_cfg.profile, "backbone": bb, "seeds": seeds}
+
+    def get(variant, seed=first):
+        return runs.get(f"{variant}/seed-{seed}")
+
+    # RQ1: standard vs all modules over seeds, plus each module alone
+    per_seed = []
+    for v in (std, allm):
+        for test_set in TEST_SETS:
+            for metric in ("accuracy", "macro_f1"):
+                vals = [get(v, s)["metrics"][test_set].get(metric) for s in seeds if get(v, s)]
+                per_seed.append({"variant": v, "test_set": test_set, "metric": metric, **seed_summary(vals)})
+    rq1 = {"seeds_table": per_seed, "comparisons": []}
+    for s in seeds:
+        if get(std, s) and get(allm, s):
+            rq1["comparisons"] += [
+                {**r, "seed": s} for r in compare_runs(get(allm, s), get(std, s), allm, std, n_boot, s)
+            ]
+    for mod in PAPER_MODULES:
+        v = f"{bb}+{mod}"
+        if get(v) and get(std):
+            rq1["comparisons"] += [
+                {**r, "seed": first, "ablation": mod} for r in compare_runs(get(v), get(std), v, std, n_boot, seed0)
+            ]
+    out["rq1"] = rq1
+    # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
+    ens_file = res / "ensembles" / "ensembles.json"
+    if ens_file.is_file():
+        ens = json.loads(ens_file.read_text())
+        out["rq2"] = {
+            "members": ens["members"],
+            "comparisons": ens["comparisons"],
+            "systems": {
+                k: {t: {m: v[t].get(m) for m in ("n", "accuracy", "macro_f1", "ci")} for t in TEST_SETS}
+                for k, v in ens["systems"].items()
+            },
+        }
+    # RQ3: weak segmentation
+    seg_file = res / "segmentation" / "summary.json"
+    if seg_file.is_file():
+        seg = json.loads(seg_file.read_text())
+        rq3 = {"summary": seg}
+        per_image = res / "segmentation" / "per_image.csv"
+        if per_image.is_file():
+            rows = list(csv.DictReader(open(per_image)))
+            rq3["grabcut_minus_cam"] = _paired_mean_diff(
+                [float(r["dice_grabcut"]) for r in rows], [float(r["dice_cam"]) for r in rows], n_boot, seed0
+            )
+        out["rq3"] = rq3
+    # RQ4: warm-up only vs warm-up + fine-tuning (all modules)
+    wo = runs.get(f"{allm}@warmup-only/seed-{first}")
+    if wo and get(allm):
+        out["rq4"] = {"comparisons": compare_runs(get(allm), wo, allm, f"{allm}@warmup-only", n_boot, seed0)}
+    # RQ5: ViT vs the standard CNN
+    vit = runs.get(f"vit/seed-{first}")
+    if vit and get(std):
+        out["rq5"] = {
+            "comparisons": compare_runs(vit, get(std), "vit", std, n_boot, seed0),
+            "vit_parameters": vit["summary"]["parameters"],
+            "cnn_parameters": get(std)["summary"]["parameters"],
+        }
+
+    out["runs"] = {}
+    for k, r in runs.items():
+        row = {
+            "variant": r["variant"],
+            "seed": r["seed"],
+            "parameters": r["summary"]["parameters"],
+            "wall_seconds": r["summary"]["wall_seconds"],
+        }
+        for t, mask in test_sets(r["dedup"]):
+            for m in ("accuracy", "macro_f1"):
+                ci = bootstrap_ci(r["pred"].y[mask], r["pred"].pred[mask], m, n_boot=n_boot, seed=seed0)
+                row[f"{t}_{m}"], row[f"{t}_{m}_lo"], row[f"{t}_{m}_hi"] = ci["value"], ci["lo"], ci["hi"]
+        out["runs"][k] = row
+    return out
+
+
+def _paired_mean_diff(a, b, n_boot: int, seed: int) -> dict:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a - b
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) if len(d) else np.array([np.nan])
+    return {
+        "n": int(len(d)),
+        "mean_diff": float(d.mean()) if len(d) else float("nan"),
+        "lo": float(np.quantile(boots, 0.025)),
+        "hi": float(np.quantile(boots, 0.975)),
+    }

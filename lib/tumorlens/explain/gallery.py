@@ -1,0 +1,111 @@
+"""Pictures of explanations (render only): CAM overlays, mask panels, and the best/median/worst galleries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from tumorlens.data.io import letterbox, read_image, unletterbox_to_input
+from tumorlens.explain.cam import upsample_normalise
+from tumorlens.explain.ground_truth import MaskItem
+from tumorlens.explain.weak_masks import SegmentParams, segment
+
+__all__ = ["overlay", "segmentation_gallery", "png_bytes", "gallery_picks", "draw_galleries"]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A CAM drawn over an image (jet colour map), uint8 RGB."""
+    import cv2
+
+    heat = cv2.applyColorMap(np.clip(cam * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return np.clip((1 - alpha) * image.astype(np.float32) + alpha * heat, 0, 255).astype(np.uint8)
+
+
+def _mask_panel(image: np.ndarray, mask: np.ndarray, colour=(255, 60, 60)) -> np.ndarray:
+    import cv2
+
+    out = (image.astype(np.float32) * 0.6).astype(np.uint8)
+    out[mask] = (0.5 * out[mask] + 0.5 * np.array(colour)).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, colour, 1)
+    return out
+
+
+def segmentation_gallery(rows: Sequence[tuple], tile: int = 160) -> np.ndarray:
+    """Compose rows of ``(title, image, cam, cam_mask, grabcut_mask, expert_mask)`` into one RGB image:
+    image | CAM overlay | binarised CAM | GrabCut mask | expert mask."""
+    import cv2
+
+    heads = ["image", "Grad-CAM", "binarised CAM", "CAM + GrabCut", "expert mask"]
+    out_rows = []
+    for title, img, cam, cmask, gmask, truth in rows:
+        tiles = [
+            img,
+            overlay(img, cam),
+            _mask_panel(img, cmask, (255, 200, 0)),
+            _mask_panel(img, gmask),
+            _mask_panel(img, truth, (60, 220, 60)),
+        ]
+        tiles = [cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA) for t in tiles]
+        band = np.full((22, tile * len(tiles), 3), 255, np.uint8)
+        cv2.putText(band, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        out_rows.append(np.vstack([band, np.hstack(tiles)]))
+    header = np.full((22, tile * len(heads), 3), 235, np.uint8)
+    for k, h in enumerate(heads):
+        cv2.putText(header, h, (k * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([header, *out_rows])
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG-encode an RGB uint8 image (for ``IPython.display.Image(data=...)``)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return buf.tobytes()
+
+
+def gallery_picks(rows: Sequence[dict]) -> list[tuple[str, dict]]:
+    """Per class, the best, median and worst image by CAM + GrabCut Dice: ``[(label, row), ...]``."""
+    picks = []
+    for cls in sorted({r["class"] for r in rows}):
+        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: float(r["dice_grabcut"]))
+        picks += [("best", rs[-1]), ("median", rs[len(rs) // 2]), ("worst", rs[0])]
+    return picks
+
+
+def draw_galleries(
+    npz: str | Path, items: dict[str, MaskItem], image_size: int, params: SegmentParams
+) -> dict[str, np.ndarray]:
+    """Redraw the galleries from ``gallery.npz`` (the picks' raw CAMs) and the dataset's images and
+    masks (``items`` by id): ``{class: RGB image}``. Images missing from ``items`` are skipped."""
+
+    z = np.load(npz)
+    cams = upsample_normalise(z["cams"], (image_size, image_size))
+    panels: dict[str, list] = {}
+    for i, item_id in enumerate(z["ids"]):
+        it = items.get(str(item_id))
+        if it is None:
+            continue
+        arr, _ = read_image(it.image)
+        img = letterbox(arr, image_size)
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        truth = unletterbox_to_input(
+            cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST) > 127, image_size
+        )
+        masks = segment(img, cams[i], str(z["predicted"][i]), params)
+        panels.setdefault(str(z["classes"][i]), []).append(
+            (
+                f"{z['labels'][i]}: Dice {float(z['dice'][i]):.2f} (pred. {z['predicted'][i]})",
+                img,
+                cams[i],
+                masks["cam"],
+                masks["grabcut"],
+                truth,
+            )
+        )
+    return {cls: segmentation_gallery(p) for cls, p in panels.items()}

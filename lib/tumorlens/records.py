@@ -1,0 +1,189 @@
+"""The run directory, written and read in one place.
+
+A training run writes, under ``runs/<profile>/<variant>/seed-<n>/``::
+
+    config.json          resolved settings, environment (git commit, packages) and the run's summary
+    model.keras          the best checkpoint (never committed)
+    history.csv          one row per epoch
+    metrics.json         classification metrics per test set (`TEST_SETS`)
+    predictions.csv      per test image: path, true class, 4 probabilities, predicted class, dedup flag
+    val_predictions.csv  the same for validation (ensemble members are chosen on it, never on test)
+
+`collect` copies the small files into ``results/<profile>/variants/...`` with ``run.json`` in place of
+``config.json``; `load_run` reads either form. The test sets are named once, here: ``official`` (the
+whole Testing split) and ``dedup`` (its de-duplicated subset).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tumorlens.config import CLASSES
+from tumorlens.metrics.classification import classification_metrics
+from tumorlens.utils.files import atomic_path, write_json
+
+__all__ = [
+    "CONFIG",
+    "RUN_INFO",
+    "MODEL",
+    "HISTORY",
+    "METRICS",
+    "PREDICTIONS",
+    "VAL_PREDICTIONS",
+    "RUN_FILES",
+    "PUBLISHED_RUNS",
+    "published_run",
+    "TEST_SETS",
+    "test_sets",
+    "RunPredictions",
+    "read_predictions",
+    "write_predictions",
+    "write_test_results",
+    "write_history",
+    "find_runs",
+    "load_run",
+]
+
+CONFIG = "config.json"
+RUN_INFO = "run.json"
+MODEL = "model.keras"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
+#: the small files `collect` publishes (never the model)
+RUN_FILES = (METRICS, PREDICTIONS, VAL_PREDICTIONS, HISTORY)
+#: where `collect` puts the compact copies inside ``results/<profile>/`` (not "runs": that name is reserved
+#: for the uncommitted run outputs)
+PUBLISHED_RUNS = "variants"
+#: the test sets every score is reported on
+TEST_SETS = ("official", "dedup")
+
+
+def test_sets(dedup: Sequence[bool] | np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``[("official", all-true mask), ("dedup", dedup mask)]`` for a test split with its dedup flags."""
+    d = np.asarray(dedup, bool)
+    return [("official", np.ones(len(d), bool)), ("dedup", d)]
+
+
+class RunPredictions:
+    """A run's saved predictions for one split: paths, labels, probabilities and (test only) the
+    de-duplicated flags, in file order."""
+
+    def __init__(
+        self, paths: list[str], y: np.ndarray, probs: np.ndarray, name: str = "", dedup: np.ndarray | None = None
+    ):
+        self.paths, self.y, self.probs, self.name = paths, y, probs, name
+        self.dedup = np.zeros(len(paths), bool) if dedup is None else np.asarray(dedup, bool)
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    def align(self, paths: Sequence[str]) -> "RunPredictions":
+        """The same predictions reordered to ``paths`` (which must all be present)."""
+        pos = {p: i for i, p in enumerate(self.paths)}
+        missing = [p for p in paths if p not in pos]
+        if missing:
+            raise ValueError(f"run {self.name!r} has no prediction for {len(missing)} image(s), e.g. {missing[0]!r}")
+        idx = [pos[p] for p in paths]
+        return RunPredictions(list(paths), self.y[idx], self.probs[idx], self.name, self.dedup[idx])
+
+
+def read_predictions(run_dir: str | Path, split: str = "test") -> RunPredictions:
+    """Read ``predictions.csv`` (test) or ``val_predictions.csv`` (val) of a run directory."""
+    run_dir = Path(run_dir)
+    file = run_dir / (PREDICTIONS if split == "test" else f"{split}_{PREDICTIONS}")
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: is {run_dir} a finished run?")
+    with open(file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    paths = [r["path"] for r in rows]
+    y = np.array([CLASSES.index(r["true_class"]) for r in rows], dtype=int)
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows]).reshape(len(rows), len(CLASSES))
+    dedup = np.array([r.get("dedup", "0") == "1" for r in rows], dtype=bool)
+    return RunPredictions(paths, y, probs, run_dir.parent.name + "/" + run_dir.name, dedup)
+
+
+def write_predictions(path: str | Path, records: Sequence, probs: np.ndarray, dedup: set[str] | None = None) -> Path:
+    """Per-image CSV (atomic): path (relative to the dataset root), true class, the 4 probabilities, the
+    predicted class and — for test sets — whether the image is in the de-duplicated subset.
+
+    ``records`` are `tumorlens.data.ImageRecord`-like: ``.rel`` and ``.cls``."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "path",
+                "true_class",
+                *[f"p_{c}" for c in CLASSES],
+                "pred_class",
+                *(["dedup"] if dedup is not None else []),
+            ]
+        )
+        for r, p in zip(records, probs):
+            w.writerow(
+                [
+                    r.rel,
+                    r.cls,
+                    *[f"{v:.6f}" for v in p],
+                    CLASSES[int(np.argmax(p))],
+                    *([int(r.rel in dedup)] if dedup is not None else []),
+                ]
+            )
+    return Path(path)
+
+
+def write_test_results(run_dir: str | Path, records: Sequence, probs: np.ndarray, dedup: set[str]) -> dict:
+    """Score test ``records`` on every test set, write ``metrics.json`` and ``predictions.csv``; return the metrics."""
+    run_dir = Path(run_dir)
+    y = np.array([CLASSES.index(r.cls) for r in records], dtype=int)
+    flags = np.array([r.rel in dedup for r in records], dtype=bool)
+    metrics = {name: classification_metrics(y[m], probs[m]) for name, m in test_sets(flags)}
+    write_json(run_dir / METRICS, metrics)
+    write_predictions(run_dir / PREDICTIONS, records, probs, dedup)
+    return metrics
+
+
+def write_history(path: str | Path, rows: Sequence[dict]) -> Path:
+    """One row per epoch (phase and epoch first), atomically."""
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("phase", "epoch"), k))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    return Path(path)
+
+
+def published_run(res: str | Path, variant: str, seed: int) -> Path:
+    """A collected run's folder: ``results/<profile>/variants/<variant>/seed-<seed>``."""
+    return Path(res) / PUBLISHED_RUNS / variant / f"seed-{seed}"
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Finished run directories under ``root`` (``<variant>/seed-<n>`` with metrics and predictions)."""
+    return sorted(p.parent for p in Path(root).glob(f"*/seed-*/{METRICS}") if (p.parent / PREDICTIONS).is_file())
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """A collected (``run.json``) or live (``config.json``) run: its summary, config, metrics and test
+    predictions (`RunPredictions`, with ``dedup`` flags)."""
+    run_dir = Path(run_dir)
+    info_file = run_dir / RUN_INFO if (run_dir / RUN_INFO).is_file() else run_dir / CONFIG
+    info = json.loads(info_file.read_text())
+    pred = read_predictions(run_dir)
+    return {
+        "name": f"{run_dir.parent.name}/{run_dir.name}",
+        "variant": run_dir.parent.name,
+        "seed": int(run_dir.name.split("-")[-1]),
+        "summary": info["summary"],
+        "config": info["config"],
+        "metrics": json.loads((run_dir / METRICS).read_text()),
+        "pred": pred,
+        "dedup": pred.dedup,
+    }

@@ -1,0 +1,121 @@
+"""Prefix caching: the frozen part of the network computed once per image set and stored on disk.
+
+Files live in ``$TUMORLENS_CACHE/prefix/<key>.npz``. A key names everything the frozen prefix's outputs
+depend on (backbone, weights, image size, augmentation, data seed and every image's path, size and
+modification time) plus the cut, so runs of one profile with different model seeds share the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tumorlens import paths
+from tumorlens.config import Config
+from tumorlens.data.pipeline import augmentation
+from tumorlens.models.classifier import head_input_names
+from tumorlens.models.inference import batched_predict
+from tumorlens.training.cut import find_cut
+from tumorlens.utils.files import hash_files, save_npz
+
+__all__ = ["prefix_outputs", "augmented_view", "cache_keys", "cached_prefix_file"]
+
+
+def prefix_outputs(
+    prefix,
+    images_fn: Callable[[], np.ndarray],
+    key: str | None,
+    batch_size: int,
+    desc: str,
+    show: bool,
+    half: bool = True,
+) -> list[np.ndarray]:
+    """Outputs of the frozen prefix for a set of images, from ``$TUMORLENS_CACHE/prefix/<key>.npz``
+    when present, else computed (and stored when ``key`` is given). Training views are stored as
+    float16 (``half``); evaluation sets in full precision, so predictions match the saved model."""
+
+    file = paths.cache_root() / "prefix" / f"{key}.npz" if key else None
+    if file is not None and file.is_file():
+        try:
+            with np.load(file) as z:
+                return [z["cut"].astype(np.float32), z["edges"].astype(np.float32)]
+        except (OSError, ValueError, KeyError):
+            pass
+    out = batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+    if file is not None:  # a cache hit and a miss must train on identical numbers: round both alike
+        stored = [o.astype(np.float16 if half else np.float32) for o in out]
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            save_npz(file, cut=stored[0], edges=stored[1])
+        except OSError:
+            pass
+        out = [h.astype(np.float32) for h in stored]
+    return out
+
+
+def augmented_view(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndarray:
+    """One augmented view of every image: a pure function of (images, augmentation settings, seed)."""
+
+    aug = augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed)
+    out = np.empty_like(images)
+    for s in range(0, len(images), batch_size):
+        x = aug(images[s : s + batch_size].astype("float32"), training=True)
+        out[s : s + batch_size] = np.clip(np.asarray(x), 0, 255).round().astype(np.uint8)
+    return out
+
+
+def cache_keys(cfg: Config, prep) -> dict[str, str]:
+    """Names of the image sets for the shared prefix cache: everything the frozen prefix's outputs
+    depend on except the cut (added by `train_model`)."""
+
+    m, a = cfg.model, cfg.augment
+    weights = m.weights
+    if weights not in ("imagenet", "none"):
+        st = Path(weights).expanduser().stat()
+        weights = f"{Path(weights).name}-{st.st_size}-{st.st_mtime_ns}"
+    elif weights == "none":
+        weights = f"random{cfg.seed}"  # a random backbone differs per model seed: nothing to share
+    base = "|".join(
+        str(v)
+        for v in (
+            m.backbone,
+            weights,
+            cfg.data.image_size,
+            a.rotation,
+            a.zoom,
+            a.translation,
+            a.contrast,
+            cfg.data.seed,
+        )
+    )
+    out = {}
+    for split in ("train", "val", "test"):
+        h = hash_files(hashlib.sha1(base.encode()), ((r.rel, r.path) for r in prep.splits[split]))
+        out[split] = f"{m.backbone}-{split}-{h.hexdigest()[:16]}"
+    return out
+
+
+def cached_prefix_file(model, cfg: Config, prep, split: str) -> tuple[Path, object, list] | None:
+    """The shared prefix-cache file holding ``split``'s frozen-prefix outputs for a model trained
+    with ``cfg`` (view 0 for train), with the cut tensor and head inputs to feed; None if absent."""
+
+    if not (cfg.data.cache and cfg.train.prefix_cache):
+        return None
+    t = cfg.train
+    k, layers = find_cut(model, t.finetune_layers)
+    do_finetune = t.finetune_epochs > 0 and t.finetune_layers > 0
+    names = head_input_names(model, cfg.model.backbone)
+    feat = model.get_layer(names[0]).output
+    if do_finetune and k < 0:
+        return None
+    cut_name = layers[k].name if do_finetune else names[0]
+    grid = tuple(int(d) for d in feat.shape[1:3])
+    key = cache_keys(cfg, prep)[split] + ("-v0" if split == "train" else "")
+    file = paths.cache_root() / "prefix" / f"{key}-{cut_name}-{grid[0]}x{grid[1]}.npz"
+    if not file.is_file():
+        return None
+    extra = [model.get_layer(n).output for n in names[1:]]
+    return file, model.get_layer(cut_name).output, extra

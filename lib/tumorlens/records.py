@@ -151,7 +151,7 @@ def write_test_results(run_dir: str | Path, records: Sequence, probs: np.ndarray
 
 
 def write_history(path: str | Path, rows: Sequence[dict]) -> Path:
-    """One row per epoch (phase and epoch first), atomically."""
+    """One row per epoch (the epoch and phase columns first), atomically."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("phase", "epoch"), k))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)

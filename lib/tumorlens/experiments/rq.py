@@ -90,7 +90,8 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
         rq3 = {"summary": seg}
         per_image = res / "segmentation" / "per_image.csv"
         if per_image.is_file():
-            rows = list(csv.DictReader(open(per_image)))
+            with open(per_image, newline="") as f:
+                rows = list(csv.DictReader(f))
             rq3["grabcut_minus_cam"] = _paired_mean_diff(
                 [float(r["dice_grabcut"]) for r in rows], [float(r["dice_cam"]) for r in rows], n_boot, seed0
             )

@@ -30,7 +30,7 @@ def _two_region_image():
     return img
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam"])
 def test_cam_finds_the_known_discriminative_region(method):
     model, img = _two_region_model(), _two_region_image()
     c0 = grad_cam(model, img, "target", 0, method=method)[0]
@@ -38,6 +38,87 @@ def test_cam_finds_the_known_discriminative_region(method):
     assert c0[2:14, 2:14].mean() > 0.8 and c0[22:30, 22:30].mean() < 0.05
     assert c1[22:30, 22:30].mean() > 0.8 and c1[2:14, 2:14].mean() < 0.05
     assert np.array_equal(grad_cam(model, img, "target", None, method=method), c0[None])  # None = argmax = 0
+
+
+def _location_model():
+    """One 'target' channel (the red intensity) everywhere, but only the top-left quarter counts for
+    class 0: the answer is the top-left red square, not the bottom-right one."""
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(1, 1, use_bias=False, name="target")(inp)
+    weight = np.zeros((1, 32, 32, 1), "float32")
+    weight[:, :16, :16] = 1.0
+    x = keras.layers.Lambda(lambda t: t * weight, name="only_top_left")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    model = keras.Model(inp, out)
+    model.get_layer("target").set_weights([np.array([[[[1], [0], [0]]]], "float32")])
+    model.get_layer("predictions").set_weights([np.array([[0.1, -0.1]], "float32"), np.zeros(2, "float32")])
+    img = np.zeros((1, 32, 32, 3), "float32")
+    img[0, 4:12, 4:12, 0] = 255.0  # counts
+    img[0, 20:28, 20:28, 0] = 255.0  # the same colour where it does not count
+    return model, img
+
+
+def test_layercam_keeps_the_location_that_grad_cam_averages_away():
+    model, img = _location_model()
+    lc = grad_cam(model, img, "target", 0, method="layercam")[0]
+    gc = grad_cam(model, img, "target", 0, method="gradcam")[0]
+    assert lc[4:12, 4:12].mean() > 0.8 and lc[20:28, 20:28].max() < 0.05
+    # Grad-CAM weights the whole channel by its mean gradient: both squares light up alike
+    assert gc[4:12, 4:12].mean() > 0.8 and gc[20:28, 20:28].mean() > 0.8
+
+
+def test_fusion_averages_layers_on_the_finest_grid_and_flip_averages_the_mirror():
+    inp = keras.Input((32, 32, 3))
+    fine = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="fine")(inp)
+    coarse = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="coarse")(fine)
+    x = keras.layers.GlobalAveragePooling2D()(coarse)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype("float32")
+    fused, _ = cam_maps(model, x, ["coarse", "fine"], 1, method="layercam")
+    assert fused.shape == (2, 32, 32) and 0 <= fused.min() and fused.max() <= 1 + 1e-6
+    single, _ = cam_maps(model, x, "coarse", 1, method="layercam")
+    assert single.shape == (2, 16, 16)
+    flipped, _ = cam_maps(model, x, "fine", 1, method="layercam", flip=True)
+    a, _ = cam_maps(model, x, "fine", 1, method="layercam")
+    b, _ = cam_maps(model, x[:, :, ::-1], "fine", 1, method="layercam")
+
+    def scale(m):
+        return m / m.max(axis=(1, 2), keepdims=True)
+
+    assert np.allclose(flipped, (scale(a) + scale(b)[:, :, ::-1]) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one layer"):
+        cam_maps(model, x, [], 1)
+
+
+def test_a_blank_image_gives_blank_maps():
+    model, _ = _location_model()
+    for method in ("gradcam", "gradcam++", "layercam"):
+        maps = grad_cam(model, np.zeros((1, 32, 32, 3), "float32"), "target", 0, method=method)
+        assert maps.shape == (1, 32, 32) and not maps.any()
+
+
+def test_cam_settings_parse_name_and_resolve_layers_of_every_backbone():
+    from tumorlens.explain.cam import CamSetting, resolve_layers
+    from tumorlens.models.classifier import build_classifier
+
+    for name in ("gradcam@top", "layercam@fusion+flip", "gradcam++@stride8"):
+        assert CamSetting.parse(name).name == name
+    assert CamSetting.parse("gradcam") == CamSetting("gradcam", "top", False)
+    with pytest.raises(ValueError, match="'nope'"):
+        CamSetting("layercam", "nope")
+    for backbone in ("efficientnet_lite0", "mobilenetv2"):
+        model = build_classifier(backbone, (), image_size=64, weights="none")
+        sides = {}
+        for which in ("top", "stride16", "stride8", "fusion"):
+            for layer in resolve_layers(backbone, which):
+                sides[layer] = model.get_layer(layer).output.shape[1]
+        top, s16, s8 = (resolve_layers(backbone, w)[0] for w in ("top", "stride16", "stride8"))
+        assert (sides[top], sides[s16], sides[s8]) == (2, 4, 8), (backbone, sides)
+        assert resolve_layers(backbone, "fusion") == (s16, s8)
+    assert resolve_layers("vit", "fusion") == ("encoder_grid",)
+    with pytest.raises(ValueError, match="'stride4'"):
+        resolve_layers("efficientnet_lite0", "stride4")
 
 
 def test_shapes_range_and_none_means_argmax_on_a_classifier():

@@ -58,25 +58,47 @@ def test_evaluate_segmentation_writes_results(tmp_path):
         "smoke",
         overrides={
             "paths.runs": str(tmp_path),
-            "data.phantoms.train_per_class": 4,
+            "data.phantoms.train_per_class": 8,
             "data.phantoms.test_per_class": 6,
             "data.phantoms.duplicates": 0,
+            "data.val_fraction": 0.25,
             "model.modules": ["sbr"],
+            "segment.compare": ["layercam@fusion"],
+            "segment.network_epochs": 1,
         },
     )
     from tumorlens.data.phantoms import write_phantoms
 
-    write_phantoms(cfg.data_root, size=64, train_per_class=4, test_per_class=6, duplicates=0, seed=cfg.seed)
+    write_phantoms(cfg.data_root, size=64, train_per_class=8, test_per_class=6, duplicates=0, seed=cfg.seed)
     run = tmp_path / "run"
     run.mkdir()
     build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="none").save(run / "model.keras")
     summary = evaluate_segmentation(cfg, run, show_progress=False)
     out = run / "segmentation"
     assert summary["n_report"] == 9 and summary["source"].startswith("phantoms")
-    for name in ("summary.json", "tuning.json", "per_image.csv", "gallery_glioma.png", "gallery_pituitary.png"):
+    for name in (
+        "summary.json",
+        "tuning.json",
+        "per_image.csv",
+        "per_image_methods.csv",
+        "methods.csv",
+        "segment.json",
+        "segmenter.keras",
+        "network.json",
+        "gallery_glioma.png",
+        "gallery_pituitary.png",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "summary.json").read_text())
     assert saved["per_class"]["all"]["n"] == 9 and saved["model"] == str(run)
+    # every map compared, each as map only and map + GrabCut; the paper's row first and flagged
+    maps = [r["map"] for r in saved["methods"]]
+    assert maps[:2] == ["gradcam@top"] * 2 and {"layercam@fusion", "network"} <= set(maps)
+    assert [r["paper"] for r in saved["methods"]].count(True) == 1 and saved["methods"][1]["paper"]
+    for r in saved["methods"]:
+        assert r["n"] == 9 and r["dice_lo"] <= r["dice_mean"] <= r["dice_hi"] and r["ms_per_image"] > 0
+    assert saved["methods"][1]["dice_vs_paper"] == 0  # the paper's row against itself
+    assert saved["network"]["n_train"] == 24 and saved["network"]["n_tumour"] == 18
 
 
 def test_brisc_expert_masks_are_read(tmp_path):

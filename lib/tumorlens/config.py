@@ -27,7 +27,10 @@ from tumorlens.errors import ConfigError
 
 __all__ = [
     "BACKBONES",
+    "CAM_LAYER_SETS",
+    "CAM_METHODS",
     "CLASSES",
+    "MASK_KINDS",
     "MODULES",
     "PAPER_MODULES",
     "Config",
@@ -42,6 +45,12 @@ CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 BACKBONES: tuple[str, ...] = ("mobilenetv2", "efficientnetb0", "vgg16", "efficientnet_lite0", "vit")
 #: The paper's three modules, in the order the classifier applies them.
 PAPER_MODULES: tuple[str, ...] = ("mab", "respath", "sbr")
+#: Class activation map methods (`tumorlens.explain.cam`) and the layer sets they read.
+CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam")
+CAM_LAYER_SETS: tuple[str, ...] = ("top", "stride16", "stride8", "fusion")
+#: What a weak mask is made from: the binarised map, the map refined by GrabCut, or the network
+#: trained on CAM + GrabCut pseudo-masks (`tumorlens.explain.refine`).
+MASK_KINDS: tuple[str, ...] = ("cam", "grabcut", "network")
 #: The paper's modules and the two baselines they are compared with.
 MODULES: tuple[str, ...] = (*PAPER_MODULES, "se", "cbam")
 
@@ -62,6 +71,14 @@ def _spec(
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _cam_name_problem(name: str) -> str | None:
+    """What a map setting name (``method@layers[+flip]``) should look like, or None when it is fine."""
+    method, _, layers = name.removesuffix("+flip").partition("@")
+    if method in CAM_METHODS and (layers or "top") in CAM_LAYER_SETS:
+        return None
+    return f"method@layers[+flip] with method in {'|'.join(CAM_METHODS)} and layers in {'|'.join(CAM_LAYER_SETS)}"
 
 
 @dataclass(frozen=True)
@@ -145,7 +162,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    cam: str = _spec("gradcam", choices=("gradcam", "gradcam++"))
+    cam: str = _spec("gradcam", choices=CAM_METHODS, doc="map method (tumorlens.explain.cam)")
+    cam_layers: str = _spec(
+        "top", choices=CAM_LAYER_SETS, doc="top (stride 32) | stride16 | stride8 | fusion (16 and 8 averaged)"
+    )
+    flip: bool = _spec(False, doc="average the map with the mirrored image's")
+    mask: str = _spec(
+        "grabcut", choices=MASK_KINDS, doc="the mask predict writes: cam | grabcut | network (trained on pseudo-masks)"
+    )
+    compare: tuple[str, ...] = _spec(
+        (),
+        doc="map settings compared in the explain chapter, as method@layers[+flip]; the configured one is added",
+        check=_cam_name_problem,
+    )
+    network: bool = _spec(True, doc="train the weak-mask network on CAM + GrabCut pseudo-masks of the training split")
+    network_epochs: int = _spec(8, lo=1, hi=200)
+    network_width: int = _spec(32, lo=4, hi=256)
     threshold: str = _spec("otsu", choices=("otsu", "percentile", "fixed"))
     value: float = _spec(0.5, lo=0.0, hi=100.0, doc="percentile (0-100) or fixed level (0-1)")
     hi: float = _spec(0.7, lo=0.0, hi=1.0)

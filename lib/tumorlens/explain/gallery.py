@@ -69,11 +69,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def gallery_picks(rows: Sequence[dict]) -> list[tuple[str, dict]]:
-    """Per class, the best, median and worst image by CAM + GrabCut Dice: ``[(label, row), ...]``."""
+def gallery_picks(rows: Sequence[dict], kind: str = "grabcut") -> list[tuple[str, dict]]:
+    """Per class, the best, median and worst image by the Dice of ``kind`` (``cam``: the binarised
+    map, ``grabcut``: map + GrabCut): ``[(label, row), ...]``."""
     picks = []
     for cls in sorted({r["class"] for r in rows}):
-        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: float(r["dice_grabcut"]))
+        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: float(r[f"dice_{kind}"]))
         picks += [("best", rs[-1]), ("median", rs[len(rs) // 2]), ("worst", rs[0])]
     return picks
 
@@ -85,7 +86,10 @@ def draw_galleries(
     masks (``items`` by id): ``{class: RGB image}``. Images missing from ``items`` are skipped."""
 
     z = np.load(npz)
-    cams = upsample_normalise(z["cams"], (image_size, image_size))
+    if "probability" in z and bool(z["probability"]):  # the network's probabilities: resized, not rescaled
+        cams = np.stack([cv2.resize(c, (image_size, image_size), interpolation=cv2.INTER_LINEAR) for c in z["cams"]])
+    else:
+        cams = upsample_normalise(z["cams"], (image_size, image_size))
     panels: dict[str, list] = {}
     for i, item_id in enumerate(z["ids"]):
         it = items.get(str(item_id))

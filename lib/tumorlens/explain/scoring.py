@@ -1,11 +1,16 @@
 """Scoring the weak masks against ground truth: expert masks (BRISC 2025) or the phantoms' own.
 
     items = brisc_items("../shared/data/brisc2025-seg-dev")      # or phantom_items(root)
-    cams = explain_items(model, "efficientnet_lite0", items, 224)
+    data = load_mask_set(items, 224)                            # images and masks, read once
+    cams = explain_items(model, "efficientnet_lite0", items, 224, cam=CamSetting("layercam", "fusion"), data=data)
     tune, report = split_items(items, 0.5, seed=42)
-    params = tune_params(cams, tune)                            # thresholds chosen on `tune` only
+    params, grid = tune_params(cams, tune)                      # thresholds chosen on `tune` only
     rows = score_items(cams, report, params)                    # per image: Dice, IoU, pointing game
     summary = summarise(rows)                                   # per class: mean, median, quartiles
+
+`evaluate_segmentation` does this for every map setting in ``segment.compare`` (the paper's
+Grad-CAM first) and for the weak-mask network (`tumorlens.explain.refine`, trained on pseudo-masks
+of the Kaggle training split), and writes one comparison table (`method_table`).
 
 Images are letterboxed to the model input, explained and segmented there, and the masks are mapped
 back to the image's own resolution before they are compared with the expert mask (tumour where the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,20 +34,31 @@ import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image, unletterbox_cam, unletterbox_mask
-from tumorlens.explain.cam import cam_maps, grad_cam, upsample_normalise
+from tumorlens.explain.cam import CamSetting, cam_maps, class_activation_maps, predict_and_explain, upsample_normalise
 from tumorlens.explain.gallery import draw_galleries, gallery_picks
 from tumorlens.explain.ground_truth import MaskItem, mask_items_for, split_items
+from tumorlens.explain.refine import SEGMENTER_FILE, mask_probabilities, train_segmenter
 from tumorlens.explain.weak_masks import SegmentParams, binarise, grabcut_mask, head_mask, segment
 from tumorlens.metrics.segmentation import dice, iou, pointing_game
-from tumorlens.models.backbones import get_spec
+from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
 from tumorlens.models.classifier import load_model
 from tumorlens.paths import relative
-from tumorlens.utils.files import write_json
+from tumorlens.utils.files import atomic_path, write_json
 from tumorlens.utils.progress import progress
 
+#: The map name of the weak-mask network in tables and files.
+NETWORK = "network"
+
 __all__ = [
+    "NETWORK",
+    "MaskSet",
+    "load_mask_set",
     "ItemCams",
     "explain_items",
+    "network_items",
+    "method_table",
+    "best_row",
+    "latency",
     "score_items",
     "centre_map",
     "tune_params",
@@ -51,17 +68,46 @@ __all__ = [
 
 
 @dataclass
-class ItemCams:
-    """Everything the scoring needs per item, computed once: images, CAMs, predictions, truth."""
+class MaskSet:
+    """Items with ground truth, read once: letterboxed images and the masks at each image's own size."""
 
     items: list[MaskItem]
     images: np.ndarray  # uint8 (N, S, S, 3), letterboxed
-    cams: np.ndarray  # float32 (N, S, S), CAM of the predicted class
-    cams_true: np.ndarray  # float32 (N, S, S), CAM of the true class (isolates segmentation from classification)
+    truths: list[np.ndarray]  # bool (H, W) at each image's own resolution
+    shapes: list[tuple[int, int]]
+
+
+def load_mask_set(items: Sequence[MaskItem], image_size: int) -> MaskSet:
+    """Read, letterbox and pair every item with its mask (tumour where the mask is > 127)."""
+    images, truths, shapes = [], [], []
+    for it in items:
+        arr, _ = read_image(it.image)
+        images.append(letterbox(arr, image_size))
+        shapes.append(arr.shape[:2])
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise ValueError(f"{it.mask}: cannot read the mask")
+        if m.shape != arr.shape[:2]:
+            m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST)
+        truths.append(m > 127)
+    x = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return MaskSet(list(items), x, truths, shapes)
+
+
+@dataclass
+class ItemCams:
+    """Everything the scoring needs per item, computed once: images, maps, predictions, truth."""
+
+    items: list[MaskItem]
+    images: np.ndarray  # uint8 (N, S, S, 3), letterboxed
+    cams: np.ndarray  # float32 (N, S, S), map of the predicted class
+    cams_true: np.ndarray  # float32 (N, S, S), map of the true class (isolates segmentation from classification)
     cams_raw: np.ndarray  # float32 (N, h, w), the predicted class's map before upsampling (small: kept in results)
     probs: np.ndarray  # (N, 4)
     truths: list[np.ndarray]  # bool (H, W) at each image's own resolution
     shapes: list[tuple[int, int]]
+    name: str = "gradcam@top"  # the map setting (`CamSetting.name`) or ``network``
+    seconds: float = 0.0  # wall time of the maps of the predicted class, all items
 
     def index(self, subset: Sequence[MaskItem]) -> list[int]:
         pos = {it.id: i for i, it in enumerate(self.items)}
@@ -74,49 +120,65 @@ def explain_items(
     items: Sequence[MaskItem],
     image_size: int,
     *,
-    method: str = "gradcam",
+    cam: CamSetting = CamSetting(),
+    data: MaskSet | None = None,
     batch_size: int = 16,
     show_progress: bool = True,
 ) -> ItemCams:
-    """Letterbox, predict and compute CAMs (predicted and true class) for every item."""
+    """Letterbox, predict and compute maps (predicted and true class) for every item."""
 
-    target = get_spec(backbone).target_layer
-    images, truths, shapes = [], [], []
-    for it in items:
-        arr, _ = read_image(it.image)
-        images.append(letterbox(arr, image_size))
-        shapes.append(arr.shape[:2])
-        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
-        if m is None:
-            raise ValueError(f"{it.mask}: cannot read the mask")
-        if m.shape != arr.shape[:2]:
-            m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST)
-        truths.append(m > 127)
-    x = np.stack(images)
+    data = data or load_mask_set(items, image_size)
+    layers = cam.layer_names(backbone)
+    x = data.images
     probs, raws = [], []
+    t0 = time.perf_counter()
     for s in progress(
         range(0, len(x), batch_size),
         total=-(-len(x) // batch_size),
-        desc="Grad-CAM",
+        desc=cam.name,
         unit="batch",
         disable=not show_progress,
     ):
-        r, p = cam_maps(model, x[s : s + batch_size], target, None, method=method, batch_size=batch_size)
+        r, p = cam_maps(model, x[s : s + batch_size], layers, None, method=cam.method, flip=cam.flip)
         probs.append(p)
         raws.append(r)
+    seconds = time.perf_counter() - t0
     raw = np.concatenate(raws)
-    cams = upsample_normalise(raw, (image_size, image_size))
-    true_idx = [CLASSES.index(it.cls) for it in items]
-    cams_true = grad_cam(model, x, target, true_idx, method=method, batch_size=batch_size)
+    true_idx = [CLASSES.index(it.cls) for it in data.items]
+    cams_true = class_activation_maps(model, x, layers, true_idx, method=cam.method, flip=cam.flip)
     return ItemCams(
-        items=list(items),
+        items=data.items,
         images=x,
-        cams=cams,
+        cams=upsample_normalise(raw, (image_size, image_size)),
         cams_true=cams_true,
         cams_raw=raw,
         probs=np.concatenate(probs),
-        truths=truths,
-        shapes=shapes,
+        truths=data.truths,
+        shapes=data.shapes,
+        name=cam.name,
+        seconds=seconds,
+    )
+
+
+def network_items(segmenter, data: MaskSet, batch_size: int = 16) -> ItemCams:
+    """The weak-mask network's tumour probability as the map (the same map for the predicted and
+    the true class: the network is class-agnostic; the classifier's prediction still gates it)."""
+    t0 = time.perf_counter()
+    probs, maps = mask_probabilities(segmenter, data.images, batch_size)
+    seconds = time.perf_counter() - t0
+    side = max(1, data.images.shape[1] // 4)
+    low = np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_AREA) for m in maps]) if len(maps) else maps
+    return ItemCams(
+        items=data.items,
+        images=data.images,
+        cams=maps,
+        cams_true=maps,
+        cams_raw=low.astype(np.float32),
+        probs=probs,
+        truths=data.truths,
+        shapes=data.shapes,
+        name=NETWORK,
+        seconds=seconds,
     )
 
 
@@ -270,18 +332,156 @@ def _rate(rows: Sequence[dict], key: str) -> float | None:
     return float(np.mean([r[key] for r in rows])) if rows else None
 
 
+KINDS: tuple[str, ...] = ("cam", "grabcut")
+_KIND_LABEL = {"cam": "map only", "grabcut": "map + GrabCut"}
+
+
+def method_table(
+    per_map: dict[str, list[dict]],
+    *,
+    paper: str = "gradcam@top",
+    tune_scores: dict[str, dict] | None = None,
+    latency_ms: dict[str, dict] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> list[dict]:
+    """One row per map and mask kind (binarised map, map + GrabCut), scored on the same report items.
+
+    Each row: Dice mean with its bootstrap 95% CI, median, IoU mean, per-class Dice means, the pointing
+    game (strict, with CI; within tolerance) and its paired difference to the head-centre baseline,
+    the paired Dice difference to the paper's row (``paper`` + GrabCut), the tuning-half Dice that
+    chose the row's thresholds, and the median latency per image.
+
+    Args:
+        per_map: map name -> `score_items` rows (the same items, in the same order, for every map).
+        paper: the map of the paper's pipeline (its GrabCut row is the reference).
+        tune_scores: map name -> ``{"cam": dice, "grabcut": dice}`` on the tuning half.
+        latency_ms: map name -> ``{"cam": ms, "grabcut": ms}`` (predict + map + mask, one image).
+    """
+    if paper not in per_map:
+        raise ValueError(f"the paper's map {paper!r} is not among the scored maps {sorted(per_map)}")
+    ids = [r["id"] for r in per_map[paper]]
+    for name, rows in per_map.items():
+        if [r["id"] for r in rows] != ids:
+            raise ValueError(f"map {name!r} was scored on other items than {paper!r}")
+    ref = np.array([r["dice_grabcut"] for r in per_map[paper]], float)
+    out = []
+    for name, rows in per_map.items():
+        hits = np.array([r["pointing"] for r in rows], float)
+        centre = np.array([r["centre_pointing"] for r in rows], float)
+        pc = paired_mean_diff(hits, centre, n_boot=n_boot, seed=seed)
+        pt = bootstrap_mean(hits, n_boot=n_boot, seed=seed)
+        for kind in KINDS:
+            d = np.array([r[f"dice_{kind}"] for r in rows], float)
+            ci = bootstrap_mean(d, n_boot=n_boot, seed=seed)
+            vs = paired_mean_diff(d, ref, n_boot=n_boot, seed=seed)
+            row = {
+                "map": name,
+                "mask": kind,
+                "label": f"{name}, {_KIND_LABEL[kind]}",
+                "paper": name == paper and kind == "grabcut",
+                "n": len(rows),
+                "dice_mean": ci["value"],
+                "dice_lo": ci["lo"],
+                "dice_hi": ci["hi"],
+                "dice_median": float(np.median(d)) if len(d) else float("nan"),
+                "iou_mean": float(np.mean([r[f"iou_{kind}"] for r in rows])) if rows else float("nan"),
+                "oracle_dice_mean": float(np.mean([r[f"oracle_dice_{kind}"] for r in rows]))
+                if rows and f"oracle_dice_{kind}" in rows[0]
+                else None,
+                "dice_vs_paper": vs["diff"],
+                "dice_vs_paper_lo": vs["lo"],
+                "dice_vs_paper_hi": vs["hi"],
+                "pointing": pt["value"],
+                "pointing_lo": pt["lo"],
+                "pointing_hi": pt["hi"],
+                "pointing_near": float(np.mean([r["pointing_near"] for r in rows])) if rows else float("nan"),
+                "centre_pointing": float(centre.mean()) if len(centre) else float("nan"),
+                "pointing_vs_centre": pc["diff"],
+                "pointing_vs_centre_lo": pc["lo"],
+                "pointing_vs_centre_hi": pc["hi"],
+                "tune_dice": (tune_scores or {}).get(name, {}).get(kind),
+                "ms_per_image": (latency_ms or {}).get(name, {}).get(kind),
+            }
+            for cls in CLASSES:
+                vals = [r[f"dice_{kind}"] for r in rows if r["class"] == cls]
+                if vals:
+                    row[f"dice_{cls}"] = float(np.mean(vals))
+            out.append(row)
+    return out
+
+
+def best_row(table: Sequence[dict]) -> dict:
+    """The row with the highest tuning-half Dice (the choice never looks at the report half)."""
+    scored = [r for r in table if r.get("tune_dice") is not None]
+    if not scored:
+        raise ValueError("no row of the table has a tuning-half Dice")
+    return max(scored, key=lambda r: r["tune_dice"])
+
+
+def latency(predict_map, images: np.ndarray, params: SegmentParams, k: int = 20) -> dict[str, float]:
+    """Median milliseconds per image of ``predict_map(one_image_batch) -> (probs, maps)`` followed by
+    the binarised mask (``cam``) or the GrabCut mask (``grabcut``), one image at a time (as predict)."""
+    if not len(images):
+        return {kind: float("nan") for kind in KINDS}
+    predict_map(images[:1])  # warm-up: tracing and first allocations
+    times = {kind: [] for kind in KINDS}
+    for img in images[:k]:
+        t0 = time.perf_counter()
+        probs, maps = predict_map(img[None])
+        t_map = time.perf_counter() - t0
+        pred = CLASSES[int(np.argmax(probs[0]))]
+        t1 = time.perf_counter()
+        head = head_mask(img)
+        binarise(maps[0], params.threshold, params.value) & head
+        t_cam = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if pred != "notumor":
+            grabcut_mask(img, maps[0], head, params)
+        t_gc = time.perf_counter() - t2
+        times["cam"].append(t_map + t_cam)
+        times["grabcut"].append(t_map + t_cam + t_gc)
+    return {kind: 1000 * float(np.median(v)) for kind, v in times.items()}
+
+
+#: The paper's map: Grad-CAM on the last convolutional layer.
+PAPER_MAP = CamSetting("gradcam", "top")
+
+
+def adopted(section) -> tuple[str, str]:
+    """``(map, mask kind)`` a config's ``segment`` section adopts: its map setting (or ``network``)
+    and ``cam`` (the binarised map) or ``grabcut``."""
+    name = CamSetting.from_config(section).name
+    return {
+        "cam": (name, "cam"),
+        "grabcut": (name, "grabcut"),
+        "network": (NETWORK, "cam"),
+        "network+grabcut": (NETWORK, "grabcut"),
+    }[section.mask]
+
+
 def evaluate_segmentation(
-    cfg, run_dir: str | Path, *, out_dir: str | Path | None = None, model=None, show_progress: bool = True
+    cfg,
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    model=None,
+    show_progress: bool = True,
 ) -> dict:
-    """Score a trained run's Grad-CAM (+ GrabCut) masks against ground truth and write the results.
+    """Score a trained run's weak masks against ground truth, for every map setting compared, and write the results.
 
     Ground truth: the phantoms' masks for ``data.source: phantoms``, else the expert masks
-    (`default_mask_root`). Thresholds are tuned on ``segment.tune_fraction`` of the items (by class)
-    and every reported number comes from the other part. Writes into ``out_dir`` (default
-    ``<run_dir>/segmentation``): ``per_image.csv``, ``summary.json``, ``tuning.json`` and
-    ``gallery_<class>.png`` (best / median / worst by GrabCut Dice).
-    """
+    (`default_mask_root`). Thresholds are tuned per map on ``segment.tune_fraction`` of the items (by
+    class) and every reported number comes from the other part. Maps: the paper's Grad-CAM, each of
+    ``segment.compare``, the configured one, and (``segment.network``) the weak-mask network trained
+    on pseudo-masks of the training split made with the configured map and its tuned GrabCut levels.
 
+    Writes into ``out_dir`` (default ``<run_dir>/segmentation``): ``summary.json`` (the adopted
+    mask's scores per class, the comparison table, the row best on the tuning half),
+    ``methods.csv`` (the table), ``per_image.csv`` (the adopted map), ``per_image_methods.csv``
+    (every map), ``tuning.json``, ``segment.json`` (what `tumorlens predict` needs), ``gallery.npz``
+    and ``gallery_<class>.png``; with the network also ``segmenter.keras`` and ``network.json``.
+    """
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
@@ -292,47 +492,96 @@ def evaluate_segmentation(
             "no ground-truth masks found: set segment.masks in _config.yml or TUMORLENS_MASKS to "
             "a folder in the BRISC 2025 layout (images/, masks/); see data/README.md"
         )
-    s = cfg.segment
-    ic = explain_items(model, cfg.model.backbone, items, cfg.data.image_size, method=s.cam, show_progress=show_progress)
+    s, size, backbone = cfg.segment, cfg.data.image_size, cfg.model.backbone
+    data = load_mask_set(items, size)
     tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
-    params, grid = (
-        tune_params(ic, tune_part, SegmentParams.from_config(s), show_progress)
-        if s.tune
-        else (SegmentParams.from_config(s), [])
-    )
-    rows = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
+    configured = CamSetting.from_config(s)
+    settings = list({c.name: c for c in [PAPER_MAP, *map(CamSetting.parse, s.compare), configured]}.values())
+    base = SegmentParams.from_config(s)
+    pos = {it.id: i for i, it in enumerate(items)}
+    rep_images = data.images[[pos[it.id] for it in report_part[:20]]]
 
+    per_map, params_by, tune_scores, lat, grids, ics = {}, {}, {}, {}, {}, {}
+
+    def score(ic: ItemCams, predict_map) -> None:
+        params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
+        per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
+        params_by[ic.name], grids[ic.name], ics[ic.name] = params, grid, ic
+        tune_scores[ic.name] = {k: max((g["mean_dice"] for g in grid if g["step"] == k), default=None) for k in KINDS}
+        lat[ic.name] = latency(predict_map, rep_images, params)
+
+    for cs in settings:
+        ic = explain_items(model, backbone, items, size, cam=cs, data=data, show_progress=show_progress)
+        layers = cs.layer_names(backbone)
+        score(ic, lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip))
+    network_info = None
+    if s.network:
+        seg, network_info = train_segmenter(
+            cfg, model, configured, params_by[configured.name], out, show_progress=show_progress
+        )
+        score(network_items(seg, data), lambda x: mask_probabilities(seg, x))
+
+    table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
+    map_name, kind = adopted(s)
+    if map_name not in per_map:
+        raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network was trained")
+    rows = per_map[map_name]
+    best = best_row(table) if s.tune else None
     summary = {
         "model": str(relative(run_dir)),
         "source": source,
         "n_items": len(items),
         "n_tune": len(tune_part),
         "n_report": len(rows),
-        "cam": s.cam,
-        "params": params.__dict__,
+        "map": map_name,
+        "mask": kind,
+        "cam": configured.name,
+        "params": params_by[map_name].__dict__,
         "tuned": s.tune,
         "pointing_tolerance_px": s.pointing_tolerance,
         "per_class": summarise(rows),
+        "methods": table,
+        "best_on_tuning": {"map": best["map"], "mask": best["mask"], "tune_dice": best["tune_dice"]} if best else None,
+        "network": network_info,
     }
     write_json(out / "summary.json", summary)
-    write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grid})
-    with open(out / "per_image.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grids})
+    write_json(
+        out / "segment.json",
+        {
+            "map": map_name,
+            "mask": kind,
+            "cam": configured.name,
+            "params": params_by[map_name].__dict__,
+            "cam_params": params_by[configured.name].__dict__,
+            "segmenter": SEGMENTER_FILE if map_name == NETWORK else None,
+            "model": str(relative(run_dir)),
+        },
+    )
+    _write_csv(out / "methods.csv", table)
+    _write_csv(out / "per_image.csv", rows)
+    _write_csv(out / "per_image_methods.csv", [{"map": m, **r} for m, rs in per_map.items() for r in rs])
+    ic = ics[map_name]
     pos = {it.id: i for i, it in enumerate(ic.items)}
-    picks = gallery_picks(rows)
+    picks = gallery_picks(rows, kind)
     np.savez(
         out / "gallery.npz",
         ids=np.array([r["id"] for _, r in picks]),
         labels=np.array([lab for lab, _ in picks]),
         classes=np.array([r["class"] for _, r in picks]),
         predicted=np.array([r["predicted"] for _, r in picks]),
-        dice=np.array([r["dice_grabcut"] for _, r in picks]),
+        dice=np.array([r[f"dice_{kind}"] for _, r in picks]),
         cams=np.stack([ic.cams_raw[pos[r["id"]]] for _, r in picks]).astype(np.float32),
+        probability=np.array(map_name == NETWORK),
     )
-    for cls, png in draw_galleries(
-        out / "gallery.npz", {it.id: it for it in items}, cfg.data.image_size, params
-    ).items():
+    for cls, png in draw_galleries(out / "gallery.npz", {it.id: it for it in items}, size, params_by[map_name]).items():
         cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(png, cv2.COLOR_RGB2BGR))
     return summary
+
+
+def _write_csv(path: Path, rows: Sequence[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)

@@ -5,6 +5,7 @@
   (resampling images jointly, so the pairing is kept);
 - `mcnemar`: McNemar's test on the discordant pairs (exact binomial when they are few, else
   chi-square with continuity correction);
+- `bootstrap_mean`, `paired_mean_diff`: the same for per-image scores (Dice, pointing hits);
 - `seed_summary`: mean ± sd over seeds;
 - `compare`: one table row per research-question comparison (systems, difference, CI, p-value).
 """
@@ -25,6 +26,8 @@ __all__ = [
     "bootstrap_ci",
     "paired_bootstrap_diff",
     "mcnemar",
+    "bootstrap_mean",
+    "paired_mean_diff",
     "seed_summary",
     "compare",
 ]
@@ -143,6 +146,33 @@ def mcnemar_from_counts(b: int, c: int, *, exact: bool | None = None, correction
         "p_value": float(st.chi2.sf(stat, 1)),
         "method": "chi-square" + (" with continuity correction" if correction else ""),
     }
+
+
+def bootstrap_mean(values: Sequence[float], *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean of per-image scores with its percentile bootstrap CI: ``{"value", "lo", "hi", "n"}``
+    (NaN for no values)."""
+    v = np.asarray(values, float)
+    if not len(v):
+        return {"value": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    means = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    q = (1 - level) / 2
+    return {
+        "value": float(v.mean()),
+        "lo": float(np.quantile(means, q)),
+        "hi": float(np.quantile(means, 1 - q)),
+        "n": int(len(v)),
+    }
+
+
+def paired_mean_diff(
+    a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict:
+    """``mean(a) - mean(b)`` over the same images with its paired bootstrap CI: ``{"diff", "lo", "hi", "n"}``."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must score the same images; received {a.shape} and {b.shape}")
+    r = bootstrap_mean(a - b, n_boot=n_boot, level=level, seed=seed)
+    return {"diff": r["value"], "lo": r["lo"], "hi": r["hi"], "n": r["n"]}
 
 
 def seed_summary(values: Sequence[float]) -> dict:

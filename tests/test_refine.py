@@ -1,0 +1,151 @@
+"""The weak-mask network (tumorlens.explain.refine) and the method comparison table, on tiny inputs."""
+
+import numpy as np
+import pytest
+
+from tumorlens.config import CLASSES
+from tumorlens.explain.refine import (
+    DECODER_STRIDES,
+    build_decoder,
+    build_segmenter,
+    encoder_features,
+    load_segmenter,
+    mask_probabilities,
+    network_mask,
+    pseudo_masks,
+    train_decoder,
+)
+from tumorlens.explain.scoring import best_row, method_table
+from tumorlens.explain.weak_masks import SegmentParams
+from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
+from tumorlens.models.classifier import build_classifier
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    return build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="none")
+
+
+def test_decoder_shapes_and_argument_checks():
+    dec = build_decoder([(2, 2, 8), (4, 4, 6), (8, 8, 4), (16, 16, 3)], width=4)
+    out = dec([np.zeros((3, *s), "float32") for s in [(2, 2, 8), (4, 4, 6), (8, 8, 4), (16, 16, 3)]])
+    assert tuple(out.shape) == (3, 16, 16, 1) and all(lay.name.startswith("seg_") for lay in dec.layers)
+    with pytest.raises(ValueError, match="width=2"):
+        build_decoder([(2, 2, 8), (4, 4, 6), (8, 8, 4), (16, 16, 3)], width=2)
+    with pytest.raises(ValueError, match="4 feature shapes"):
+        build_decoder([(2, 2, 8)])
+
+
+def test_segmenter_classifies_as_the_classifier_and_survives_a_keras_round_trip(tiny_classifier, tmp_path):
+    seg = build_segmenter(tiny_classifier, "efficientnet_lite0", width=4)
+    x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype("uint8")
+    probs, maps = mask_probabilities(seg, x)
+    assert probs.shape == (2, len(CLASSES)) and maps.shape == (2, 64, 64) and 0 <= maps.min() and maps.max() <= 1
+    assert np.allclose(probs, tiny_classifier.predict(x.astype("float32"), verbose=0), atol=1e-5)
+    seg.save(tmp_path / "segmenter.keras")
+    again = load_segmenter(tmp_path)
+    p2, m2 = mask_probabilities(again, x)
+    assert np.allclose(p2, probs, atol=1e-5) and np.allclose(m2, maps, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="segmenter.keras"):
+        load_segmenter(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="'vit'"):
+        build_segmenter(tiny_classifier, "vit")
+
+
+def test_pseudo_masks_leave_no_tumour_images_empty(tiny_classifier):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (4, 64, 64, 3)).astype("uint8")
+    labels = np.array([CLASSES.index(c) for c in ("glioma", "notumor", "pituitary", "notumor")])
+    pm = pseudo_masks(tiny_classifier, x, labels, ("top_activation",), SegmentParams(), show_progress=False)
+    assert pm.masks.shape == (4, 64, 64) and pm.masks.dtype == bool
+    assert not pm.masks[1].any() and not pm.masks[3].any()
+    with pytest.raises(ValueError, match="labels"):
+        pseudo_masks(tiny_classifier, x, labels[:2], ("top_activation",), SegmentParams())
+
+
+def test_the_decoder_learns_a_mask_it_is_shown(tiny_classifier):
+    """On cached features of 16 images whose pseudo-mask is a fixed square, the loss falls and the
+    predicted probability is higher inside the square than outside it."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 255, (16, 64, 64, 3)).astype("uint8")
+    feats = encoder_features(tiny_classifier, "efficientnet_lite0", x, show_progress=False)
+    assert [f.shape[1] for f in feats] == [64 // s for s in DECODER_STRIDES] and feats[0].dtype == np.float16
+    masks = np.zeros((16, 64, 64), bool)
+    masks[:, 16:40, 8:32] = True
+    dec, hist = train_decoder(feats, masks, epochs=40, width=8, lr=3e-3, flip=False, show_progress=False)
+    assert hist[-1]["loss"] < 0.6 * hist[0]["loss"]
+    seg = build_segmenter(tiny_classifier, "efficientnet_lite0", dec)
+    _, maps = mask_probabilities(seg, x)
+    assert maps[:, 18:38, 10:30].mean() > maps[:, 44:, 40:].mean() + 0.3
+    with pytest.raises(ValueError, match="one row per mask"):
+        train_decoder(feats, masks[:3], epochs=1)
+
+
+def test_network_mask_is_empty_for_a_no_tumour_prediction():
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[4:28, 4:28] = 120
+    prob = np.zeros((32, 32), np.float32)
+    prob[10:20, 10:20] = 0.9
+    assert network_mask(img, prob, "glioma", 0.5).sum() == 100
+    assert not network_mask(img, prob, "notumor", 0.5).any()
+
+
+def test_bootstrap_mean_and_paired_difference():
+    v = np.r_[np.zeros(50), np.ones(50)]
+    r = bootstrap_mean(v, seed=1)
+    assert r["value"] == 0.5 and r["lo"] < 0.5 < r["hi"] and r["n"] == 100
+    d = paired_mean_diff(v, v)
+    assert d["diff"] == 0 and d["lo"] == 0 == d["hi"]
+    d = paired_mean_diff(np.ones(100), v)
+    assert d["diff"] == 0.5 and 0.35 < d["lo"] < 0.5 < d["hi"] < 0.65
+    assert np.isnan(bootstrap_mean([])["value"])
+    with pytest.raises(ValueError, match="same images"):
+        paired_mean_diff([1, 2], [1])
+
+
+def _rows(dice_cam, dice_gc, pointing, centre):
+    cls = ["glioma", "meningioma"]
+    return [
+        {
+            "id": f"i{k}",
+            "class": cls[k % 2],
+            "dice_cam": dc,
+            "iou_cam": dc / (2 - dc),
+            "dice_grabcut": dg,
+            "iou_grabcut": dg / (2 - dg),
+            "pointing": p,
+            "pointing_near": p,
+            "centre_pointing": c,
+        }
+        for k, (dc, dg, p, c) in enumerate(zip(dice_cam, dice_gc, pointing, centre))
+    ]
+
+
+def test_method_table_rows_differences_and_choice_on_the_tuning_half():
+    n = 40
+    per_map = {
+        "gradcam@top": _rows([0.1] * n, [0.1] * n, [False] * n, [True] * (n // 4) + [False] * (3 * n // 4)),
+        "layercam@fusion": _rows([0.4] * n, [0.6] * n, [True] * n, [True] * (n // 4) + [False] * (3 * n // 4)),
+    }
+    table = method_table(
+        per_map,
+        tune_scores={"gradcam@top": {"cam": 0.1, "grabcut": 0.12}, "layercam@fusion": {"cam": 0.4, "grabcut": 0.55}},
+        latency_ms={"gradcam@top": {"cam": 5.0, "grabcut": 20.0}},
+    )
+    assert [(r["map"], r["mask"]) for r in table] == [
+        ("gradcam@top", "cam"),
+        ("gradcam@top", "grabcut"),
+        ("layercam@fusion", "cam"),
+        ("layercam@fusion", "grabcut"),
+    ]
+    paper, best = table[1], table[3]
+    assert paper["paper"] and not any(r["paper"] for r in table if r is not paper)
+    assert paper["dice_vs_paper"] == 0 and best["dice_vs_paper"] == pytest.approx(0.5)
+    assert best["pointing"] == 1 and best["pointing_vs_centre"] == pytest.approx(0.75)
+    assert best["pointing_vs_centre_lo"] > 0 and paper["pointing_vs_centre_hi"] < 0
+    assert best["dice_glioma"] == pytest.approx(0.6) and best["ms_per_image"] is None and paper["ms_per_image"] == 20
+    assert best_row(table) is best
+    with pytest.raises(ValueError, match="paper's map"):
+        method_table({"layercam@fusion": per_map["layercam@fusion"]})
+    with pytest.raises(ValueError, match="other items"):
+        method_table({**per_map, "x": per_map["gradcam@top"][:-1]})

@@ -224,3 +224,42 @@ def test_bench_table_on_phantoms(tmp_path):
     assert single["images_per_second"] > 0 and single["explain_segment_ms_median"] > 0
     assert res["systems"][names[1]]["official_accuracy"] == single["official_accuracy"]  # two copies of one model
     assert "tumorlens (single model)" in format_table(res) and res["n_test"] == 16
+
+
+def test_predict_uses_the_segmentation_the_explain_step_adopted(scans, model_dir, tmp_path):
+    """segment.json chooses the map, the mask kind and the tuned thresholds; with the network adopted
+    the mask comes from segmenter.keras; a sibling explain/ folder counts only when made for this model."""
+    from tumorlens.experiments.predict import Segmentation, find_segmentation
+    from tumorlens.explain.refine import build_segmenter
+    from tumorlens.models.classifier import load_model
+
+    untuned = find_segmentation(model_dir)
+    assert "untuned" in untuned.source and untuned.segmenter is None
+
+    # runs/<profile>/<variant>/seed-1 and runs/<profile>/explain, as the runner lays them out
+    run = tmp_path / "runs" / "cpu" / "mobilenetv2+sbr" / "seed-1"
+    run.mkdir(parents=True)
+    (run / "model.keras").write_bytes((model_dir / "model.keras").read_bytes())
+    explain = tmp_path / "runs" / "cpu" / "explain"
+    explain.mkdir()
+    build_segmenter(load_model(run), "mobilenetv2", width=4).save(explain / "segmenter.keras")
+    params = {"threshold": "fixed", "value": 0.0, "hi": 0.9, "mid": 0.45, "lo": 0.1, "iterations": 2}
+    record = {"map": "network", "mask": "cam", "cam": "layercam@fusion", "params": params}
+    (explain / "segment.json").write_text(json.dumps({**record, "segmenter": "segmenter.keras", "model": "elsewhere"}))
+    assert "untuned" in find_segmentation(run).source  # made for another model: not used
+    (explain / "segment.json").write_text(json.dumps({**record, "segmenter": "segmenter.keras", "model": str(run)}))
+    sg = find_segmentation(run)
+    assert sg.segmenter == explain / "segmenter.keras" and sg.cam.name == "layercam@fusion" and sg.mask == "cam"
+
+    out = tmp_path / "out"
+    rep = predict_paths([scans / "glioma.png"], Predictor.load(run), out, segment=True, show_progress=False)
+    rec = json.loads((out / "glioma.json").read_text())
+    assert rep.n_ok == 1 and rec["mask_method"] == "network, binarised" and rec["cam_method"] == "layercam@fusion"
+    mask = cv2.imread(str(out / "glioma_mask.png"), cv2.IMREAD_GRAYSCALE)
+    # threshold 0: the whole head is mask unless the classifier says no tumour
+    assert (mask > 0).sum() == rec["mask_pixels"] and (rec["class"] == "notumor") == (rec["mask_pixels"] == 0)
+    with pytest.raises(FileNotFoundError, match="segment.json"):
+        Segmentation.read(tmp_path)
+    (explain / "segmenter.keras").unlink()
+    with pytest.raises(FileNotFoundError, match="segmenter.keras"):
+        find_segmentation(run)

@@ -8,7 +8,7 @@ tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
 tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
 tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
 tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
-tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--out DIR]
+tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--segmentation DIR] [--out DIR]
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
 tumorlens collect --profile P              gather its runs into results/<profile>/
 tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
@@ -264,8 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     pr.add_argument("--model", required=True, help="a run directory or a .keras file")
     pr.add_argument("--ensemble", nargs="*", help="more run directories: soft-vote their probabilities with --model's")
-    pr.add_argument("--explain", action="store_true", help="write a Grad-CAM overlay per image")
-    pr.add_argument("--segment", action="store_true", help="write a CAM + GrabCut tumour mask per image")
+    pr.add_argument("--explain", action="store_true", help="write a class activation map overlay per image")
+    pr.add_argument(
+        "--segment", action="store_true", help="write a weak tumour mask per image (the map and mask the run adopted)"
+    )
+    pr.add_argument(
+        "--segmentation",
+        default=None,
+        metavar="DIR",
+        help="a folder with segment.json from the explain step (default: found beside the model; see docs)",
+    )
     pr.add_argument("--out", default=None, help="output folder (default runs/predict/<time>); never an input folder")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)

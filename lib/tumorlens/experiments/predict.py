@@ -3,9 +3,16 @@
     tumorlens predict scans/ --model runs/cpu/efficientnet_lite0+mab+respath+sbr/seed-42 --segment --out out/
 
 Per image the output folder receives ``<name>.json`` (class, probabilities, model id), with
-``--explain`` ``<name>_cam.png`` (Grad-CAM overlay) and with ``--segment`` ``<name>_mask.png``
-(CAM + GrabCut mask, 255 = tumour); plus ``predictions.csv`` for all images and ``problems.csv``
-for the files that could not be read. Nothing is ever written next to or over an input.
+``--explain`` ``<name>_cam.png`` (the class activation map as an overlay) and with ``--segment``
+``<name>_mask.png`` (the weak tumour mask, 255 = tumour); plus ``predictions.csv`` for all images and
+``problems.csv`` for the files that could not be read. Nothing is ever written next to or over an input.
+
+**Which map and mask.** The explain step of a run (`tumorlens.explain.scoring.evaluate_segmentation`)
+writes ``segment.json``: the adopted map (a CAM setting or the weak-mask network, with
+``segmenter.keras``), the mask kind and the thresholds tuned on expert masks. `Predictor.load` reads
+it from ``--segmentation DIR``, else from ``<model>/segmentation/``, else from ``explain/`` beside
+the model's variant folder (``runs/<profile>/explain``) when it was made for this model; without one
+it uses ``_config.yml``'s ``segment`` section as it stands (untuned thresholds) and says so.
 
 This is a research tool, not a diagnostic device.
 """
@@ -25,19 +32,27 @@ import cv2
 import numpy as np
 
 from tumorlens import paths
-from tumorlens.config import CLASSES
+from tumorlens.config import CLASSES, load_config
 from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, is_dicom, letterbox, read_any, unletterbox_mask
 from tumorlens.evaluation.ensembles import soft_vote
-from tumorlens.explain.cam import predict_and_explain
+from tumorlens.explain.cam import CamSetting, predict_and_explain
 from tumorlens.explain.gallery import overlay
-from tumorlens.explain.weak_masks import SegmentParams
-from tumorlens.explain.weak_masks import segment as seg
-from tumorlens.models.backbones import get_spec
+from tumorlens.explain.refine import load_segmenter, mask_probabilities
+from tumorlens.explain.weak_masks import SegmentParams, weak_mask
 from tumorlens.models.classifier import backbone_of, load_model
 from tumorlens.models.inference import predict_images
 from tumorlens.utils.progress import progress
 
-__all__ = ["DISCLAIMER", "find_inputs", "Predictor", "predict_paths", "PredictReport", "main_predict"]
+__all__ = [
+    "DISCLAIMER",
+    "find_inputs",
+    "Segmentation",
+    "find_segmentation",
+    "Predictor",
+    "predict_paths",
+    "PredictReport",
+    "main_predict",
+]
 
 
 DISCLAIMER = (
@@ -82,9 +97,69 @@ def find_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, st
     return unique, problems
 
 
+@dataclass(frozen=True)
+class Segmentation:
+    """How predict explains and outlines: the map, the mask kind, the thresholds and where they came from."""
+
+    cam: CamSetting  # the map drawn by --explain (and the mask's map unless a segmenter is used)
+    mask: str  # cam | grabcut: the binarised map or the map refined by GrabCut
+    params: SegmentParams
+    source: str  # the segment.json used, or a note that the thresholds are untuned
+    segmenter: Path | None = None  # the weak-mask network (its probability is the mask's map)
+
+    @property
+    def label(self) -> str:
+        base = "network" if self.segmenter else self.cam.name
+        return f"{base}, " + ("binarised" if self.mask == "cam" else "GrabCut")
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "Segmentation":
+        """From a folder holding ``segment.json`` (and ``segmenter.keras`` when the network is adopted)."""
+        folder = Path(folder)
+        f = folder / "segment.json"
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{folder}: no segment.json (written by the explain step, tumorlens.explain.evaluate_segmentation)"
+            )
+        d = json.loads(f.read_text())
+        seg_file = folder / d["segmenter"] if d.get("segmenter") else None
+        if seg_file is not None and not seg_file.is_file():
+            raise FileNotFoundError(f"{f} adopts the weak-mask network but {seg_file} is missing")
+        return cls(CamSetting.parse(d["cam"]), d["mask"], SegmentParams(**d["params"]), str(f), seg_file)
+
+    @classmethod
+    def from_config(cls, profile: str | None = None) -> "Segmentation":
+        """The ``segment`` section of ``_config.yml`` as it stands (thresholds not tuned)."""
+        s = load_config(profile).segment
+        kind = "grabcut" if s.mask in ("grabcut", "network+grabcut") else "cam"
+        return cls(
+            CamSetting.from_config(s),
+            kind,
+            SegmentParams.from_config(s),
+            "_config.yml segment section (untuned thresholds: no segment.json found for this model)",
+        )
+
+
+def find_segmentation(model: str | os.PathLike, explicit: str | os.PathLike | None = None) -> Segmentation:
+    """The `Segmentation` for a model (see the module docstring for where it is looked for)."""
+    if explicit is not None:
+        return Segmentation.read(explicit)
+    p = Path(model)
+    run = p if p.is_dir() else p.parent
+    candidates = [run / "segmentation", run.parent.parent / "explain"]
+    for c in candidates:
+        f = c / "segment.json"
+        if not f.is_file():
+            continue
+        made_for = json.loads(f.read_text()).get("model")
+        if c == candidates[0] or (made_for and paths.resolve(made_for) == run.resolve()):
+            return Segmentation.read(c)
+    return Segmentation.from_config()
+
+
 @dataclass
 class Predictor:
-    """A loaded model (plus optional ensemble members) and what is needed to explain it."""
+    """A loaded model (plus optional ensemble members) and what is needed to explain and outline."""
 
     model: object
     model_id: str
@@ -92,9 +167,16 @@ class Predictor:
     image_size: int
     members: list = field(default_factory=list)
     member_ids: list[str] = field(default_factory=list)
+    segmentation: Segmentation | None = None
+    segmenter: object = None
 
     @classmethod
-    def load(cls, model: str | os.PathLike, ensemble: Sequence[str | os.PathLike] = ()) -> "Predictor":
+    def load(
+        cls,
+        model: str | os.PathLike,
+        ensemble: Sequence[str | os.PathLike] = (),
+        segmentation: str | os.PathLike | None = None,
+    ) -> "Predictor":
 
         def one(path):
             p = Path(path)
@@ -111,18 +193,38 @@ class Predictor:
 
         m, backbone, mid = one(model)
         members = [one(e) for e in ensemble]
-        return cls(m, mid, backbone, int(m.inputs[0].shape[1]), [x[0] for x in members], [x[2] for x in members])
+        sg = find_segmentation(model, segmentation)
+        return cls(
+            m,
+            mid,
+            backbone,
+            int(m.inputs[0].shape[1]),
+            [x[0] for x in members],
+            [x[2] for x in members],
+            sg,
+            load_segmenter(sg.segmenter) if sg.segmenter else None,
+        )
 
-    def predict(self, images: np.ndarray, explain: bool = False):
-        """``(probs (N, 4), cams (N, S, S) or None)`` for letterboxed uint8 images."""
+    def predict(self, images: np.ndarray, explain: bool = False, segment: bool = False):
+        """``(probs (N, 4), cams (N, S, S) or None, mask maps (N, S, S) or None)`` for letterboxed uint8 images.
 
-        if explain:
-            probs, cams = predict_and_explain(self.model, images, get_spec(self.backbone).target_layer)
-        else:
-            probs, cams = predict_images(self.model, images), None
+        ``cams`` (with ``explain``) are the configured class activation maps; the mask maps (with
+        ``segment``) are the network's tumour probability when a segmenter is adopted, else the cams.
+        """
+        sg = self.segmentation or Segmentation.from_config()
+        cams = maps = None
+        if segment and self.segmenter is not None:
+            probs, maps = mask_probabilities(self.segmenter, images)
+        if explain or (segment and maps is None):
+            probs, cams = predict_and_explain(
+                self.model, images, sg.cam.layer_names(self.backbone), method=sg.cam.method, flip=sg.cam.flip
+            )
+            maps = cams if maps is None else maps
+        if cams is None and maps is None:
+            probs = predict_images(self.model, images)
         if self.members:
             probs = soft_vote([probs, *[predict_images(m, images) for m in self.members]])
-        return probs, cams
+        return probs, cams, maps
 
 
 @dataclass
@@ -178,8 +280,9 @@ def predict_paths(
     _check_out(out, inputs)
     files, problems = find_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    explain = explain or segment
-    params = params or SegmentParams()
+    explain = explain or segment  # a mask comes with the map it was made from
+    sg = predictor.segmentation or Segmentation.from_config()
+    params = params or sg.params
     rows = []
     size = predictor.image_size
     for s in progress(
@@ -204,7 +307,7 @@ def predict_paths(
         if not batch:
             continue
         x = np.stack(batch)
-        probs, cams = predictor.predict(x, explain)
+        probs, cams, maps = predictor.predict(x, explain, segment)
         for i, (f, stem, hw) in enumerate(meta):
             cls = CLASSES[int(np.argmax(probs[i]))]
             base = out / stem
@@ -220,11 +323,15 @@ def predict_paths(
             if explain:
                 cv2.imwrite(str(base) + "_cam.png", cv2.cvtColor(overlay(x[i], cams[i]), cv2.COLOR_RGB2BGR))
                 record["cam_overlay"] = base.name + "_cam.png"
+            if explain:
+                record["cam_method"] = sg.cam.name
             if segment:
-                mask = unletterbox_mask(seg(x[i], cams[i], cls, params)["grabcut"], hw)
+                mask = unletterbox_mask(weak_mask(x[i], maps[i], cls, params, sg.mask), hw)
                 cv2.imwrite(str(base) + "_mask.png", mask.astype(np.uint8) * 255)
                 record["mask"] = base.name + "_mask.png"
                 record["mask_pixels"] = int(mask.sum())
+                record["mask_method"] = sg.label
+                record["mask_settings"] = paths.relative(sg.source) if sg.source.endswith(".json") else sg.source
             (Path(str(base) + ".json")).write_text(json.dumps(record, indent=2))
             rows.append(
                 {
@@ -254,7 +361,9 @@ def default_out() -> Path:
 def main_predict(args) -> int:
     """The ``tumorlens predict`` command (see `tumorlens.cli`)."""
     print(DISCLAIMER, file=sys.stderr)
-    predictor = Predictor.load(args.model, args.ensemble or ())
+    predictor = Predictor.load(args.model, args.ensemble or (), getattr(args, "segmentation", None))
+    if args.segment or args.explain:
+        print(f"map and mask: {predictor.segmentation.label} ({predictor.segmentation.source})", file=sys.stderr)
     out = Path(args.out) if args.out else default_out()
     rep = predict_paths(
         args.paths, predictor, out, explain=args.explain, segment=args.segment, show_progress=not args.quiet

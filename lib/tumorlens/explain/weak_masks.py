@@ -29,7 +29,7 @@ import numpy as np
 
 from tumorlens.config import SegmentConfig
 
-__all__ = ["NO_TUMOUR", "SegmentParams", "binarise", "head_mask", "grabcut_mask", "segment"]
+__all__ = ["NO_TUMOUR", "SegmentParams", "binarise", "head_mask", "grabcut_mask", "segment", "weak_mask"]
 
 
 NO_TUMOUR = "notumor"
@@ -181,3 +181,22 @@ def segment(
         "cam": binarise(cam, params.threshold, params.value) & head,
         "grabcut": grabcut_mask(image, cam, head, params),
     }
+
+
+def weak_mask(
+    image: np.ndarray,
+    cam: np.ndarray,
+    predicted_class: str,
+    params: SegmentParams = SegmentParams(),
+    kind: str = "grabcut",
+) -> np.ndarray:
+    """One mask of `segment` without computing the other: ``kind`` ``cam`` (the binarised map inside
+    the head) or ``grabcut`` (refined). Empty for a ``notumor`` prediction."""
+    if kind not in ("cam", "grabcut"):
+        raise ValueError(f"kind must be cam or grabcut; received kind={kind!r}")
+    if predicted_class == NO_TUMOUR:
+        return np.zeros(np.asarray(cam).shape, bool)
+    head = head_mask(image)
+    if kind == "cam":
+        return binarise(cam, params.threshold, params.value) & head
+    return grabcut_mask(image, cam, head, params)

@@ -65,6 +65,7 @@ def test_evaluate_segmentation_writes_results(tmp_path):
             "model.modules": ["sbr"],
             "segment.compare": ["layercam@fusion"],
             "segment.network_epochs": 1,
+            "segment.network_rounds": 2,
         },
     )
     from tumorlens.data.phantoms import write_phantoms
@@ -87,6 +88,8 @@ def test_evaluate_segmentation_writes_results(tmp_path):
         "network.json",
         "gallery_glioma.png",
         "gallery_pituitary.png",
+        "gallery_public_glioma.jpg",
+        "gallery_public_meningioma.jpg",
     ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "summary.json").read_text())
@@ -98,7 +101,11 @@ def test_evaluate_segmentation_writes_results(tmp_path):
     for r in saved["methods"]:
         assert r["n"] == 9 and r["dice_lo"] <= r["dice_mean"] <= r["dice_hi"] and r["ms_per_image"] > 0
     assert saved["methods"][1]["dice_vs_paper"] == 0  # the paper's row against itself
-    assert saved["network"]["n_train"] == 24 and saved["network"]["n_tumour"] == 18
+    assert set(saved["public_galleries"]["files"]) == {"glioma", "meningioma", "pituitary"}
+    assert "CC0" in saved["public_galleries"]["source"]
+    net = saved["network"]
+    assert net["n_train"] == 24 and net["n_tumour"] == 18 and [r["round"] for r in net["rounds"]] == [1, 2]
+    assert 0 <= net["rounds"][0]["tune_dice"] <= 1 and "previous network" in net["rounds"][1]["pseudo_masks"]
 
 
 def test_brisc_expert_masks_are_read(tmp_path):

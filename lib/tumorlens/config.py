@@ -176,7 +176,13 @@ class SegmentConfig:
         check=_cam_name_problem,
     )
     network: bool = _spec(True, doc="train the weak-mask network on CAM + GrabCut pseudo-masks of the training split")
+    pseudo_masks: str = _spec(
+        "grabcut", choices=("cam", "grabcut"), doc="the network's training masks: the binarised map or map + GrabCut"
+    )
     network_epochs: int = _spec(8, lo=1, hi=200)
+    network_rounds: int = _spec(
+        1, lo=1, hi=5, doc="self-training: each round after the first learns the previous network's binarised map"
+    )
     network_width: int = _spec(32, lo=4, hi=256)
     threshold: str = _spec("otsu", choices=("otsu", "percentile", "fixed"))
     value: float = _spec(0.5, lo=0.0, hi=100.0, doc="percentile (0-100) or fixed level (0-1)")

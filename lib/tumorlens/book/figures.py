@@ -19,9 +19,11 @@ __all__ = [
     "class_balance",
     "image_grid",
     "training_curves",
+    "loss_curve",
     "confusion_matrix",
     "per_class_f1",
     "dice_boxes",
+    "method_dice",
     "ablation_bars",
     "reliability_diagram",
     "robustness_lines",
@@ -108,6 +110,20 @@ def training_curves(history: Sequence[Mapping], title: str = "Training curves"):
     return fig
 
 
+def loss_curve(history: Sequence[Mapping], title: str = "Training loss"):
+    """Loss per epoch (rows ``{"epoch", "loss"}``, one line per ``round`` when rows carry one)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for rnd in sorted({r.get("round", 1) for r in history}):
+        rs = [r for r in history if r.get("round", 1) == rnd]
+        fig.add_scatter(
+            x=[r["epoch"] for r in rs], y=[r["loss"] for r in rs], mode="lines+markers", name=f"round {rnd}"
+        )
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="loss", height=320)
+    return fig
+
+
 def confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
     """Heatmap of a confusion matrix (rows: true class, columns: predicted), with counts."""
     import plotly.graph_objects as go
@@ -162,6 +178,30 @@ def dice_boxes(rows: Sequence[Mapping], prefix: str = "", title: str = "Dice per
             boxmean=True,
         )
     fig.update_layout(title=title, boxmode="group", yaxis_title="Dice", yaxis_range=[0, 1], height=400)
+    return fig
+
+
+def method_dice(rows: Sequence[Mapping], title: str = "Mean Dice per map and mask, with 95% intervals"):
+    """Mean Dice [95% CI] of every map, map only vs map + GrabCut (``summary.json["methods"]``)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for kind, name in (("cam", "map only"), ("grabcut", "map + GrabCut")):
+        rs = [r for r in rows if r["mask"] == kind]
+        fig.add_bar(
+            x=[r["map"] for r in rs],
+            y=[r["dice_mean"] for r in rs],
+            name=name,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [r["dice_hi"] - r["dice_mean"] for r in rs],
+                "arrayminus": [r["dice_mean"] - r["dice_lo"] for r in rs],
+            },
+        )
+    fig.update_layout(
+        title=title, barmode="group", yaxis_title="mean Dice (report half)", yaxis_range=[0, 1], height=420
+    )
     return fig
 
 

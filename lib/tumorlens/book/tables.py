@@ -15,6 +15,7 @@ __all__ = [
     "audit_table",
     "metrics_table",
     "segmentation_table",
+    "methods_table",
     "systems_table",
     "comparisons_table",
     "runs_table",
@@ -88,6 +89,40 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
                 row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
     return pd.DataFrame(rows).T
+
+
+def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """The explain chapter's comparison (``summary.json["methods"]``): per map and mask kind, Dice mean
+    [95% CI], median, IoU, Dice per class, the paired Dice difference to the paper's row [95% CI],
+    the pointing game [95% CI] and its difference to the head-centre baseline, the tuning-half Dice,
+    and milliseconds per image."""
+
+    out = []
+    for r in rows:
+        row = {
+            "map": r["map"] + (" (paper)" if r["map"] == "gradcam@top" else ""),
+            "mask": {"cam": "map only", "grabcut": "+ GrabCut"}[r["mask"]],
+            "Dice mean [95% CI]": ci_text(r["dice_mean"], r["dice_lo"], r["dice_hi"], digits=3),
+            "Dice median": round(r["dice_median"], 3),
+            "IoU mean": round(r["iou_mean"], 3),
+        }
+        for cls in CLASSES:
+            if f"dice_{cls}" in r:
+                row[f"Dice {PRETTY[cls]}"] = round(r[f"dice_{cls}"], 3)
+        row["Dice vs paper [95% CI]"] = (
+            "reference"
+            if r["paper"]
+            else ci_text(r["dice_vs_paper"], r["dice_vs_paper_lo"], r["dice_vs_paper_hi"], digits=3, signed=True)
+        )
+        row["pointing [95% CI]"] = ci_text(r["pointing"], r["pointing_lo"], r["pointing_hi"], digits=2)
+        row["pointing (tolerance)"] = round(r["pointing_near"], 2)
+        row["pointing vs head centre [95% CI]"] = ci_text(
+            r["pointing_vs_centre"], r["pointing_vs_centre_lo"], r["pointing_vs_centre_hi"], digits=2, signed=True
+        )
+        row["tuning-half Dice"] = round(r["tune_dice"], 3) if r.get("tune_dice") is not None else "—"
+        row["ms / image"] = round(r["ms_per_image"]) if r.get("ms_per_image") is not None else "—"
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ci_text", "diff_text", "verdict", "find_row", "module_cost_claim"]
+__all__ = ["ci_text", "diff_text", "verdict", "find_row", "module_cost_claim", "explain_glue"]
 
 
 def ci_text(
@@ -55,3 +55,66 @@ def find_row(rows: list[dict], **match) -> dict | None:
         if all(r.get(k) == v for k, v in match.items()):
             return r
     return None
+
+
+def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
+    """The explain chapter's numbers as text, by glue name, from its ``summary.json``: the adopted
+    mask's scores, the paper's row, the pointing-game baseline, the network's training, the choice."""
+    rows = summary.get("methods") or []
+    adopted = find_row(rows, map=summary.get("map"), mask=summary.get("mask"))
+    paper = find_row(rows, paper=True)
+    overall = summary["per_class"]["all"]
+    kind_words = {"cam": "binarised", "grabcut": "refined by GrabCut"}
+    out = {
+        "seg_source": summary["source"],
+        "seg_model": summary.get("model", model_run),
+        "seg_n_report": str(summary["n_report"]),
+        "seg_n_tune": str(summary["n_tune"]),
+        "pointing_tol": str(summary["pointing_tolerance_px"]),
+        "centre_pointing": f"{overall['centre_pointing']:.0%}",
+        "centre_pointing_near": f"{overall['centre_pointing_near']:.0%}",
+    }
+    if adopted:
+        out |= {
+            "adopted": f"{adopted['map']}, {kind_words[adopted['mask']]}",
+            "adopted_dice": ci_text(adopted["dice_mean"], adopted["dice_lo"], adopted["dice_hi"], digits=3),
+            "adopted_dice_median": f"{adopted['dice_median']:.3f}",
+            "adopted_pointing": ci_text(adopted["pointing"], adopted["pointing_lo"], adopted["pointing_hi"], digits=2),
+            "adopted_pointing_vs_centre": ci_text(
+                adopted["pointing_vs_centre"],
+                adopted["pointing_vs_centre_lo"],
+                adopted["pointing_vs_centre_hi"],
+                digits=2,
+                signed=True,
+            ),
+            "adopted_vs_paper": ci_text(
+                adopted["dice_vs_paper"],
+                adopted["dice_vs_paper_lo"],
+                adopted["dice_vs_paper_hi"],
+                digits=3,
+                signed=True,
+            ),
+            "adopted_ms": f"{adopted['ms_per_image']:.0f}" if adopted.get("ms_per_image") is not None else "n/a",
+        }
+    if paper:
+        out |= {
+            "paper_dice": ci_text(paper["dice_mean"], paper["dice_lo"], paper["dice_hi"], digits=3),
+            "paper_pointing": f"{paper['pointing']:.0%}",
+        }
+    best = summary.get("best_on_tuning")
+    out["best_on_tuning"] = (
+        f"{best['map']}, {kind_words[best['mask']]} (tuning-half Dice {best['tune_dice']:.3f})" if best else "not tuned"
+    )
+    net = summary.get("network")
+    if net:
+        out |= {
+            "net_from": net["pseudo_masks_from"],
+            "net_n_train": f"{net['n_train']:,}",
+            "net_n_tumour": f"{net['n_tumour']:,}",
+            "net_empty": f"{net['n_empty_pseudo_masks']:,}",
+            "net_area": f"{net['pseudo_mask_area']:.1%}",
+            "net_epochs": str(net["epochs"]),
+            "net_params": f"{net['decoder_parameters']:,}",
+            "net_minutes": f"{sum(net['seconds'].values()) / 60:.1f}",
+        }
+    return out

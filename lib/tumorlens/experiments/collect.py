@@ -76,7 +76,11 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
             continue
         (res / sub).mkdir(parents=True, exist_ok=True)
         for f in sorted(src.iterdir()):
-            keep = f.name in names if names else f.suffix in (".json", ".csv", ".npz")
+            keep = (
+                f.name in names
+                if names
+                else f.suffix in (".json", ".csv", ".npz") or f.name.startswith("gallery_public_")
+            )
             if f.is_file() and keep and not f.name.startswith("."):
                 shutil.copy2(f, res / sub / f.name)
     rq = rq_tables(res, cfg, n_boot=n_boot)

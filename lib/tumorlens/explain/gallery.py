@@ -13,7 +13,7 @@ from tumorlens.explain.cam import upsample_normalise
 from tumorlens.explain.ground_truth import MaskItem
 from tumorlens.explain.weak_masks import SegmentParams, segment
 
-__all__ = ["overlay", "segmentation_gallery", "png_bytes", "gallery_picks", "draw_galleries"]
+__all__ = ["overlay", "segmentation_gallery", "png_bytes", "jpeg_bytes", "gallery_picks", "draw_galleries"]
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -34,29 +34,38 @@ def _mask_panel(image: np.ndarray, mask: np.ndarray, colour=(255, 60, 60)) -> np
     return out
 
 
-def segmentation_gallery(rows: Sequence[tuple], tile: int = 160) -> np.ndarray:
-    """Compose rows of ``(title, image, cam, cam_mask, grabcut_mask, expert_mask)`` into one RGB image:
-    image | CAM overlay | binarised CAM | GrabCut mask | expert mask."""
+def segmentation_gallery(rows: Sequence[tuple], tile: int = 160, map_name: str = "map") -> np.ndarray:
+    """Compose rows of ``(title, image, map, map_mask, grabcut_mask, expert_mask)`` into one RGB image:
+    image | map overlay | binarised map | GrabCut mask | expert mask. A column whose masks are all None
+    (no expert masks: a public gallery; or one mask kind only) is left out."""
     import cv2
 
-    heads = ["image", "Grad-CAM", "binarised CAM", "CAM + GrabCut", "expert mask"]
+    heads = ["image", map_name, "binarised map", "map + GrabCut", "expert mask"]
+    keep = [0, 1] + [k for k in (2, 3, 4) if any(r[k + 1] is not None for r in rows)]
+    colours = {2: (255, 200, 0), 3: (255, 60, 60), 4: (60, 220, 60)}
     out_rows = []
-    for title, img, cam, cmask, gmask, truth in rows:
-        tiles = [
-            img,
-            overlay(img, cam),
-            _mask_panel(img, cmask, (255, 200, 0)),
-            _mask_panel(img, gmask),
-            _mask_panel(img, truth, (60, 220, 60)),
+    for title, img, cam, *masks in rows:
+        panels = [img, overlay(img, cam)] + [
+            _mask_panel(img, m, colours[k + 2]) if m is not None else np.zeros_like(img) for k, m in enumerate(masks)
         ]
-        tiles = [cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA) for t in tiles]
+        tiles = [cv2.resize(panels[k], (tile, tile), interpolation=cv2.INTER_AREA) for k in keep]
         band = np.full((22, tile * len(tiles), 3), 255, np.uint8)
         cv2.putText(band, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         out_rows.append(np.vstack([band, np.hstack(tiles)]))
-    header = np.full((22, tile * len(heads), 3), 235, np.uint8)
-    for k, h in enumerate(heads):
-        cv2.putText(header, h, (k * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    header = np.full((22, tile * len(keep), 3), 235, np.uint8)
+    for j, k in enumerate(keep):
+        cv2.putText(header, heads[k], (j * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([header, *out_rows])
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """JPEG-encode an RGB uint8 image (the galleries published with the results)."""
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("could not encode the image as JPEG")
+    return buf.tobytes()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -112,4 +121,5 @@ def draw_galleries(
                 truth,
             )
         )
-    return {cls: segmentation_gallery(p) for cls, p in panels.items()}
+    name = str(z["name"]) if "name" in z else "Grad-CAM"
+    return {cls: segmentation_gallery(p, map_name=name) for cls, p in panels.items()}

@@ -33,7 +33,7 @@ import numpy as np
 from tumorlens.config import CLASSES
 from tumorlens.data.prepared import prepare
 from tumorlens.explain.cam import CamSetting, class_activation_maps
-from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, grabcut_mask, head_mask
+from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, head_mask, weak_mask
 from tumorlens.models.backbones import get_spec
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import batched_predict
@@ -51,6 +51,7 @@ __all__ = [
     "mask_probabilities",
     "network_mask",
     "train_segmenter",
+    "network_pseudo_masks",
     "load_segmenter",
     "dice_bce_loss",
     "SEGMENTER_FILE",
@@ -85,10 +86,12 @@ def pseudo_masks(
     *,
     method: str = "layercam",
     flip: bool = False,
+    kind: str = "grabcut",
     batch_size: int = 32,
     show_progress: bool = True,
 ) -> PseudoMasks:
-    """CAM + GrabCut masks of the **labelled** class for every tumour image; empty masks for no-tumour images.
+    """Masks from the map of the **labelled** class for every tumour image (``kind``: ``grabcut``, the
+    map refined by GrabCut, or ``cam``, the binarised map inside the head); empty masks for no-tumour images.
 
     Args:
         model: the trained classifier.
@@ -111,7 +114,9 @@ def pseudo_masks(
         for s in progress(starts, total=len(starts), desc="pseudo-masks", unit="batch", disable=not show_progress):
             idx = tumour[s : s + batch_size]
             cams = class_activation_maps(model, images[idx], layers, labels[idx], method=method, flip=flip)
-            done = pool.map(lambda k: grabcut_mask(images[idx[k]], cams[k], None, params), range(len(idx)))
+            done = pool.map(
+                lambda k: weak_mask(images[idx[k]], cams[k], CLASSES[labels[idx[k]]], params, kind), range(len(idx))
+            )
             for k, m in enumerate(done):
                 masks[idx[k]] = m
     return PseudoMasks(masks, labels)
@@ -209,6 +214,33 @@ def dice_bce_loss(y_true, y_pred):
     return bce + has * soft_dice
 
 
+class _FeatureBatches(keras.utils.PyDataset):
+    """Batches of cached float16 features (as float32) and soft targets, reshuffled every epoch, each
+    sample mirrored with probability 1/2 (``flip``); memory stays at the cache itself."""
+
+    def __init__(self, features, targets, batch_size: int, seed: int, flip: bool):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.features, self.targets, self.batch_size, self.flip = features, targets, batch_size, flip
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(targets))
+
+    def __len__(self) -> int:
+        return -(-len(self.targets) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+        xs = [f[idx].astype(np.float32) for f in self.features]
+        y = self.targets[idx]
+        if self.flip:
+            m = np.random.default_rng((int(self.order[0]), i)).random(len(idx)) < 0.5
+            xs = [np.where(m[:, None, None, None], x[:, :, ::-1], x) for x in xs]
+            y = np.where(m[:, None, None, None], y[:, :, ::-1], y)
+        return tuple(xs), y
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.targets))
+
+
 def train_decoder(
     features: list[np.ndarray],
     masks: np.ndarray,
@@ -223,9 +255,10 @@ def train_decoder(
 ) -> tuple[keras.Model, list[dict]]:
     """Train the decoder on cached encoder features and bool pseudo-masks ``(N, S, S)``.
 
-    ``flip`` adds the mirrored features and masks as a second view (the encoder is nearly
-    mirror-equivariant, and the tumour side carries no class information). Returns the decoder and
-    one history row per epoch.
+    ``flip`` mirrors a random half of each batch (features and masks together: the encoder is nearly
+    mirror-equivariant, and the tumour's side carries no class information). Batches are cast to
+    float32 as they are drawn, so memory stays at the float16 cache. Returns the decoder and one
+    history row per epoch.
     """
     if len(features) != len(DECODER_STRIDES) or any(len(f) != len(masks) for f in features):
         raise ValueError(
@@ -234,30 +267,58 @@ def train_decoder(
         )
     keras.utils.set_random_seed(seed)
     y = _targets(masks, features[-1].shape[1])
-    x = list(features)
-    if flip:
-        x = [np.concatenate([f, f[:, :, ::-1]]) for f in x]
-        y = np.concatenate([y, y[:, :, ::-1]])
     decoder = build_decoder([tuple(f.shape[1:]) for f in features], width)
     decoder.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_bce_loss)
     history = decoder.fit(
-        x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=2 if show_progress else 0
+        _FeatureBatches(features, y, batch_size, seed, flip), epochs=epochs, verbose=2 if show_progress else 0
     ).history
     rows = [{"epoch": e + 1, "loss": float(history["loss"][e])} for e in range(len(history["loss"]))]
     return decoder, rows
 
 
+def network_pseudo_masks(
+    segmenter, images: np.ndarray, labels: np.ndarray, params: SegmentParams, *, chunk: int = 256
+) -> PseudoMasks:
+    """The next round's pseudo-masks: a trained segmenter's tumour probability, binarised with
+    ``params`` inside the head, for the **labelled** class (no-tumour images: empty)."""
+    masks = np.zeros(np.asarray(images).shape[:3], bool)
+    with ThreadPoolExecutor(max(1, min(8, _cpus()))) as pool:
+        for s in range(0, len(images), chunk):
+            _, maps = mask_probabilities(segmenter, images[s : s + chunk])
+            done = pool.map(
+                lambda k: weak_mask(images[s + k], maps[k], CLASSES[labels[s + k]], params, "cam"), range(len(maps))
+            )
+            for k, m in enumerate(done):
+                masks[s + k] = m
+    return PseudoMasks(masks, np.asarray(labels, int))
+
+
 def train_segmenter(
-    cfg, classifier, cam: CamSetting, params: SegmentParams, out_dir: str | Path, *, show_progress: bool = True
+    cfg,
+    classifier,
+    cam: CamSetting,
+    params: SegmentParams,
+    out_dir: str | Path,
+    *,
+    retune=None,
+    show_progress: bool = True,
 ) -> tuple[keras.Model, dict]:
     """The whole second stage for a config: pseudo-masks of the **training split** (image labels only),
-    encoder features, the decoder, and the segmenter saved as ``<out_dir>/segmenter.keras``.
+    encoder features (once), the decoder, and the segmenter saved as ``<out_dir>/segmenter.keras``.
 
-    Returns the segmenter and a record (sizes, the pseudo-mask setting, per-epoch loss, seconds),
-    also written to ``<out_dir>/network.json``.
+    Round 1 learns the map's pseudo-masks (``segment.pseudo_masks``: binarised or GrabCut, with
+    ``params``). With ``segment.network_rounds`` > 1, each further round learns the previous
+    network's own binarised map of the training images (self-training); ``retune(segmenter) ->
+    (SegmentParams, tuning-half Dice)`` supplies that binarisation, chosen on the expert masks'
+    tuning half, never on the report half.
+
+    Returns the segmenter and a record (sizes, pseudo-mask settings and areas per round, per-epoch
+    loss, seconds), also written to ``<out_dir>/network.json``.
     """
     s, backbone = cfg.segment, cfg.model.backbone
     _skip_names(backbone)  # a clear error before any work for a backbone without encoder layers
+    if s.network_rounds > 1 and retune is None:
+        raise ValueError(f"segment.network_rounds is {s.network_rounds}: rounds after the first need retune")
     timings = {}
     t0 = time.perf_counter()
     prep = prepare(cfg, show_progress=False)
@@ -272,34 +333,56 @@ def train_segmenter(
         params,
         method=cam.method,
         flip=cam.flip,
+        kind=s.pseudo_masks,
         show_progress=show_progress,
     )
     timings["pseudo_masks_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     feats = encoder_features(classifier, backbone, x, show_progress=show_progress)
     timings["features_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    decoder, history = train_decoder(
-        feats, pm.masks, epochs=s.network_epochs, width=s.network_width, seed=cfg.seed, show_progress=show_progress
-    )
-    timings["train_s"] = time.perf_counter() - t0
+    tumour = y != CLASSES.index(NO_TUMOUR)
+    rounds = []
+    segmenter = None
+    for r in range(1, s.network_rounds + 1):
+        if r > 1:
+            t0 = time.perf_counter()
+            net_params, tune_dice = retune(segmenter)
+            rounds[-1]["tune_dice"] = tune_dice
+            pm = network_pseudo_masks(segmenter, x, y, net_params)
+            timings[f"round{r}_pseudo_masks_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        decoder, history = train_decoder(
+            feats, pm.masks, epochs=s.network_epochs, width=s.network_width, seed=cfg.seed, show_progress=show_progress
+        )
+        timings[f"round{r}_train_s"] = time.perf_counter() - t0
+        segmenter = build_segmenter(classifier, backbone, decoder)
+        rounds.append(
+            {
+                "round": r,
+                "pseudo_masks": f"{cam.name} {s.pseudo_masks}" if r == 1 else "the previous network, binarised",
+                "params": (params if r == 1 else net_params).__dict__,
+                "n_empty_pseudo_masks": int((~pm.masks[tumour].any(axis=(1, 2))).sum()),
+                "pseudo_mask_area": pm.tumour_fraction,
+                "history": history,
+            }
+        )
     del feats
-    segmenter = build_segmenter(classifier, backbone, decoder)
     out = Path(out_dir)
     with atomic_path(out / SEGMENTER_FILE, ".keras") as tmp:
         segmenter.save(tmp)
-    tumour = y != CLASSES.index(NO_TUMOUR)
     info = {
         "pseudo_masks_from": cam.name,
+        "pseudo_mask_kind": s.pseudo_masks,
         "params": params.__dict__,
         "n_train": int(len(x)),
         "n_tumour": int(tumour.sum()),
-        "n_empty_pseudo_masks": int((~pm.masks[tumour].any(axis=(1, 2))).sum()),
-        "pseudo_mask_area": pm.tumour_fraction,
+        "n_empty_pseudo_masks": rounds[0]["n_empty_pseudo_masks"],
+        "pseudo_mask_area": rounds[0]["pseudo_mask_area"],
         "epochs": s.network_epochs,
+        "rounds": rounds,
         "width": s.network_width,
         "decoder_parameters": int(decoder.count_params()),
-        "history": history,
+        "history": [{**h, "round": rd["round"]} for rd in rounds for h in rd["history"]],
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
     write_json(out / "network.json", info)

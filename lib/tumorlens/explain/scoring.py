@@ -34,11 +34,13 @@ import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image, unletterbox_cam, unletterbox_mask
+from tumorlens.data.pipeline import load_images
+from tumorlens.data.prepared import prepare
 from tumorlens.explain.cam import CamSetting, cam_maps, class_activation_maps, predict_and_explain, upsample_normalise
-from tumorlens.explain.gallery import draw_galleries, gallery_picks
+from tumorlens.explain.gallery import draw_galleries, gallery_picks, jpeg_bytes, segmentation_gallery
 from tumorlens.explain.ground_truth import MaskItem, mask_items_for, split_items
 from tumorlens.explain.refine import SEGMENTER_FILE, mask_probabilities, train_segmenter
-from tumorlens.explain.weak_masks import SegmentParams, binarise, grabcut_mask, head_mask, segment
+from tumorlens.explain.weak_masks import SegmentParams, binarise, grabcut_mask, head_mask, segment, weak_mask
 from tumorlens.metrics.segmentation import dice, iou, pointing_game
 from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
 from tumorlens.models.classifier import load_model
@@ -245,8 +247,8 @@ def tune_params(
     grid = []
     thresholds = (
         [("otsu", 0.5)]
-        + [("percentile", p) for p in (80.0, 85.0, 90.0, 95.0)]
-        + [("fixed", v) for v in (0.3, 0.4, 0.5, 0.6, 0.7)]
+        + [("percentile", p) for p in (80.0, 85.0, 90.0, 95.0, 97.5, 99.0)]  # a tumour is ~2% of a BRISC slice
+        + [("fixed", v) for v in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]
     )
     best_cam = (-1.0, thresholds[0])
     for method, value in thresholds:
@@ -258,7 +260,9 @@ def tune_params(
     p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1])
     best_gc = (-1.0, (base.hi, base.mid, base.lo))
     triples = [
-        (hi, mid, lo) for hi, mid, lo in itertools.product((0.6, 0.75, 0.9), (0.3, 0.45), (0.1, 0.2)) if lo < mid < hi
+        (hi, mid, lo)
+        for hi, mid, lo in itertools.product((0.6, 0.75, 0.9), (0.3, 0.45, 0.6), (0.1, 0.2))
+        if lo < mid < hi
     ]
     for hi, mid, lo in progress(triples, desc="tuning GrabCut", unit="setting", disable=not show_progress):
         score = _score_kind(ic, tune, replace(p_cam, hi=hi, mid=mid, lo=lo), "grabcut")
@@ -503,7 +507,10 @@ def evaluate_segmentation(
 
     per_map, params_by, tune_scores, lat, grids, ics = {}, {}, {}, {}, {}, {}
 
+    predictors = {}
+
     def score(ic: ItemCams, predict_map) -> None:
+        predictors[ic.name] = predict_map
         params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
         per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
         params_by[ic.name], grids[ic.name], ics[ic.name] = params, grid, ic
@@ -516,8 +523,13 @@ def evaluate_segmentation(
         score(ic, lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip))
     network_info = None
     if s.network:
+
+        def retune(segmenter):
+            p, grid = tune_params(network_items(segmenter, data), tune_part, base, show_progress)
+            return p, max(g["mean_dice"] for g in grid if g["step"] == "cam")
+
         seg, network_info = train_segmenter(
-            cfg, model, configured, params_by[configured.name], out, show_progress=show_progress
+            cfg, model, configured, params_by[configured.name], out, retune=retune, show_progress=show_progress
         )
         score(network_items(seg, data), lambda x: mask_probabilities(seg, x))
 
@@ -527,6 +539,7 @@ def evaluate_segmentation(
         raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network was trained")
     rows = per_map[map_name]
     best = best_row(table) if s.tune else None
+    public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out)
     summary = {
         "model": str(relative(run_dir)),
         "source": source,
@@ -543,6 +556,7 @@ def evaluate_segmentation(
         "methods": table,
         "best_on_tuning": {"map": best["map"], "mask": best["mask"], "tune_dice": best["tune_dice"]} if best else None,
         "network": network_info,
+        "public_galleries": {"files": public, "source": PUBLIC_SOURCE},
     }
     write_json(out / "summary.json", summary)
     write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grids})
@@ -573,10 +587,51 @@ def evaluate_segmentation(
         dice=np.array([r[f"dice_{kind}"] for _, r in picks]),
         cams=np.stack([ic.cams_raw[pos[r["id"]]] for _, r in picks]).astype(np.float32),
         probability=np.array(map_name == NETWORK),
+        name=np.array(map_name),
     )
     for cls, png in draw_galleries(out / "gallery.npz", {it.id: it for it in items}, size, params_by[map_name]).items():
         cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(png, cv2.COLOR_RGB2BGR))
     return summary
+
+
+#: Where the published galleries' images come from (they are committed with the results).
+PUBLIC_SOURCE = (
+    "Kaggle 'Brain Tumor MRI Dataset' (Masoud Nickparvar), Testing split, de-duplicated subset; released "
+    "as public domain (CC0). Maps and masks are this project's; no expert masks are shown (BRISC 2025's "
+    "licence for redistributing its images was not confirmed, so its images stay out of the repository)."
+)
+
+
+def public_galleries(
+    cfg, predict_map, params: SegmentParams, kind: str, map_name: str, out: Path, per_class: int = 3
+) -> dict[str, str]:
+    """Galleries that may be published with the results: per tumour class, the first ``per_class``
+    (by file name) de-duplicated Testing images of the classification dataset — image, map overlay,
+    the adopted weak mask; no expert masks. Written as ``gallery_public_<class>.jpg``; returns
+    ``{class: file name}``."""
+    prep = prepare(cfg, show_progress=False)
+    keep = set(prep.dedup_test)
+    records = sorted((r for r in prep.splits["test"] if r.rel in keep), key=lambda r: r.rel)
+    files = {}
+    for cls in CLASSES:
+        if cls == "notumor":
+            continue
+        chosen = [r for r in records if r.cls == cls][:per_class]
+        if not chosen:
+            continue
+        images = load_images(chosen, cfg.data.image_size, cache=False, show_progress=False)
+        probs, maps = predict_map(images)
+        rows = []
+        for r, img, p, m in zip(chosen, images, probs, maps):
+            pred = CLASSES[int(np.argmax(p))]
+            mask = weak_mask(img, m, pred, params, kind)
+            title = f"{Path(r.rel).name}: predicted {pred} ({float(np.max(p)):.2f})"
+            rows.append((title, img, m, mask if kind == "cam" else None, mask if kind == "grabcut" else None, None))
+        name = f"gallery_public_{cls}.jpg"
+        with atomic_path(out / name, ".jpg") as tmp:
+            tmp.write_bytes(jpeg_bytes(segmentation_gallery(rows, tile=128, map_name=map_name)))
+        files[cls] = name
+    return files
 
 
 def _write_csv(path: Path, rows: Sequence[dict]) -> None:

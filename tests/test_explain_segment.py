@@ -232,3 +232,23 @@ def test_unletterbox_inverts_letterbox():
     boxed = letterbox(mask[..., None].repeat(3, 2) * 255, 96)[..., 0] > 127
     back = unletterbox_mask(boxed, (60, 90))
     assert back.shape == (60, 90) and dice(back, mask.astype(bool)) > 0.95
+
+
+def test_keep_peak_component_keeps_the_blob_at_the_maps_peak():
+    from tumorlens.explain.weak_masks import keep_peak_component, map_mask
+
+    mask = np.zeros((32, 32), bool)
+    mask[2:8, 2:8] = True  # large blob, low map values
+    mask[20:24, 20:24] = True  # small blob holding the peak
+    cam = np.zeros((32, 32), np.float32)
+    cam[2:8, 2:8] = 0.6
+    cam[20:24, 20:24] = 0.9
+    cam[0, 31] = 1.0  # the global peak lies outside the mask: only values inside count
+    kept = keep_peak_component(mask, cam)
+    assert kept.sum() == 16 and kept[21, 21] and not kept[4, 4]
+    assert not keep_peak_component(np.zeros((4, 4), bool), np.ones((4, 4))).any()
+    img = np.full((32, 32, 3), 120, np.uint8)
+    cam[0, 31] = 0.4  # below the threshold
+    both = map_mask(img, cam, np.ones((32, 32), bool), SegmentParams(threshold="fixed", value=0.5))
+    one = map_mask(img, cam, np.ones((32, 32), bool), SegmentParams(threshold="fixed", value=0.5, largest=True))
+    assert both.sum() == 52 and one.sum() == 16

@@ -179,6 +179,7 @@ class SegmentConfig:
     pseudo_masks: str = _spec(
         "grabcut", choices=("cam", "grabcut"), doc="the network's training masks: the binarised map or map + GrabCut"
     )
+    network_flip: bool = _spec(True, doc="average the network's map with the mirrored image's")
     network_epochs: int = _spec(8, lo=1, hi=200)
     network_rounds: int = _spec(
         1, lo=1, hi=5, doc="self-training: each round after the first learns the previous network's binarised map"
@@ -190,6 +191,7 @@ class SegmentConfig:
     mid: float = _spec(0.35, lo=0.0, hi=1.0)
     lo: float = _spec(0.1, lo=0.0, hi=1.0)
     iterations: int = _spec(5, lo=1, hi=50)
+    largest: bool = _spec(False, doc="keep only the mask's connected component at the map's peak (tuned with tune)")
     tune: bool = _spec(True, doc="choose threshold, hi and mid on the tuning part of the masks")
     tune_fraction: float = _spec(0.5, lo=0.05, hi=0.95)
     pointing_tolerance: int = _spec(15, lo=0, hi=64, doc="pixels (at the image resolution) around the CAM peak")

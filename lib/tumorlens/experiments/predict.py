@@ -106,6 +106,7 @@ class Segmentation:
     params: SegmentParams
     source: str  # the segment.json used, or a note that the thresholds are untuned
     segmenter: Path | None = None  # the weak-mask network (its probability is the mask's map)
+    network_flip: bool = False  # average the network's map with the mirrored image's
 
     @property
     def label(self) -> str:
@@ -125,7 +126,14 @@ class Segmentation:
         seg_file = folder / d["segmenter"] if d.get("segmenter") else None
         if seg_file is not None and not seg_file.is_file():
             raise FileNotFoundError(f"{f} adopts the weak-mask network but {seg_file} is missing")
-        return cls(CamSetting.parse(d["cam"]), d["mask"], SegmentParams(**d["params"]), str(f), seg_file)
+        return cls(
+            CamSetting.parse(d["cam"]),
+            d["mask"],
+            SegmentParams(**d["params"]),
+            str(f),
+            seg_file,
+            bool(d.get("network_flip", False)),
+        )
 
     @classmethod
     def from_config(cls, profile: str | None = None) -> "Segmentation":
@@ -214,7 +222,7 @@ class Predictor:
         sg = self.segmentation or Segmentation.from_config()
         cams = maps = None
         if segment and self.segmenter is not None:
-            probs, maps = mask_probabilities(self.segmenter, images)
+            probs, maps = mask_probabilities(self.segmenter, images, flip=sg.network_flip)
         if explain or (segment and maps is None):
             probs, cams = predict_and_explain(
                 self.model, images, sg.cam.layer_names(self.backbone), method=sg.cam.method, flip=sg.cam.flip

@@ -277,14 +277,14 @@ def train_decoder(
 
 
 def network_pseudo_masks(
-    segmenter, images: np.ndarray, labels: np.ndarray, params: SegmentParams, *, chunk: int = 256
+    segmenter, images: np.ndarray, labels: np.ndarray, params: SegmentParams, *, flip: bool = False, chunk: int = 256
 ) -> PseudoMasks:
     """The next round's pseudo-masks: a trained segmenter's tumour probability, binarised with
     ``params`` inside the head, for the **labelled** class (no-tumour images: empty)."""
     masks = np.zeros(np.asarray(images).shape[:3], bool)
     with ThreadPoolExecutor(max(1, min(8, _cpus()))) as pool:
         for s in range(0, len(images), chunk):
-            _, maps = mask_probabilities(segmenter, images[s : s + chunk])
+            _, maps = mask_probabilities(segmenter, images[s : s + chunk], flip=flip)
             done = pool.map(
                 lambda k: weak_mask(images[s + k], maps[k], CLASSES[labels[s + k]], params, "cam"), range(len(maps))
             )
@@ -348,7 +348,7 @@ def train_segmenter(
             t0 = time.perf_counter()
             net_params, tune_dice = retune(segmenter)
             rounds[-1]["tune_dice"] = tune_dice
-            pm = network_pseudo_masks(segmenter, x, y, net_params)
+            pm = network_pseudo_masks(segmenter, x, y, net_params, flip=s.network_flip)
             timings[f"round{r}_pseudo_masks_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         decoder, history = train_decoder(
@@ -398,12 +398,22 @@ def load_segmenter(path: str | Path) -> keras.Model:
     return load_model(p)
 
 
-def mask_probabilities(segmenter, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (N, K), tumour probability (N, S, S))`` from a segmenter, upsampled to the input size."""
+def mask_probabilities(
+    segmenter, images: np.ndarray, batch_size: int = 32, *, flip: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), tumour probability (N, S, S))`` from a segmenter, upsampled to the input size.
+
+    ``flip`` averages the map with the mirrored image's (mirrored back); the class probabilities are
+    the unmirrored image's.
+    """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
-    probs, low = batched_predict(segmenter, [images.astype("float32")], batch_size, "", False)
+    x = images.astype("float32")
+    probs, low = batched_predict(segmenter, [x], batch_size, "", False)
+    if flip:
+        _, low_f = batched_predict(segmenter, [x[:, :, ::-1]], batch_size, "", False)
+        low = (low + low_f[:, :, ::-1]) / 2
     h, w = images.shape[1:3]
     up = np.stack([cv2.resize(m[..., 0], (w, h), interpolation=cv2.INTER_LINEAR) for m in low]) if len(low) else low
     return probs, np.clip(up, 0, 1).astype(np.float32)

@@ -40,7 +40,7 @@ from tumorlens.explain.cam import CamSetting, cam_maps, class_activation_maps, p
 from tumorlens.explain.gallery import draw_galleries, gallery_picks, jpeg_bytes, segmentation_gallery
 from tumorlens.explain.ground_truth import MaskItem, mask_items_for, split_items
 from tumorlens.explain.refine import SEGMENTER_FILE, mask_probabilities, train_segmenter
-from tumorlens.explain.weak_masks import SegmentParams, binarise, grabcut_mask, head_mask, segment, weak_mask
+from tumorlens.explain.weak_masks import SegmentParams, grabcut_mask, head_mask, map_mask, segment, weak_mask
 from tumorlens.metrics.segmentation import dice, iou, pointing_game
 from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
 from tumorlens.models.classifier import load_model
@@ -162,11 +162,11 @@ def explain_items(
     )
 
 
-def network_items(segmenter, data: MaskSet, batch_size: int = 16) -> ItemCams:
+def network_items(segmenter, data: MaskSet, batch_size: int = 16, *, flip: bool = False) -> ItemCams:
     """The weak-mask network's tumour probability as the map (the same map for the predicted and
     the true class: the network is class-agnostic; the classifier's prediction still gates it)."""
     t0 = time.perf_counter()
-    probs, maps = mask_probabilities(segmenter, data.images, batch_size)
+    probs, maps = mask_probabilities(segmenter, data.images, batch_size, flip=flip)
     seconds = time.perf_counter() - t0
     side = max(1, data.images.shape[1] // 4)
     low = np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_AREA) for m in maps]) if len(maps) else maps
@@ -250,14 +250,14 @@ def tune_params(
         + [("percentile", p) for p in (80.0, 85.0, 90.0, 95.0, 97.5, 99.0)]  # a tumour is ~2% of a BRISC slice
         + [("fixed", v) for v in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]
     )
-    best_cam = (-1.0, thresholds[0])
-    for method, value in thresholds:
-        p = replace(base, threshold=method, value=value)
+    best_cam = (-1.0, (*thresholds[0], False))
+    for (method, value), largest in itertools.product(thresholds, (False, True)):
+        p = replace(base, threshold=method, value=value, largest=largest)
         rows = _score_kind(ic, tune, p, "cam")
-        grid.append({"step": "cam", "threshold": method, "value": value, "mean_dice": rows})
+        grid.append({"step": "cam", "threshold": method, "value": value, "largest": largest, "mean_dice": rows})
         if rows > best_cam[0]:
-            best_cam = (rows, (method, value))
-    p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1])
+            best_cam = (rows, (method, value, largest))
+    p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1], largest=best_cam[1][2])
     best_gc = (-1.0, (base.hi, base.mid, base.lo))
     triples = [
         (hi, mid, lo)
@@ -278,11 +278,7 @@ def _score_kind(ic: ItemCams, subset: Sequence[MaskItem], params: SegmentParams,
     def one(i: int) -> float:
         cam, img = ic.cams_true[i], ic.images[i]
         head = head_mask(img)
-        m = (
-            binarise(cam, params.threshold, params.value) & head
-            if kind == "cam"
-            else grabcut_mask(img, cam, head, params)
-        )
+        m = map_mask(img, cam, head, params) if kind == "cam" else grabcut_mask(img, cam, head, params)
         return dice(unletterbox_mask(m, ic.shapes[i]), ic.truths[i])
 
     with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
@@ -437,7 +433,7 @@ def latency(predict_map, images: np.ndarray, params: SegmentParams, k: int = 20)
         pred = CLASSES[int(np.argmax(probs[0]))]
         t1 = time.perf_counter()
         head = head_mask(img)
-        binarise(maps[0], params.threshold, params.value) & head
+        map_mask(img, maps[0], head, params)
         t_cam = time.perf_counter() - t1
         t2 = time.perf_counter()
         if pred != "notumor":
@@ -525,13 +521,13 @@ def evaluate_segmentation(
     if s.network:
 
         def retune(segmenter):
-            p, grid = tune_params(network_items(segmenter, data), tune_part, base, show_progress)
+            p, grid = tune_params(network_items(segmenter, data, flip=s.network_flip), tune_part, base, show_progress)
             return p, max(g["mean_dice"] for g in grid if g["step"] == "cam")
 
         seg, network_info = train_segmenter(
             cfg, model, configured, params_by[configured.name], out, retune=retune, show_progress=show_progress
         )
-        score(network_items(seg, data), lambda x: mask_probabilities(seg, x))
+        score(network_items(seg, data, flip=s.network_flip), lambda x: mask_probabilities(seg, x, flip=s.network_flip))
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
     map_name, kind = adopted(s)
@@ -569,6 +565,7 @@ def evaluate_segmentation(
             "params": params_by[map_name].__dict__,
             "cam_params": params_by[configured.name].__dict__,
             "segmenter": SEGMENTER_FILE if map_name == NETWORK else None,
+            "network_flip": s.network_flip,
             "model": str(relative(run_dir)),
         },
     )

@@ -29,7 +29,17 @@ import numpy as np
 
 from tumorlens.config import SegmentConfig
 
-__all__ = ["NO_TUMOUR", "SegmentParams", "binarise", "head_mask", "grabcut_mask", "segment", "weak_mask"]
+__all__ = [
+    "NO_TUMOUR",
+    "SegmentParams",
+    "binarise",
+    "head_mask",
+    "keep_peak_component",
+    "map_mask",
+    "grabcut_mask",
+    "segment",
+    "weak_mask",
+]
 
 
 NO_TUMOUR = "notumor"
@@ -49,13 +59,16 @@ class SegmentParams:
     mid: float = _DEFAULTS.mid  # GrabCut probable-foreground level of the CAM
     iterations: int = _DEFAULTS.iterations
     lo: float = _DEFAULTS.lo  # below this CAM level, even inside the head, is sure background
+    largest: bool = False  # keep only the connected component holding the map's highest value in the mask
     margin: int = 8  # pixels of sure background around the region GrabCut decides
     max_side: int = 112  # GrabCut runs on that region downscaled to at most this side (speed)
 
     @classmethod
     def from_config(cls, section: SegmentConfig) -> "SegmentParams":
         """The parameters of a config's ``segment`` section (``cfg.segment``)."""
-        return cls(section.threshold, section.value, section.hi, section.mid, section.iterations, section.lo)
+        return cls(
+            section.threshold, section.value, section.hi, section.mid, section.iterations, section.lo, section.largest
+        )
 
     def __post_init__(self):
         if self.threshold not in ("otsu", "percentile", "fixed"):
@@ -113,6 +126,26 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     return comp.astype(bool) | (padded[1:-1, 1:-1] == 0)
 
 
+def keep_peak_component(mask: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """The connected component of ``mask`` that holds the map's highest value inside the mask (a tumour
+    is one blob; stray blobs elsewhere are the map's noise). An empty mask stays empty."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return mask
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    peak = np.unravel_index(np.argmax(np.where(mask, cam, -np.inf)), mask.shape)
+    return labels == labels[peak]
+
+
+def map_mask(image: np.ndarray, cam: np.ndarray, head: np.ndarray | None, params: "SegmentParams") -> np.ndarray:
+    """The binarised map inside the head (``params.largest``: its peak component only)."""
+    head = head_mask(image) if head is None else head
+    m = binarise(cam, params.threshold, params.value) & head
+    return keep_peak_component(m, cam) if params.largest else m
+
+
 def grabcut_mask(
     image: np.ndarray, cam: np.ndarray, head: np.ndarray | None = None, params: SegmentParams = SegmentParams()
 ) -> np.ndarray:
@@ -163,7 +196,8 @@ def grabcut_mask(
         fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST)
     out = np.zeros(cam.shape, bool)
     out[y0:y1, x0:x1] = fg.astype(bool)
-    return out & head
+    out &= head
+    return keep_peak_component(out, cam) if params.largest else out
 
 
 def segment(
@@ -178,7 +212,7 @@ def segment(
         return {"cam": empty, "grabcut": empty.copy()}
     head = head_mask(image)
     return {
-        "cam": binarise(cam, params.threshold, params.value) & head,
+        "cam": map_mask(image, cam, head, params),
         "grabcut": grabcut_mask(image, cam, head, params),
     }
 
@@ -198,5 +232,5 @@ def weak_mask(
         return np.zeros(np.asarray(cam).shape, bool)
     head = head_mask(image)
     if kind == "cam":
-        return binarise(cam, params.threshold, params.value) & head
+        return map_mask(image, cam, head, params)
     return grabcut_mask(image, cam, head, params)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -345,6 +346,23 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     assert acc_target["best"] == "soft voting" and acc_target["accuracy"] == 0.95
     assert acc_target["met"] is (min(0.95, 0.94) >= SMOKE.reproduce.target_accuracy)
     assert summary["targets"]["minutes"]["measured"] == 2.0 and summary["reproduction_minutes"] == 2.0
+
+    # refresh the segmentation alone: the other parts and the reproduction time stay as collected
+    shutil.rmtree(live / STD)
+    (live / "explain" / "segmenter.keras").write_bytes(b"a model: never published")
+    (live / "explain" / "gallery_public_glioma.jpg").write_bytes(b"jpeg")
+    (live / "explain" / "methods.csv").write_text("map,mask\n")
+    before = (res / "reproduction.json").read_text()
+    collect_mod.collect("smoke", runs_root=live, out=res, n_boot=N_BOOT, only=["segmentation"])
+    assert published_run(res, STD, S0).is_dir() and (res / "reproduction.json").read_text() == before
+    assert sorted(p.name for p in (res / "segmentation").iterdir()) == [
+        "gallery_public_glioma.jpg",
+        "methods.csv",
+        "per_image.csv",
+        "summary.json",
+    ]
+    with pytest.raises(ValueError, match="'nope'"):
+        collect_mod.collect("smoke", runs_root=live, out=res, only=["nope"])
 
 
 # ---------------------------------------------------------------- ensembles

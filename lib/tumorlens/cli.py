@@ -185,7 +185,7 @@ def _cmd_bench(args) -> int:
 def _cmd_collect(args) -> int:
     from tumorlens.experiments.collect import collect
 
-    print(f"results collected in {collect(args.profile)}")
+    print(f"results collected in {collect(args.profile, only=args.only or None)}")
     return 0
 
 
@@ -291,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
     co.add_argument("--profile", default="smoke")
+    co.add_argument(
+        "--only",
+        nargs="*",
+        metavar="PART",
+        help="refresh only these parts (variants, smoke_backbones, data, ensembles, segmentation, robustness)",
+    )
     co.set_defaults(func=_cmd_collect)
 
     b = sub.add_parser("book", help="run the profile's notebooks and build the Jupyter Book")

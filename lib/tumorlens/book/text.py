@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ci_text", "diff_text", "verdict", "find_row", "module_cost_claim", "explain_glue"]
+__all__ = ["ci_text", "diff_text", "verdict", "find_row", "module_cost_claim", "explain_glue", "rq3_words"]
 
 
 def ci_text(
@@ -117,4 +117,39 @@ def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
             "net_params": f"{net['decoder_parameters']:,}",
             "net_minutes": f"{sum(net['seconds'].values()) / 60:.1f}",
         }
+    return out
+
+
+_RQ3_KEYS = (
+    "seg_source",
+    "paper_dice",
+    "paper_pointing",
+    "adopted",
+    "adopted_dice",
+    "adopted_vs_paper",
+    "adopted_pointing",
+    "centre_pointing",
+    "adopted_pointing_vs_centre",
+)
+
+
+def rq3_words(rq3: dict | None) -> dict[str, str]:
+    """RQ3's answer as text from ``rq.json["rq3"]`` (the explain step's summary and the paired GrabCut
+    difference of the adopted map); every key is present, ``not measured`` / ``n/a`` without results."""
+    if not rq3:
+        return {k: "not measured" if k == "seg_source" else "n/a" for k in (*_RQ3_KEYS, "grabcut_diff", "verdict")}
+    words = explain_glue(rq3["summary"])
+    out = {k: words.get(k, "n/a") for k in _RQ3_KEYS}
+    d = rq3.get("grabcut_minus_cam")
+    if d:
+        out["grabcut_diff"] = ci_text(d["mean_diff"], d["lo"], d["hi"], digits=3, signed=True)
+        out["verdict"] = (
+            "GrabCut helps"
+            if d["lo"] > 0
+            else "GrabCut hurts"
+            if d["hi"] < 0
+            else "GrabCut makes no clear difference (the 95% interval includes zero)"
+        )
+    else:
+        out["grabcut_diff"], out["verdict"] = "n/a", "not measured"
     return out

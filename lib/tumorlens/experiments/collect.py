@@ -12,7 +12,8 @@ Testing split and on its de-duplicated subset):
 
 - RQ1: do MAB, ResPath and SBR (together, and each alone) improve on the standard backbone?
 - RQ2: do ensembles (soft voting, CNN features + LR / SVM) improve on the single best model?
-- RQ3: how well do Grad-CAM maps, refined by GrabCut, outline the tumours (Dice, IoU, pointing game)?
+- RQ3: how well do the explanations (the paper's Grad-CAM + GrabCut and the maps and weak-mask network that
+  improve on it) outline the tumours (Dice, IoU, pointing game)?
 - RQ4: does partial fine-tuning improve on warm-up (frozen backbone) alone?
 - RQ5: how does a minimal ViT trained from scratch compare with the transfer-learned CNN?
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
@@ -48,20 +50,44 @@ def _copy_run(src: Path, dest: Path) -> None:
     write_json(dest / RUN_INFO, info)
 
 
-def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = None, n_boot: int = 2000) -> Path:
+#: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``).
+PARTS: tuple[str, ...] = (PUBLISHED_RUNS, "smoke_backbones", "data", "ensembles", "segmentation", "robustness")
+
+
+def collect(
+    profile: str,
+    *,
+    runs_root: Path | None = None,
+    out: Path | None = None,
+    n_boot: int = 2000,
+    only: Sequence[str] | None = None,
+) -> Path:
     """Copy a profile's finished runs into ``results/<profile>/`` in compact form and compute the
-    RQ tables, the module cost table and the headline ``summary.json``. Returns the folder."""
+    RQ tables, the module cost table and the headline ``summary.json``. Returns the folder.
+
+    ``only`` refreshes just those parts (of `PARTS`) from ``runs_root`` and keeps the others as they
+    are (e.g. ``["segmentation"]`` after rerunning the explain step alone); the RQ tables and the
+    headline are recomputed from the whole folder, and the reproduction time is kept from the last
+    full collect.
+    """
 
     cfg = load_config(profile)
     runs_root = Path(runs_root) if runs_root else cfg.runs_root
     res = Path(out) if out else results_dir(profile)
+    parts = tuple(only) if only else PARTS
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"only: unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+    if only and not (res / "reproduction.json").is_file():
+        raise FileNotFoundError(f"{res}: no earlier full collect to refresh parts of; run collect without only first")
     res.mkdir(parents=True, exist_ok=True)
-    for sub in (PUBLISHED_RUNS, "ensembles", "segmentation", "data", "smoke_backbones", "robustness"):
+    for sub in parts:
         shutil.rmtree(res / sub, ignore_errors=True)
-    for run in find_runs(runs_root):
-        _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
+    if PUBLISHED_RUNS in parts:
+        for run in find_runs(runs_root):
+            _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
     smoke_root = load_config("smoke").runs_root
-    for bb in cfg.reproduce.other_backbones:
+    for bb in cfg.reproduce.other_backbones if "smoke_backbones" in parts else ():
         for run in sorted((smoke_root / bb).glob("seed-*")):
             if (run / "metrics.json").is_file():
                 _copy_run(run, res / "smoke_backbones" / bb / run.name)
@@ -71,6 +97,8 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
         ("segmentation", None),
         ("robustness", None),
     ):
+        if sub not in parts:
+            continue
         src = runs_root / ("explain" if sub == "segmentation" else sub)
         if not src.is_dir():
             continue
@@ -89,8 +117,11 @@ def collect(profile: str, *, runs_root: Path | None = None, out: Path | None = N
         res / "block_costs.json",
         {"image_size": cfg.data.image_size, "blocks": block_costs(image_size=cfg.data.image_size)},
     )
-    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
-    write_json(res / "reproduction.json", timing)
+    if only:
+        timing = json.loads((res / "reproduction.json").read_text())
+    else:
+        timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
+        write_json(res / "reproduction.json", timing)
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
     return res
 
@@ -140,7 +171,14 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
     if seg:
         for key in ("pointing", "pointing_near", "centre_pointing", "centre_pointing_near"):
             seg_h[key.replace("pointing", "pointing_game")] = seg.get(key)
-        seg_h["model"] = rq.get("rq3", {}).get("summary", {}).get("model")
+        summ = rq.get("rq3", {}).get("summary", {})
+        seg_h["model"] = summ.get("model")
+        seg_h["map"], seg_h["mask"] = summ.get("map"), summ.get("mask")
+        for r in summ.get("methods") or []:
+            if r["paper"]:
+                seg_h["paper_dice_mean"] = r["dice_mean"]
+            if (r["map"], r["mask"]) == (summ.get("map"), summ.get("mask")):
+                seg_h["adopted_dice_mean"], seg_h["adopted_pointing"] = r["dice_mean"], r["pointing"]
     return {
         "profile": cfg.profile,
         "data": "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI",

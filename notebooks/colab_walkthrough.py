@@ -80,7 +80,13 @@ import json
 print(json.dumps(json.load(open("runs/paper/colab/metrics.json"))["official"], indent=1)[:1500])
 
 # %% [markdown]
-# ## Grad-CAM + GrabCut on a few test scans
+# ## Explanations and weak masks on a few test scans
+#
+# `predict --segment` draws the configured map (`segment.cam`, `segment.cam_layers` in
+# `_config.yml`: LayerCAM on the fused stride-16 and stride-8 layers) and outlines a weak mask. The
+# thresholds tuned on expert masks, and the weak-mask network, come from the explain step
+# (`notebooks/03_explain.py`, which needs the BRISC 2025 masks); this walkthrough has not run it, so
+# predict uses the untuned defaults and says so on its first line.
 
 # %%
 import glob
@@ -95,5 +101,5 @@ subprocess.run(
 for s in scans:
     stem = os.path.splitext(os.path.basename(s))[0]
     print(s, json.load(open(f"/content/predictions/{stem}.json"))["class"])
-    display(Image(filename=f"/content/predictions/{stem}_cam.png"))  # Grad-CAM over the scan
-    display(Image(filename=f"/content/predictions/{stem}_mask.png"))  # the CAM + GrabCut weak mask (white: tumour)
+    display(Image(filename=f"/content/predictions/{stem}_cam.png"))  # the class activation map over the scan
+    display(Image(filename=f"/content/predictions/{stem}_mask.png"))  # the weak mask (white: tumour)

@@ -356,7 +356,8 @@ def method_table(
         per_map: map name -> `score_items` rows (the same items, in the same order, for every map).
         paper: the map of the paper's pipeline (its GrabCut row is the reference).
         tune_scores: map name -> ``{"cam": dice, "grabcut": dice}`` on the tuning half.
-        latency_ms: map name -> ``{"cam": ms, "grabcut": ms}`` (predict + map + mask, one image).
+        latency_ms: map name -> ``{"cam": ms, "grabcut": ms}`` (classify + map + mask, one image; for the
+            network also the CAM predict draws beside its mask).
     """
     if paper not in per_map:
         raise ValueError(f"the paper's map {paper!r} is not among the scored maps {sorted(per_map)}")
@@ -527,7 +528,13 @@ def evaluate_segmentation(
         seg, network_info = train_segmenter(
             cfg, model, configured, params_by[configured.name], out, retune=retune, show_progress=show_progress
         )
-        score(network_items(seg, data, flip=s.network_flip), lambda x: mask_probabilities(seg, x, flip=s.network_flip))
+        cam_layers = configured.layer_names(backbone)
+
+        def predict_network(x):  # as predict --segment: the network's map for the mask, the CAM for the overlay
+            predict_and_explain(model, x, cam_layers, method=configured.method, flip=configured.flip)
+            return mask_probabilities(seg, x, flip=s.network_flip)
+
+        score(network_items(seg, data, flip=s.network_flip), predict_network)
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
     map_name, kind = adopted(s)

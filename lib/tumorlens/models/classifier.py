@@ -20,9 +20,11 @@ from typing import Iterable, Sequence
 import keras
 
 from tumorlens.config import CLASSES, MODULES
-from tumorlens.models import layers as _layers  # noqa: F401  (registers Preprocess, for load_model)
-from tumorlens.models import vit as _vit  # noqa: F401  (registers the ViT layers for load_model)
-from tumorlens.models.backbones import REGISTRY, build_backbone, get_spec
+from tumorlens.models.backbones import (
+    REGISTRY,
+    build_backbone,
+    get_spec,
+)  # also registers Preprocess and the ViT layers
 from tumorlens.models.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, ResidualPathHead, SqueezeExcite
 
 __all__ = [

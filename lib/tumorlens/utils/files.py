@@ -19,10 +19,18 @@ import numpy as np
 __all__ = ["atomic_path", "write_text", "write_json", "read_json", "save_npy", "save_npz", "hash_files"]
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: The process umask, read once (reading it means setting it; doing that per write races with threads).
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 @contextlib.contextmanager

@@ -130,3 +130,59 @@ def test_targets_and_claims_come_from_the_measured_results():
     assert module_cost_claim(blocks, "other") == "not measured"
     row = {"diff": 0.0099, "ci_lo": 0.004, "ci_hi": 0.017, "p_mcnemar": 0.0023}
     assert diff_text(row, p=True) == "+0.0099 [+0.004, +0.017], McNemar p = 0.0023" and diff_text(None) == "n/a"
+
+
+def test_method_table_figure_and_words_come_from_the_explain_summary():
+    from tumorlens.book.text import explain_glue, rq3_words
+    from tumorlens.explain.scoring import method_table, summarise
+
+    def rows(d, p):
+        return [
+            {
+                "id": f"i{k}",
+                "class": "glioma" if k % 2 else "pituitary",
+                "correct": True,
+                "dice_cam": d,
+                "iou_cam": d / 2,
+                "dice_grabcut": d + 0.1,
+                "iou_grabcut": d / 2,
+                "pointing": p,
+                "pointing_near": p,
+                "centre_pointing": k < 5,
+                "centre_pointing_near": k < 5,
+            }
+            for k in range(20)
+        ]
+
+    per_map = {"gradcam@top": rows(0.1, False), "network": rows(0.5, True)}
+    table = method_table(
+        per_map,
+        tune_scores={m: {"cam": 0.1, "grabcut": 0.2} for m in per_map},
+        latency_ms={m: {"cam": 40.0, "grabcut": 90.0} for m in per_map},
+    )
+    summary = {
+        "source": "BRISC 2025 expert masks (test)",
+        "model": "runs/x",
+        "n_report": 20,
+        "n_tune": 20,
+        "pointing_tolerance_px": 15,
+        "map": "network",
+        "mask": "cam",
+        "methods": table,
+        "per_class": summarise(per_map["network"]),
+        "best_on_tuning": {"map": "network", "mask": "grabcut", "tune_dice": 0.2},
+        "network": None,
+    }
+    frame = tables.methods_table(table)
+    assert len(frame) == 4 and frame.iloc[1]["Dice vs paper [95% CI]"] == "reference"
+    assert frame.iloc[2]["Dice mean [95% CI]"].startswith("0.500") and frame.iloc[2]["ms / image"] == 40
+    assert len(figures.method_dice(table).data) == 2
+    words = explain_glue(summary)
+    assert words["adopted"] == "network, binarised" and words["adopted_dice"].startswith("0.500")
+    assert words["adopted_vs_paper"].startswith("+0.300") and words["paper_pointing"] == "0%"
+    assert words["adopted_pointing"].startswith("1.00") and words["centre_pointing"] == "25%"
+    assert "refined by GrabCut" in words["best_on_tuning"]
+    rq3 = rq3_words({"summary": summary, "grabcut_minus_cam": {"mean_diff": 0.1, "lo": 0.1, "hi": 0.1}})
+    assert rq3["verdict"] == "GrabCut helps" and rq3["adopted_dice"] == words["adopted_dice"]
+    empty = rq3_words(None)
+    assert empty["seg_source"] == "not measured" and set(empty) == set(rq3)

@@ -155,7 +155,7 @@ def plan(profile: str) -> list[Job]:
     )
     jobs.append(
         Job(
-            "06_robustness",
+            "05_robustness",
             root / "robustness",
             {"profile": profile, "model_run": str(explained), "run_dir": str(root / "robustness")},
         )
@@ -200,8 +200,8 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
         page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
         page(
-            "06_robustness",
-            "06_robustness",
+            "05_robustness",
+            "05_robustness",
             {
                 "mode": "report",
                 "run_dir": str(results / "robustness"),
@@ -209,7 +209,7 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
                 "bench": str(results / "bench.json"),
             },
         ),
-        page("05_results", "05_results", {"results": str(results)}),
+        page("06_results", "06_results", {"results": str(results)}),
     ]
 
 

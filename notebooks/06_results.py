@@ -24,57 +24,16 @@ results = "results/smoke"
 import json
 from pathlib import Path
 
-import pandas as pd
 from myst_nb import glue
 
-from tumorlens.book import figures, tables
-from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
-from tumorlens.config import load_config
+from tumorlens.book import figures, pages, tables
 from tumorlens.records import published_run, read_predictions
 
 figures.setup_plotly()
 res = Path(results)
-cfg = load_config(profile)
 rq = json.loads((res / "rq.json").read_text())
-summary = json.loads((res / "summary.json").read_text())
-timing = json.loads((res / "reproduction.json").read_text())
-bb = rq["backbone"]
-std, allm = bb, f"{bb}+mab+respath+sbr"
-first = rq["seeds"][0]
-first_run = f"{std}/seed-{first}"
-glue("res_profile", profile, display=False)
-glue("res_backbone", bb, display=False)
-glue("res_data", summary["data"], display=False)
-glue("res_size", summary["image_size"], display=False)
-glue("res_minutes", f"{timing['total_minutes']:.0f}", display=False)
-glue("res_seeds", ", ".join(map(str, rq["seeds"])), display=False)
-glue("res_first", first, display=False)
-# headline numbers for the abstract (the book's first page pastes them)
-runs = rq["runs"]
-for key, name in (("std", f"{std}/seed-{first}"), ("all", f"{allm}/seed-{first}")):
-    r = runs.get(name)
-    glue(f"abs_{key}_acc", f"{r['official_accuracy']:.3f}" if r else "n/a", display=False)
-    glue(f"abs_{key}_dedup", f"{r['dedup_accuracy']:.3f}" if r else "n/a", display=False)
-glue(
-    "abs_n_dedup",
-    str(json.loads((res / "ensembles" / "ensembles.json").read_text())["n_dedup"])
-    if (res / "ensembles" / "ensembles.json").is_file()
-    else "n/a",
-    display=False,
-)
-glue("abs_dice_gc", rq3_words(rq.get("rq3"))["adopted_dice"], display=False)
-glue("abs_seg_method", rq3_words(rq.get("rq3"))["adopted"], display=False)
-glue("abs_seg_source", rq["rq3"]["summary"]["source"] if rq.get("rq3") else "no masks", display=False)
-# the targets set before the run (reproduce.target_*), against what was measured
-tgt_acc, tgt_min = summary["targets"]["accuracy"], summary["targets"]["minutes"]
-glue("tgt_acc_target", f"{tgt_acc['target']:.2f}", display=False)
-glue("tgt_min_target", f"{tgt_min['target']:.0f}", display=False)
-glue("tgt_best", tgt_acc["best"], display=False)
-glue("tgt_acc", f"{tgt_acc['accuracy']:.4f}", display=False)
-glue("tgt_f1", f"{tgt_acc['macro_f1']:.4f}", display=False)
-glue("tgt_acc_met", "met" if tgt_acc["met"] else "not met", display=False)
-glue("tgt_time_met", "met" if tgt_min["met"] else "not met", display=False)
-glue("res_jobs", tgt_min["jobs"], display=False)
+for name, text in pages.results_glue(res, profile).items():
+    glue(name, text, display=False)
 
 # %% [markdown]
 # Profile **{glue:text}`res_profile`**: {glue:text}`res_data`, {glue:text}`res_size` px; model
@@ -100,15 +59,7 @@ glue("res_jobs", tgt_min["jobs"], display=False)
 tables.runs_table(rq["runs"])
 
 # %%
-variants = [
-    f"{std}/seed-{first}",
-    f"{bb}+mab/seed-{first}",
-    f"{bb}+respath/seed-{first}",
-    f"{bb}+sbr/seed-{first}",
-    f"{allm}/seed-{first}",
-    f"{allm}@warmup-only/seed-{first}",
-    f"vit/seed-{first}",
-]
+variants = pages.ablation_variants(rq)
 figures.ablation_bars(rq["runs"], variants, "official", "accuracy", title="Accuracy, official test split (95% CI)")
 
 # %%
@@ -118,22 +69,7 @@ figures.ablation_bars(rq["runs"], variants, "dedup", "accuracy", title="Accuracy
 # ## RQ1 — do MAB, ResPath and SBR improve on the standard backbone?
 
 # %%
-rq1 = rq["rq1"]
-c_off = find_row(rq1["comparisons"], seed=first, test_set="official", metric="accuracy", b=std, a=allm)
-c_dd = find_row(rq1["comparisons"], seed=first, test_set="dedup", metric="accuracy", b=std, a=allm)
-glue("rq1_diff_off", diff_text(c_off, p=True), display=False)
-glue("rq1_verdict_off", verdict(c_off) if c_off else "not measured", display=False)
-glue("rq1_diff_dd", diff_text(c_dd, p=True), display=False)
-glue("rq1_verdict_dd", verdict(c_dd) if c_dd else "not measured", display=False)
-for key, variant in (("std", std), ("all", allm)):
-    for ts in ("official", "dedup"):
-        row = find_row(rq1["seeds_table"], variant=variant, test_set=ts, metric="accuracy")
-        glue(
-            f"rq1_seeds_{key}_{ts}",
-            f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a",
-            display=False,
-        )
-tables.seeds_table(rq1["seeds_table"])
+tables.seeds_table(rq["rq1"]["seeds_table"])
 
 # %% [markdown]
 # With all three modules the accuracy on the official split changes by {glue:text}`rq1_diff_off`
@@ -146,15 +82,13 @@ tables.seeds_table(rq1["seeds_table"])
 # alone:
 
 # %%
-tables.comparisons_table(rq1["comparisons"])
+tables.comparisons_table(rq["rq1"]["comparisons"])
 
 # %% [markdown]
 # What the modules cost (parameters and FLOPs on each backbone's last feature map, measured):
 
 # %%
-costs = json.loads((res / "block_costs.json").read_text())["blocks"]
-glue("cost_claim", module_cost_claim(costs, bb), display=False)
-tables.costs_table(costs)
+tables.costs_table(json.loads((res / "block_costs.json").read_text())["blocks"])
 
 # %% [markdown]
 # The paper says its modules need fewer parameters than SE blocks or CBAM. Measured on
@@ -165,11 +99,6 @@ tables.costs_table(costs)
 
 # %%
 rq2 = rq.get("rq2")
-for key, system in (("vote", "soft voting"), ("lr", "CNN+LR"), ("svm", "CNN+SVM")):
-    for ts in ("official", "dedup"):
-        c = find_row(rq2["comparisons"], a=system, test_set=ts, metric="accuracy") if rq2 else None
-        glue(f"rq2_{key}_{ts}", f"{diff_text(c, p=True)}: {verdict(c)}" if c else "not measured", display=False)
-glue("rq2_members", ", ".join(m["name"] for m in rq2["members"]) if rq2 else "none", display=False)
 if rq2:
     display(tables.systems_table(rq2, "official"))
     display(tables.systems_table(rq2, "dedup"))
@@ -187,9 +116,6 @@ if rq2:
 
 # %%
 rq3 = rq.get("rq3")
-rq3_text = rq3_words(rq3)
-for name, text in rq3_text.items():
-    glue(f"rq3_{name}", text, display=False)
 if rq3 and rq3["summary"].get("methods"):
     display(tables.methods_table(rq3["summary"]["methods"]))
 elif rq3:
@@ -209,13 +135,8 @@ elif rq3:
 # ## RQ4 — does partial fine-tuning improve on warm-up alone?
 
 # %%
-rq4 = rq.get("rq4")
-for ts in ("official", "dedup"):
-    c4 = find_row(rq4["comparisons"], test_set=ts, metric="accuracy") if rq4 else None
-    glue(f"rq4_diff_{ts}", diff_text(c4), display=False)
-    glue(f"rq4_verdict_{ts}", verdict(c4) if c4 else "not measured", display=False)
-if rq4:
-    display(tables.comparisons_table(rq4["comparisons"]))
+if rq.get("rq4"):
+    display(tables.comparisons_table(rq["rq4"]["comparisons"]))
 
 # %% [markdown]
 # Fine-tuning the last layers after the warm-up changes the official-split accuracy by
@@ -225,13 +146,8 @@ if rq4:
 # ## RQ5 — a minimal ViT from scratch against the transfer-learned CNN
 
 # %%
-rq5 = rq.get("rq5")
-for ts in ("official", "dedup"):
-    c5 = find_row(rq5["comparisons"], test_set=ts, metric="accuracy") if rq5 else None
-    glue(f"rq5_diff_{ts}", diff_text(c5), display=False)
-    glue(f"rq5_verdict_{ts}", verdict(c5) if c5 else "not measured", display=False)
-if rq5:
-    display(tables.comparisons_table(rq5["comparisons"]))
+if rq.get("rq5"):
+    display(tables.comparisons_table(rq["rq5"]["comparisons"]))
 
 # %% [markdown]
 # The ViT's accuracy minus the standard CNN's, official split: {glue:text}`rq5_diff_official` —
@@ -241,6 +157,7 @@ if rq5:
 # ## Calibration of the all-modules model
 
 # %%
+allm, first = f"{rq['backbone']}+mab+respath+sbr", rq["seeds"][0]
 pred = read_predictions(published_run(res, allm, first))
 figures.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), official test split")
 
@@ -254,18 +171,8 @@ figures.reliability_diagram(pred.y, pred.probs, title=f"{allm} (seed {first}), o
 # with internet for real numbers.
 
 # %%
-rows = []
-for run in sorted((res / "smoke_backbones").glob("*/seed-*")):
-    m = json.loads((run / "metrics.json").read_text())
-    rows.append(
-        {
-            "backbone": run.parent.name,
-            "profile": "smoke (synthetic, random init)",
-            "accuracy": round(m["official"]["accuracy"], 3),
-            "macro-F1": round(m["official"]["macro_f1"], 3),
-        }
-    )
-pd.DataFrame(rows).set_index("backbone") if rows else print("no smoke runs of the other backbones were collected")
+smoke = pages.smoke_backbones_frame(res)
+smoke if smoke is not None else print("no smoke runs of the other backbones were collected")
 
 # %% [markdown]
 # ## Published results on this dataset
@@ -276,37 +183,4 @@ pd.DataFrame(rows).set_index("backbone") if rows else print("no smoke runs of th
 # reproduced here; this repository's own results follow in the last rows.
 
 # %%
-published = pd.read_csv(Path(results).parent.parent / "book" / "data" / "published_results.csv")
-ours = []
-# the single model chosen on validation (the ensembles' first member), as everywhere else in the book
-best_name = rq["rq2"]["members"][0]["name"] if rq.get("rq2") else first_run
-for label, acc, f1 in [
-    (
-        f"tumorlens {profile}: best single model by validation ({best_name})",
-        rq["runs"][best_name]["official_accuracy"],
-        rq["runs"][best_name]["official_macro_f1"],
-    )
-] + [
-    (f"tumorlens {profile}: {k}", v["official"]["accuracy"], v["official"]["macro_f1"])
-    for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()
-    if k != "single best"
-]:
-    ours.append(
-        {
-            "source": label,
-            "venue": "this repository",
-            "year": "",
-            "model": "",
-            "reported_accuracy": round(acc, 4),
-            "reported_macro_f1": round(f1, 4),
-            "split": "official Testing split",
-            "url": "",
-        }
-    )
-pd.concat(
-    [
-        published[["source", "venue", "year", "model", "reported_accuracy", "reported_macro_f1", "split", "url"]],
-        pd.DataFrame(ours),
-    ],
-    ignore_index=True,
-)
+pages.published_comparison(res, res.parent.parent / "book" / "data" / "published_results.csv", profile)

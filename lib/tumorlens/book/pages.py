@@ -1,0 +1,161 @@
+"""What the results page says, computed from a collected ``results/<profile>/`` folder.
+
+The notebook ``06_results`` only glues these values into its prose and displays the tables:
+
+    words = results_glue(Path("results/cpu"))                 # {"rq1_diff_off": "+0.0099 [...]", ...}
+    tables.smoke_backbones_table(res); published_comparison(res, profile)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
+
+__all__ = ["results_glue", "ablation_variants", "smoke_backbones_frame", "published_comparison"]
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ablation_variants(rq: dict) -> list[str]:
+    """The runs the ablation bars show, in the page's order (standard, each module, all, warm-up only, ViT)."""
+    bb, first = rq["backbone"], rq["seeds"][0]
+    allm = f"{bb}+mab+respath+sbr"
+    return [
+        f"{bb}/seed-{first}",
+        f"{bb}+mab/seed-{first}",
+        f"{bb}+respath/seed-{first}",
+        f"{bb}+sbr/seed-{first}",
+        f"{allm}/seed-{first}",
+        f"{allm}@warmup-only/seed-{first}",
+        f"vit/seed-{first}",
+    ]
+
+
+def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
+    """Every value the results page (and the book's first page) glues into its prose, as text, by name."""
+    res = Path(res)
+    rq = json.loads((res / "rq.json").read_text())
+    summary = json.loads((res / "summary.json").read_text())
+    timing = json.loads((res / "reproduction.json").read_text())
+    bb, first = rq["backbone"], rq["seeds"][0]
+    std, allm = bb, f"{bb}+mab+respath+sbr"
+    out = {
+        "res_profile": profile or summary.get("profile", ""),
+        "res_backbone": bb,
+        "res_data": summary["data"],
+        "res_size": str(summary["image_size"]),
+        "res_minutes": f"{timing['total_minutes']:.0f}",
+        "res_seeds": ", ".join(map(str, rq["seeds"])),
+        "res_first": str(first),
+    }
+    # headline numbers for the abstract (the book's first page pastes them)
+    runs = rq["runs"]
+    for key, name in (("std", f"{std}/seed-{first}"), ("all", f"{allm}/seed-{first}")):
+        r = runs.get(name)
+        out[f"abs_{key}_acc"] = f"{r['official_accuracy']:.3f}" if r else "n/a"
+        out[f"abs_{key}_dedup"] = f"{r['dedup_accuracy']:.3f}" if r else "n/a"
+    ens = _read(res / "ensembles" / "ensembles.json")
+    out["abs_n_dedup"] = str(ens["n_dedup"]) if ens else "n/a"
+    rq3 = rq3_words(rq.get("rq3"))
+    out["abs_dice_gc"], out["abs_seg_method"] = rq3["adopted_dice"], rq3["adopted"]
+    out["abs_seg_source"] = rq["rq3"]["summary"]["source"] if rq.get("rq3") else "no masks"
+    # the targets set before the run (reproduce.target_*), against what was measured
+    tgt_acc, tgt_min = summary["targets"]["accuracy"], summary["targets"]["minutes"]
+    out |= {
+        "tgt_acc_target": f"{tgt_acc['target']:.2f}",
+        "tgt_min_target": f"{tgt_min['target']:.0f}",
+        "tgt_best": str(tgt_acc["best"]),
+        "tgt_acc": f"{tgt_acc['accuracy']:.4f}",
+        "tgt_f1": f"{tgt_acc['macro_f1']:.4f}",
+        "tgt_acc_met": "met" if tgt_acc["met"] else "not met",
+        "tgt_time_met": "met" if tgt_min["met"] else "not met",
+        "res_jobs": str(tgt_min["jobs"]),
+    }
+    # RQ1
+    rq1 = rq["rq1"]
+    for key, ts in (("off", "official"), ("dd", "dedup")):
+        c = find_row(rq1["comparisons"], seed=first, test_set=ts, metric="accuracy", b=std, a=allm)
+        out[f"rq1_diff_{key}"] = diff_text(c, p=True)
+        out[f"rq1_verdict_{key}"] = verdict(c) if c else "not measured"
+    for key, variant in (("std", std), ("all", allm)):
+        for ts in ("official", "dedup"):
+            row = find_row(rq1["seeds_table"], variant=variant, test_set=ts, metric="accuracy")
+            out[f"rq1_seeds_{key}_{ts}"] = f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a"
+    costs = _read(res / "block_costs.json")
+    out["cost_claim"] = module_cost_claim(costs["blocks"], bb) if costs else "not measured"
+    # RQ2
+    rq2 = rq.get("rq2")
+    for key, system in (("vote", "soft voting"), ("lr", "CNN+LR"), ("svm", "CNN+SVM")):
+        for ts in ("official", "dedup"):
+            c = find_row(rq2["comparisons"], a=system, test_set=ts, metric="accuracy") if rq2 else None
+            out[f"rq2_{key}_{ts}"] = f"{diff_text(c, p=True)}: {verdict(c)}" if c else "not measured"
+    out["rq2_members"] = ", ".join(m["name"] for m in rq2["members"]) if rq2 else "none"
+    # RQ3
+    out |= {f"rq3_{k}": v for k, v in rq3.items()}
+    # RQ4, RQ5
+    for q in ("rq4", "rq5"):
+        block = rq.get(q)
+        for ts in ("official", "dedup"):
+            c = find_row(block["comparisons"], test_set=ts, metric="accuracy") if block else None
+            out[f"{q}_diff_{ts}"] = diff_text(c)
+            out[f"{q}_verdict_{ts}"] = verdict(c) if c else "not measured"
+    return out
+
+
+def smoke_backbones_frame(res: str | Path) -> pd.DataFrame | None:
+    """The other backbones' smoke-profile runs (random initialisation, synthetic data); None without any."""
+    rows = []
+    for run in sorted(Path(res, "smoke_backbones").glob("*/seed-*")):
+        m = json.loads((run / "metrics.json").read_text())
+        rows.append(
+            {
+                "backbone": run.parent.name,
+                "profile": "smoke (synthetic, random init)",
+                "accuracy": round(m["official"]["accuracy"], 3),
+                "macro-F1": round(m["official"]["macro_f1"], 3),
+            }
+        )
+    return pd.DataFrame(rows).set_index("backbone") if rows else None
+
+
+def published_comparison(res: str | Path, published_csv: str | Path, profile: str) -> pd.DataFrame:
+    """Accuracies others report for this dataset (``book/data/published_results.csv``, quoted), then
+    this repository's: the best single model by validation and each ensemble, official split."""
+    res = Path(res)
+    rq = json.loads((res / "rq.json").read_text())
+    published = pd.read_csv(published_csv)
+    first_run = f"{rq['backbone']}/seed-{rq['seeds'][0]}"
+    # the single model chosen on validation (the ensembles' first member), as everywhere else in the book
+    best_name = rq["rq2"]["members"][0]["name"] if rq.get("rq2") else first_run
+    systems = [
+        (
+            f"tumorlens {profile}: best single model by validation ({best_name})",
+            rq["runs"][best_name]["official_accuracy"],
+            rq["runs"][best_name]["official_macro_f1"],
+        )
+    ] + [
+        (f"tumorlens {profile}: {k}", v["official"]["accuracy"], v["official"]["macro_f1"])
+        for k, v in (rq.get("rq2", {}).get("systems", {}) or {}).items()
+        if k != "single best"
+    ]
+    ours = [
+        {
+            "source": label,
+            "venue": "this repository",
+            "year": "",
+            "model": "",
+            "reported_accuracy": round(acc, 4),
+            "reported_macro_f1": round(f1, 4),
+            "split": "official Testing split",
+            "url": "",
+        }
+        for label, acc, f1 in systems
+    ]
+    cols = ["source", "venue", "year", "model", "reported_accuracy", "reported_macro_f1", "split", "url"]
+    return pd.concat([published[cols], pd.DataFrame(ours)], ignore_index=True)

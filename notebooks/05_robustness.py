@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from myst_nb import glue
 
-from tumorlens.book import figures, tables
+from tumorlens.book import figures, pages, tables
 from tumorlens.config import load_config
 from tumorlens.evaluation.robustness import apply_temperature, evaluate_robustness
 from tumorlens.records import read_predictions
@@ -40,21 +40,10 @@ cfg = load_config(profile)
 if mode == "run":
     evaluate_robustness(cfg, model_run, run_dir)
 rob = json.loads((Path(run_dir) / "robustness.json").read_text())
+data_words = "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI"
+for name, text in pages.robustness_glue(rob, f"{profile} ({data_words}, {cfg.data.image_size} px)").items():
+    glue(name, text, display=False)
 cal = rob["calibration"]
-worst = max((r for r in rob["rows"] if r["test_set"] == "official"), key=lambda r: r["accuracy_drop"])
-glue("rob_run", rob["run"], display=False)
-glue("rob_worst", f"{worst['kind']} at severity {worst['severity']}", display=False)
-glue("rob_worst_drop", f"{worst['accuracy_drop']:.3f}", display=False)
-glue("rob_worst_f1_drop", f"{worst['macro_f1_drop']:.3f}", display=False)
-glue(
-    "rob_profile",
-    f"{profile} ({'synthetic phantoms' if cfg.data.source == 'phantoms' else 'Kaggle Brain Tumor MRI'}, "
-    f"{cfg.data.image_size} px)",
-    display=False,
-)
-glue("cal_t", f"{cal['temperature']:.2f}", display=False)
-glue("cal_before", f"{cal['ece_before']:.4f}", display=False)
-glue("cal_after", f"{cal['ece_after']:.4f}", display=False)
 
 # %% [markdown]
 # Profile {glue:text}`rob_profile`; model: {glue:text}`rob_run`. The largest accuracy loss on the
@@ -117,23 +106,7 @@ figures.reliability_diagram(
 # %%
 if bench and Path(bench).is_file():
     b = json.loads(Path(bench).read_text())
-    display(
-        pd.DataFrame(
-            {
-                name: {
-                    "accuracy": round(s["official_accuracy"], 4),
-                    "macro-F1": round(s["official_macro_f1"], 4),
-                    "accuracy (dedup)": round(s["dedup_accuracy"], 4),
-                    "macro-F1 (dedup)": round(s["dedup_macro_f1"], 4),
-                    "images/s (batched)": round(s["images_per_second"], 1),
-                    "predict + Grad-CAM + GrabCut, ms/image": round(s["explain_segment_ms_median"])
-                    if "explain_segment_ms_median" in s
-                    else None,
-                }
-                for name, s in b["systems"].items()
-            }
-        ).T
-    )
+    display(tables.bench_table(b))
     print(f"{b['n_test']} Testing images ({b['n_dedup']} de-duplicated); {b['environment']['cpus']} CPU cores")
 else:
     print(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
 
-__all__ = ["results_glue", "ablation_variants", "smoke_backbones_frame", "published_comparison"]
+__all__ = ["results_glue", "ablation_variants", "smoke_backbones_frame", "published_comparison", "robustness_glue"]
 
 
 def _read(path: Path) -> dict | None:
@@ -159,3 +159,20 @@ def published_comparison(res: str | Path, published_csv: str | Path, profile: st
     ]
     cols = ["source", "venue", "year", "model", "reported_accuracy", "reported_macro_f1", "split", "url"]
     return pd.concat([published[cols], pd.DataFrame(ours)], ignore_index=True)
+
+
+def robustness_glue(rob: dict, data_words: str) -> dict[str, str]:
+    """The robustness chapter's values as text (``robustness.json``): the worst corruption on the
+    official split and the calibration before and after temperature scaling."""
+    cal = rob["calibration"]
+    worst = max((r for r in rob["rows"] if r["test_set"] == "official"), key=lambda r: r["accuracy_drop"])
+    return {
+        "rob_run": str(rob["run"]),
+        "rob_worst": f"{worst['kind']} at severity {worst['severity']}",
+        "rob_worst_drop": f"{worst['accuracy_drop']:.3f}",
+        "rob_worst_f1_drop": f"{worst['macro_f1_drop']:.3f}",
+        "rob_profile": data_words,
+        "cal_t": f"{cal['temperature']:.2f}",
+        "cal_before": f"{cal['ece_before']:.4f}",
+        "cal_after": f"{cal['ece_after']:.4f}",
+    }

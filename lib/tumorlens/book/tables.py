@@ -22,6 +22,7 @@ __all__ = [
     "seeds_table",
     "costs_table",
     "robustness_frame",
+    "bench_table",
 ]
 
 
@@ -238,3 +239,23 @@ def robustness_frame(
     df.insert(0, "clean", clean)
     df.index.name = "corruption"
     return df
+
+
+def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
+    """A ``tumorlens bench`` result: accuracy and macro-F1 on both test sets, images per second
+    (batched), and the explain-and-segment latency per image where measured."""
+    return pd.DataFrame(
+        {
+            name: {
+                "accuracy": round(s["official_accuracy"], 4),
+                "macro-F1": round(s["official_macro_f1"], 4),
+                "accuracy (dedup)": round(s["dedup_accuracy"], 4),
+                "macro-F1 (dedup)": round(s["dedup_macro_f1"], 4),
+                "images/s (batched)": round(s["images_per_second"], 1),
+                "predict + map + mask, ms/image": round(s["explain_segment_ms_median"])
+                if "explain_segment_ms_median" in s
+                else None,
+            }
+            for name, s in bench["systems"].items()
+        }
+    ).T

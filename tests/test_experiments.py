@@ -523,3 +523,36 @@ def test_history_puts_epoch_and_phase_first(tmp_path):
         got = list(csv.reader(f))
     assert got[0] == ["epoch", "phase", "accuracy", "loss", "lr", "val_loss"]
     assert got[1] == ["1", "warmup", "0.4", "1.2", "", "0.9"] and got[2] == ["2", "finetune", "", "0.8", "0.0001", ""]
+
+
+def test_make_portable_rewrites_absolute_paths_in_results(tmp_path, monkeypatch):
+    from tumorlens import paths
+
+    data = tmp_path / "datasets" / "brain-tumor-mri"
+    monkeypatch.setenv("TUMORLENS_DATA", str(data))
+    monkeypatch.setenv("TUMORLENS_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("cpu")
+    res = tmp_path / "res"
+    write_json(
+        res / "variants" / "x" / "run.json",
+        {
+            "data_root": str(data),
+            "scan": {"root": str(data / "Training")},
+            "run_dir": str(paths.repo_root() / "runs" / "cpu" / "x"),
+            "model": str(tmp_path / "cache" / "phantoms" / "p1"),
+            "masks": "/somewhere/else/brisc",
+            "note": "/not/a/path/key",
+        },
+    )
+    write_json(res / "clean.json", {"root": "relative/already"})
+    assert collect_mod.make_portable(res, cfg) == 1
+    out = json.loads((res / "variants" / "x" / "run.json").read_text())
+    assert out == {
+        "data_root": "$TUMORLENS_DATA",
+        "scan": {"root": "$TUMORLENS_DATA/Training"},
+        "run_dir": "runs/cpu/x",
+        "model": "$TUMORLENS_CACHE/phantoms/p1",
+        "masks": "<outside>/brisc",
+        "note": "/not/a/path/key",
+    }
+    assert collect_mod.make_portable(res, cfg) == 0  # idempotent

@@ -111,6 +111,7 @@ def collect(
             )
             if f.is_file() and keep and not f.name.startswith("."):
                 shutil.copy2(f, res / sub / f.name)
+    make_portable(res, cfg)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq)
     write_json(
@@ -124,6 +125,49 @@ def collect(
         write_json(res / "reproduction.json", timing)
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
     return res
+
+
+def _portable_path(value: str, cfg) -> str:
+    """An absolute path as the results may publish it: inside the repository, relative to it; the
+    dataset, ``$TUMORLENS_DATA``; the cache, ``$TUMORLENS_CACHE``; anywhere else, ``<outside>/<name>``."""
+    if not value.startswith("/"):
+        return value
+    for root, label in (
+        (paths.repo_root().resolve(), ""),
+        (Path(cfg.data_root).resolve(), "$TUMORLENS_DATA"),
+        (paths.cache_root().resolve(), "$TUMORLENS_CACHE"),
+    ):
+        p = Path(value)
+        if p == root or root in p.parents:
+            rel = str(p.relative_to(root))
+            return rel if not label else (label if rel == "." else f"{label}/{rel}")
+    return f"<outside>/{Path(value).name}"
+
+
+_PATH_KEYS = frozenset({"root", "data_root", "run_dir", "model", "masks"})
+
+
+def make_portable(res: Path, cfg) -> int:
+    """Rewrite absolute paths in the results' JSON files (dataset roots, run folders) so that no
+    committed file names a folder of the machine it was collected on. Returns the files changed."""
+
+    def fix(obj, key=None):
+        if isinstance(obj, dict):
+            return {k: fix(v, k) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [fix(v, key) for v in obj]
+        if isinstance(obj, str) and key in _PATH_KEYS:
+            return _portable_path(obj, cfg)
+        return obj
+
+    changed = 0
+    for f in sorted(res.rglob("*.json")):
+        data = json.loads(f.read_text())
+        new = fix(data)
+        if new != data:
+            write_json(f, new)
+            changed += 1
+    return changed
 
 
 def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:

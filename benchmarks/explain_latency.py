@@ -1,10 +1,12 @@
-"""Benchmark (not a test): latency of predict + Grad-CAM + GrabCut for one 224 px image, and batched throughput.
+"""Benchmark (not a test): latency of predict + explain + segment for one 224 px image, as `tumorlens predict`.
 
-    python benchmarks/explain_latency.py RUN_DIR [--images N] [--batch 16] [--out benchmarks/results]
+    python benchmarks/explain_latency.py RUN_DIR [--segmentation DIR] [--images N] [--batch 16] [--out DIR]
 
-RUN_DIR is a trained run (its ``model.keras`` and ``config.json``). Images are the run's dataset's
-Testing images (or phantoms for the smoke profile). Writes ``explain_latency_<profile>.json``.
-The issue's target is at most 150 ms per image on 2 CPU cores.
+RUN_DIR is a trained run (its ``model.keras`` and ``config.json``); the map, the mask and the
+thresholds are the ones predict would use (``segment.json`` from the explain step, found beside the
+model or given with ``--segmentation``; the weak-mask network when it is adopted). Images are the
+run's dataset's Testing images (or phantoms for the smoke profile). Writes
+``explain_latency_<profile>.json``. The target is at most 150 ms per image on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import numpy as np
 
 
 def main() -> None:
+    from tumorlens import paths
     from tumorlens.config import CLASSES, load_config
     from tumorlens.data import prepare
-    from tumorlens.explain.cam import predict_and_explain
-    from tumorlens.explain.weak_masks import SegmentParams, segment
-    from tumorlens.models.backbones import get_spec
-    from tumorlens.models.classifier import load_model
+    from tumorlens.experiments.predict import Predictor
+    from tumorlens.explain.weak_masks import weak_mask
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
+    ap.add_argument("--segmentation", default=None, help="a folder with segment.json (default: found beside the model)")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -38,27 +40,26 @@ def main() -> None:
         info["profile"],
         overrides={"model.backbone": info["model"]["backbone"], "model.modules": info["model"]["modules"]},
     )
-    model = load_model(args.run_dir)
-    target = get_spec(cfg.model.backbone).target_layer
+    predictor = Predictor.load(args.run_dir, segmentation=args.segmentation)
+    sg = predictor.segmentation
     x = prepare(cfg, show_progress=False).images("test", show_progress=False)[: args.images]
-    params = SegmentParams.from_config(cfg.segment)
 
-    parts = {"cam": [], "segment": []}
+    parts = {"predict_and_maps": [], "mask": []}
 
     def pipeline(batch):
         t0 = time.perf_counter()
-        probs, cams = predict_and_explain(model, batch, target, method=cfg.segment.cam, batch_size=len(batch))
+        probs, _, maps = predictor.predict(batch, explain=True, segment=True)
         t1 = time.perf_counter()
-        for img, cam, p in zip(batch, cams, probs):
-            segment(img, cam, CLASSES[int(np.argmax(p))], params)
-        parts["cam"].append((t1 - t0) / len(batch))
-        parts["segment"].append((time.perf_counter() - t1) / len(batch))
+        for img, m, p in zip(batch, maps, probs):
+            weak_mask(img, m, CLASSES[int(np.argmax(p))], sg.params, sg.mask)
+        parts["predict_and_maps"].append((t1 - t0) / len(batch))
+        parts["mask"].append((time.perf_counter() - t1) / len(batch))
 
     pipeline(x[:1])  # warm-up: builds the gradient function
     pipeline(x[: args.batch])
     single = []
-    parts["cam"].clear()
-    parts["segment"].clear()
+    for v in parts.values():
+        v.clear()
     for i in range(len(x)):
         t0 = time.perf_counter()
         pipeline(x[i : i + 1])
@@ -71,14 +72,16 @@ def main() -> None:
     res = {
         "run_dir": args.run_dir,
         "profile": cfg.profile,
-        "variant": model.name,
+        "variant": predictor.model.name,
+        "map_and_mask": sg.label,
+        "segmentation": paths.relative(sg.source) if sg.source.endswith(".json") else sg.source,
         "image_size": cfg.data.image_size,
         "n_images": len(x),
         "single_ms": {
             "median": 1000 * float(np.median(single)),
             "p90": 1000 * float(np.quantile(single, 0.9)),
-            "predict_and_gradcam_median": breakdown["cam"],
-            "head_mask_and_grabcut_median": breakdown["segment"],
+            "predict_and_maps_median": breakdown["predict_and_maps"],
+            "mask_median": breakdown["mask"],
         },
         "batched": {
             "batch_size": args.batch,
@@ -90,8 +93,8 @@ def main() -> None:
     }
     path = write_json(Path(args.out) / f"explain_latency_{cfg.profile}.json", res)
     print(
-        f"one image: median {res['single_ms']['median']:.0f} ms (p90 {res['single_ms']['p90']:.0f} ms; "
-        f"predict + Grad-CAM {breakdown['cam']:.0f} ms, head mask + GrabCut {breakdown['segment']:.0f} ms); "
+        f"{sg.label}: one image median {res['single_ms']['median']:.0f} ms (p90 {res['single_ms']['p90']:.0f} ms; "
+        f"predict + maps {breakdown['predict_and_maps']:.0f} ms, mask {breakdown['mask']:.0f} ms); "
         f"batched x{args.batch}: {res['batched']['images_per_second']:.1f} images/s; wrote {path}"
     )
 

@@ -80,3 +80,10 @@ def test_config_is_frozen_and_override_validates(cfg_file):
 def test_names():
     assert CLASSES == ("glioma", "meningioma", "notumor", "pituitary")
     assert "efficientnet_lite0" in BACKBONES
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused(value):
+    """NaN compares false with every bound, so it once passed validation and trained a NaN model."""
+    with pytest.raises(ConfigError, match="train.warmup_lr: expected a finite number"):
+        load_config("smoke", overrides={"train.warmup_lr": value})

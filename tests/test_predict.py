@@ -263,3 +263,19 @@ def test_predict_uses_the_segmentation_the_explain_step_adopted(scans, model_dir
     (explain / "segmenter.keras").unlink()
     with pytest.raises(FileNotFoundError, match="segmenter.keras"):
         find_segmentation(run)
+
+
+def test_output_names_never_collide_and_never_leave_out(tmp_path, monkeypatch):
+    d = tmp_path / "a" / "scans"
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    d.mkdir()
+    img = render_phantom("glioma", 48, 1)[0]
+    for name in ("scan.png", "scan.jpg", "scan_2.jpg", "SCAN.png"):
+        cv2.imwrite(str(d / name), img)
+    files, problems = find_inputs([d])
+    stems = [stem for _, stem in files]
+    assert not problems and len({s.lower() for s in stems}) == 4  # a result each, even case-insensitively
+    assert dict((f.name, s) for f, s in files)["scan_2.jpg"] == "scans/scan_2"  # its own name stays its own
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    files, _ = find_inputs([".."])
+    assert files and all(not s.startswith("..") and s.startswith("a/") for _, s in files)

@@ -14,6 +14,7 @@ override the file: ``TUMORLENS_DATA`` (``data.root``) and ``TUMORLENS_RUNS`` (``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -333,6 +334,8 @@ def _check_value(key: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # NaN compares false with every bound: refuse it before the bounds
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     elif tp is str:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")

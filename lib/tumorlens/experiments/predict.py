@@ -77,23 +77,27 @@ def find_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, st
         if p.is_file():
             found.append((p, p.stem))
             continue
+        top = p.resolve().name or "root"  # ".." or "." name their real folder, never a path upwards
         for f in sorted(p.rglob("*")):
             rel = f.relative_to(p)
             if f.is_dir() or any(part.startswith(".") for part in rel.parts):
                 continue
             if f.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(f):
-                found.append((f, str(Path(p.name) / rel.with_suffix(""))))
+                found.append((f, str(Path(top) / rel.with_suffix(""))))
             else:
                 problems.append(
                     {"path": str(f), "reason": f"skipped: not an image or DICOM file ({f.suffix or 'no extension'})"}
                 )
-    # unique output stems
-    seen: dict[str, int] = {}
+    # unique output stems (case-insensitively: some file systems are), never one another input already owns
+    owned = {stem.lower() for _, stem in found}
+    used: set[str] = set()
     unique = []
     for f, stem in found:
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        unique.append((f, stem if n == 0 else f"{stem}_{n + 1}"))
+        candidate, n = stem, 2
+        while candidate.lower() in used or (candidate != stem and candidate.lower() in owned):
+            candidate, n = f"{stem}_{n}", n + 1
+        used.add(candidate.lower())
+        unique.append((f, candidate))
     return unique, problems
 
 

@@ -190,3 +190,18 @@ def test_pipeline_augments_train_only():
     assert sorted(train[1].numpy().tolist()) == sorted(y.tolist())
     # augmented images differ from every original (shuffled order notwithstanding)
     assert min(np.abs(xb[i] - x[j]).mean() for i in range(8) for j in range(8)) > 0.005 * 255
+
+
+def test_scan_names_broken_symlinks_and_keeps_the_rest(tmp_path):
+    for split in ("Training", "Testing"):
+        for i, cls in enumerate(("glioma", "notumor")):
+            (tmp_path / split / cls).mkdir(parents=True)
+            cv2.imwrite(str(tmp_path / split / cls / f"{split}_{cls}.png"), np.full((32, 32), 60 + 40 * i, np.uint8))
+    folder = tmp_path / "Training" / "glioma"
+    (folder / "dangling.png").symlink_to("nowhere.png")
+    (folder / "loop.png").symlink_to("loop.png")
+    report = scan(tmp_path)
+    assert len(report.records) == 4
+    reasons = {b["path"]: b["reason"] for b in report.ignored}
+    assert reasons["Training/glioma/dangling.png"].startswith("broken symbolic link")
+    assert reasons["Training/glioma/loop.png"].startswith("broken symbolic link")

@@ -179,7 +179,17 @@ def _discover(root: Path) -> tuple[str, list[tuple[str, str, Path]], list[dict],
                 warnings.append(f"{rel}/: a second folder for class {cls!r}; its images are added to it")
             seen.add(cls)
             for f in sorted(entry.rglob("*")):
-                if f.is_dir() or any(part.startswith(".") for part in f.relative_to(entry).parts):
+                if any(part.startswith(".") for part in f.relative_to(entry).parts):
+                    continue
+                if f.is_symlink() and not f.exists():  # dangling, or a loop: named, never a crash
+                    ignored.append(
+                        {
+                            "path": f.relative_to(root).as_posix(),
+                            "reason": "broken symbolic link (no target, or a loop)",
+                        }
+                    )
+                    continue
+                if f.is_dir():
                     continue
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
                     ignored.append(

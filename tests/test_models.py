@@ -144,3 +144,23 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("vgg16-mab-respath-sbr")
+
+
+def test_a_crafted_weights_file_cannot_run_code(tmp_path):
+    """Every pickle in a legacy PyTorch file goes through a restricted unpickler: the header too."""
+    import os
+    import pickle
+
+    from tumorlens.models.torchfile import load_legacy_state_dict
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(pickle.dumps(Evil(), protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        load_legacy_state_dict(path)
+    assert not marker.exists()

@@ -51,6 +51,20 @@ def _rebuild_tensor_v2(storage, offset, size, stride, *_args):
     return _LazyTensor(storage, offset, size, stride)
 
 
+class _DataOnly(pickle.Unpickler):
+    """Plain data only (numbers, strings, lists, dicts): any global or persistent id is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("unexpected persistent id in a weights file header")
+
+
+def _data(f):
+    return _DataOnly(f).load()
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, f, storages: dict):
         super().__init__(f)
@@ -82,14 +96,14 @@ def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         if f.read(2)[:1] != b"\x80":
             raise ValueError(f"{path}: not a legacy PyTorch pickle (a zip-format file needs torch.load)")
         f.seek(0)
-        magic = pickle.load(f)
+        magic = _data(f)  # every pickle in the file goes through a restricted unpickler
         if magic != _MAGIC:
             raise ValueError(f"{path}: wrong magic number {magic!r}")
-        pickle.load(f)  # protocol version
-        pickle.load(f)  # sys info
+        _data(f)  # protocol version
+        _data(f)  # sys info
         storages: dict = {}
         obj = _Unpickler(f, storages).load()
-        keys = pickle.load(f)
+        keys = _data(f)
         for key in keys:
             st = storages[key]
             (numel,) = struct.unpack("<q", f.read(8))

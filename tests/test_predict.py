@@ -279,3 +279,16 @@ def test_output_names_never_collide_and_never_leave_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "a" / "b")
     files, _ = find_inputs([".."])
     assert files and all(not s.startswith("..") and s.startswith("a/") for _, s in files)
+
+
+def test_cli_names_unloadable_models_and_unusable_out_without_a_traceback(tmp_path, scans, model_dir, capsys):
+    from tumorlens.cli import main
+
+    fake = tmp_path / "model.keras"
+    fake.write_text("not a model")
+    assert main(["predict", str(scans / "glioma.png"), "--model", str(fake), "--out", str(tmp_path / "o")]) == 2
+    assert f"{fake}: not a .keras model" in capsys.readouterr().err
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    code = main(["predict", str(scans / "glioma.png"), "--model", str(model_dir), "--out", str(taken), "--quiet"])
+    assert code == 2 and "tumorlens: error:" in capsys.readouterr().err

@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (TumorlensError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (TumorlensError, OSError, ValueError, RuntimeError) as exc:  # OSError: FileNotFound, IsADirectory, ...
         print(f"tumorlens: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ Order of the modules after the backbone: SBR (needs the raw image's edges), then
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -151,4 +152,9 @@ def load_model(path: str | Path):
         p = p / "model.keras"
     if not p.is_file():
         raise FileNotFoundError(f"no model at {p} (expected a .keras file or a run directory with model.keras)")
-    return keras.models.load_model(p)
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise ValueError(f"{p}: not a .keras model (a .keras file is a zip archive; this one is not)")
+    try:
+        return keras.models.load_model(p)
+    except (TypeError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{p}: Keras cannot load this model ({type(exc).__name__}: {exc})") from exc

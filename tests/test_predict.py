@@ -292,3 +292,17 @@ def test_cli_names_unloadable_models_and_unusable_out_without_a_traceback(tmp_pa
     taken.write_text("a file, not a folder")
     code = main(["predict", str(scans / "glioma.png"), "--model", str(model_dir), "--out", str(taken), "--quiet"])
     assert code == 2 and "tumorlens: error:" in capsys.readouterr().err
+
+
+def test_a_dicom_too_large_is_refused_before_decoding(tmp_path):
+    """The header says 9000 x 9000: refused from the header, like a PNG of that size (pixel data not read)."""
+    from tumorlens.data.io import BadImageError
+
+    p = _write_dicom(tmp_path / "big.dcm", np.zeros((16, 16), np.uint16))
+    import pydicom
+
+    ds = pydicom.dcmread(str(p))
+    ds.Rows, ds.Columns = 9000, 9000  # pixel data stays tiny: decoding it would fail anyway
+    ds.save_as(str(p))
+    with pytest.raises(BadImageError, match="image too large"):
+        read_dicom(p)

@@ -48,7 +48,8 @@ MAX_PIXELS = 64_000_000  # larger images are refused before decoding (decompress
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half grey
 
 
-Image.MAX_IMAGE_PIXELS = None  # we enforce MAX_PIXELS ourselves, with a clear reason
+# Pillow's own decompression-bomb guard stays on (its limits lie above MAX_PIXELS, which is checked
+# first with a clearer reason); nothing here changes it for the rest of the process.
 
 
 # one image
@@ -130,7 +131,17 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
         raise BadImageError(path, "reading DICOM needs pydicom (a tumorlens dependency): pip install pydicom") from None
     try:
         ds = pydicom.dcmread(str(path))
+        rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        if rows * cols * frames > MAX_PIXELS:  # before decoding: compressed pixel data can be a bomb
+            raise BadImageError(
+                path,
+                f"image too large ({cols}x{rows} px x {frames} frame(s); the limit is {MAX_PIXELS // 1_000_000} "
+                "megapixels)",
+            )
         arr = ds.pixel_array.astype(np.float64)
+    except BadImageError:
+        raise
     except (InvalidDicomError, AttributeError, KeyError, ValueError, OSError, TypeError) as exc:
         raise BadImageError(path, f"not a readable DICOM image ({type(exc).__name__}: {exc})") from None
     except (RuntimeError, NotImplementedError) as exc:  # e.g. compressed pixel data without a decoder plugin

@@ -306,3 +306,13 @@ def test_a_dicom_too_large_is_refused_before_decoding(tmp_path):
     ds.save_as(str(p))
     with pytest.raises(BadImageError, match="image too large"):
         read_dicom(p)
+
+
+def test_a_non_empty_out_is_refused_unless_overwrite(scans, model_dir, tmp_path):
+    out = tmp_path / "out"
+    predictor = Predictor.load(model_dir)
+    predict_paths([scans / "glioma.png"], predictor, out, show_progress=False)
+    with pytest.raises(ValueError, match="not empty"):
+        predict_paths([scans / "meningioma.png"], predictor, out, show_progress=False)
+    rep = predict_paths([scans / "meningioma.png"], predictor, out, show_progress=False, overwrite=True)
+    assert rep.n_ok == 1 and (out / "meningioma.json").is_file()

@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder with segment.json from the explain step (default: found beside the model; see docs)",
     )
     pr.add_argument("--out", default=None, help="output folder (default runs/predict/<time>); never an input folder")
+    pr.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its older files are kept)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 

@@ -284,12 +284,18 @@ def predict_paths(
     batch_size: int = 16,
     show_progress: bool = True,
     params=None,
+    overwrite: bool = False,
 ) -> PredictReport:
     """Predict every image under ``inputs`` and write the results to ``out`` (see the module docstring)."""
 
     t0 = time.perf_counter()
     out = Path(out)
     _check_out(out, inputs)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(
+            f"the output folder {out} is not empty: choose a new --out (results of two runs would mix) "
+            "or pass --overwrite"
+        )
     files, problems = find_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
     explain = explain or segment  # a mask comes with the map it was made from
@@ -378,7 +384,13 @@ def main_predict(args) -> int:
         print(f"map and mask: {predictor.segmentation.label} ({predictor.segmentation.source})", file=sys.stderr)
     out = Path(args.out) if args.out else default_out()
     rep = predict_paths(
-        args.paths, predictor, out, explain=args.explain, segment=args.segment, show_progress=not args.quiet
+        args.paths,
+        predictor,
+        out,
+        explain=args.explain,
+        segment=args.segment,
+        show_progress=not args.quiet,
+        overwrite=getattr(args, "overwrite", False),
     )
     print(f"{rep.n_ok} image(s) predicted in {rep.seconds:.1f} s; results in {rep.out}")
     if rep.problems:

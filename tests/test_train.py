@@ -176,3 +176,52 @@ def test_features_from_the_prefix_cache_match_a_full_pass(tmp_path, monkeypatch)
         np.testing.assert_allclose(
             feats[split], penultimate_features(model, prep.images(split, False)), rtol=1e-4, atol=1e-5
         )
+
+
+def test_a_failed_rerun_leaves_the_finished_run_as_it_was(tmp_path, monkeypatch):
+    from tumorlens.training import run as run_mod
+
+    cfg = load_config("smoke", overrides={"paths.runs": str(tmp_path)})
+    final = run_mod.run_dir_for(cfg)
+    final.mkdir(parents=True)
+    (final / "metrics.json").write_text('{"official": "the good run"}')
+    (final / "notebook.ipynb").write_text("the runner's copy")
+
+    def boom(*a, **k):
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(run_mod, "prepare", boom)
+    with pytest.raises(RuntimeError, match="training failed"):
+        run_mod.train_run(cfg, show_progress=False)
+    assert (final / "metrics.json").read_text() == '{"official": "the good run"}'
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # no staging folder left behind
+
+
+def test_a_finished_run_replaces_the_old_one_and_keeps_the_runners_files(tmp_path):
+    from tumorlens.training.run import _move_into_place
+
+    final, staging = tmp_path / "seed-1", tmp_path / ".seed-1.partial"
+    final.mkdir()
+    staging.mkdir()
+    (final / "metrics.json").write_text("old")
+    (final / "history.csv").write_text("old")
+    (final / "notebook.ipynb").write_text("runner")
+    (staging / "metrics.json").write_text("new")
+    _move_into_place(staging, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed-1"]
+    assert sorted(p.name for p in final.iterdir()) == ["metrics.json", "notebook.ipynb"]  # stale history gone
+    assert (final / "metrics.json").read_text() == "new" and (final / "notebook.ipynb").read_text() == "runner"
+
+
+def test_non_finite_weights_or_predictions_are_never_saved():
+    from tumorlens.training.run import _check_finite
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    _check_finite(model, {"test": np.zeros((2, 4))})
+    with pytest.raises(RuntimeError, match="non-finite test predictions"):
+        _check_finite(model, {"test": np.array([[np.nan, 1.0]])})
+    w, b = model.get_layer("d").get_weights()
+    w[0, 0] = np.nan
+    model.get_layer("d").set_weights([w, b])
+    with pytest.raises(RuntimeError, match="non-finite weights"):
+        _check_finite(model, {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,11 +36,55 @@ def train_run(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train one configuration end to end and write its run directory; returns the summary dict."""
+    """Train one configuration end to end and write its run directory; returns the summary dict.
+
+    The run is written to a fresh staging folder beside ``run_dir`` and moved into place only when it
+    completed and its model and predictions are finite; a failed (re)run therefore never leaves a
+    half-written run, nor a stale ``metrics.json`` beside a new model. Files already in ``run_dir``
+    that a run does not write (the runner's notebook copies) are carried over.
+    """
 
     t_start = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    final = Path(run_dir) if run_dir else run_dir_for(cfg)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = final.parent / f".{final.name}.partial"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    try:
+        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    _move_into_place(run_dir, final)
+    return summary
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging``, keeping the files of ``final`` a run does not write."""
+    written = {records.MODEL, records.CONFIG, *records.RUN_FILES}
+    if final.exists():
+        for f in final.iterdir():
+            if f.name not in written and not (staging / f.name).exists():
+                shutil.move(str(f), staging / f.name)
+        old = final.parent / f".{final.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(final)
+
+
+def _check_finite(model, probs: dict[str, np.ndarray]) -> None:
+    bad = [w.path for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))]
+    if bad:
+        raise RuntimeError(f"training produced non-finite weights (e.g. {bad[0]}); the run is not saved")
+    for split, p in probs.items():
+        if not np.all(np.isfinite(p)):
+            raise RuntimeError(f"training produced non-finite {split} predictions; the run is not saved")
+
+
+def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float) -> dict:
     prep = prep or prepare(cfg, show_progress=show_progress)
     x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
     x_va, y_va = prep.images("val", show_progress), prep.labels("val")
@@ -65,12 +110,14 @@ def train_run(
         show_progress=show_progress,
         log=log,
     )
+    _check_finite(result.model, result.predictions)
     if not (run_dir / records.MODEL).is_file():  # no epoch ran (both phases off)
         result.model.save(run_dir / records.MODEL)
     # The numbers come from the best model's predictions (through the cached prefix when caching is on);
     # check on a few test images that the saved model.keras -- what users load -- gives the same.
     t0 = time.perf_counter()
     best = load_model(run_dir)
+    _check_finite(best, {})
     probs = result.predictions["test"]
     n_chk = min(16, len(x_te))
     diff = (
@@ -91,7 +138,7 @@ def train_run(
     records.write_history(run_dir / records.HISTORY, result.history)
     wall = round(time.perf_counter() - t_start, 1)
     summary = {
-        "run_dir": str(run_dir),
+        "run_dir": str(final),
         "variant": best.name,
         "backbone": m.backbone,
         "modules": list(m.modules),

@@ -352,9 +352,14 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     (live / "explain" / "segmenter.keras").write_bytes(b"a model: never published")
     (live / "explain" / "gallery_public_glioma.jpg").write_bytes(b"jpeg")
     (live / "explain" / "methods.csv").write_text("map,mask\n")
-    before = (res / "reproduction.json").read_text()
+    write_json(live / ALLM / f"seed-{S0}" / ".done.json", {"notebook": "02_train", "seconds": 100})  # rerun since
     collect_mod.collect("smoke", runs_root=live, out=res, n_boot=N_BOOT, only=["segmentation"])
-    assert published_run(res, STD, S0).is_dir() and (res / "reproduction.json").read_text() == before
+    assert published_run(res, STD, S0).is_dir()
+    repro = json.loads((res / "reproduction.json").read_text())  # the rerun job replaced, the others kept
+    assert sorted(j["job"] for j in repro["jobs"]) == sorted(
+        [f"live/{STD}/seed-{S0}", f"live/{ALLM}/seed-{S0}", f"smoke/mobilenetv2/seed-{S0}"]
+    )
+    assert repro["total_seconds"] == 45 + 100 + 30
     assert sorted(p.name for p in (res / "segmentation").iterdir()) == [
         "gallery_public_glioma.jpg",
         "methods.csv",

@@ -67,8 +67,8 @@ def collect(
 
     ``only`` refreshes just those parts (of `PARTS`) from ``runs_root`` and keeps the others as they
     are (e.g. ``["segmentation"]`` after rerunning the explain step alone); the RQ tables and the
-    headline are recomputed from the whole folder, and the reproduction time is kept from the last
-    full collect.
+    headline are recomputed from the whole folder, and in the reproduction time the jobs rerun since
+    the last full collect replace their earlier entries.
     """
 
     cfg = load_config(profile)
@@ -118,11 +118,10 @@ def collect(
         res / "block_costs.json",
         {"image_size": cfg.data.image_size, "blocks": block_costs(image_size=cfg.data.image_size)},
     )
-    if only:
-        timing = json.loads((res / "reproduction.json").read_text())
-    else:
-        timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
-        write_json(res / "reproduction.json", timing)
+    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
+    if only:  # the jobs rerun since the last full collect replace their own entries; the others stay
+        timing = _merge_timing(json.loads((res / "reproduction.json").read_text()), timing)
+    write_json(res / "reproduction.json", timing)
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
     return res
 
@@ -188,6 +187,14 @@ def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
         except ValueError:
             name = str(done.parent)
         jobs.append({"job": name, "notebook": d["notebook"], "seconds": d.get("seconds")})
+    total = sum(j["seconds"] or 0 for j in jobs)
+    return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
+
+
+def _merge_timing(old: dict, new: dict) -> dict:
+    """``old``'s jobs with those also in ``new`` replaced by ``new``'s (rerun since); totals recomputed."""
+    fresh = {j["job"]: j for j in new["jobs"]}
+    jobs = [fresh.get(j["job"], j) for j in old["jobs"]]
     total = sum(j["seconds"] or 0 for j in jobs)
     return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
 

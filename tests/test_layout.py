@@ -1,6 +1,7 @@
 """The layout's rules, checked: lint and format clean, stages import only downward, no cycles, visible imports."""
 
 import ast
+import json
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,27 @@ def test_the_command_line_starts_without_tensorflow():
     code = "import sys, tumorlens.cli, tumorlens.models, tumorlens.explain; print('tensorflow' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def _absolute_paths(obj, where=""):
+    """Strings in a JSON document that are absolute file paths (``/a/b``), with where they sit."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _absolute_paths(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _absolute_paths(v, f"{where}[{i}]")
+    elif isinstance(obj, str) and obj.startswith("/") and obj.count("/") >= 2 and " " not in obj:
+        yield where, obj
+
+
+def test_published_results_name_no_machine_paths():
+    """Results travel: no committed results file names a folder of the machine that produced it."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the git checkout to know which results are committed")
+    listed = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
+    found = []
+    for rel in listed.stdout.split():
+        if rel.endswith(".json") and (ROOT / rel).is_file():
+            found += [(rel, w, v) for w, v in _absolute_paths(json.loads((ROOT / rel).read_text()))]
+    assert not found, found[:5]

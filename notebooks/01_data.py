@@ -33,6 +33,7 @@ from tumorlens.book import figures, tables
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
 from tumorlens.data.pipeline import augment_views
+from tumorlens.data.inventory import read_scan_json
 from tumorlens.data.splits import split_counts
 from tumorlens.errors import DatasetNotFoundError
 
@@ -49,7 +50,7 @@ if mode == "run":
     (out / "splits.json").write_text(
         json.dumps({"kind": cfg.data.split, "counts": split_counts(prep.splits)}, indent=2)
     )
-scan_d = json.loads((out / "scan.json").read_text())
+scan_d = read_scan_json(out / "scan.json")  # a file from another version fails here, naming itself
 audit_d = json.loads((out / "audit.json").read_text())
 splits_d = json.loads((out / "splits.json").read_text())
 n_dedup = len((out / "dedup_test.csv").read_text().splitlines()) - 1
@@ -61,7 +62,7 @@ source = (
 glue("data_source", source, display=False)
 glue("n_images", scan_d["n_images"], display=False)
 glue("n_bad", scan_d["n_bad"], display=False)
-glue("n_single_channel", scan_d["channels"].get("single-channel", 0), display=False)
+glue("n_single_channel", scan_d["channels"].get("single-channel", 0), display=False)  # absent key: none found
 
 # %% [markdown]
 # ## What was found

@@ -205,3 +205,14 @@ def test_scan_names_broken_symlinks_and_keeps_the_rest(tmp_path):
     reasons = {b["path"]: b["reason"] for b in report.ignored}
     assert reasons["Training/glioma/dangling.png"].startswith("broken symbolic link")
     assert reasons["Training/glioma/loop.png"].startswith("broken symbolic link")
+
+
+def test_a_scan_json_from_another_version_fails_naming_itself(tmp_path):
+    from tumorlens.data.inventory import read_scan_json
+
+    good = {"n_images": 3, "counts": {}, "channels": {"single-channel": 2, "rgb-gray": 1}, "n_bad": 0}
+    (tmp_path / "scan.json").write_text(json.dumps(good))
+    assert read_scan_json(tmp_path / "scan.json")["channels"]["single-channel"] == 2
+    (tmp_path / "old.json").write_text(json.dumps({**good, "channels": {"gray": 2, "rgb": 1}}))
+    with pytest.raises(ValueError, match=r"old.json: written by another version.*\['gray', 'rgb'\]"):
+        read_scan_json(tmp_path / "old.json")

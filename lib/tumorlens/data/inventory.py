@@ -27,7 +27,16 @@ from tumorlens.errors import DatasetNotFoundError
 from tumorlens.utils.files import hash_files, write_text
 from tumorlens.utils.progress import progress
 
-__all__ = ["GET_DATA_HELP", "DatasetNotFoundError", "ImageRecord", "ScanReport", "scan", "fingerprint"]
+__all__ = [
+    "GET_DATA_HELP",
+    "CHANNEL_KINDS",
+    "DatasetNotFoundError",
+    "ImageRecord",
+    "ScanReport",
+    "scan",
+    "fingerprint",
+    "read_scan_json",
+]
 
 
 #: Folder names other datasets use for the same four classes.
@@ -85,7 +94,7 @@ class ScanReport:
     converted: list[dict] = field(default_factory=list)  # {"path", "note"}: kept
     ignored: list[dict] = field(default_factory=list)  # {"path", "reason"}: not image files / not in a class
     warnings: list[str] = field(default_factory=list)
-    modes: dict[str, int] = field(default_factory=dict)  # single-channel / rgb-gray / rgb-colour counts
+    modes: dict[str, int] = field(default_factory=dict)  # counts by CHANNEL_KINDS
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -127,6 +136,26 @@ class ScanReport:
             lines.append(f"  {len(self.ignored)} non-image item(s) ignored:")
             lines += [f"    {b['path']}: {b['reason']}" for b in self.ignored]
         return "\n".join(lines)
+
+
+#: How `scan` classifies an image's channels (the keys of ``ScanReport.modes`` / ``scan.json["channels"]``).
+CHANNEL_KINDS: tuple[str, ...] = ("single-channel", "rgb-gray", "rgb-colour")
+
+
+def read_scan_json(path: str | os.PathLike) -> dict:
+    """A saved ``scan.json``, checked against what this version of `scan` writes: a file from another
+    version (other channel names, missing keys) raises ValueError naming the file, never a silent default."""
+    path = Path(path)
+    d = json.loads(path.read_text())
+    missing = sorted({"n_images", "counts", "channels", "n_bad"} - set(d))
+    unknown = sorted(set(d.get("channels", {})) - set(CHANNEL_KINDS))
+    if missing or unknown:
+        raise ValueError(
+            f"{path}: written by another version of `tumorlens data scan` "
+            f"(missing {missing or 'nothing'}; unknown channel kinds {unknown or 'none'}); rerun the data step "
+            "(tumorlens run --profile P --only 01_data) and collect"
+        )
+    return d
 
 
 def _class_name(folder: str) -> str | None:

@@ -32,8 +32,8 @@ from myst_nb import glue
 from tumorlens.book import figures, tables
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
-from tumorlens.data.pipeline import augment_views
 from tumorlens.data.inventory import read_scan_json
+from tumorlens.data.pipeline import augment_views
 from tumorlens.data.splits import split_counts
 from tumorlens.errors import DatasetNotFoundError
 

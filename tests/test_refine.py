@@ -145,6 +145,15 @@ def test_method_table_rows_differences_and_choice_on_the_tuning_half():
     assert best["pointing_vs_centre_lo"] > 0 and paper["pointing_vs_centre_hi"] < 0
     assert best["dice_glioma"] == pytest.approx(0.6) and best["ms_per_image"] is None and paper["ms_per_image"] == 20
     assert best_row(table) is best
+    from tumorlens.config import load_config
+    from tumorlens.explain.scoring import adopted
+
+    auto = load_config("smoke", overrides={"segment.mask": "auto"}).segment
+    assert adopted(auto, table) == ("layercam@fusion", "grabcut")
+    with pytest.raises(ValueError, match="auto"):
+        adopted(auto)
+    fixed = load_config("smoke", overrides={"segment.mask": "network+grabcut"}).segment
+    assert adopted(fixed, table) == ("network", "grabcut")
     with pytest.raises(ValueError, match="paper's map"):
         method_table({"layercam@fusion": per_map["layercam@fusion"]})
     with pytest.raises(ValueError, match="other items"):

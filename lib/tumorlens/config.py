@@ -49,9 +49,10 @@ PAPER_MODULES: tuple[str, ...] = ("mab", "respath", "sbr")
 #: Class activation map methods (`tumorlens.explain.cam`) and the layer sets they read.
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam")
 CAM_LAYER_SETS: tuple[str, ...] = ("top", "stride16", "stride8", "fusion")
-#: What a weak mask is made from: the binarised map, the map refined by GrabCut, or the network
-#: trained on CAM + GrabCut pseudo-masks (`tumorlens.explain.refine`).
-MASK_KINDS: tuple[str, ...] = ("cam", "grabcut", "network")
+#: What a weak mask is made from: the binarised map, the map refined by GrabCut, the network trained
+#: on CAM + GrabCut pseudo-masks (`tumorlens.explain.refine`) binarised or refined by GrabCut, or
+#: ``auto``: the row of the explain step's comparison with the best Dice on the tuning half.
+MASK_KINDS: tuple[str, ...] = ("cam", "grabcut", "network", "network+grabcut", "auto")
 #: The paper's modules and the two baselines they are compared with.
 MODULES: tuple[str, ...] = (*PAPER_MODULES, "se", "cbam")
 
@@ -169,7 +170,9 @@ class SegmentConfig:
     )
     flip: bool = _spec(False, doc="average the map with the mirrored image's")
     mask: str = _spec(
-        "grabcut", choices=MASK_KINDS, doc="the mask predict writes: cam | grabcut | network (trained on pseudo-masks)"
+        "auto",
+        choices=MASK_KINDS,
+        doc="the mask predict writes: cam | grabcut (the map) | network | network+grabcut | auto (best on tuning half)",
     )
     compare: tuple[str, ...] = _spec(
         (),

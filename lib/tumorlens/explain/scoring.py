@@ -449,9 +449,15 @@ def latency(predict_map, images: np.ndarray, params: SegmentParams, k: int = 20)
 PAPER_MAP = CamSetting("gradcam", "top")
 
 
-def adopted(section) -> tuple[str, str]:
+def adopted(section, table: Sequence[dict] | None = None) -> tuple[str, str]:
     """``(map, mask kind)`` a config's ``segment`` section adopts: its map setting (or ``network``)
-    and ``cam`` (the binarised map) or ``grabcut``."""
+    and ``cam`` (the binarised map) or ``grabcut``; for ``mask: auto`` the row of ``table`` with the
+    best tuning-half Dice (`best_row`: chosen without looking at the report half)."""
+    if section.mask == "auto":
+        if not table:
+            raise ValueError("segment.mask is auto: the comparison table (with tuning-half Dice) is needed")
+        best = best_row(table)
+        return best["map"], best["mask"]
     name = CamSetting.from_config(section).name
     return {
         "cam": (name, "cam"),
@@ -537,7 +543,9 @@ def evaluate_segmentation(
         score(network_items(seg, data, flip=s.network_flip), predict_network)
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
-    map_name, kind = adopted(s)
+    if s.mask == "auto" and not s.tune:
+        raise ValueError("segment.mask is auto, which chooses on the tuning half, but segment.tune is false")
+    map_name, kind = adopted(s, table)
     if map_name not in per_map:
         raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network was trained")
     rows = per_map[map_name]

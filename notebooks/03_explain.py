@@ -39,6 +39,7 @@
 profile = "smoke"
 mode = "run"  # run: explain and score now | report: read a saved result (results/<profile>/segmentation)
 model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"  # the trained run explained (run mode)
+candidate_runs = []  # if given: explain the one with the best validation macro-F1 (the single best model)
 run_dir = "runs/smoke/explain"
 overrides = {}
 
@@ -58,21 +59,28 @@ from tumorlens.explain.gallery import draw_galleries
 from tumorlens.explain.ground_truth import mask_items_for
 from tumorlens.explain.scoring import evaluate_segmentation
 from tumorlens.explain.weak_masks import SegmentParams
+from tumorlens.records import best_by_validation
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
+if mode == "run" and candidate_runs:
+    choice = best_by_validation(candidate_runs) | {"rule": "best validation macro-F1 among the CNN runs"}
+    model_run = choice["run_dir"]
+    print(f"explaining {choice['name']} (validation macro-F1 {choice['val_macro_f1']:.4f}; best of", end=" ")
+    print(f"{choice['considered']} finished candidates; missing: {choice['missing'] or 'none'})")
 if mode == "run":
     trained = json.loads((Path(model_run) / "config.json").read_text())["config"]
     cfg = cfg.override({"model.backbone": trained["model"]["backbone"], "model.modules": trained["model"]["modules"]})
-    evaluate_segmentation(cfg, model_run, out_dir=run_dir)
+    evaluate_segmentation(cfg, model_run, out_dir=run_dir, model_choice=choice if candidate_runs else None)
 summary = json.loads((Path(run_dir) / "summary.json").read_text())
 rows = list(csv.DictReader(open(Path(run_dir) / "per_image.csv")))
 for name, text in explain_glue(summary, model_run).items():
     glue(name, text, display=False)
 
 # %% [markdown]
-# Model explained: {glue:text}`seg_model`. Ground truth: {glue:text}`seg_source`; thresholds tuned on
-# {glue:text}`seg_n_tune` images, scores on the other {glue:text}`seg_n_report`.
+# Model explained: {glue:text}`seg_model` ({glue:text}`seg_model_choice`). Ground truth:
+# {glue:text}`seg_source`; thresholds tuned on {glue:text}`seg_n_tune` images, scores on the other
+# {glue:text}`seg_n_report`.
 #
 # **Adopted mask: {glue:text}`adopted`.** Mean Dice {glue:text}`adopted_dice` (median
 # {glue:text}`adopted_dice_median`), against {glue:text}`paper_dice` for the paper's Grad-CAM + GrabCut

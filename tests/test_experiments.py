@@ -561,3 +561,19 @@ def test_make_portable_rewrites_absolute_paths_in_results(tmp_path, monkeypatch)
         "note": "/not/a/path/key",
     }
     assert collect_mod.make_portable(res, cfg) == 0  # idempotent
+
+
+def test_best_by_validation_reads_only_validation_and_names_missing_runs(tmp_path):
+    from tumorlens.records import best_by_validation
+
+    # validation: b best; test: a best (a choice read from test scores would pick a)
+    a = write_run(tmp_path / "a" / "seed-1", IDX >= 0, val_right=np.arange(8) < 5)
+    b = write_run(tmp_path / "b" / "seed-1", IDX < 2, val_right=VAL_Y >= 0)
+    choice = best_by_validation([a, tmp_path / "missing" / "seed-1", b])
+    assert (
+        choice["name"] == "b/seed-1"
+        and choice["considered"] == 2
+        and choice["missing"] == [str(tmp_path / "missing" / "seed-1")]
+    )
+    with pytest.raises(FileNotFoundError, match="none of the 1"):
+        best_by_validation([tmp_path / "missing" / "seed-1"])

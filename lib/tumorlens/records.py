@@ -25,6 +25,7 @@ import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.metrics.classification import classification_metrics
+from tumorlens.metrics.stats import macro_f1
 from tumorlens.utils.files import atomic_path, write_json
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "test_sets",
     "RunPredictions",
     "read_predictions",
+    "best_by_validation",
     "write_predictions",
     "write_test_results",
     "write_history",
@@ -93,6 +95,23 @@ class RunPredictions:
             raise ValueError(f"run {self.name!r} has no prediction for {len(missing)} image(s), e.g. {missing[0]!r}")
         idx = [pos[p] for p in paths]
         return RunPredictions(list(paths), self.y[idx], self.probs[idx], self.name, self.dedup[idx])
+
+
+def best_by_validation(run_dirs: Sequence[str | Path]) -> dict:
+    """The finished run with the best **validation** macro-F1 (test scores are never read), as the
+    ensembles choose their single best: ``{"run_dir", "name", "val_macro_f1", "considered", "missing"}``.
+    Runs without validation predictions are listed under ``missing`` (not silently dropped)."""
+    scored, missing = [], []
+    for r in run_dirs:
+        if not (Path(r) / VAL_PREDICTIONS).is_file():
+            missing.append(str(r))
+            continue
+        v = read_predictions(r, "val")
+        scored.append((macro_f1(v.y, v.pred), str(r), v.name))
+    if not scored:
+        raise FileNotFoundError(f"none of the {len(run_dirs)} candidate runs has validation predictions")
+    f1, run, name = max(scored, key=lambda t: t[0])
+    return {"run_dir": run, "name": name, "val_macro_f1": f1, "considered": len(scored), "missing": missing}
 
 
 def read_predictions(run_dir: str | Path, split: str = "test") -> RunPredictions:

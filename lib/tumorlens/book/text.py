@@ -68,6 +68,12 @@ def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
     out = {
         "seg_source": summary["source"],
         "seg_model": summary.get("model", model_run),
+        "seg_model_choice": (
+            f"chosen as the CNN with the best validation macro-F1, {summary['model_choice']['val_macro_f1']:.4f}, "
+            f"of {summary['model_choice']['considered']} finished runs"
+            if summary.get("model_choice")
+            else "given"
+        ),
         "seg_n_report": str(summary["n_report"]),
         "seg_n_tune": str(summary["n_tune"]),
         "pointing_tol": str(summary["pointing_tolerance_px"]),

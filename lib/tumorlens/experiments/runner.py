@@ -138,7 +138,12 @@ def plan(profile: str) -> list[Job]:
         Job(
             "03_explain",
             root / "explain",
-            {"profile": profile, "model_run": str(explained), "run_dir": str(root / "explain")},
+            {
+                "profile": profile,
+                "model_run": "",
+                "candidate_runs": [str(p) for p in cnn_runs],
+                "run_dir": str(root / "explain"),
+            },
         )
     )
     jobs.append(

@@ -474,6 +474,7 @@ def evaluate_segmentation(
     out_dir: str | Path | None = None,
     model=None,
     show_progress: bool = True,
+    model_choice: dict | None = None,
 ) -> dict:
     """Score a trained run's weak masks against ground truth, for every map setting compared, and write the results.
 
@@ -553,6 +554,7 @@ def evaluate_segmentation(
     public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out)
     summary = {
         "model": str(relative(run_dir)),
+        "model_choice": model_choice,
         "source": source,
         "n_items": len(items),
         "n_tune": len(tune_part),

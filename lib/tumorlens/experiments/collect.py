@@ -143,7 +143,7 @@ def _portable_path(value: str, cfg) -> str:
     return f"<outside>/{Path(value).name}"
 
 
-_PATH_KEYS = frozenset({"root", "data_root", "run_dir", "model", "masks"})
+_PATH_KEYS = frozenset({"root", "data_root", "run_dir", "model", "masks", "missing", "candidate_runs"})
 
 
 def make_portable(res: Path, cfg) -> int:

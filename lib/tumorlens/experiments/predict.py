@@ -1,6 +1,6 @@
 """Predict (and explain, and outline) a user's own scans: JPEG, PNG and DICOM slices.
 
-    tumorlens predict scans/ --model runs/cpu/efficientnet_lite0+mab+respath+sbr/seed-42 --segment --out out/
+    tumorlens predict scans/ --model runs/cpu/efficientnet_lite0+sbr/seed-42 --segment --out out/
 
 Per image the output folder receives ``<name>.json`` (class, probabilities, model id), with
 ``--explain`` ``<name>_cam.png`` (the class activation map as an overlay) and with ``--segment``

@@ -26,7 +26,6 @@ run_dir = "runs/smoke/efficientnet_lite0/seed-42"
 overrides = {}  # further settings, dotted keys: {"train.finetune_epochs": 0}
 
 # %%
-import csv
 import json
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from myst_nb import glue
 
 from tumorlens.book import figures, tables
 from tumorlens.config import load_config
+from tumorlens.records import read_rows
 from tumorlens.training.run import train_run
 
 figures.setup_plotly()
@@ -44,7 +44,7 @@ run = Path(run_dir)
 info = json.loads((run / ("run.json" if (run / "run.json").is_file() else "config.json")).read_text())
 summary = info["summary"]
 metrics = json.loads((run / "metrics.json").read_text())
-history = list(csv.DictReader(open(run / "history.csv")))
+history = read_rows(run / "history.csv")
 glue("variant", summary["variant"], display=False)
 glue("accuracy", f"{summary['accuracy']:.3f}", display=False)
 glue("macro_f1", f"{summary['macro_f1']:.3f}", display=False)

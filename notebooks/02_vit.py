@@ -24,7 +24,6 @@ cnn_run = "runs/smoke/efficientnet_lite0/seed-42"  # the standard CNN it is comp
 overrides = {}  # the ViT's schedule, dotted keys: {"train.finetune_epochs": 15}
 
 # %%
-import csv
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +32,7 @@ from myst_nb import glue
 from tumorlens.book import figures, tables
 from tumorlens.config import load_config
 from tumorlens.experiments.rq import compare_runs
-from tumorlens.records import load_run
+from tumorlens.records import load_run, read_rows
 from tumorlens.training.run import train_run
 
 figures.setup_plotly()
@@ -43,7 +42,7 @@ if mode == "run":
 vit = load_run(Path(run_dir))
 cnn = load_run(Path(cnn_run)) if (Path(cnn_run) / "predictions.csv").is_file() else None
 s, vcfg = vit["summary"], vit["config"]
-history = list(csv.DictReader(open(Path(run_dir) / "history.csv")))
+history = read_rows(Path(run_dir) / "history.csv")
 glue("vit_profile", vcfg["profile"], display=False)
 glue("vit_size", vcfg["data"]["image_size"], display=False)
 glue("vit_arch", ", ".join(f"{k} {v}" for k, v in vcfg["model"]["vit"].items()), display=False)

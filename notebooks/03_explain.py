@@ -44,7 +44,6 @@ run_dir = "runs/smoke/explain"
 overrides = {}
 
 # %%
-import csv
 import json
 from pathlib import Path
 
@@ -59,7 +58,7 @@ from tumorlens.explain.gallery import draw_galleries
 from tumorlens.explain.ground_truth import mask_items_for
 from tumorlens.explain.scoring import evaluate_segmentation
 from tumorlens.explain.weak_masks import SegmentParams
-from tumorlens.records import best_by_validation
+from tumorlens.records import best_by_validation, read_rows
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
@@ -73,7 +72,7 @@ if mode == "run":
     cfg = cfg.override({"model.backbone": trained["model"]["backbone"], "model.modules": trained["model"]["modules"]})
     evaluate_segmentation(cfg, model_run, out_dir=run_dir, model_choice=choice if candidate_runs else None)
 summary = json.loads((Path(run_dir) / "summary.json").read_text())
-rows = list(csv.DictReader(open(Path(run_dir) / "per_image.csv")))
+rows = read_rows(Path(run_dir) / "per_image.csv")
 for name, text in explain_glue(summary, model_run).items():
     glue(name, text, display=False)
 

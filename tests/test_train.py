@@ -127,8 +127,8 @@ def test_shared_prefix_cache_is_reused_and_changes_nothing(tmp_path):
     cfg = _tiny_cfg(True).override(
         {"train.cached_views": 2, "augment.rotation": 0.1, "train.warmup_epochs": 1, "train.finetune_epochs": 1}
     )
-    keys = {"train": "unit-train", "val": "unit-val"}
-    weights = []
+    keys = {"train": f"unit-train-{tmp_path.name}", "val": f"unit-val-{tmp_path.name}"}  # fresh keys: a miss first
+    weights, stamps = [], []
     for _ in range(2):
         keras.utils.set_random_seed(5)
         model = build_classifier("efficientnet_lite0", ("sbr",), image_size=64, weights="imagenet", dropout=0.0)
@@ -136,8 +136,11 @@ def test_shared_prefix_cache_is_reused_and_changes_nothing(tmp_path):
             model, "efficientnet_lite0", x, y, x[:8], y[:8], cfg, cache_keys=keys, shuffle=False, show_progress=False
         )
         weights.append([w.copy() for w in res.model.get_weights()])
-    files = sorted(p.name for p in (paths.cache_root() / "prefix").glob("unit-*.npz"))
+        found = sorted((paths.cache_root() / "prefix").glob(f"unit-*-{tmp_path.name}*.npz"))
+        stamps.append({p.name: p.stat().st_mtime_ns for p in found})
+    files = sorted(stamps[0])
     assert len(files) == 3 and len({f[f.index("block") :] for f in files}) == 1  # 2 train views + val, one cut
+    assert stamps[1] == stamps[0]  # the second run read the cache (a hit), it did not write it again
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

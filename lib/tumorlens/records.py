@@ -44,6 +44,7 @@ __all__ = [
     "RunPredictions",
     "read_predictions",
     "best_by_validation",
+    "read_rows",
     "write_predictions",
     "write_test_results",
     "write_history",
@@ -177,6 +178,12 @@ def write_history(path: str | Path, rows: Sequence[dict]) -> Path:
         w.writeheader()
         w.writerows(rows)
     return Path(path)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """A CSV results file (``history.csv``, ``per_image.csv``, ...) as a list of row dicts, file closed."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def published_run(res: str | Path, variant: str, seed: int) -> Path:

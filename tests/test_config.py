@@ -77,9 +77,15 @@ def test_config_is_frozen_and_override_validates(cfg_file):
     assert isinstance(new, Config) and new.to_dict()["model"]["modules"] == ["mab"]
 
 
-def test_names():
-    assert CLASSES == ("glioma", "meningioma", "notumor", "pituitary")
-    assert "efficientnet_lite0" in BACKBONES
+def test_config_names_agree_with_the_code_that_uses_them():
+    """The settings' backbone list is the model registry's, and labels follow the sorted folder names
+    (the order Keras' and the dataset's own folder loaders index classes in)."""
+    from tumorlens.data.inventory import CLASS_ALIASES, _class_name
+    from tumorlens.models.backbones import REGISTRY
+
+    assert set(BACKBONES) == set(REGISTRY)
+    assert list(CLASSES) == sorted(CLASSES)
+    assert all(_class_name(alias) in CLASSES for alias in CLASS_ALIASES)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])

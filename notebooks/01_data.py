@@ -110,7 +110,10 @@ if prep is None:
     try:
         prep = prepare(cfg, show_progress=False)
     except DatasetNotFoundError as exc:
-        print(f"The dataset is not available on this machine, so no images are shown ({exc.args[0].split('.')[0]}).")
+        print(
+            "The dataset is not available where this book was built, so no images are shown "
+            "(point TUMORLENS_DATA at the Kaggle dataset, or set data.root; see data/README.md)."
+        )
 if prep is not None:
     train_images = prep.images("train")
     labels = prep.labels("train")

@@ -132,4 +132,27 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
+    found = machine_paths(book / "_build" / "html", cfg)
+    if found:
+        listing = "; ".join(f"{page}: ...{snippet}..." for page, snippet in found[:5])
+        message = f"the built pages name folders of this machine ({len(found)} place(s)): {listing}"
+        if strict:
+            raise RuntimeError(message)
+        print(f"warning: {message}", file=sys.stderr)
     return book / "_build" / "html" / "index.html"
+
+
+def machine_paths(html_dir: Path, cfg) -> list[tuple[str, str]]:
+    """``(page, text around it)`` wherever a built page names a folder of the building machine: the
+    repository, the home folder, the dataset or the cache (a page must read the same anywhere)."""
+    roots = {str(paths.repo_root().resolve()), str(Path.home().resolve()), str(paths.cache_root().resolve())}
+    roots.add(str(Path(cfg.data_root).resolve()))
+    roots = {r for r in roots if r not in ("/", "")}
+    found = []
+    for page in sorted(html_dir.rglob("*.html")):
+        text = page.read_text(errors="replace")
+        for root in roots:
+            i = text.find(root)
+            if i >= 0:
+                found.append((str(page.relative_to(html_dir)), text[max(0, i - 40) : i + len(root) + 40]))
+    return found

@@ -109,7 +109,7 @@ figures.class_balance(counts, title=f"The {splits_d['kind']} split: train / val 
 if prep is None:
     try:
         prep = prepare(cfg, show_progress=False)
-    except DatasetNotFoundError as exc:
+    except DatasetNotFoundError:
         print(
             "The dataset is not available where this book was built, so no images are shown "
             "(point TUMORLENS_DATA at the Kaggle dataset, or set data.root; see data/README.md)."

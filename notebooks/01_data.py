@@ -27,9 +27,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import Image
 from myst_nb import glue
 
-from tumorlens.book import figures, tables
+from tumorlens.book import figures, snapshots, tables
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
 from tumorlens.data.inventory import read_scan_json
@@ -50,6 +51,7 @@ if mode == "run":
     (out / "splits.json").write_text(
         json.dumps({"kind": cfg.data.split, "counts": split_counts(prep.splits)}, indent=2)
     )
+    snapshots.write_data_figures(prep, cfg, prep.audit.to_dict(), out / "figures", seed)
 scan_d = read_scan_json(out / "scan.json")  # a file from another version fails here, naming itself
 audit_d = json.loads((out / "audit.json").read_text())
 splits_d = json.loads((out / "splits.json").read_text())
@@ -102,19 +104,27 @@ figures.class_balance(counts, title=f"The {splits_d['kind']} split: train / val 
 #
 # Each image is resized to a square **keeping its aspect ratio** (the short side is padded with
 # black, never stretched). Augmentation, training only: rotation ±0.05 rad, zoom 0.1, translation
-# 0.05 and contrast ±0.1, as Keras preprocessing layers. These figures need the images themselves;
-# a book built without the dataset says so here instead.
+# 0.05 and contrast ±0.1, as Keras preprocessing layers. The figures are rendered by the data step
+# and published with the results (the Kaggle dataset is public domain, CC0), so a book built without
+# the dataset shows them too; the duplicate pairs illustrate the leakage audit below.
 
 # %%
-if prep is None:
+published = [(out / "figures" / name, caption) for name, caption in snapshots.DATA_FIGURES.items()]
+published = [(f, caption) for f, caption in published if f.is_file()]
+for f, caption in published:  # rendered by the data step, published with the results
+    print(caption)
+    display(Image(filename=str(f)))
+if published:
+    print(snapshots.SOURCE_NOTE)
+else:
     try:
-        prep = prepare(cfg, show_progress=False)
+        prep = prep or prepare(cfg, show_progress=False)
     except DatasetNotFoundError:
         print(
-            "The dataset is not available where this book was built, so no images are shown "
-            "(point TUMORLENS_DATA at the Kaggle dataset, or set data.root; see data/README.md)."
+            "The dataset is not available where this book was built, and these results carry no rendered "
+            "figures (point TUMORLENS_DATA at the Kaggle dataset, or set data.root; see data/README.md)."
         )
-if prep is not None:
+if not published and prep is not None:
     train_images = prep.images("train")
     labels = prep.labels("train")
     picks = [i for c in range(len(CLASSES)) for i in list((labels == c).nonzero()[0][:4])]

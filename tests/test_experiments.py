@@ -298,6 +298,9 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     (live / "explain" / "gallery.png").write_bytes(b"png")
     write_json(live / "data" / "scan.json", {"n": 1})
     write_json(live / "data" / "other.json", {"n": 2})
+    (live / "data" / "figures").mkdir()
+    (live / "data" / "figures" / "examples.jpg").write_bytes(b"jpeg")
+    (live / "data" / "figures" / "notes.txt").write_text("not a figure")
     write_run(published_run(res, "stale", 1), IDX < 1)  # from an earlier collect: must go
 
     calls = []
@@ -321,7 +324,8 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     assert (res / "smoke_backbones" / "mobilenetv2" / f"seed-{S0}" / RUN_INFO).is_file()
     assert sorted(p.name for p in (res / "ensembles").iterdir()) == ["ensembles.json"]
     assert sorted(p.name for p in (res / "segmentation").iterdir()) == ["per_image.csv", "summary.json"]
-    assert sorted(p.name for p in (res / "data").iterdir()) == ["scan.json"]
+    assert sorted(p.name for p in (res / "data").iterdir()) == ["figures", "scan.json"]
+    assert [p.name for p in (res / "data" / "figures").iterdir()] == ["examples.jpg"]
 
     assert calls == [SMOKE.data.image_size]
     costs = json.loads((res / "block_costs.json").read_text())

@@ -186,3 +186,25 @@ def test_method_table_figure_and_words_come_from_the_explain_summary():
     assert rq3["verdict"] == "GrabCut helps" and rq3["adopted_dice"] == words["adopted_dice"]
     empty = rq3_words(None)
     assert empty["seg_source"] == "not measured" and set(empty) == set(rq3)
+
+
+def test_data_figures_are_rendered_for_a_book_without_the_dataset(tmp_path, phantom_root):
+    import cv2
+    import pytest
+
+    from tumorlens.book.snapshots import image_sheet, write_data_figures
+    from tumorlens.config import load_config
+    from tumorlens.data import prepare
+
+    sheet = image_sheet([np.zeros((20, 30), np.uint8)] * 5, [f"t{i}" for i in range(5)], cols=4, tile=32)
+    assert sheet.shape == (2 * (18 + 32), 4 * 32, 3) and sheet.dtype == np.uint8
+    with pytest.raises(ValueError, match="one title per image"):
+        image_sheet([np.zeros((4, 4, 3), np.uint8)], [])
+    cfg = load_config("smoke", overrides={"data.root": str(phantom_root), "data.val_fraction": 0.25})
+    prep = prepare(cfg, show_progress=False)
+    files = write_data_figures(prep, cfg, prep.audit.to_dict(), tmp_path / "figures", seed=1)
+    assert {"examples.jpg", "augmentation.jpg"} <= set(files)
+    ex = cv2.imread(str(tmp_path / "figures" / "examples.jpg"))
+    assert ex.shape[:2] == (4 * (18 + 128), 4 * 128)  # four classes x four images
+    if prep.audit.to_dict().get("examples"):  # the phantoms plant duplicates: their pairs are drawn
+        assert (tmp_path / "figures" / "duplicates.jpg").is_file()

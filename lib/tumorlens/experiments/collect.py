@@ -111,6 +111,10 @@ def collect(
             )
             if f.is_file() and keep and not f.name.startswith("."):
                 shutil.copy2(f, res / sub / f.name)
+        if (src / "figures").is_dir():  # small rendered figures (JPEG) the book shows without the dataset
+            (res / sub / "figures").mkdir(exist_ok=True)
+            for f in sorted((src / "figures").glob("*.jpg")):
+                shutil.copy2(f, res / sub / "figures" / f.name)
     make_portable(res, cfg)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq)

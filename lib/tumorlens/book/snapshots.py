@@ -1,0 +1,94 @@
+"""Figures that need the scans, rendered once when the data step runs and published with the results.
+
+A book built without the dataset still shows what the classes look like, what augmentation does and
+which pairs the leakage audit calls duplicates: the data step writes small JPEGs into
+``<run_dir>/figures/`` (collected into ``results/<profile>/data/figures/``), and the data chapter shows
+them. The Kaggle dataset is public domain (CC0), so its images may be published.
+
+    files = write_data_figures(prep, cfg, audit_dict, Path("runs/cpu/data/figures"), seed=42)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from tumorlens.config import CLASSES
+from tumorlens.data.io import letterbox, read_image
+from tumorlens.data.pipeline import augment_views
+from tumorlens.explain.gallery import jpeg_bytes
+from tumorlens.utils.files import atomic_path
+
+__all__ = ["DATA_FIGURES", "SOURCE_NOTE", "image_sheet", "write_data_figures"]
+
+#: The data chapter's published figures: file name -> caption.
+DATA_FIGURES = {
+    "examples.jpg": "Four training images per class",
+    "augmentation.jpg": "Eight augmented views of one training image",
+    "duplicates.jpg": "Pairs the leakage audit matched (Testing image left, its Training copy right)",
+}
+#: Where the published scans come from.
+SOURCE_NOTE = "Images: Kaggle 'Brain Tumor MRI Dataset' (Masoud Nickparvar), public domain (CC0)."
+
+
+def image_sheet(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 4, tile: int = 128) -> np.ndarray:
+    """Images ``(H, W, 3)`` uint8 in a grid of ``cols`` columns, each resized to ``tile`` px with its
+    title above it: one RGB uint8 image."""
+    if len(images) != len(titles):
+        raise ValueError(f"need one title per image; received {len(images)} images and {len(titles)} titles")
+    if cols < 1:
+        raise ValueError(f"cols must be >= 1; received cols={cols!r}")
+    band = 18
+    cells = []
+    for img, title in zip(images, titles):
+        img = np.asarray(img, np.uint8)
+        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        cell = np.full((band + tile, tile, 3), 255, np.uint8)
+        cell[band:] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
+        cv2.putText(cell, title[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        cells.append(cell)
+    while len(cells) % cols:
+        cells.append(np.full_like(cells[0], 255))
+    rows = [np.hstack(cells[i : i + cols]) for i in range(0, len(cells), cols)]
+    return np.vstack(rows)
+
+
+def _write(path: Path, rgb: np.ndarray) -> None:
+    with atomic_path(path, ".jpg") as tmp:
+        tmp.write_bytes(jpeg_bytes(rgb, quality=82))
+
+
+def write_data_figures(prep, cfg, audit: dict, out: str | Path, seed: int, pairs: int = 6) -> dict[str, str]:
+    """Render the data chapter's figures from the prepared dataset into ``out``: ``{file: caption}``.
+
+    Examples: the first four training images of each class (in split order); augmentation: eight
+    views of the first one, with the config's augmentation; duplicates: up to ``pairs`` of the audit's
+    example pairs, each image letterboxed, titled with the match kind, hash distance and correlation.
+    """
+    out = Path(out)
+    size = cfg.data.image_size
+    train, labels = prep.images("train", show_progress=False), prep.labels("train")
+    picks = [int(i) for c in range(len(CLASSES)) for i in np.flatnonzero(labels == c)[:4]]
+    _write(out / "examples.jpg", image_sheet(train[picks], [CLASSES[labels[i]] for i in picks], cols=4))
+    a = cfg.augment
+    views = augment_views(
+        train[picks[0]], 8, rotation=a.rotation, zoom=a.zoom, translation=a.translation, contrast=a.contrast, seed=seed
+    )
+    _write(out / "augmentation.jpg", image_sheet(list(views), [f"view {i + 1}" for i in range(8)], cols=4))
+    files = {"examples.jpg": DATA_FIGURES["examples.jpg"], "augmentation.jpg": DATA_FIGURES["augmentation.jpg"]}
+    images, titles = [], []
+    for ex in (audit.get("examples") or [])[:pairs]:
+        try:
+            a_img = letterbox(read_image(Path(prep.root) / ex["a"])[0], size)
+            b_img = letterbox(read_image(Path(prep.root) / ex["b"])[0], size)
+        except (OSError, ValueError):
+            continue  # an example that cannot be read is left out, the others shown
+        images += [a_img, b_img]
+        titles += [f"{ex['kind']}: {Path(ex['a']).name}", f"hash d {ex['hamming']}, r {ex['correlation']:.2f}"]
+    if images:
+        _write(out / "duplicates.jpg", image_sheet(images, titles, cols=4))
+        files["duplicates.jpg"] = DATA_FIGURES["duplicates.jpg"]
+    return files

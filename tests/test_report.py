@@ -180,7 +180,8 @@ def test_method_table_figure_and_words_come_from_the_explain_summary():
     words = explain_glue(summary)
     assert words["adopted"] == "network, binarised" and words["adopted_dice"].startswith("0.500")
     assert words["adopted_vs_paper"].startswith("+0.300") and words["paper_pointing"] == "0%"
-    assert words["adopted_pointing"].startswith("1.00") and words["centre_pointing"] == "25%"
+    assert words["adopted_pointing"].startswith("100% [") and words["centre_pointing"] == "25%"
+    assert words["adopted_pointing_vs_centre"].startswith("+75 points [")
     assert "refined by GrabCut" in words["best_on_tuning"]
     rq3 = rq3_words({"summary": summary, "grabcut_minus_cam": {"mean_diff": 0.1, "lo": 0.1, "hi": 0.1}})
     assert rq3["verdict"] == "GrabCut helps" and rq3["adopted_dice"] == words["adopted_dice"]

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tumorlens.book.figures import PRETTY
-from tumorlens.book.text import ci_text, diff_text
+from tumorlens.book.text import ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
 __all__ = [
@@ -115,10 +115,10 @@ def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
             if r["paper"]
             else ci_text(r["dice_vs_paper"], r["dice_vs_paper_lo"], r["dice_vs_paper_hi"], digits=3, signed=True)
         )
-        row["pointing [95% CI]"] = ci_text(r["pointing"], r["pointing_lo"], r["pointing_hi"], digits=2)
-        row["pointing (tolerance)"] = round(r["pointing_near"], 2)
-        row["pointing vs head centre [95% CI]"] = ci_text(
-            r["pointing_vs_centre"], r["pointing_vs_centre_lo"], r["pointing_vs_centre_hi"], digits=2, signed=True
+        row["pointing [95% CI]"] = pct_ci_text(r["pointing"], r["pointing_lo"], r["pointing_hi"])
+        row["pointing (tolerance)"] = f"{r['pointing_near']:.0%}"
+        row["pointing vs head centre [95% CI]"] = pct_ci_text(
+            r["pointing_vs_centre"], r["pointing_vs_centre_lo"], r["pointing_vs_centre_hi"], signed=True
         )
         row["tuning-half Dice"] = round(r["tune_dice"], 3) if r.get("tune_dice") is not None else "—"
         row["ms / image"] = round(r["ms_per_image"]) if r.get("ms_per_image") is not None else "—"

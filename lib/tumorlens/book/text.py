@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ci_text", "diff_text", "verdict", "find_row", "module_cost_claim", "explain_glue", "rq3_words"]
+__all__ = [
+    "ci_text",
+    "pct_ci_text",
+    "diff_text",
+    "verdict",
+    "find_row",
+    "module_cost_claim",
+    "explain_glue",
+    "rq3_words",
+]
 
 
 def ci_text(
@@ -13,6 +22,14 @@ def ci_text(
     s = "+" if signed else ""
     c = digits - 1 if ci_digits is None else ci_digits
     return f"{value:{s}.{digits}f} [{lo:{s}.{c}f}, {hi:{s}.{c}f}]"
+
+
+def pct_ci_text(value: float, lo: float, hi: float, *, signed: bool = False) -> str:
+    """A rate and its 95% interval in percent, ``67% [60%, 73%]``; ``signed``: a difference in
+    percentage points, ``+54 points [+46, +61]``."""
+    if signed:
+        return f"{100 * value:+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+    return f"{value:.0%} [{lo:.0%}, {hi:.0%}]"
 
 
 def module_cost_claim(blocks: list[dict], backbone: str) -> str:
@@ -85,12 +102,11 @@ def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
             "adopted": f"{adopted['map']}, {kind_words[adopted['mask']]}",
             "adopted_dice": ci_text(adopted["dice_mean"], adopted["dice_lo"], adopted["dice_hi"], digits=3),
             "adopted_dice_median": f"{adopted['dice_median']:.3f}",
-            "adopted_pointing": ci_text(adopted["pointing"], adopted["pointing_lo"], adopted["pointing_hi"], digits=2),
-            "adopted_pointing_vs_centre": ci_text(
+            "adopted_pointing": pct_ci_text(adopted["pointing"], adopted["pointing_lo"], adopted["pointing_hi"]),
+            "adopted_pointing_vs_centre": pct_ci_text(
                 adopted["pointing_vs_centre"],
                 adopted["pointing_vs_centre_lo"],
                 adopted["pointing_vs_centre_hi"],
-                digits=2,
                 signed=True,
             ),
             "adopted_vs_paper": ci_text(

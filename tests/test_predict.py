@@ -316,3 +316,13 @@ def test_a_non_empty_out_is_refused_unless_overwrite(scans, model_dir, tmp_path)
         predict_paths([scans / "meningioma.png"], predictor, out, show_progress=False)
     rep = predict_paths([scans / "meningioma.png"], predictor, out, show_progress=False, overwrite=True)
     assert rep.n_ok == 1 and (out / "meningioma.json").is_file()
+
+
+def test_a_model_giving_nan_answers_nothing_and_says_why(scans, model_dir, tmp_path):
+    predictor = Predictor.load(model_dir)
+    layer = predictor.model.get_layer("predictions")
+    w, b = layer.get_weights()
+    layer.set_weights([w * np.nan, b])
+    rep = predict_paths([scans / "glioma.png"], predictor, tmp_path / "o", show_progress=False)
+    assert rep.n_ok == 0 and rep.exit_code == 1 and "non-finite" in rep.problems[0]["reason"]
+    assert not (tmp_path / "o" / "glioma.json").exists()

@@ -327,6 +327,9 @@ def predict_paths(
         x = np.stack(batch)
         probs, cams, maps = predictor.predict(x, explain, segment)
         for i, (f, stem, hw) in enumerate(meta):
+            if not np.all(np.isfinite(probs[i])):  # a broken model: no answer rather than NaN in the JSON
+                problems.append({"path": str(f), "reason": "the model gave non-finite probabilities (broken weights?)"})
+                continue
             cls = CLASSES[int(np.argmax(probs[i]))]
             base = out / stem
             base.parent.mkdir(parents=True, exist_ok=True)

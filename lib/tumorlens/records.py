@@ -23,9 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
+from tumorlens import paths
 from tumorlens.config import CLASSES
 from tumorlens.metrics.classification import classification_metrics
-from tumorlens.metrics.stats import macro_f1
+from tumorlens.metrics.stats import METRICS as SCORES
 from tumorlens.utils.files import atomic_path, write_json
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "test_sets",
     "RunPredictions",
     "read_predictions",
+    "rank_by_validation",
     "best_by_validation",
     "read_rows",
     "write_predictions",
@@ -98,21 +100,28 @@ class RunPredictions:
         return RunPredictions(list(paths), self.y[idx], self.probs[idx], self.name, self.dedup[idx])
 
 
-def best_by_validation(run_dirs: Sequence[str | Path]) -> dict:
-    """The finished run with the best **validation** macro-F1 (test scores are never read), as the
-    ensembles choose their single best: ``{"run_dir", "name", "val_macro_f1", "considered", "missing"}``.
-    Runs without validation predictions are listed under ``missing`` (not silently dropped)."""
+def rank_by_validation(run_dirs: Sequence[str | Path], metric: str = "macro_f1") -> tuple[list[dict], list[str]]:
+    """Finished runs ranked by their **validation** ``metric`` (test scores are never read), best first:
+    ``([{"run_dir", "name", "val_<metric>"}, ...], runs without validation predictions)``."""
     scored, missing = [], []
     for r in run_dirs:
         if not (Path(r) / VAL_PREDICTIONS).is_file():
-            missing.append(str(r))
+            missing.append(paths.relative(r))
             continue
         v = read_predictions(r, "val")
-        scored.append((macro_f1(v.y, v.pred), str(r), v.name))
-    if not scored:
+        scored.append({"run_dir": paths.relative(r), "name": v.name, "val_" + metric: SCORES[metric](v.y, v.pred)})
+    scored.sort(key=lambda d: -d["val_" + metric])
+    return scored, missing
+
+
+def best_by_validation(run_dirs: Sequence[str | Path]) -> dict:
+    """The finished run with the best validation macro-F1, as the ensembles choose their single best:
+    ``{"run_dir", "name", "val_macro_f1", "considered", "missing"}``. Runs without validation
+    predictions are listed under ``missing`` (not silently dropped)."""
+    ranked, missing = rank_by_validation(run_dirs)
+    if not ranked:
         raise FileNotFoundError(f"none of the {len(run_dirs)} candidate runs has validation predictions")
-    f1, run, name = max(scored, key=lambda t: t[0])
-    return {"run_dir": run, "name": name, "val_macro_f1": f1, "considered": len(scored), "missing": missing}
+    return {**ranked[0], "considered": len(ranked), "missing": missing}
 
 
 def read_predictions(run_dir: str | Path, split: str = "test") -> RunPredictions:

@@ -29,10 +29,10 @@ from tumorlens import paths
 from tumorlens.config import Config
 from tumorlens.data.prepared import prepare
 from tumorlens.metrics.classification import classification_metrics
-from tumorlens.metrics.stats import METRICS, bootstrap_ci, compare
+from tumorlens.metrics.stats import bootstrap_ci, compare
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import penultimate_features
-from tumorlens.records import read_predictions, test_sets, write_predictions
+from tumorlens.records import rank_by_validation, read_predictions, test_sets, write_predictions
 from tumorlens.training.prefix_cache import cached_prefix_file
 from tumorlens.utils.files import save_npz, write_json
 
@@ -67,12 +67,10 @@ def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = Non
 def select_members(run_dirs: Sequence[str | Path], k: int = 3, metric: str = "macro_f1") -> list[dict]:
     """Rank runs by their **validation** ``metric`` and keep the best ``k`` (test scores are never read)."""
 
-    scored = []
-    for r in run_dirs:
-        v = read_predictions(r, "val")
-        scored.append({"run_dir": paths.relative(r), "name": v.name, "val_" + metric: METRICS[metric](v.y, v.pred)})
-    scored.sort(key=lambda d: -d["val_" + metric])
-    return scored[:k]
+    ranked, missing = rank_by_validation(run_dirs, metric)
+    if missing:
+        raise FileNotFoundError(f"no validation predictions in {', '.join(missing)}: are these finished runs?")
+    return ranked[:k]
 
 
 def run_features(

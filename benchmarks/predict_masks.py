@@ -27,6 +27,7 @@ def main() -> None:
     from tumorlens.config import load_config
     from tumorlens.experiments.predict import Predictor, predict_paths
     from tumorlens.explain.ground_truth import mask_items_for
+    from tumorlens.explain.scoring import load_mask_set
     from tumorlens.metrics.segmentation import dice
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
@@ -49,12 +50,11 @@ def main() -> None:
         t0 = time.perf_counter()
         rep = predict_paths([it.image for it in report], predictor, tmp, segment=True, show_progress=False)
         seconds = time.perf_counter() - t0
-        scores = []
-        for it in report:
-            written = cv2.imread(str(Path(tmp) / f"{it.image.stem}_mask.png"), cv2.IMREAD_GRAYSCALE) > 127
-            truth = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
-            truth = cv2.resize(truth, written.shape[::-1], interpolation=cv2.INTER_NEAREST) > 127
-            scores.append(dice(written, truth))
+        truths = load_mask_set(report, cfg.data.image_size).truths  # as the chapter reads them
+        scores = [
+            dice(cv2.imread(str(Path(tmp) / f"{it.image.stem}_mask.png"), cv2.IMREAD_GRAYSCALE) > 127, truth)
+            for it, truth in zip(report, truths)
+        ]
     chapter = next(r for r in summary["methods"] if (r["map"], r["mask"]) == (summary["map"], summary["mask"]))
     res = {
         "explain_dir": str(paths.relative(explain)),

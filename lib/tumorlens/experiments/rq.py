@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-import numpy as np
-
 from tumorlens.config import PAPER_MODULES
-from tumorlens.metrics.stats import bootstrap_ci, compare, seed_summary
-from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, test_sets
+from tumorlens.metrics.stats import bootstrap_ci, compare, paired_mean_diff, seed_summary
+from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, read_rows, test_sets
 
 __all__ = ["compare_runs", "rq_tables"]
 
@@ -90,11 +87,14 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
         rq3 = {"summary": seg}
         per_image = res / "segmentation" / "per_image.csv"
         if per_image.is_file():
-            with open(per_image, newline="") as f:
-                rows = list(csv.DictReader(f))
-            rq3["grabcut_minus_cam"] = _paired_mean_diff(
-                [float(r["dice_grabcut"]) for r in rows], [float(r["dice_cam"]) for r in rows], n_boot, seed0
+            rows = read_rows(per_image)
+            d = paired_mean_diff(
+                [float(r["dice_grabcut"]) for r in rows],
+                [float(r["dice_cam"]) for r in rows],
+                n_boot=n_boot,
+                seed=seed0,
             )
+            rq3["grabcut_minus_cam"] = {"n": d["n"], "mean_diff": d["diff"], "lo": d["lo"], "hi": d["hi"]}
         out["rq3"] = rq3
     # RQ4: warm-up only vs warm-up + fine-tuning (all modules)
     wo = runs.get(f"{allm}@warmup-only/seed-{first}")
@@ -123,16 +123,3 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
                 row[f"{t}_{m}"], row[f"{t}_{m}_lo"], row[f"{t}_{m}_hi"] = ci["value"], ci["lo"], ci["hi"]
         out["runs"][k] = row
     return out
-
-
-def _paired_mean_diff(a, b, n_boot: int, seed: int) -> dict:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    d = a - b
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1) if len(d) else np.array([np.nan])
-    return {
-        "n": int(len(d)),
-        "mean_diff": float(d.mean()) if len(d) else float("nan"),
-        "lo": float(np.quantile(boots, 0.025)),
-        "hi": float(np.quantile(boots, 0.975)),
-    }

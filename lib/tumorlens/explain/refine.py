@@ -20,7 +20,6 @@ on the encoder features computed once (the encoder is frozen), so it is cheap on
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, head_mask, we
 from tumorlens.models.backbones import get_spec
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import batched_predict
+from tumorlens.utils.environment import cpu_threads
 from tumorlens.utils.files import atomic_path, write_json
 from tumorlens.utils.progress import progress
 
@@ -110,7 +110,7 @@ def pseudo_masks(
     masks = np.zeros(images.shape[:3], bool)
     tumour = np.flatnonzero(labels != CLASSES.index(NO_TUMOUR))
     starts = range(0, len(tumour), batch_size)
-    with ThreadPoolExecutor(max(1, min(8, _cpus()))) as pool:  # OpenCV releases the GIL
+    with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
         for s in progress(starts, total=len(starts), desc="pseudo-masks", unit="batch", disable=not show_progress):
             idx = tumour[s : s + batch_size]
             cams = class_activation_maps(model, images[idx], layers, labels[idx], method=method, flip=flip)
@@ -120,10 +120,6 @@ def pseudo_masks(
             for k, m in enumerate(done):
                 masks[idx[k]] = m
     return PseudoMasks(masks, labels)
-
-
-def _cpus() -> int:
-    return os.cpu_count() or 1
 
 
 def _skip_names(backbone: str) -> list[str]:
@@ -282,7 +278,7 @@ def network_pseudo_masks(
     """The next round's pseudo-masks: a trained segmenter's tumour probability, binarised with
     ``params`` inside the head, for the **labelled** class (no-tumour images: empty)."""
     masks = np.zeros(np.asarray(images).shape[:3], bool)
-    with ThreadPoolExecutor(max(1, min(8, _cpus()))) as pool:
+    with ThreadPoolExecutor(cpu_threads()) as pool:
         for s in range(0, len(images), chunk):
             _, maps = mask_probabilities(segmenter, images[s : s + chunk], flip=flip)
             done = pool.map(
@@ -301,6 +297,7 @@ def train_segmenter(
     out_dir: str | Path,
     *,
     retune=None,
+    prep=None,
     show_progress: bool = True,
 ) -> tuple[keras.Model, dict]:
     """The whole second stage for a config: pseudo-masks of the **training split** (image labels only),
@@ -312,6 +309,8 @@ def train_segmenter(
     (SegmentParams, tuning-half Dice)`` supplies that binarisation, chosen on the expert masks'
     tuning half, never on the report half.
 
+    ``prep``: the config's `tumorlens.data.prepared.Prepared`, when the caller has it already.
+
     Returns the segmenter and a record (sizes, pseudo-mask settings and areas per round, per-epoch
     loss, seconds), also written to ``<out_dir>/network.json``.
     """
@@ -321,7 +320,7 @@ def train_segmenter(
         raise ValueError(f"segment.network_rounds is {s.network_rounds}: rounds after the first need retune")
     timings = {}
     t0 = time.perf_counter()
-    prep = prepare(cfg, show_progress=False)
+    prep = prep or prepare(cfg, show_progress=False)
     x, y = prep.images("train", show_progress=show_progress), prep.labels("train")
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

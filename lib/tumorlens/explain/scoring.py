@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -45,6 +44,7 @@ from tumorlens.metrics.segmentation import dice, iou, pointing_game
 from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
 from tumorlens.models.classifier import load_model
 from tumorlens.paths import relative
+from tumorlens.utils.environment import cpu_threads
 from tumorlens.utils.files import atomic_path, write_json
 from tumorlens.utils.progress import progress
 
@@ -223,7 +223,7 @@ def score_items(
         row["centre_pointing_near"] = pointing_game(centre, truth, tolerance)
         return row
 
-    with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
+    with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
         return list(pool.map(one, ic.index(subset if subset is not None else ic.items)))
 
 
@@ -281,14 +281,9 @@ def _score_kind(ic: ItemCams, subset: Sequence[MaskItem], params: SegmentParams,
         m = map_mask(img, cam, head, params) if kind == "cam" else grabcut_mask(img, cam, head, params)
         return dice(unletterbox_mask(m, ic.shapes[i]), ic.truths[i])
 
-    with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL
+    with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
         scores = list(pool.map(one, ic.index(subset)))
     return float(np.mean(scores)) if scores else 0.0
-
-
-def _workers() -> int:
-
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def summarise(rows: Sequence[dict]) -> dict:
@@ -526,6 +521,7 @@ def evaluate_segmentation(
         layers = cs.layer_names(backbone)
         score(ic, lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip))
     network_info = None
+    prep = prepare(cfg, show_progress=False)  # the training split (network) and the test split (galleries)
     if s.network:
 
         def retune(segmenter):
@@ -533,7 +529,14 @@ def evaluate_segmentation(
             return p, max(g["mean_dice"] for g in grid if g["step"] == "cam")
 
         seg, network_info = train_segmenter(
-            cfg, model, configured, params_by[configured.name], out, retune=retune, show_progress=show_progress
+            cfg,
+            model,
+            configured,
+            params_by[configured.name],
+            out,
+            retune=retune,
+            prep=prep,
+            show_progress=show_progress,
         )
         cam_layers = configured.layer_names(backbone)
 
@@ -551,7 +554,7 @@ def evaluate_segmentation(
         raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network was trained")
     rows = per_map[map_name]
     best = best_row(table) if s.tune else None
-    public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out)
+    public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out, prep=prep)
     summary = {
         "model": str(relative(run_dir)),
         "model_choice": model_choice,
@@ -617,13 +620,13 @@ PUBLIC_SOURCE = (
 
 
 def public_galleries(
-    cfg, predict_map, params: SegmentParams, kind: str, map_name: str, out: Path, per_class: int = 3
+    cfg, predict_map, params: SegmentParams, kind: str, map_name: str, out: Path, per_class: int = 3, prep=None
 ) -> dict[str, str]:
     """Galleries that may be published with the results: per tumour class, the first ``per_class``
     (by file name) de-duplicated Testing images of the classification dataset — image, map overlay,
     the adopted weak mask; no expert masks. Written as ``gallery_public_<class>.jpg``; returns
     ``{class: file name}``."""
-    prep = prepare(cfg, show_progress=False)
+    prep = prep or prepare(cfg, show_progress=False)
     keep = set(prep.dedup_test)
     records = sorted((r for r in prep.splits["test"] if r.rel in keep), key=lambda r: r.rel)
     files = {}

@@ -11,7 +11,12 @@ from typing import Any
 
 from tumorlens import paths
 
-__all__ = ["git_commit", "package_versions", "environment"]
+__all__ = ["git_commit", "package_versions", "environment", "cpu_threads"]
+
+
+def cpu_threads(limit: int = 8) -> int:
+    """Threads for work that releases the GIL (OpenCV's GrabCut, resizing): this machine's CPUs, at most ``limit``."""
+    return max(1, min(limit, os.cpu_count() or 1))
 
 
 _PACKAGES = (

@@ -119,3 +119,12 @@ def test_brisc_expert_masks_are_read(tmp_path):
     assert len(items) == 430 and counts == {"glioma": 127, "meningioma": 153, "pituitary": 150}
     with pytest.raises(FileNotFoundError, match="images/ and masks/"):
         brisc_items(tmp_path)
+
+
+def test_settings_that_cannot_work_fail_before_any_work(tmp_path):
+    cfg = load_config("smoke", overrides={"segment.mask": "network", "segment.network": False})
+    with pytest.raises(ValueError, match="segment.network is false"):
+        evaluate_segmentation(cfg, tmp_path / "no-run-here", show_progress=False)
+    cfg = load_config("smoke", overrides={"segment.mask": "auto", "segment.tune": False})
+    with pytest.raises(ValueError, match="segment.tune is false"):
+        evaluate_segmentation(cfg, tmp_path / "no-run-here", show_progress=False)

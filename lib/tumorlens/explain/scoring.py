@@ -485,6 +485,11 @@ def evaluate_segmentation(
     (every map), ``tuning.json``, ``segment.json`` (what `tumorlens predict` needs), ``gallery.npz``
     and ``gallery_<class>.png``; with the network also ``segmenter.keras`` and ``network.json``.
     """
+    s = cfg.segment
+    if s.mask == "auto" and not s.tune:  # settings that cannot work fail before any work
+        raise ValueError("segment.mask is auto, which chooses on the tuning half, but segment.tune is false")
+    if s.mask.startswith("network") and not s.network:
+        raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network would be trained")
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
@@ -495,7 +500,7 @@ def evaluate_segmentation(
             "no ground-truth masks found: set segment.masks in _config.yml or TUMORLENS_MASKS to "
             "a folder in the BRISC 2025 layout (images/, masks/); see data/README.md"
         )
-    s, size, backbone = cfg.segment, cfg.data.image_size, cfg.model.backbone
+    size, backbone = cfg.data.image_size, cfg.model.backbone
     data = load_mask_set(items, size)
     tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
     configured = CamSetting.from_config(s)
@@ -547,11 +552,7 @@ def evaluate_segmentation(
         score(network_items(seg, data, flip=s.network_flip), predict_network)
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
-    if s.mask == "auto" and not s.tune:
-        raise ValueError("segment.mask is auto, which chooses on the tuning half, but segment.tune is false")
     map_name, kind = adopted(s, table)
-    if map_name not in per_map:
-        raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network was trained")
     rows = per_map[map_name]
     best = best_row(table) if s.tune else None
     public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out, prep=prep)

@@ -166,11 +166,11 @@ def per_class_f1(metrics: Mapping[str, Mapping], title: str = "F1 per class"):
 
 
 def dice_boxes(rows: Sequence[Mapping], prefix: str = "", title: str = "Dice per image"):
-    """Box plots of Dice per class: CAM-only vs CAM + GrabCut (rows of ``per_image.csv``)."""
+    """Box plots of Dice per class: the binarised map vs map + GrabCut (rows of ``per_image.csv``)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for kind, name in (("cam", "CAM only"), ("grabcut", "CAM + GrabCut")):
+    for kind, name in (("cam", "map only"), ("grabcut", "map + GrabCut")):
         fig.add_box(
             x=[PRETTY.get(r["class"], r["class"]) for r in rows],
             y=[float(r[f"{prefix}dice_{kind}"]) for r in rows],

@@ -68,7 +68,7 @@ def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
-    """Per class: n, mean and median (quartiles) Dice and IoU for CAM-only and CAM + GrabCut, the pointing
+    """Per class: n, mean and median (quartiles) Dice and IoU for the binarised map and map + GrabCut, the pointing
     game (strict and within the tolerance) and its map-free baseline (pointing at the head's centre)."""
 
     rows = {}
@@ -76,7 +76,7 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
         if f"{prefix}dice_cam" not in d or not d[f"{prefix}dice_cam"]:
             continue
         row = {"images": d["n"], "classified correctly": f"{d['accuracy']:.0%}"}
-        for kind, name in (("cam", "CAM"), ("grabcut", "CAM+GrabCut")):
+        for kind, name in (("cam", "map"), ("grabcut", "map+GrabCut")):
             for metric in ("dice", "iou"):
                 s = d[f"{prefix}{metric}_{kind}"]
                 row[f"{name} {metric.upper() if metric == 'iou' else 'Dice'} mean"] = round(s["mean"], 3)
@@ -123,7 +123,7 @@ def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
         row["tuning-half Dice"] = round(r["tune_dice"], 3) if r.get("tune_dice") is not None else "—"
         row["ms / image"] = round(r["ms_per_image"]) if r.get("ms_per_image") is not None else "—"
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).set_index(["map", "mask"])
 
 
 def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821

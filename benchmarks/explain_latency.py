@@ -12,7 +12,6 @@ run's dataset's Testing images (or phantoms for the smoke profile). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def main() -> None:
     from tumorlens.experiments.predict import Predictor
     from tumorlens.explain.weak_masks import weak_mask
     from tumorlens.utils.environment import environment
-    from tumorlens.utils.files import write_json
+    from tumorlens.utils.files import read_json, write_json
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
@@ -35,7 +34,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    info = json.loads((Path(args.run_dir) / "config.json").read_text())["config"]
+    info = read_json(Path(args.run_dir) / "config.json", schema="run")["config"]
     cfg = load_config(
         info["profile"],
         overrides={"model.backbone": info["model"]["backbone"], "model.modules": info["model"]["modules"]},

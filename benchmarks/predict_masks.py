@@ -13,7 +13,6 @@ adopted mask; they should agree.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ def main() -> None:
     from tumorlens.explain.scoring import load_mask_set
     from tumorlens.metrics.segmentation import dice
     from tumorlens.utils.environment import environment
-    from tumorlens.utils.files import write_json
+    from tumorlens.utils.files import read_json, write_json
 
     ap = argparse.ArgumentParser()
     ap.add_argument("explain_dir")
@@ -38,9 +37,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     explain = Path(args.explain_dir)
-    summary = json.loads((explain / "summary.json").read_text())
-    tune_ids = set(json.loads((explain / "tuning.json").read_text())["tune_ids"])
-    seg = json.loads((explain / "segment.json").read_text())
+    summary = read_json(explain / "summary.json", schema="segmentation")
+    tune_ids = set(read_json(explain / "tuning.json", schema="tuning")["tune_ids"])
+    seg = read_json(explain / "segment.json", schema="segment")
     cfg = load_config(args.profile)
     _, items = mask_items_for(cfg)
     report = [it for it in items if it.id not in tune_ids]

@@ -23,7 +23,6 @@ data_root = ""  # a dataset folder; "" uses the profile's (or $TUMORLENS_DATA)
 seed = 42
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -33,9 +32,8 @@ from myst_nb import glue
 from tumorlens.book import figures, snapshots, tables
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
-from tumorlens.data.inventory import read_scan_json
 from tumorlens.data.pipeline import augment_views
-from tumorlens.data.splits import split_counts
+from tumorlens.data.prepared import read_data_step, write_data_step
 from tumorlens.errors import DatasetNotFoundError
 
 figures.setup_plotly()
@@ -43,19 +41,11 @@ cfg = load_config(profile, overrides={"seed": seed} | ({"data.root": data_root} 
 out = Path(run_dir)
 prep = None
 if mode == "run":
-    out.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg)
-    (out / "scan.json").write_text(json.dumps(prep.report.to_dict(), indent=2))
-    (out / "audit.json").write_text(json.dumps(prep.audit.to_dict(), indent=2))
-    (out / "dedup_test.csv").write_text("path\n" + "".join(p + "\n" for p in prep.dedup_test))
-    (out / "splits.json").write_text(
-        json.dumps({"kind": cfg.data.split, "counts": split_counts(prep.splits)}, indent=2)
-    )
+    write_data_step(prep, cfg.data.split, out)
     snapshots.write_data_figures(prep, cfg, prep.audit.to_dict(), out / "figures", seed)
-scan_d = read_scan_json(out / "scan.json")  # a file from another version fails here, naming itself
-audit_d = json.loads((out / "audit.json").read_text())
-splits_d = json.loads((out / "splits.json").read_text())
-n_dedup = len((out / "dedup_test.csv").read_text().splitlines()) - 1
+step = read_data_step(out)  # a missing, stale or partial file fails here, naming itself
+scan_d, audit_d, splits_d, n_dedup = step["scan"], step["audit"], step["splits"], len(step["dedup_test"])
 source = (
     "synthetic phantoms (the embedded default)"
     if cfg.data.source == "phantoms"
@@ -64,14 +54,21 @@ source = (
 glue("data_source", source, display=False)
 glue("n_images", scan_d["n_images"], display=False)
 glue("n_bad", scan_d["n_bad"], display=False)
-glue("n_single_channel", scan_d["channels"].get("single-channel", 0), display=False)  # absent key: none found
+glue(
+    "n_single_channel", scan_d["channels"].get("single-channel", 0), display=False
+)  # a current scan omits kinds it never saw
+glue("dataset_name", scan_d["dataset"]["name"], display=False)
+glue("dataset_fingerprint", scan_d["dataset"]["fingerprint"], display=False)
 
 # %% [markdown]
 # ## What was found
 #
 # The profile reads {glue:text}`data_source`: {glue:text}`n_images` usable images, of which
 # {glue:text}`n_single_channel` are single-channel (grayscale; repeated to three channels).
-# {glue:text}`n_bad` files could not be used; each would be listed below with its reason.
+# {glue:text}`n_bad` files could not be used; each would be listed below with its reason. The
+# results name the dataset by its folder, **{glue:text}`dataset_name`**, and a fingerprint of its
+# file list, {glue:text}`dataset_fingerprint`, never by where it lay on the machine that ran it:
+# a rerun on another copy of the same dataset gives the same fingerprint.
 
 # %%
 tables.scan_table(scan_d)

@@ -35,15 +35,16 @@ from tumorlens.book import figures, tables
 from tumorlens.config import load_config
 from tumorlens.records import read_rows
 from tumorlens.training.run import train_run
+from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides={"model.backbone": backbone, "model.modules": modules, "seed": seed, **overrides})
 if mode == "run":
     train_run(cfg, run_dir=run_dir)
 run = Path(run_dir)
-info = json.loads((run / ("run.json" if (run / "run.json").is_file() else "config.json")).read_text())
+info = read_json(run / ("run.json" if (run / "run.json").is_file() else "config.json"), schema="run")
 summary = info["summary"]
-metrics = json.loads((run / "metrics.json").read_text())
+metrics = read_json(run / "metrics.json", schema="metrics")
 history = read_rows(run / "history.csv")
 glue("variant", summary["variant"], display=False)
 glue("accuracy", f"{summary['accuracy']:.3f}", display=False)

@@ -59,6 +59,7 @@ from tumorlens.explain.ground_truth import mask_items_for
 from tumorlens.explain.scoring import evaluate_segmentation
 from tumorlens.explain.weak_masks import SegmentParams
 from tumorlens.records import best_by_validation, read_rows
+from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
@@ -68,10 +69,10 @@ if mode == "run" and candidate_runs:
     print(f"explaining {choice['name']} (validation macro-F1 {choice['val_macro_f1']:.4f}; best of", end=" ")
     print(f"{choice['considered']} finished candidates; missing: {choice['missing'] or 'none'})")
 if mode == "run":
-    trained = json.loads((Path(model_run) / "config.json").read_text())["config"]
+    trained = read_json(Path(model_run) / "config.json", schema="run")["config"]
     cfg = cfg.override({"model.backbone": trained["model"]["backbone"], "model.modules": trained["model"]["modules"]})
     evaluate_segmentation(cfg, model_run, out_dir=run_dir, model_choice=choice if candidate_runs else None)
-summary = json.loads((Path(run_dir) / "summary.json").read_text())
+summary = read_json(Path(run_dir) / "summary.json", schema="segmentation")
 rows = read_rows(Path(run_dir) / "per_image.csv")
 for name, text in explain_glue(summary, model_run).items():
     glue(name, text, display=False)

@@ -26,7 +26,6 @@ run_dir = "runs/smoke/ensembles"
 n_boot = 2000
 
 # %%
-import json
 from pathlib import Path
 
 from myst_nb import glue
@@ -34,11 +33,12 @@ from myst_nb import glue
 from tumorlens.book import tables
 from tumorlens.config import load_config
 from tumorlens.evaluation.ensembles import evaluate_ensembles
+from tumorlens.utils.files import read_json
 
 cfg = load_config(profile)
 if mode == "run":
     evaluate_ensembles(cfg, member_runs, run_dir, k=k, n_boot=n_boot)
-results = json.loads((Path(run_dir) / "ensembles.json").read_text())
+results = read_json(Path(run_dir) / "ensembles.json", schema="ensembles")
 glue("ens_members", ", ".join(m["name"] for m in results["members"]), display=False)
 glue("ens_n_dedup", results["n_dedup"], display=False)
 

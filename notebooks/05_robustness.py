@@ -24,7 +24,6 @@ run_dir = "runs/smoke/robustness"
 bench = ""  # a `tumorlens bench` result (JSON) to show, if any
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -34,12 +33,13 @@ from tumorlens.book import figures, pages, tables
 from tumorlens.config import load_config
 from tumorlens.evaluation.robustness import apply_temperature, evaluate_robustness
 from tumorlens.records import read_predictions
+from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 cfg = load_config(profile)
 if mode == "run":
     evaluate_robustness(cfg, model_run, run_dir)
-rob = json.loads((Path(run_dir) / "robustness.json").read_text())
+rob = read_json(Path(run_dir) / "robustness.json", schema="robustness")
 data_words = "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI"
 for name, text in pages.robustness_glue(rob, f"{profile} ({data_words}, {cfg.data.image_size} px)").items():
     glue(name, text, display=False)
@@ -105,7 +105,7 @@ figures.reliability_diagram(
 
 # %%
 if bench and Path(bench).is_file():
-    b = json.loads(Path(bench).read_text())
+    b = read_json(bench, schema="bench")
     display(tables.bench_table(b))
     print(f"{b['n_test']} Testing images ({b['n_dedup']} de-duplicated); {b['environment']['cpus']} CPU cores")
 else:

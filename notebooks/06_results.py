@@ -21,17 +21,17 @@ profile = "smoke"
 results = "results/smoke"
 
 # %%
-import json
 from pathlib import Path
 
 from myst_nb import glue
 
 from tumorlens.book import figures, pages, tables
 from tumorlens.records import published_run, read_predictions
+from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 res = Path(results)
-rq = json.loads((res / "rq.json").read_text())
+rq = read_json(res / "rq.json", schema="rq")
 for name, text in pages.results_glue(res, profile).items():
     glue(name, text, display=False)
 
@@ -88,7 +88,7 @@ tables.comparisons_table(rq["rq1"]["comparisons"])
 # What the modules cost (parameters and FLOPs on each backbone's last feature map, measured):
 
 # %%
-tables.costs_table(json.loads((res / "block_costs.json").read_text())["blocks"])
+tables.costs_table(read_json(res / "block_costs.json", schema="block_costs")["blocks"])
 
 # %% [markdown]
 # The paper says its modules need fewer parameters than SE blocks or CBAM. Measured on

@@ -209,10 +209,64 @@ def test_scan_names_broken_symlinks_and_keeps_the_rest(tmp_path):
 
 def test_a_scan_json_from_another_version_fails_naming_itself(tmp_path):
     from tumorlens.data.inventory import read_scan_json
+    from tumorlens.utils.files import write_json
+    from tumorlens.utils.schema import SchemaError
 
-    good = {"n_images": 3, "counts": {}, "channels": {"single-channel": 2, "rgb-gray": 1}, "n_bad": 0}
-    (tmp_path / "scan.json").write_text(json.dumps(good))
+    ident = {"name": "x", "n_images": 3, "fingerprint": "0"}
+    good = {
+        "dataset": ident,
+        "layout": "folder",
+        "n_images": 3,
+        "counts": {},
+        "channels": {"single-channel": 2, "rgb-gray": 1},
+        "n_bad": 0,
+        "bad": [],
+    }
+    write_json(tmp_path / "scan.json", good, schema="scan")
     assert read_scan_json(tmp_path / "scan.json")["channels"]["single-channel"] == 2
-    (tmp_path / "old.json").write_text(json.dumps({**good, "channels": {"gray": 2, "rgb": 1}}))
-    with pytest.raises(ValueError, match=r"old.json: written by another version.*\['gray', 'rgb'\]"):
+    write_json(tmp_path / "old.json", {**good, "channels": {"gray": 2, "rgb": 1}}, schema="scan")
+    with pytest.raises(SchemaError, match=r"old.json: written by another version.*\['gray', 'rgb'\]"):
         read_scan_json(tmp_path / "old.json")
+    (tmp_path / "unversioned.json").write_text(json.dumps(good))  # as written before schema versions
+    with pytest.raises(SchemaError, match=r"unversioned.json: expected a 'scan' results file.*no schema"):
+        read_scan_json(tmp_path / "unversioned.json")
+
+
+def test_the_dataset_is_named_by_a_fingerprint_of_its_files_not_by_where_it_lies(tmp_path):
+    from tumorlens.data.prepared import DATA_FILES
+
+    a, b = tmp_path / "one" / "kaggle", tmp_path / "two" / "kaggle"
+    for root in (a, b):
+        for split in ("Training", "Testing"):
+            for i, cls in enumerate(("glioma", "notumor")):
+                (root / split / cls).mkdir(parents=True)
+                Image.fromarray(np.full((20, 20), 40 * (i + 1), np.uint8)).save(root / split / cls / f"{cls}.png")
+    ra, rb = scan(a, use_cache=False), scan(b, use_cache=False)
+    assert ra.dataset() == rb.dataset() and ra.dataset()["name"] == "kaggle"
+    assert str(tmp_path) not in json.dumps(ra.to_dict())  # no folder of this machine in what is published
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(b / "Training" / "glioma" / "extra.png")
+    assert scan(b, use_cache=False).dataset()["fingerprint"] != ra.dataset()["fingerprint"]
+    assert DATA_FILES == ("scan.json", "audit.json", "dedup_test.csv", "splits.json")
+
+
+def test_the_data_step_record_is_written_versioned_and_read_back_strictly(tmp_path, phantom_root):
+    from tumorlens.config import load_config
+    from tumorlens.data import prepare
+    from tumorlens.data.prepared import read_data_step, write_data_step
+    from tumorlens.utils.schema import SchemaError
+
+    cfg = load_config("smoke", overrides={"data.root": str(phantom_root)})
+    prep = prepare(cfg, show_progress=False)
+    write_data_step(prep, cfg.data.split, tmp_path)
+    step = read_data_step(tmp_path)
+    assert step["scan"]["n_images"] == len(prep.report.records)
+    assert step["scan"]["dataset"] == step["audit"]["dataset"] == prep.report.dataset()
+    assert len(step["dedup_test"]) == len(prep.dedup_test)
+    d = json.loads((tmp_path / "audit.json").read_text())
+    del d["examples"]  # a partial file: a reader must not fill the gap with a default
+    (tmp_path / "audit.json").write_text(json.dumps(d))
+    with pytest.raises(SchemaError, match=r"audit.json: a partial 'audit' results file \(missing \['examples'\]\)"):
+        read_data_step(tmp_path)
+    (tmp_path / "splits.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"\['splits.json'\] are missing"):
+        read_data_step(tmp_path)

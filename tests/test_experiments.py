@@ -41,7 +41,7 @@ from tumorlens.records import (
     write_predictions,
     write_test_results,
 )
-from tumorlens.utils.files import write_json
+from tumorlens.utils.files import read_json, write_json
 
 N_BOOT = 200
 N = 20
@@ -97,8 +97,13 @@ def write_run(run_dir, right, *, live=False, val_right=None, parameters=1000, wa
 
     ``reverse`` writes the test predictions in reverse order (comparisons must pair images by path)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = {"config": {"model": {"backbone": BB}}, "summary": {"parameters": parameters, "wall_seconds": wall}}
-    write_json(run_dir / (CONFIG if live else RUN_INFO), info)
+    info = {
+        "config": {"model": {"backbone": BB}},
+        "dataset": DATASET,
+        "environment": {},
+        "summary": {"parameters": parameters, "wall_seconds": wall},
+    }
+    write_json(run_dir / (CONFIG if live else RUN_INFO), info, schema="run")
     order = np.arange(N)[::-1] if reverse else np.arange(N)
     write_test_results(run_dir, [TEST_RECS[k] for k in order], probs_for(right)[order], DEDUP_PATHS)
     val_right = np.ones(len(VAL_Y), bool) if val_right is None else val_right
@@ -113,6 +118,16 @@ def row_of(rows, **match):
     return found[0]
 
 
+DATASET = {"name": "phantoms", "n_images": N, "fingerprint": "0123456789abcdef"}
+SCAN = {
+    "dataset": DATASET,
+    "layout": "kaggle",
+    "n_images": N,
+    "counts": {},
+    "channels": {"single-channel": N},
+    "n_bad": 0,
+    "bad": [],
+}
 ENSEMBLES = {
     "members": [{"run_dir": "x/seed-42", "name": f"{ALLM}/seed-{S0}", "val_macro_f1": 1.0}],
     "comparisons": [{"a": "soft voting", "b": "single best", "diff": 0.05, "test_set": "official"}],
@@ -126,6 +141,11 @@ ENSEMBLES = {
 }
 SEG_SUMMARY = {
     "model": f"{ALLM}/seed-{S0}",
+    "n_report": 4,
+    "map": "layercam@fusion",
+    "mask": "grabcut",
+    "params": {},
+    "methods": [],
     "per_class": {
         "all": {
             "dice_cam": {"mean": 0.475, "median": 0.5},
@@ -145,7 +165,7 @@ DICE_CAM = [0.5, 0.5, 0.4, 0.5]  # paired differences 0.3, 0.1, 0.5, 0.0: mean 0
 
 def write_segmentation(folder):
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "summary.json", SEG_SUMMARY)
+    write_json(folder / "summary.json", SEG_SUMMARY, schema="segmentation")
     with open(folder / "per_image.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "dice_cam", "dice_grabcut"])
@@ -160,7 +180,7 @@ def results(tmp_path_factory):
     res = tmp_path_factory.mktemp("results")
     for (variant, seed), right in RIGHT.items():
         write_run(published_run(res, variant, seed), right, parameters=PARAMS[variant], reverse=variant == STD)
-    write_json(res / "ensembles" / "ensembles.json", ENSEMBLES)
+    write_json(res / "ensembles" / "ensembles.json", ENSEMBLES, schema="ensembles")
     write_segmentation(res / "segmentation")
     return res
 
@@ -292,11 +312,11 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
         write_json(d / ".done.json", {"notebook": "02_train", "seconds": 45})
     other = write_run(smoke_root / "mobilenetv2" / f"seed-{S0}", IDX < 5, live=True)
     write_json(other / ".done.json", {"notebook": "02_train", "seconds": 30})
-    write_json(live / "ensembles" / "ensembles.json", ENSEMBLES)
+    write_json(live / "ensembles" / "ensembles.json", ENSEMBLES, schema="ensembles")
     (live / "ensembles" / "hybrid_lr.joblib").write_bytes(b"pickle")
     write_segmentation(live / "explain")
     (live / "explain" / "gallery.png").write_bytes(b"png")
-    write_json(live / "data" / "scan.json", {"n": 1})
+    write_json(live / "data" / "scan.json", SCAN, schema="scan")
     write_json(live / "data" / "other.json", {"n": 2})
     (live / "data" / "figures").mkdir()
     (live / "data" / "figures" / "examples.jpg").write_bytes(b"jpeg")
@@ -328,7 +348,8 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     assert [p.name for p in (res / "data" / "figures").iterdir()] == ["examples.jpg"]
 
     assert calls == [SMOKE.data.image_size]
-    costs = json.loads((res / "block_costs.json").read_text())
+    costs = read_json(res / "block_costs.json", schema="block_costs")
+    del costs["schema"]
     assert costs == {"image_size": SMOKE.data.image_size, "blocks": [{"block": "mab", "parameters": 1}]}
     repro = json.loads((res / "reproduction.json").read_text())
     assert sorted(j["job"] for j in repro["jobs"]) == sorted(
@@ -350,6 +371,9 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     assert acc_target["best"] == "soft voting" and acc_target["accuracy"] == 0.95
     assert acc_target["met"] is (min(0.95, 0.94) >= SMOKE.reproduce.target_accuracy)
     assert summary["targets"]["minutes"]["measured"] == 2.0 and summary["reproduction_minutes"] == 2.0
+    manifest = read_json(res / "manifest.json", schema="manifest")
+    assert manifest["dataset"] == DATASET and manifest["files"]["summary.json"]["schema"] == "summary/1"
+    assert "data/figures/examples.jpg" in manifest["files"] and collect_mod.check_results(res) == []
 
     # refresh the segmentation alone: the other parts and the reproduction time stay as collected
     shutil.rmtree(live / STD)
@@ -517,7 +541,8 @@ def test_load_run_reads_published_and_live_runs(tmp_path):
     assert r["dedup"].tolist() == DEDUP.tolist() and r["pred"].paths == [x.rel for x in TEST_RECS]
     live = write_run(tmp_path / "live" / STD / "seed-3", RIGHT[STD, S0], live=True, parameters=7)
     assert load_run(live)["summary"]["parameters"] == 7 and load_run(live)["seed"] == 3
-    write_json(live / RUN_INFO, {"config": {}, "summary": {"parameters": 8}})  # run.json wins over config.json
+    run_info = {"config": {}, "dataset": DATASET, "environment": {}, "summary": {"parameters": 8}}
+    write_json(live / RUN_INFO, run_info, schema="run")  # run.json wins over config.json
     assert load_run(live)["summary"]["parameters"] == 8
     assert json.loads((live / METRICS).read_text())["official"]["accuracy"] == pytest.approx(0.5)
 

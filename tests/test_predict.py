@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +12,7 @@ from tumorlens.data.io import read_any, read_dicom
 from tumorlens.data.phantoms import render_phantom
 from tumorlens.experiments.predict import DISCLAIMER, Predictor, find_inputs, predict_paths
 from tumorlens.models.classifier import build_classifier
+from tumorlens.utils.files import write_json
 
 
 def _write_dicom(path, pixels, slope=2.0, intercept=-100.0, centre=None, width=None):
@@ -245,9 +248,13 @@ def test_predict_uses_the_segmentation_the_explain_step_adopted(scans, model_dir
     build_segmenter(load_model(run), "mobilenetv2", width=4).save(explain / "segmenter.keras")
     params = {"threshold": "fixed", "value": 0.0, "hi": 0.9, "mid": 0.45, "lo": 0.1, "iterations": 2}
     record = {"map": "network", "mask": "cam", "cam": "layercam@fusion", "params": params}
-    (explain / "segment.json").write_text(json.dumps({**record, "segmenter": "segmenter.keras", "model": "elsewhere"}))
+    write_json(
+        explain / "segment.json", {**record, "segmenter": "segmenter.keras", "model": "elsewhere"}, schema="segment"
+    )
     assert "untuned" in find_segmentation(run).source  # made for another model: not used
-    (explain / "segment.json").write_text(json.dumps({**record, "segmenter": "segmenter.keras", "model": str(run)}))
+    write_json(
+        explain / "segment.json", {**record, "segmenter": "segmenter.keras", "model": str(run)}, schema="segment"
+    )
     sg = find_segmentation(run)
     assert sg.segmenter == explain / "segmenter.keras" and sg.cam.name == "layercam@fusion" and sg.mask == "cam"
 
@@ -326,3 +333,162 @@ def test_a_model_giving_nan_answers_nothing_and_says_why(scans, model_dir, tmp_p
     rep = predict_paths([scans / "glioma.png"], predictor, tmp_path / "o", show_progress=False)
     assert rep.n_ok == 0 and rep.exit_code == 1 and "non-finite" in rep.problems[0]["reason"]
     assert not (tmp_path / "o" / "glioma.json").exists()
+
+
+def _fuzz_folder(d):
+    """Every kind of input a user's folder may hold: ``(good, bad)`` file names relative to ``d``.
+
+    good: gray / RGBA / palette / 16-bit PNG, CMYK JPEG, BMP, TIFF, WebP, upper-case extensions, a unicode
+    name, a symbolic link to an image, DICOMs (with and without extension); bad: empty, text named .png,
+    truncated JPEG, 1x1, 10000x10000, undecodable / pixel-less / oversized DICOMs, dangling and looping links,
+    a text file."""
+    import pydicom
+    from PIL import Image
+
+    d.mkdir(parents=True)
+    img = render_phantom("glioma", 64, 1)[0]
+    gray = img[..., 0] if img.ndim == 3 else img
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    Image.fromarray(gray).save(d / "gray.png")
+    Image.fromarray(rgb).convert("RGBA").save(d / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(d / "palette.png")
+    Image.fromarray(gray.astype(np.uint16) * 200).save(d / "sixteen.png")
+    Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
+    for ext in ("bmp", "tiff", "webp"):
+        Image.fromarray(rgb).save(d / f"photo.{ext}")
+    Image.fromarray(rgb).save(d / "UPPER.PNG")
+    Image.fromarray(rgb).save(d / "SHOUT.JPG")
+    (d / "ünï cödé").mkdir()
+    Image.fromarray(rgb).save(d / "ünï cödé" / "глиома 1.png")
+    (d / "link.png").symlink_to("gray.png")
+    _write_dicom(d / "slice.dcm", gray.astype(np.uint16) * 4, 1.0, 0.0, centre=500, width=1000)
+    _write_dicom(d / "noextension", gray.astype(np.uint16) * 4, 1.0, 0.0)
+    good = [
+        "gray.png", "rgba.png", "palette.png", "sixteen.png", "cmyk.jpg", "photo.bmp", "photo.tiff", "photo.webp",
+        "UPPER.PNG", "SHOUT.JPG", "ünï cödé/глиома 1.png", "link.png", "slice.dcm", "noextension",
+    ]  # fmt: skip
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.png").write_text("this is not an image")
+    (d / "truncated.jpg").write_bytes(cv2.imencode(".jpg", rgb)[1].tobytes()[:300])
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(d / "one.png")
+    Image.new("L", (10000, 10000)).save(d / "huge.png")
+    _write_undecodable_dicom(d / "junk.dcm")
+    ds = pydicom.dcmread(str(_write_dicom(d / "nopixels.dcm", gray.astype(np.uint16))))
+    del ds.PixelData
+    ds.save_as(str(d / "nopixels.dcm"))
+    ds = pydicom.dcmread(str(_write_dicom(d / "bomb.dcm", gray.astype(np.uint16))))
+    ds.Rows, ds.Columns = 12000, 12000
+    ds.save_as(str(d / "bomb.dcm"))
+    (d / "dangling.png").symlink_to("nowhere.png")
+    (d / "loop.png").symlink_to("loop.png")
+    (d / "notes.txt").write_text("not an image")
+    bad = [
+        "empty.png", "text.png", "truncated.jpg", "one.png", "huge.png", "junk.dcm", "nopixels.dcm", "bomb.dcm",
+        "dangling.png", "loop.png", "notes.txt",
+    ]  # fmt: skip
+    return good, bad
+
+
+def _tree(root, skip):
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+        for p in root.rglob("*")
+        if skip not in p.parents and p != skip
+    }
+
+
+def test_a_folder_of_every_input_kind_gets_one_answer_per_file_and_writes_only_into_out(
+    tmp_path, model_dir, monkeypatch
+):
+    d = tmp_path / "work" / "scans"
+    good, bad = _fuzz_folder(d)
+    out = tmp_path / "work" / "out"
+    before = _tree(tmp_path, out)
+    monkeypatch.chdir(d / "ünï cödé")  # the input named as "..": output names never climb out of --out
+    rep = predict_paths([".."], Predictor.load(model_dir), "../../out", show_progress=False)
+    cwd = d / "ünï cödé"
+
+    def where(name):  # an input as named in the outputs ("../x.png"), relative to the scans folder
+        return Path(os.path.normpath(cwd / name)).relative_to(d).as_posix()
+
+    rows = _csv(out / "predictions.csv")
+    assert sorted(where(r["input"]) for r in rows) == sorted(good), "each good file exactly one result"
+    assert sorted(where(p["path"]) for p in rep.problems) == sorted(bad), "each bad file exactly one reason"
+    assert rep.n_ok == len(good) and len(_csv(out / "problems.csv")) == len(bad)
+    for r in rows:  # one JSON per result, inside out
+        assert (out / r["output"]).resolve().is_relative_to(out.resolve()) and (out / r["output"]).is_file()
+    notes = {Path(r["input"]).name: r["note"] for r in rows}
+    assert "16-bit" in notes["sixteen.png"] and "CMYK" in notes["cmyk.jpg"] and notes["gray.png"] == ""
+    assert json.loads((out / next(r["output"] for r in rows if r["input"].endswith("cmyk.jpg"))).read_text())[
+        "note"
+    ].startswith("CMYK")
+    assert _tree(tmp_path, out) == before, "nothing written or changed outside --out"
+    reasons = {Path(p["path"]).name: p["reason"] for p in rep.problems}
+    assert "empty" in reasons["empty.png"] and "not an image" in reasons["text.png"]
+    assert (
+        "too small" in reasons["one.png"] and "too large" in reasons["huge.png"] and "too large" in reasons["bomb.dcm"]
+    )
+    assert "skipped" in reasons["notes.txt"]
+
+
+def test_scan_names_every_file_of_a_fuzz_folder_exactly_once(tmp_path):
+    from tumorlens.data.inventory import scan
+
+    good, bad = _fuzz_folder(tmp_path / "ds" / "glioma")
+    (tmp_path / "ds" / "meningioma").mkdir()
+    (tmp_path / "ds" / "stray.csv").write_text("a file at the root")
+    report = scan(tmp_path / "ds", use_cache=False, show_progress=False)
+    seen = [r.rel for r in report.records] + [b["path"] for b in report.bad] + [i["path"] for i in report.ignored]
+    images = [f"glioma/{g}" for g in good if g not in ("slice.dcm", "noextension")]  # scan reads image files
+    assert sorted(r.rel for r in report.records) == sorted(images)
+    assert sorted(seen) == sorted(
+        [*images, *[f"glioma/{b}" for b in bad], "glioma/slice.dcm", "glioma/noextension", "stray.csv"]
+    )
+    assert len(seen) == len(set(seen))
+    assert {c["path"].split("/")[-1] for c in report.converted} >= {"sixteen.png", "cmyk.jpg"}
+
+
+def _csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_an_unreadable_file_is_reported_as_permission_denied(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tumorlens.data.io import BadImageError, read_image
+
+    f = tmp_path / "locked.png"
+    Image.new("L", (32, 32)).save(f)
+
+    def denied(*args, **kwargs):  # as for a file of another user (tests run as root, so chmod cannot show it)
+        raise PermissionError(13, "Permission denied", str(f))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(BadImageError, match="permission denied"):
+        read_image(f)
+
+
+def test_ensemble_members_of_another_input_size_are_refused_when_loading(tmp_path, model_dir):
+    other = tmp_path / "other"
+    other.mkdir()
+    build_classifier("mobilenetv2", (), image_size=96, weights="none").save(other / "model.keras")
+    with pytest.raises(ValueError, match=r"ensemble member .*other.* takes 96 px images but the model .* takes 64 px"):
+        Predictor.load(model_dir, [other])
+
+
+def test_scan_reports_a_stray_file_at_the_root_of_the_kaggle_layout(tmp_path):
+    from PIL import Image
+
+    from tumorlens.data.inventory import scan
+
+    (tmp_path / "Training" / "glioma").mkdir(parents=True)
+    Image.new("L", (32, 32), 90).save(tmp_path / "Training" / "glioma" / "a.png")
+    (tmp_path / "README.txt").write_text("dataset notes")
+    report = scan(tmp_path, use_cache=False, show_progress=False)
+    assert {
+        "path": "README.txt",
+        "reason": "file at the dataset root, outside Training/ and Testing/",
+    } in report.ignored

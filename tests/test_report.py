@@ -1,6 +1,10 @@
 """The book's figures and tables from tiny hand-made results: what they show, not how they look."""
 
+import os
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from tumorlens.book import figures, tables
 from tumorlens.config import CLASSES
@@ -209,3 +213,50 @@ def test_data_figures_are_rendered_for_a_book_without_the_dataset(tmp_path, phan
     assert ex.shape[:2] == (4 * (18 + 128), 4 * 128)  # four classes x four images
     if prep.audit.to_dict().get("examples"):  # the phantoms plant duplicates: their pairs are drawn
         assert (tmp_path / "figures" / "duplicates.jpg").is_file()
+
+
+def _glued(nb_path) -> dict[str, str]:
+    """The values a notebook glued (MyST-NB), by name, as the text the book shows."""
+    import nbformat
+
+    out = {}
+    for cell in nbformat.read(nb_path, as_version=4).cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                text = next(v for k, v in o["data"].items() if k.endswith("text/plain"))
+                out[name] = text.strip("'\"")
+    return out
+
+
+def test_the_data_chapter_built_from_the_published_results_glues_their_counts(tmp_path):
+    """The data page of the cpu book, built from the committed results alone: its glued counts are the
+    file's (and, where the dataset is present, the single-channel count is a current scan's)."""
+    import nbformat
+
+    from tumorlens.data.prepared import read_data_step
+    from tumorlens.experiments.runner import book_pages, execute
+
+    res = Path(__file__).resolve().parents[1] / "results" / "cpu"
+    if not (res / "data").is_dir():
+        pytest.skip("no published cpu results in this checkout")
+    job = next(j for j in book_pages("cpu", res, tmp_path) if j.page == "01_data")
+    job.params["data_root"] = str(tmp_path / "no-dataset-here")  # as a reader's machine: results only
+    execute(job, force=True)
+    glued = _glued(job.output)
+    step = read_data_step(res / "data")
+    assert glued["n_images"] == str(step["scan"]["n_images"])
+    assert glued["n_single_channel"] == str(step["scan"]["channels"]["single-channel"])
+    assert glued["n_testing_with_copy"] == str(step["audit"]["testing_vs_training"]["total"]["any_in_training"])
+    assert glued["dataset_fingerprint"] == step["scan"]["dataset"]["fingerprint"]
+    outputs = [o for c in nbformat.read(job.output, as_version=4).cells for o in c.get("outputs", [])]
+    shown = "".join(o.get("text", "") for o in outputs)
+    assert "not available" not in shown  # the published figures, not a notice
+    assert sum("image/jpeg" in o.get("data", {}) for o in outputs) >= 3
+    real = os.environ.get("TUMORLENS_DATA") or str(Path(__file__).resolve().parents[2] / "shared/data/brain-tumor-mri")
+    if Path(real, "Training").is_dir():  # the published count is the one a scan of the dataset finds today
+        from tumorlens.data.inventory import scan
+
+        report = scan(real, show_progress=False)
+        assert report.modes["single-channel"] == step["scan"]["channels"]["single-channel"]
+        assert report.dataset() == step["scan"]["dataset"]

@@ -32,7 +32,7 @@ from tumorlens.data.inventory import scan
 from tumorlens.data.leakage import audit
 from tumorlens.data.phantoms import write_phantoms
 from tumorlens.errors import TumorlensError
-from tumorlens.utils.files import write_json
+from tumorlens.utils.files import write_json, write_text
 
 # Commands that build or run models import their stage inside the function: TensorFlow takes seconds to
 # import, and `tumorlens data scan` or `config show` must not wait for it.
@@ -69,15 +69,15 @@ def _cmd_data_audit(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "audit.json").write_text(json.dumps(d, indent=2))
-        (out / "dedup_test.csv").write_text("path\n" + "".join(f"{p}\n" for p in result.dedup_test()))
+        write_json(out / "audit.json", d, schema="audit")
+        write_text(out / "dedup_test.csv", "path\n" + "".join(f"{p}\n" for p in result.dedup_test()))
         d["written"] = [str(out / "audit.json"), str(out / "dedup_test.csv")]
     if args.json:
         _print_json(d)
         return 0
     t = d["testing_vs_training"]
     print(
-        f"{d['root']}: {d['n_images']} images, {d['n_pairs']} duplicate pairs "
+        f"{report.root}: {d['n_images']} images, {d['n_pairs']} duplicate pairs "
         f"({', '.join(f'{k}={v}' for k, v in d['pairs'].items())}); {d['cross_class_pairs']} pairs cross classes"
     )
     print(f"{'class':12s}{'testing':>9s}{'exact':>8s}{'near':>7s}{'any':>7s}{'dedup kept':>12s}")
@@ -178,7 +178,12 @@ def _cmd_bench(args) -> int:
     )
     print(format_table(res))
     if args.out:
-        print(f"wrote {write_json(args.out, res)}")
+        from tumorlens.experiments.collect import MANIFEST, write_manifest
+
+        out = write_json(args.out, res, schema="bench")
+        if (out.parent / MANIFEST).is_file():  # published results: the manifest lists the new file
+            write_manifest(out.parent, args.profile, files=[out])
+        print(f"wrote {out}")
     return 0
 
 

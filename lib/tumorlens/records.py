@@ -17,7 +17,6 @@ whole Testing split) and ``dedup`` (its de-duplicated subset).
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +26,7 @@ from tumorlens import paths
 from tumorlens.config import CLASSES
 from tumorlens.metrics.classification import classification_metrics
 from tumorlens.metrics.stats import METRICS as SCORES
-from tumorlens.utils.files import atomic_path, write_json
+from tumorlens.utils.files import atomic_path, read_json, write_json
 
 __all__ = [
     "CONFIG",
@@ -174,7 +173,7 @@ def write_test_results(run_dir: str | Path, records: Sequence, probs: np.ndarray
     y = np.array([CLASSES.index(r.cls) for r in records], dtype=int)
     flags = np.array([r.rel in dedup for r in records], dtype=bool)
     metrics = {name: classification_metrics(y[m], probs[m]) for name, m in test_sets(flags)}
-    write_json(run_dir / METRICS, metrics)
+    write_json(run_dir / METRICS, metrics, schema="metrics")
     write_predictions(run_dir / PREDICTIONS, records, probs, dedup)
     return metrics
 
@@ -210,7 +209,7 @@ def load_run(run_dir: str | Path) -> dict:
     predictions (`RunPredictions`, with ``dedup`` flags)."""
     run_dir = Path(run_dir)
     info_file = run_dir / RUN_INFO if (run_dir / RUN_INFO).is_file() else run_dir / CONFIG
-    info = json.loads(info_file.read_text())
+    info = read_json(info_file, schema="run")
     pred = read_predictions(run_dir)
     return {
         "name": f"{run_dir.parent.name}/{run_dir.name}",
@@ -218,7 +217,7 @@ def load_run(run_dir: str | Path) -> dict:
         "seed": int(run_dir.name.split("-")[-1]),
         "summary": info["summary"],
         "config": info["config"],
-        "metrics": json.loads((run_dir / METRICS).read_text()),
+        "metrics": read_json(run_dir / METRICS, schema="metrics"),
         "pred": pred,
         "dedup": pred.dedup,
     }

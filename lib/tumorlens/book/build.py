@@ -15,8 +15,9 @@ from pathlib import Path
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.experiments.collect import results_dir
+from tumorlens.experiments.collect import check_results, results_dir
 from tumorlens.experiments.runner import book_pages, execute, run_profile
+from tumorlens.utils.files import read_json
 
 __all__ = ["book_dir", "build_book"]
 
@@ -36,9 +37,7 @@ def _build_info(profile: str) -> str:
         )
     summary = paths.repo_root() / "results" / profile / "summary.json"
     if summary.is_file():
-        import json
-
-        s = json.loads(summary.read_text())
+        s = read_json(summary, schema="summary")
         git = s.get("environment", {}).get("git", {})
         return (
             f"```{{note}}\nThis build of the book shows the **{profile}** profile's results from "
@@ -112,6 +111,12 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None
         run_profile(profile)
     if not (res / "summary.json").is_file():
         raise FileNotFoundError(f"no results for profile {profile!r} in {res}: run `tumorlens run --profile {profile}`")
+    problems = check_results(res)
+    if problems:
+        message = f"the results in {paths.relative(res)} cannot be read fully:\n  " + "\n  ".join(problems)
+        if strict:
+            raise RuntimeError(message)
+        print(f"warning: {message}", file=sys.stderr)
     book = book_dir()
     gen = book / "generated"
     shutil.rmtree(gen, ignore_errors=True)

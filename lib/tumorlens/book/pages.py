@@ -8,18 +8,19 @@ The notebook ``06_results`` only glues these values into its prose and displays 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
+from tumorlens.utils.files import read_json
 
 __all__ = ["results_glue", "ablation_variants", "smoke_backbones_frame", "published_comparison", "robustness_glue"]
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read(path: Path, schema: str) -> dict | None:
+    """A results file checked against its schema (`SchemaError` naming it when stale); None when absent."""
+    return read_json(path, schema=schema) if path.is_file() else None
 
 
 def ablation_variants(rq: dict) -> list[str]:
@@ -40,9 +41,9 @@ def ablation_variants(rq: dict) -> list[str]:
 def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     """Every value the results page (and the book's first page) glues into its prose, as text, by name."""
     res = Path(res)
-    rq = json.loads((res / "rq.json").read_text())
-    summary = json.loads((res / "summary.json").read_text())
-    timing = json.loads((res / "reproduction.json").read_text())
+    rq = read_json(res / "rq.json", schema="rq")
+    summary = read_json(res / "summary.json", schema="summary")
+    timing = read_json(res / "reproduction.json", schema="reproduction")
     bb, first = rq["backbone"], rq["seeds"][0]
     std, allm = bb, f"{bb}+mab+respath+sbr"
     out = {
@@ -60,7 +61,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         r = runs.get(name)
         out[f"abs_{key}_acc"] = f"{r['official_accuracy']:.3f}" if r else "n/a"
         out[f"abs_{key}_dedup"] = f"{r['dedup_accuracy']:.3f}" if r else "n/a"
-    ens = _read(res / "ensembles" / "ensembles.json")
+    ens = _read(res / "ensembles" / "ensembles.json", "ensembles")
     out["abs_n_dedup"] = str(ens["n_dedup"]) if ens else "n/a"
     rq3 = rq3_words(rq.get("rq3"))
     out["abs_dice_gc"], out["abs_seg_method"] = rq3["adopted_dice"], rq3["adopted"]
@@ -87,7 +88,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         for ts in ("official", "dedup"):
             row = find_row(rq1["seeds_table"], variant=variant, test_set=ts, metric="accuracy")
             out[f"rq1_seeds_{key}_{ts}"] = f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a"
-    costs = _read(res / "block_costs.json")
+    costs = _read(res / "block_costs.json", "block_costs")
     out["cost_claim"] = module_cost_claim(costs["blocks"], bb) if costs else "not measured"
     # RQ2
     rq2 = rq.get("rq2")
@@ -112,7 +113,7 @@ def smoke_backbones_frame(res: str | Path) -> pd.DataFrame | None:
     """The other backbones' smoke-profile runs (random initialisation, synthetic data); None without any."""
     rows = []
     for run in sorted(Path(res, "smoke_backbones").glob("*/seed-*")):
-        m = json.loads((run / "metrics.json").read_text())
+        m = read_json(run / "metrics.json", schema="metrics")
         rows.append(
             {
                 "backbone": run.parent.name,
@@ -128,7 +129,7 @@ def published_comparison(res: str | Path, published_csv: str | Path, profile: st
     """Accuracies others report for this dataset (``book/data/published_results.csv``, quoted), then
     this repository's: the best single model by validation and each ensemble, official split."""
     res = Path(res)
-    rq = json.loads((res / "rq.json").read_text())
+    rq = read_json(res / "rq.json", schema="rq")
     published = pd.read_csv(published_csv)
     first_run = f"{rq['backbone']}/seed-{rq['seeds'][0]}"
     # the single model chosen on validation (the ensembles' first member), as everywhere else in the book

@@ -24,8 +24,9 @@ from tumorlens import paths
 from tumorlens.config import CLASSES
 from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, read_image
 from tumorlens.errors import DatasetNotFoundError
-from tumorlens.utils.files import hash_files, write_text
+from tumorlens.utils.files import hash_files, read_json, write_text
 from tumorlens.utils.progress import progress
+from tumorlens.utils.schema import SchemaError
 
 __all__ = [
     "GET_DATA_HELP",
@@ -35,6 +36,7 @@ __all__ = [
     "ScanReport",
     "scan",
     "fingerprint",
+    "dataset_identity",
     "read_scan_json",
 ]
 
@@ -104,9 +106,14 @@ class ScanReport:
             d["total"] = sum(d[c] for c in CLASSES)
         return out
 
+    def dataset(self) -> dict:
+        """`dataset_identity` of this folder."""
+        return dataset_identity(self.root, self.records)
+
     def to_dict(self) -> dict:
+        """The report as `scan.json` holds it (schema ``scan``): paths relative to the dataset root."""
         return {
-            "root": self.root,
+            "dataset": self.dataset(),
             "layout": self.layout,
             "n_images": len(self.records),
             "counts": self.counts(),
@@ -138,6 +145,19 @@ class ScanReport:
         return "\n".join(lines)
 
 
+def dataset_identity(root: str | os.PathLike, records: Iterable[ImageRecord]) -> dict:
+    """Which dataset this is, without naming where it lies on this machine (what results files record):
+    its folder's name, its usable images and a fingerprint of their file list (relative paths with classes).
+    Two copies of the same dataset anywhere give the same identity; adding or moving one image changes it."""
+    records = list(records)
+    listing = "".join(sorted(f"{r.rel}\t{r.cls}\n" for r in records))
+    return {
+        "name": Path(root).name,
+        "n_images": len(records),
+        "fingerprint": hashlib.sha256(listing.encode()).hexdigest()[:16],
+    }
+
+
 #: How `scan` classifies an image's channels (the keys of ``ScanReport.modes`` / ``scan.json["channels"]``).
 CHANNEL_KINDS: tuple[str, ...] = ("single-channel", "rgb-gray", "rgb-colour")
 
@@ -145,14 +165,12 @@ CHANNEL_KINDS: tuple[str, ...] = ("single-channel", "rgb-gray", "rgb-colour")
 def read_scan_json(path: str | os.PathLike) -> dict:
     """A saved ``scan.json``, checked against what this version of `scan` writes: a file from another
     version (other channel names, missing keys) raises ValueError naming the file, never a silent default."""
-    path = Path(path)
-    d = json.loads(path.read_text())
-    missing = sorted({"n_images", "counts", "channels", "n_bad"} - set(d))
-    unknown = sorted(set(d.get("channels", {})) - set(CHANNEL_KINDS))
-    if missing or unknown:
-        raise ValueError(
-            f"{path}: written by another version of `tumorlens data scan` "
-            f"(missing {missing or 'nothing'}; unknown channel kinds {unknown or 'none'}); rerun the data step "
+    d = read_json(path, schema="scan")
+    unknown = sorted(set(d["channels"]) - set(CHANNEL_KINDS))
+    if unknown:
+        raise SchemaError(
+            f"{Path(path).as_posix()}: written by another version of `tumorlens data scan` "
+            f"(unknown channel kinds {unknown}); rerun the data step "
             "(tumorlens run --profile P --only 01_data) and collect"
         )
     return d
@@ -180,6 +198,9 @@ def _discover(root: Path) -> tuple[str, list[tuple[str, str, Path]], list[dict],
         for p in subdirs:
             if p.name.lower() not in SPLIT_ALIASES:
                 ignored.append({"path": p.name + "/", "reason": "not a Training/Testing folder"})
+        for f in sorted(root.iterdir()):
+            if not f.name.startswith(".") and not f.is_dir():
+                ignored.append({"path": f.name, "reason": "file at the dataset root, outside Training/ and Testing/"})
     elif any(_class_name(p.name) for p in subdirs):
         layout, containers = "folder", [("all", root)]
     else:

@@ -100,6 +100,10 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
         raise
     except UnidentifiedImageError:
         raise BadImageError(p, "not an image (file format not recognised)") from None
+    except PermissionError:
+        raise BadImageError(p, "permission denied (this user may not read the file)") from None
+    except IsADirectoryError:
+        raise BadImageError(p, "a folder, not a file") from None
     except Image.DecompressionBombError as exc:
         raise BadImageError(p, f"image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -174,10 +178,18 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
 
 def read_any(path: str | os.PathLike) -> np.ndarray:
     """JPEG/PNG/... via `tumorlens.data.read_image`, DICOM via `read_dicom`; uint8 RGB."""
+    return read_any_noted(path)[0]
+
+
+def read_any_noted(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """`read_any` with the conversion note `read_image` gives (16-bit rescaled, CMYK converted), or None."""
     p = Path(path)
-    if is_dicom(p):
-        return read_dicom(p)
-    return read_image(p)[0]
+    try:
+        if is_dicom(p):
+            return read_dicom(p), None
+    except PermissionError:
+        raise BadImageError(p, "permission denied (this user may not read the file)") from None
+    return read_image(p)
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:

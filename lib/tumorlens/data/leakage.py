@@ -34,7 +34,7 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES
-from tumorlens.data.inventory import ImageRecord, ScanReport
+from tumorlens.data.inventory import ImageRecord, ScanReport, dataset_identity
 from tumorlens.data.io import letterbox, read_image
 from tumorlens.utils.files import hash_files, write_text
 from tumorlens.utils.progress import progress
@@ -235,7 +235,7 @@ class AuditReport:
         ):
             ex.append({"a": recs[i].rel, "b": recs[j].rel, "kind": kind, "hamming": ham, "correlation": round(corr, 4)})
         return {
-            "root": self.root,
+            "dataset": dataset_identity(self.root, recs),
             "params": self.params,
             "n_images": len(recs),
             "sensitivity": self.sensitivity(),

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorlens.data.inventory import ImageRecord, ScanReport, scan
+from tumorlens.data.inventory import ImageRecord, ScanReport, read_scan_json, scan
 from tumorlens.data.leakage import AuditReport, audit
 from tumorlens.data.phantoms import write_phantoms
 from tumorlens.data.pipeline import load_images
-from tumorlens.data.splits import labels_of, make_splits
+from tumorlens.data.splits import labels_of, make_splits, split_counts
+from tumorlens.utils.files import read_json, write_json, write_text
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "prepare", "DATA_FILES", "write_data_step", "read_data_step"]
 
 
 # everything a run needs, from the settings
@@ -82,3 +83,37 @@ def prepare(cfg, *, show_progress: bool = True) -> Prepared:
     )
     dedup = aud.dedup([r.rel for r in splits["test"]], [r.rel for r in splits["train"] + splits["val"]])
     return Prepared(Path(report.root), report, splits, dedup, aud, d.image_size, d.cache)
+
+
+#: What the data step writes into its folder (and `collect` publishes in ``results/<profile>/data``).
+DATA_FILES: tuple[str, ...] = ("scan.json", "audit.json", "dedup_test.csv", "splits.json")
+
+
+def write_data_step(prep: Prepared, split_kind: str, out: str | Path) -> list[Path]:
+    """Write the data step's record of ``prep`` into ``out``: the scan, the leakage audit, the
+    de-duplicated test paths and the split counts (`DATA_FILES`, each versioned). Returns the files."""
+    out = Path(out)
+    return [
+        write_json(out / "scan.json", prep.report.to_dict(), schema="scan"),
+        write_json(out / "audit.json", prep.audit.to_dict(), schema="audit"),
+        write_text(out / "dedup_test.csv", "path\n" + "".join(p + "\n" for p in prep.dedup_test)),
+        write_json(out / "splits.json", {"kind": split_kind, "counts": split_counts(prep.splits)}, schema="splits"),
+    ]
+
+
+def read_data_step(folder: str | Path) -> dict:
+    """What `write_data_step` wrote, checked: ``{"scan", "audit", "splits", "dedup_test"}``. A missing,
+    stale or partial file raises an error naming it (never a default value in its place)."""
+    folder = Path(folder)
+    missing = [n for n in DATA_FILES if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder.as_posix()}: the data step's {missing} are missing; rerun it and collect")
+    lines = (folder / "dedup_test.csv").read_text().splitlines()
+    if not lines or lines[0] != "path":
+        raise ValueError(f"{(folder / 'dedup_test.csv').as_posix()}: expected a 'path' header, found {lines[:1]}")
+    return {
+        "scan": read_scan_json(folder / "scan.json"),
+        "audit": read_json(folder / "audit.json", schema="audit"),
+        "splits": read_json(folder / "splits.json", schema="splits"),
+        "dedup_test": lines[1:],
+    }

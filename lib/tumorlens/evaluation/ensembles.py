@@ -17,7 +17,6 @@ only files you produced yourself (`load_pipeline` says so every time).
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -34,7 +33,7 @@ from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import penultimate_features
 from tumorlens.records import rank_by_validation, read_predictions, test_sets, write_predictions
 from tumorlens.training.prefix_cache import cached_prefix_file
-from tumorlens.utils.files import save_npz, write_json
+from tumorlens.utils.files import read_json, save_npz, write_json
 
 __all__ = [
     "soft_vote",
@@ -107,7 +106,7 @@ def _features_from_cache(model, run_dir: Path, prep, split: str):
     info = run_dir / "config.json"
     if not info.is_file():
         return None
-    cfg = Config.from_dict(json.loads(info.read_text())["config"])
+    cfg = Config.from_dict(read_json(info, schema="run")["config"])
     found = cached_prefix_file(model, cfg, prep, split)
     if found is None:
         return None
@@ -283,5 +282,5 @@ def evaluate_ensembles(
                     name, "single best", y[m], probs[m].argmax(1), best[m], metric=metric, n_boot=n_boot, seed=cfg.seed
                 )
                 results["comparisons"].append({**row, "test_set": split})
-    write_json(out / "ensembles.json", results)
+    write_json(out / "ensembles.json", results, schema="ensembles")
     return results

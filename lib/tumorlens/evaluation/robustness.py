@@ -197,5 +197,5 @@ def evaluate_robustness(cfg, run_dir, out_dir, *, prep=None, show_progress: bool
         "rows": rows,
         "calibration": cal,
     }
-    write_json(out / "robustness.json", result)
+    write_json(out / "robustness.json", result, schema="robustness")
     return result

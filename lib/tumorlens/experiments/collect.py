@@ -20,6 +20,7 @@ Testing split and on its de-duplicated subset):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -31,9 +32,10 @@ from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
 from tumorlens.records import CONFIG, PUBLISHED_RUNS, RUN_FILES, RUN_INFO, TEST_SETS, find_runs, published_run
 from tumorlens.utils.environment import environment
-from tumorlens.utils.files import write_json
+from tumorlens.utils.files import read_json, write_json
+from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["results_dir", "collect", "targets"]
+__all__ = ["results_dir", "collect", "targets", "write_manifest", "check_results", "MANIFEST"]
 
 
 def results_dir(profile: str) -> Path:
@@ -45,9 +47,9 @@ def _copy_run(src: Path, dest: Path) -> None:
     for name in RUN_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, dest / name)
-    info = json.loads((src / CONFIG).read_text())
+    info = read_json(src / CONFIG, schema="run")
     info["summary"]["run_dir"] = f"{src.parent.name}/{src.name}"
-    write_json(dest / RUN_INFO, info)
+    write_json(dest / RUN_INFO, info, schema="run")
 
 
 #: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``).
@@ -117,17 +119,93 @@ def collect(
                 shutil.copy2(f, res / sub / "figures" / f.name)
     make_portable(res, cfg)
     rq = rq_tables(res, cfg, n_boot=n_boot)
-    write_json(res / "rq.json", rq)
+    write_json(res / "rq.json", rq, schema="rq")
     write_json(
         res / "block_costs.json",
         {"image_size": cfg.data.image_size, "blocks": block_costs(image_size=cfg.data.image_size)},
+        schema="block_costs",
     )
     timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
     if only:  # the jobs rerun since the last full collect replace their own entries; the others stay
-        timing = _merge_timing(json.loads((res / "reproduction.json").read_text()), timing)
-    write_json(res / "reproduction.json", timing)
-    write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()))
+        timing = _merge_timing(read_json(res / "reproduction.json", schema="reproduction"), timing)
+    write_json(res / "reproduction.json", timing, schema="reproduction")
+    write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
+    write_manifest(res, profile)
     return res
+
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _entry(path: Path) -> dict:
+    entry = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    if path.suffix == ".json":
+        found = read_json(path).get(SCHEMA_KEY)
+        entry["schema"] = f"{found['name']}/{found['version']}" if isinstance(found, dict) else None
+    return entry
+
+
+def write_manifest(res: Path, profile: str, files: Sequence[Path] | None = None) -> Path:
+    """``results/<profile>/manifest.json``: every published file with its size, sha256 and schema, and the
+    dataset's identity. ``files``: refresh only these entries (e.g. ``bench.json`` written after collect)."""
+    res = Path(res)
+    mf = res / MANIFEST
+    if files is not None and mf.is_file():
+        entries = read_json(mf, schema="manifest")["files"]
+        entries |= {Path(f).relative_to(res).as_posix(): _entry(Path(f)) for f in files}
+    else:
+        entries = {
+            f.relative_to(res).as_posix(): _entry(f)
+            for f in sorted(res.rglob("*"))
+            if f.is_file() and f.name != MANIFEST and not f.name.startswith(".")
+        }
+    scan = res / "data" / "scan.json"
+    dataset = read_json(scan, schema="scan")["dataset"] if scan.is_file() else None
+    return write_json(
+        mf, {"profile": profile, "dataset": dataset, "files": dict(sorted(entries.items()))}, schema="manifest"
+    )
+
+
+def check_results(res: str | Path) -> list[str]:
+    """Problems that make ``res`` unfit to publish, one line each naming the file: no manifest, a listed file
+    missing or changed since `collect` (partial or edited), a file collect did not write, a JSON file of
+    another schema version or missing keys. An empty list means the book may be built from it."""
+    res = Path(res)
+    mf = res / MANIFEST
+    if not mf.is_file():
+        return [f"{mf.as_posix()}: missing; run `tumorlens collect` to publish results with their manifest"]
+    try:
+        entries = read_json(mf, schema="manifest")["files"]
+    except ValueError as e:
+        return [str(e)]
+    problems = []
+    for rel, entry in entries.items():
+        f = res / rel
+        if not f.is_file():
+            problems.append(f"{f.as_posix()}: listed in {MANIFEST} but missing")
+        elif f.stat().st_size != entry["bytes"] or _sha256(f) != entry["sha256"]:
+            problems.append(f"{f.as_posix()}: changed since it was collected (partial or edited); rerun collect")
+        elif entry.get("schema") is not None:
+            name = entry["schema"].split("/")[0]
+            try:
+                read_json(f, schema=name)
+            except ValueError as e:
+                problems.append(str(e))
+        elif f.suffix == ".json":
+            problems.append(f"{f.as_posix()}: a results file without a schema version; rerun its step and collect")
+    for f in sorted(res.rglob("*")):
+        rel = f.relative_to(res).as_posix()
+        if f.is_file() and f.name != MANIFEST and not f.name.startswith(".") and rel not in entries:
+            problems.append(f"{f.as_posix()}: not written by collect (absent from {MANIFEST})")
+    return problems
 
 
 def _portable_path(value: str, cfg) -> str:

@@ -20,7 +20,6 @@ This is a research tool, not a diagnostic device.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES, load_config
-from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, is_dicom, letterbox, read_any, unletterbox_mask
+from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, is_dicom, letterbox, read_any_noted, unletterbox_mask
 from tumorlens.evaluation.ensembles import soft_vote
 from tumorlens.explain.cam import CamSetting, predict_and_explain
 from tumorlens.explain.gallery import overlay
@@ -41,6 +40,7 @@ from tumorlens.explain.refine import load_segmenter, mask_probabilities
 from tumorlens.explain.weak_masks import SegmentParams, weak_mask
 from tumorlens.models.classifier import backbone_of, load_model
 from tumorlens.models.inference import predict_images
+from tumorlens.utils.files import read_json, write_json
 from tumorlens.utils.progress import progress
 
 __all__ = [
@@ -126,7 +126,7 @@ class Segmentation:
             raise FileNotFoundError(
                 f"{folder}: no segment.json (written by the explain step, tumorlens.explain.evaluate_segmentation)"
             )
-        d = json.loads(f.read_text())
+        d = read_json(f, schema="segment")
         seg_file = folder / d["segmenter"] if d.get("segmenter") else None
         if seg_file is not None and not seg_file.is_file():
             raise FileNotFoundError(f"{f} adopts the weak-mask network but {seg_file} is missing")
@@ -163,7 +163,7 @@ def find_segmentation(model: str | os.PathLike, explicit: str | os.PathLike | No
         f = c / "segment.json"
         if not f.is_file():
             continue
-        made_for = json.loads(f.read_text()).get("model")
+        made_for = read_json(f, schema="segment")["model"]
         if c == candidates[0] or (made_for and paths.resolve(made_for) == run.resolve()):
             return Segmentation.read(c)
     return Segmentation.from_config()
@@ -196,7 +196,7 @@ class Predictor:
             cfg_file = (p if p.is_dir() else p.parent) / "config.json"
             backbone = None
             if cfg_file.is_file():
-                backbone = json.loads(cfg_file.read_text())["config"]["model"]["backbone"]
+                backbone = read_json(cfg_file, schema="run")["config"]["model"]["backbone"]
             else:  # a bare .keras file: the model name starts with the backbone (see models.variant_name)
                 backbone = backbone_of(m)
             if backbone is None:
@@ -205,6 +205,13 @@ class Predictor:
 
         m, backbone, mid = one(model)
         members = [one(e) for e in ensemble]
+        size = int(m.inputs[0].shape[1])
+        for mm, _, eid in members:  # soft voting needs one input size: refuse at load, not at the first batch
+            if int(mm.inputs[0].shape[1]) != size:
+                raise ValueError(
+                    f"ensemble member {eid} takes {mm.inputs[0].shape[1]} px images but the model {mid} takes "
+                    f"{size} px; an ensemble's members must share one input size"
+                )
         sg = find_segmentation(model, segmentation)
         return cls(
             m,
@@ -313,7 +320,7 @@ def predict_paths(
         batch, meta = [], []
         for f, stem in files[s : s + batch_size]:
             try:
-                arr = read_any(f)
+                arr, note = read_any_noted(f)
             except BadImageError as exc:
                 problems.append({"path": str(f), "reason": exc.reason})
                 continue
@@ -321,12 +328,12 @@ def predict_paths(
                 problems.append({"path": str(f), "reason": f"unreadable ({type(exc).__name__}: {exc})"})
                 continue
             batch.append(letterbox(arr, size))
-            meta.append((f, stem, arr.shape[:2]))
+            meta.append((f, stem, arr.shape[:2], note))
         if not batch:
             continue
         x = np.stack(batch)
         probs, cams, maps = predictor.predict(x, explain, segment)
-        for i, (f, stem, hw) in enumerate(meta):
+        for i, (f, stem, hw, note) in enumerate(meta):
             if not np.all(np.isfinite(probs[i])):  # a broken model: no answer rather than NaN in the JSON
                 problems.append({"path": str(f), "reason": "the model gave non-finite probabilities (broken weights?)"})
                 continue
@@ -341,6 +348,8 @@ def predict_paths(
                 "ensemble": predictor.member_ids,
                 "image_size": size,
             }
+            if note:  # a conversion the input needed (16-bit rescaled, CMYK converted), as `data scan` reports it
+                record["note"] = note
             if explain:
                 cv2.imwrite(str(base) + "_cam.png", cv2.cvtColor(overlay(x[i], cams[i]), cv2.COLOR_RGB2BGR))
                 record["cam_overlay"] = base.name + "_cam.png"
@@ -353,17 +362,18 @@ def predict_paths(
                 record["mask_pixels"] = int(mask.sum())
                 record["mask_method"] = sg.label
                 record["mask_settings"] = paths.relative(sg.source) if sg.source.endswith(".json") else sg.source
-            (Path(str(base) + ".json")).write_text(json.dumps(record, indent=2))
+            write_json(Path(str(base) + ".json"), record)
             rows.append(
                 {
                     "input": str(f),
                     "output": stem + ".json",
                     "class": cls,
                     **{f"p_{c}": f"{p:.6f}" for c, p in zip(CLASSES, probs[i])},
+                    "note": note or "",
                 }
             )
     with open(out / "predictions.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["input", "output", "class", *[f"p_{c}" for c in CLASSES]])
+        w = csv.DictWriter(fh, fieldnames=["input", "output", "class", *[f"p_{c}" for c in CLASSES], "note"])
         w.writeheader()
         w.writerows(rows)
     with open(out / "problems.csv", "w", newline="") as fh:

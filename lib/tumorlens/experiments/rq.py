@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tumorlens.config import PAPER_MODULES
 from tumorlens.metrics.stats import bootstrap_ci, compare, paired_mean_diff, seed_summary
 from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, read_rows, test_sets
+from tumorlens.utils.files import read_json
+from tumorlens.utils.schema import SCHEMA_KEY
 
 __all__ = ["compare_runs", "rq_tables"]
 
@@ -71,7 +72,7 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
     ens_file = res / "ensembles" / "ensembles.json"
     if ens_file.is_file():
-        ens = json.loads(ens_file.read_text())
+        ens = read_json(ens_file, schema="ensembles")
         out["rq2"] = {
             "members": ens["members"],
             "comparisons": ens["comparisons"],
@@ -83,8 +84,8 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     # RQ3: weak segmentation
     seg_file = res / "segmentation" / "summary.json"
     if seg_file.is_file():
-        seg = json.loads(seg_file.read_text())
-        rq3 = {"summary": seg}
+        seg = read_json(seg_file, schema="segmentation")
+        rq3 = {"summary": {k: v for k, v in seg.items() if k != SCHEMA_KEY}}
         per_image = res / "segmentation" / "per_image.csv"
         if per_image.is_file():
             rows = read_rows(per_image)

@@ -384,7 +384,7 @@ def train_segmenter(
         "history": [{**h, "round": rd["round"]} for rd in rounds for h in rd["history"]],
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
-    write_json(out / "network.json", info)
+    write_json(out / "network.json", info, schema="network")
     return segmenter, info
 
 

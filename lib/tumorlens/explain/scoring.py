@@ -575,8 +575,8 @@ def evaluate_segmentation(
         "network": network_info,
         "public_galleries": {"files": public, "source": PUBLIC_SOURCE},
     }
-    write_json(out / "summary.json", summary)
-    write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grids})
+    write_json(out / "summary.json", summary, schema="segmentation")
+    write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grids}, schema="tuning")
     write_json(
         out / "segment.json",
         {
@@ -589,6 +589,7 @@ def evaluate_segmentation(
             "network_flip": s.network_flip,
             "model": str(relative(run_dir)),
         },
+        schema="segment",
     )
     _write_csv(out / "methods.csv", table)
     _write_csv(out / "per_image.csv", rows)

@@ -158,6 +158,7 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     }
     write_json(
         run_dir / records.CONFIG,
-        {"config": cfg.to_dict(), "data_root": str(prep.root), "environment": environment(), "summary": summary},
+        {"config": cfg.to_dict(), "dataset": prep.report.dataset(), "environment": environment(), "summary": summary},
+        schema="run",
     )
     return summary

@@ -16,6 +16,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from tumorlens.utils.schema import check, stamp
+
 __all__ = ["atomic_path", "write_text", "write_json", "read_json", "save_npy", "save_npz", "hash_files"]
 
 
@@ -58,13 +60,25 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (NumPy scalars and arrays and paths converted), atomically."""
+def write_json(path: str | os.PathLike, obj: Any, *, schema: str | None = None) -> Path:
+    """Write ``obj`` as indented JSON (NumPy scalars and arrays and paths converted), atomically.
+
+    ``schema``: a results kind of `tumorlens.utils.schema.SCHEMAS`; the file then carries its name and version.
+    """
+    if schema:
+        obj = stamp(obj, schema)
     return write_text(path, json.dumps(obj, indent=2, default=_default))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, *, schema: str | None = None) -> Any:
+    """The JSON in ``path``; with ``schema``, checked to be a current file of that kind (else `SchemaError`
+    naming the file). A file that is not JSON raises ValueError naming it."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path.as_posix()}: not valid JSON ({e}); a partly written or edited results file") from e
+    return check(obj, schema, path) if schema else obj
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:

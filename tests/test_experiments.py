@@ -23,6 +23,7 @@ from tumorlens.config import CLASSES, PAPER_MODULES, load_config
 from tumorlens.evaluation.ensembles import select_members, soft_vote
 from tumorlens.evaluation.robustness import apply_temperature, calibration, fit_temperature, robustness_table
 from tumorlens.experiments import collect as collect_mod
+from tumorlens.experiments.jobs import job_inputs, plan
 from tumorlens.experiments.rq import compare_runs, rq_tables
 from tumorlens.models.classifier import variant_name
 from tumorlens.records import (
@@ -311,7 +312,9 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
         (d / MODEL).write_bytes(b"not really a model")
         write_json(d / ".done.json", {"notebook": "02_train", "seconds": 45})
     other = write_run(smoke_root / "mobilenetv2" / f"seed-{S0}", IDX < 5, live=True)
-    write_json(other / ".done.json", {"notebook": "02_train", "seconds": 30})
+    job = next(j for j in plan("smoke") if j.run_dir == other)  # a planned job: complete and current
+    (other / "notebook.ipynb").write_text("{}")
+    write_json(other / ".done.json", {"notebook": "02_train", "seconds": 30, "inputs": job_inputs(job)})
     write_json(live / "ensembles" / "ensembles.json", ENSEMBLES, schema="ensembles")
     (live / "ensembles" / "hybrid_lr.joblib").write_bytes(b"pickle")
     write_segmentation(live / "explain")

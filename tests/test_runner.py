@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,61 @@ def test_profiles_plan_their_own_run_folders():
     assert [j.notebook for j in smoke][:2] == ["01_data", "02_train"]
     assert len({j.run_dir for j in smoke}) == len(smoke)
     json.dumps([j.params for j in smoke])  # parameters are plain literals
+
+
+STAMP = """# %% tags=["parameters"]
+profile = "smoke"
+out = ""
+model_run = ""
+
+# %%
+from pathlib import Path
+Path(out).write_text(Path(out).read_text() + "x" if Path(out).is_file() else "x")
+"""
+
+
+def test_a_changed_setting_reruns_exactly_the_jobs_that_read_it_and_says_why(tmp_path, monkeypatch, capsys):
+    """Training reads `train`, the explain step `segment` and the model it explains; the runner reruns
+    a job whose settings, notebook, parameters or upstream run changed since it completed."""
+    from tumorlens.experiments.jobs import stale_reasons
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("02_train", "03_explain"):
+        (nbs / f"{name}.py").write_text(STAMP)
+    config = tmp_path / "_config.yml"
+    original = (Path(__file__).resolve().parents[1] / "_config.yml").read_text()
+    config.write_text(original)
+    monkeypatch.setenv("TUMORLENS_CONFIG", str(config))
+    train = Job("02_train", tmp_path / "train", {"profile": "smoke", "out": str(tmp_path / "train.txt")})
+    explain = Job(
+        "03_explain",
+        tmp_path / "explain",
+        {"profile": "smoke", "out": str(tmp_path / "explain.txt"), "model_run": str(train.run_dir)},
+    )
+
+    def run_all():
+        return [execute(j, notebooks=nbs) for j in (train, explain)]
+
+    assert run_all() == ["ran", "ran"] and run_all() == ["skipped", "skipped"]
+    assert stale_reasons(train, nbs) == [] == stale_reasons(explain, nbs)
+
+    config.write_text(original.replace("iterations: 5", "iterations: 4", 1))  # segment: the explain step only
+    assert stale_reasons(train, nbs) == [] and stale_reasons(explain, nbs) == [
+        "settings changed (in data, audit, model, segment)"
+    ]
+    assert run_all() == ["skipped", "ran"]
+    assert "rerunning" in capsys.readouterr().err
+
+    changed = original.replace("iterations: 5", "iterations: 4", 1)
+    config.write_text(changed.replace("finetune_lr: 0.0001", "finetune_lr: 0.0002", 1))  # train
+    assert stale_reasons(train, nbs) == ["settings changed (in data, audit, augment, model, train)"]
+    assert stale_reasons(explain, nbs) == []  # until its model is made again:
+    assert run_all() == ["ran", "ran"]
+    assert (tmp_path / "train.txt").read_text() == "xx" and (tmp_path / "explain.txt").read_text() == "xxx"
+
+    (nbs / "03_explain.py").write_text(STAMP + "\n# an edit\n")
+    assert stale_reasons(explain, nbs) == ["notebooks/03_explain.py changed"]
+    assert run_all() == ["skipped", "ran"]
+    assert execute(train, notebooks=nbs, force=True) == "ran"  # --force still forces
+    assert stale_reasons(explain, nbs) == [f"{train.run_dir} was run again"]

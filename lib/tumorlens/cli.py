@@ -25,7 +25,7 @@ from typing import Sequence
 
 import yaml
 
-from tumorlens import __version__
+from tumorlens import __version__, paths
 from tumorlens.config import load_config
 from tumorlens.data.fetch import fetch_kaggle
 from tumorlens.data.inventory import scan
@@ -155,7 +155,17 @@ def _cmd_train(args) -> int:
 
 def _cmd_run(args) -> int:
     from tumorlens.experiments.collect import results_dir
-    from tumorlens.experiments.runner import run_profile
+    from tumorlens.experiments.runner import plan, run_profile, stale_reasons
+
+    if args.status:  # what a run would do, and why; runs nothing
+        for job in plan(args.profile):
+            if not args.only or job.notebook in args.only:
+                why = stale_reasons(job)
+                print(
+                    f"{'current' if not why else 'to run':8s} {job.notebook:14s} {paths.relative(job.run_dir)}"
+                    + (f"  ({'; '.join(why)})" if why else "")
+                )
+        return 0
 
     for job, status in run_profile(args.profile, only=args.only, force=args.force):
         print(f"{status:8s} {job.notebook}  ->  {job.output}")
@@ -262,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute the notebooks of a profile with papermill (resumable)")
     r.add_argument("--profile", default="smoke")
     r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
-    r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete")
+    r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete and current")
+    r.add_argument(
+        "--status", action="store_true", help="list each job as current or to run (with why), and run nothing"
+    )
     r.set_defaults(func=_cmd_run)
 
     pr = sub.add_parser("predict", help="classify your own scans (JPEG, PNG, DICOM); research use only")

@@ -23,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
+from tumorlens.experiments.jobs import current_runs
 from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
 from tumorlens.records import CONFIG, PUBLISHED_RUNS, RUN_FILES, RUN_INFO, TEST_SETS, find_runs, published_run
@@ -85,13 +87,21 @@ def collect(
     res.mkdir(parents=True, exist_ok=True)
     for sub in parts:
         shutil.rmtree(res / sub, ignore_errors=True)
+    _, stale = current_runs(profile)
+
+    def usable(run: Path) -> bool:  # a planned job that is incomplete or stale is never published
+        why = stale.get(run.resolve())
+        if why:
+            print(f"collect: leaving out {paths.relative(run)}: {'; '.join(why)}", file=sys.stderr)
+        return not why
+
     if PUBLISHED_RUNS in parts:
-        for run in find_runs(runs_root):
+        for run in filter(usable, find_runs(runs_root)):
             _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
     smoke_root = load_config("smoke").runs_root
     for bb in cfg.reproduce.other_backbones if "smoke_backbones" in parts else ():
         for run in sorted((smoke_root / bb).glob("seed-*")):
-            if (run / "metrics.json").is_file():
+            if (run / "metrics.json").is_file() and usable(run):
                 _copy_run(run, res / "smoke_backbones" / bb / run.name)
     for sub, names in (
         ("data", ("scan.json", "audit.json", "dedup_test.csv", "splits.json")),
@@ -102,7 +112,7 @@ def collect(
         if sub not in parts:
             continue
         src = runs_root / ("explain" if sub == "segmentation" else sub)
-        if not src.is_dir():
+        if not src.is_dir() or not usable(src):
             continue
         (res / sub).mkdir(parents=True, exist_ok=True)
         for f in sorted(src.iterdir()):

@@ -1,171 +1,52 @@
 """Execute the paper's notebooks with papermill, one output folder per run.
 
-A *job* is one notebook with one set of parameters, executed into its own run directory
-(``runs/<profile>/<...>/notebook.ipynb``). A job whose run directory holds a completed notebook is
-skipped, so an interrupted `run_profile` resumes where it stopped. A failing notebook stops the
-run with `NotebookFailed`, whose message names the notebook and the failing cell.
+A *job* (`tumorlens.experiments.jobs`) is one notebook with one set of parameters, executed into
+its own run directory (``runs/<profile>/<...>/notebook.ipynb``). A job whose run directory holds a
+completed, current notebook is skipped, so an interrupted `run_profile` resumes where it stopped; a
+job whose inputs changed since it completed (parameters, notebook, the settings it reads, the runs
+it reads) is rerun and the runner says why (`stale_reasons`). A failing notebook stops the run
+with `NotebookFailed`, whose message names the notebook and the failing cell.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.errors import NotebookFailed
 from tumorlens.experiments.collect import collect
-from tumorlens.models.classifier import variant_name
+from tumorlens.experiments.jobs import (
+    DONE,
+    SETTINGS_READ,
+    Job,
+    job_inputs,
+    notebook_dir,
+    plan,
+    stale_reasons,
+)
 from tumorlens.records import published_run
+from tumorlens.utils.environment import git_commit
+from tumorlens.utils.files import write_json
 from tumorlens.utils.progress import progress
 
-__all__ = ["Job", "NotebookFailed", "plan", "book_pages", "execute", "run_profile", "notebook_dir"]
-
-DONE = ".done.json"
-
-
-@dataclass(frozen=True)
-class Job:
-    notebook: str  # stem of notebooks/<stem>.py
-    run_dir: Path
-    params: dict[str, Any] = field(default_factory=dict)
-    page: str | None = None  # name of the book page this run's notebook becomes, if any
-    title: str | None = None  # that page's title (replaces the notebook's first heading)
-
-    @property
-    def output(self) -> Path:
-        return self.run_dir / "notebook.ipynb"
-
-    @property
-    def done(self) -> bool:
-        return (self.run_dir / DONE).is_file() and self.output.is_file()
-
-
-def notebook_dir() -> Path:
-    return paths.repo_root() / "notebooks"
-
-
-def _train_job(
-    profile: str,
-    root: Path,
-    backbone: str,
-    modules: Sequence[str],
-    seed: int,
-    *,
-    page: str | None = None,
-    tag: str = "",
-    overrides: dict | None = None,
-) -> Job:
-
-    name = variant_name(backbone, modules) + (f"@{tag}" if tag else "")
-    run_dir = root / name / f"seed-{seed}"
-    return Job(
-        "02_train",
-        run_dir,
-        {
-            "profile": profile,
-            "backbone": backbone,
-            "modules": list(modules),
-            "seed": seed,
-            "run_dir": str(run_dir),
-            "overrides": overrides or {},
-        },
-        page=page,
-        title=f"Training: {name}" + ("" if page else f" (seed {seed})"),
-    )
-
-
-def plan(profile: str) -> list[Job]:
-    """The jobs of a profile, in order (later notebooks read what earlier ones saved).
-
-    data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module alone ->
-    all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke profile
-    (labelled evidence) -> explain-and-segment (RQ3) -> ensembles (RQ2) -> results (RQ1-RQ5).
-    """
-    cfg = load_config(profile)
-    r = cfg.reproduce
-    root = cfg.runs_root
-    bb = cfg.model.backbone
-    seeds = list(r.seeds) or [cfg.seed]
-    first = seeds[0]
-    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": first})]
-    for seed in seeds:
-        jobs.append(_train_job(profile, root, bb, (), seed))
-        jobs.append(_train_job(profile, root, bb, PAPER_MODULES, seed))
-    cnn_runs = [j.run_dir for j in jobs[1:]]
-    if r.ablations:
-        for mod in PAPER_MODULES:
-            jobs.append(_train_job(profile, root, bb, (mod,), first))
-            cnn_runs.append(jobs[-1].run_dir)
-    if r.warmup_only:
-        jobs.append(
-            _train_job(
-                profile, root, bb, PAPER_MODULES, first, tag="warmup-only", overrides={"train.finetune_epochs": 0}
-            )
-        )
-    if r.vit:
-        vit_dir = root / "vit" / f"seed-{first}"
-        from_scratch = {
-            "model.weights": "none",
-            "train.warmup_epochs": 0,
-            "train.finetune_layers": 100_000,
-            "train.finetune_epochs": r.vit_epochs,
-            "train.finetune_lr": r.vit_lr,
-            "train.prefix_cache": False,
-        }
-        jobs.append(
-            Job(
-                "02_vit",
-                vit_dir,
-                {
-                    "profile": profile,
-                    "seed": first,
-                    "run_dir": str(vit_dir),
-                    "cnn_run": str(root / bb / f"seed-{first}"),
-                    "overrides": from_scratch,
-                },
-                title=f"Training: the minimal ViT from scratch (seed {first})",
-            )
-        )
-    smoke_root = load_config("smoke").runs_root
-    for other in r.other_backbones:
-        jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
-    explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
-    jobs.append(
-        Job(
-            "03_explain",
-            root / "explain",
-            {
-                "profile": profile,
-                "model_run": "",
-                "candidate_runs": [str(p) for p in cnn_runs],
-                "run_dir": str(root / "explain"),
-            },
-        )
-    )
-    jobs.append(
-        Job(
-            "04_ensembles",
-            root / "ensembles",
-            {
-                "profile": profile,
-                "member_runs": [str(p) for p in cnn_runs],
-                "k": r.ensemble_k,
-                "run_dir": str(root / "ensembles"),
-            },
-        )
-    )
-    jobs.append(
-        Job(
-            "05_robustness",
-            root / "robustness",
-            {"profile": profile, "model_run": str(explained), "run_dir": str(root / "robustness")},
-        )
-    )
-    return jobs
+__all__ = [
+    "Job",
+    "DONE",
+    "NotebookFailed",
+    "plan",
+    "book_pages",
+    "execute",
+    "run_profile",
+    "notebook_dir",
+    "job_inputs",
+    "stale_reasons",
+    "SETTINGS_READ",
+]
 
 
 def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
@@ -256,8 +137,12 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    if job.done and not force:
+    reasons = [] if force else stale_reasons(job, notebooks)
+    if not force and not reasons:
         return "skipped"
+    if job.done and reasons:
+        print(f"rerunning {paths.relative(job.run_dir)}: {'; '.join(reasons)}", file=sys.stderr)
+    inputs = job_inputs(job, notebooks)
     src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
     if not src.is_file():
         raise FileNotFoundError(f"notebook source not found: {src}")
@@ -284,8 +169,16 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
         ) from None
     finally:
         source_nb.unlink(missing_ok=True)
-    (job.run_dir / DONE).write_text(
-        json.dumps({"notebook": job.notebook, "params": job.params, "seconds": round(time.time() - t0, 1)})
+    write_json(
+        job.run_dir / DONE,
+        {
+            "notebook": job.notebook,
+            "params": job.params,
+            "seconds": round(time.time() - t0, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" ({time.time_ns()})",  # each completion differs
+            "inputs": inputs,
+            "commit": git_commit(),
+        },
     )
     return "ran"
 

@@ -1,0 +1,254 @@
+"""The jobs of a profile and their completion records: what `tumorlens run` executes (`plan`), and
+whether a finished job is still current (`stale_reasons`).
+
+A job's completion record (``.done.json`` in its run directory) stores the parameters, the notebook's
+hash, the hash of the settings sections the notebook reads (`SETTINGS_READ`), the completion stamps of
+the runs it reads (the explain step's candidate models, the ensemble's members) and the commit. A job
+whose record disagrees with the present is stale: `tumorlens run` reruns it and says why, and
+`tumorlens collect` leaves it out. Changes to the library itself are not tracked (the commit is
+recorded for the reader): rerun with ``--force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tumorlens import paths
+from tumorlens.config import PAPER_MODULES, load_config
+from tumorlens.models.classifier import variant_name
+
+__all__ = ["Job", "DONE", "SETTINGS_READ", "plan", "notebook_dir", "job_inputs", "stale_reasons", "current_runs"]
+
+DONE = ".done.json"
+
+#: The sections of the settings each notebook reads: a change elsewhere leaves its results current.
+SETTINGS_READ: dict[str, tuple[str, ...]] = {
+    "01_data": ("data", "audit", "augment"),
+    "02_train": ("data", "audit", "augment", "model", "train"),
+    "02_vit": ("data", "audit", "augment", "model", "train"),
+    "03_explain": ("data", "audit", "model", "segment"),
+    "04_ensembles": ("data", "audit"),
+    "05_robustness": ("data", "audit"),
+}
+#: Parameters that name other runs: a job is stale when one of them completed again after it.
+_UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run")
+
+
+@dataclass(frozen=True)
+class Job:
+    notebook: str  # stem of notebooks/<stem>.py
+    run_dir: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    page: str | None = None  # name of the book page this run's notebook becomes, if any
+    title: str | None = None  # that page's title (replaces the notebook's first heading)
+
+    @property
+    def output(self) -> Path:
+        return self.run_dir / "notebook.ipynb"
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / DONE).is_file() and self.output.is_file()
+
+
+def notebook_dir() -> Path:
+    return paths.repo_root() / "notebooks"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
+    """What a job's results depend on, as its completion record stores it: the parameters, the
+    notebook's hash, the hash of the settings sections it reads (of the profile and overrides it runs
+    with), and the completion stamps of the runs its parameters name."""
+    src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
+    profile = job.params.get("profile", "smoke")
+    cfg = load_config(profile, overrides=job.params.get("overrides") or None).to_dict()
+    sections = SETTINGS_READ.get(job.notebook, tuple(sorted(cfg)))
+    settings = {k: cfg.get(k) for k in sections}
+    upstream = {}
+    for key in _UPSTREAM_PARAMS:
+        value = job.params.get(key)
+        for run in [value] if isinstance(value, str) else value or []:
+            if run:
+                done = Path(run) / DONE
+                upstream[str(run)] = _sha(done.read_bytes()) if done.is_file() else None
+    return {
+        "params": json.loads(json.dumps(job.params, default=str)),
+        "notebook": _sha(src.read_bytes()) if src.is_file() else None,
+        "settings": _sha(json.dumps(settings, sort_keys=True, default=str).encode()),
+        "settings_sections": list(sections),
+        "upstream": upstream,
+    }
+
+
+def stale_reasons(job: Job, notebooks: Path | None = None) -> list[str]:
+    """Why ``job`` must run: ``["not run yet"]``, the inputs that changed since it completed, or
+    ``[]`` when its results are complete and current."""
+    if not job.done:
+        return ["not run yet"]
+    try:
+        record = json.loads((job.run_dir / DONE).read_text())
+    except (OSError, ValueError):
+        return ["its completion record is unreadable"]
+    before = record.get("inputs")
+    if not isinstance(before, dict):
+        return ["completed before inputs were recorded"]
+    now = job_inputs(job, notebooks)
+    reasons = []
+    if before.get("params") != now["params"]:
+        changed = sorted(
+            k
+            for k in set(before.get("params", {})) | set(now["params"])
+            if before.get("params", {}).get(k) != now["params"].get(k)
+        )
+        reasons.append(f"parameters changed ({', '.join(changed)})")
+    if before.get("notebook") != now["notebook"]:
+        reasons.append(f"notebooks/{job.notebook}.py changed")
+    if before.get("settings") != now["settings"]:
+        reasons.append(f"settings changed (in {', '.join(now['settings_sections'])})")
+    for run, stamp in now["upstream"].items():
+        if before.get("upstream", {}).get(run) != stamp:
+            reasons.append(f"{paths.relative(run)} was run again")
+    return reasons
+
+
+def _train_job(
+    profile: str,
+    root: Path,
+    backbone: str,
+    modules: Sequence[str],
+    seed: int,
+    *,
+    page: str | None = None,
+    tag: str = "",
+    overrides: dict | None = None,
+) -> Job:
+
+    name = variant_name(backbone, modules) + (f"@{tag}" if tag else "")
+    run_dir = root / name / f"seed-{seed}"
+    return Job(
+        "02_train",
+        run_dir,
+        {
+            "profile": profile,
+            "backbone": backbone,
+            "modules": list(modules),
+            "seed": seed,
+            "run_dir": str(run_dir),
+            "overrides": overrides or {},
+        },
+        page=page,
+        title=f"Training: {name}" + ("" if page else f" (seed {seed})"),
+    )
+
+
+def plan(profile: str) -> list[Job]:
+    """The jobs of a profile, in order (later notebooks read what earlier ones saved).
+
+    data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module alone ->
+    all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke profile
+    (labelled evidence) -> explain-and-segment (RQ3) -> ensembles (RQ2) -> results (RQ1-RQ5).
+    """
+    cfg = load_config(profile)
+    r = cfg.reproduce
+    root = cfg.runs_root
+    bb = cfg.model.backbone
+    seeds = list(r.seeds) or [cfg.seed]
+    first = seeds[0]
+    jobs = [Job("01_data", root / "data", {"profile": profile, "run_dir": str(root / "data"), "seed": first})]
+    for seed in seeds:
+        jobs.append(_train_job(profile, root, bb, (), seed))
+        jobs.append(_train_job(profile, root, bb, PAPER_MODULES, seed))
+    cnn_runs = [j.run_dir for j in jobs[1:]]
+    if r.ablations:
+        for mod in PAPER_MODULES:
+            jobs.append(_train_job(profile, root, bb, (mod,), first))
+            cnn_runs.append(jobs[-1].run_dir)
+    if r.warmup_only:
+        jobs.append(
+            _train_job(
+                profile, root, bb, PAPER_MODULES, first, tag="warmup-only", overrides={"train.finetune_epochs": 0}
+            )
+        )
+    if r.vit:
+        vit_dir = root / "vit" / f"seed-{first}"
+        from_scratch = {
+            "model.weights": "none",
+            "train.warmup_epochs": 0,
+            "train.finetune_layers": 100_000,
+            "train.finetune_epochs": r.vit_epochs,
+            "train.finetune_lr": r.vit_lr,
+            "train.prefix_cache": False,
+        }
+        jobs.append(
+            Job(
+                "02_vit",
+                vit_dir,
+                {
+                    "profile": profile,
+                    "seed": first,
+                    "run_dir": str(vit_dir),
+                    "cnn_run": str(root / bb / f"seed-{first}"),
+                    "overrides": from_scratch,
+                },
+                title=f"Training: the minimal ViT from scratch (seed {first})",
+            )
+        )
+    smoke_root = load_config("smoke").runs_root
+    for other in r.other_backbones:
+        jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
+    explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
+    jobs.append(
+        Job(
+            "03_explain",
+            root / "explain",
+            {
+                "profile": profile,
+                "model_run": "",
+                "candidate_runs": [str(p) for p in cnn_runs],
+                "run_dir": str(root / "explain"),
+            },
+        )
+    )
+    jobs.append(
+        Job(
+            "04_ensembles",
+            root / "ensembles",
+            {
+                "profile": profile,
+                "member_runs": [str(p) for p in cnn_runs],
+                "k": r.ensemble_k,
+                "run_dir": str(root / "ensembles"),
+            },
+        )
+    )
+    jobs.append(
+        Job(
+            "05_robustness",
+            root / "robustness",
+            {"profile": profile, "model_run": str(explained), "run_dir": str(root / "robustness")},
+        )
+    )
+    return jobs
+
+
+def current_runs(profile: str) -> tuple[set[Path], dict[Path, list[str]]]:
+    """The run directories of ``profile``'s plan whose jobs are complete and current, and the others
+    with the reasons they are not (absent runs are left out of both)."""
+    ok, stale = set(), {}
+    for job in plan(profile):
+        if not job.run_dir.exists():
+            continue
+        why = stale_reasons(job)
+        if why:
+            stale[job.run_dir.resolve()] = why
+        else:
+            ok.add(job.run_dir.resolve())
+    return ok, stale

@@ -33,6 +33,7 @@ from tumorlens.data.leakage import audit
 from tumorlens.data.phantoms import write_phantoms
 from tumorlens.errors import TumorlensError
 from tumorlens.utils.files import write_json, write_text
+from tumorlens.utils.quiet import quiet_native_logs
 
 # Commands that build or run models import their stage inside the function: TensorFlow takes seconds to
 # import, and `tumorlens data scan` or `config show` must not wait for it.
@@ -339,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def entry() -> int:
+    """The ``tumorlens`` command: `main`, with TensorFlow's start-up chatter filtered out of this
+    process's stderr and the notebook kernels it starts (`tumorlens.utils.quiet`)."""
+    quiet_native_logs()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -352,4 +360,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

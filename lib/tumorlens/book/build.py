@@ -7,7 +7,6 @@ narrative pages; the book itself never executes anything (``execute_notebooks: o
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from tumorlens.config import load_config
 from tumorlens.experiments.collect import check_results, results_dir
 from tumorlens.experiments.runner import book_pages, execute, run_profile
 from tumorlens.utils.files import read_json
+from tumorlens.utils.quiet import is_tf_noise
 
 __all__ = ["book_dir", "build_book"]
 
@@ -51,13 +51,6 @@ def _build_info(profile: str) -> str:
     )
 
 
-# TensorFlow's start-up chatter (absl/oneDNN/CUDA probes) that kernels print to stderr: not for readers
-_TF_NOISE = re.compile(
-    r"^(?:[IWE]\d{4} [\d:. ]+\S+\] .*|WARNING: All log messages before absl::InitializeLog\(\) "
-    r"is called are written to STDERR)$"
-)
-
-
 def _drop_tf_noise(nb) -> None:
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -65,9 +58,7 @@ def _drop_tf_noise(nb) -> None:
         kept = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                text = "".join(
-                    line for line in out["text"].splitlines(keepends=True) if not _TF_NOISE.match(line.rstrip("\n"))
-                )
+                text = "".join(line for line in out["text"].splitlines(keepends=True) if not is_tf_noise(line))
                 if not text.strip():
                     continue
                 out["text"] = text

@@ -23,22 +23,36 @@
 # weights, the full schedule), and explains and outlines a few test scans.
 #
 # *Runtime → Change runtime type → GPU* first. Research software, not a diagnostic device.
+#
+# The parameters below are all it takes to run it elsewhere: `PROFILE = "smoke"` runs the same cells
+# in a minute on synthetic phantoms (no download; the project's tests execute it that way), `REPO` may
+# name a local checkout (then nothing is cloned or installed), `DATA_ROOT` a copy of the dataset.
 
 # %% tags=["parameters"]
-REPO = "https://github.com/tumorlens/tumorlens"  # your fork's URL if you work on one
+PROFILE = "paper"  # paper (GPU, ImageNet weights, full schedule) | cpu | smoke (phantoms, a minute)
+REPO = "https://github.com/tumorlens/tumorlens"  # your fork's URL, or a local checkout (not cloned again)
+DATA_ROOT = ""  # "" downloads the Kaggle dataset with kagglehub (smoke: the phantoms); or a folder
 BACKBONE = "mobilenetv2"  # mobilenetv2 | efficientnetb0 | vgg16 | efficientnet_lite0
 MODULES = ["mab", "respath", "sbr"]
+OUT = "runs/colab"  # the trained model and the predictions go here
+N_SCANS = 4  # test scans to explain and outline
 
 # %%
 import os
+import shutil
 import subprocess
 import sys
 
-if not os.path.isdir("tumorlens"):
-    subprocess.run(["git", "clone", "--depth", "1", REPO, "tumorlens"], check=True)
-os.chdir("tumorlens")
-subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[kaggle]"], check=True)
-subprocess.run(["nvidia-smi", "-L"], check=False)
+if os.path.isdir(REPO):  # a local checkout, already installed
+    os.chdir(REPO)
+else:
+    if not os.path.isdir("tumorlens"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO, "tumorlens"], check=True)
+    os.chdir("tumorlens")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[kaggle]"], check=True)
+if shutil.which("nvidia-smi"):  # the GPU Colab lent, if any
+    subprocess.run(["nvidia-smi", "-L"], check=False)
+TUMORLENS = [sys.executable, "-m", "tumorlens.cli"]  # the `tumorlens` command of this kernel's Python
 
 # %% [markdown]
 # ## The data
@@ -47,37 +61,34 @@ subprocess.run(["nvidia-smi", "-L"], check=False)
 # `KAGGLE_KEY` as Colab secrets (the key icon on the left) or upload `kaggle.json`.
 
 # %%
+from tumorlens.config import load_config
+from tumorlens.data import prepare
 from tumorlens.data.fetch import fetch_kaggle
 
-root = fetch_kaggle()
-os.environ["TUMORLENS_DATA"] = str(root)
-subprocess.run(["tumorlens", "data", "scan", str(root)], check=True)
-subprocess.run(["tumorlens", "data", "audit", str(root), "--out", "runs/paper/audit"], check=True)
+if DATA_ROOT:
+    root = DATA_ROOT
+elif load_config(PROFILE).data.source == "phantoms":
+    root = str(prepare(load_config(PROFILE), show_progress=False).root)  # generated on the fly
+else:
+    root = str(fetch_kaggle())
+os.environ["TUMORLENS_DATA"] = root
+subprocess.run([*TUMORLENS, "data", "scan", root], check=True)
+subprocess.run([*TUMORLENS, "data", "audit", root, "--out", f"{OUT}/audit"], check=True)
 
 # %% [markdown]
-# ## Train one backbone with the three modules (paper profile)
+# ## Train one backbone with the three modules
 
 # %%
+model_dir = f"{OUT}/model"
 subprocess.run(
-    [
-        "tumorlens",
-        "train",
-        "--profile",
-        "paper",
-        "--backbone",
-        BACKBONE,
-        "--modules",
-        *MODULES,
-        "--out",
-        "runs/paper/colab",
-    ],
+    [*TUMORLENS, "train", "--profile", PROFILE, "--backbone", BACKBONE, "--modules", *MODULES, "--out", model_dir],
     check=True,
 )
 
 # %%
 import json
 
-print(json.dumps(json.load(open("runs/paper/colab/metrics.json"))["official"], indent=1)[:1500])
+print(json.dumps(json.load(open(f"{model_dir}/metrics.json"))["official"], indent=1)[:1500])
 
 # %% [markdown]
 # ## Explanations and weak masks on a few test scans
@@ -93,13 +104,12 @@ import glob
 
 from IPython.display import Image, display
 
-scans = sorted(glob.glob(f"{root}/Testing/*/*.jpg"))[::300][:4]
-subprocess.run(
-    ["tumorlens", "predict", *scans, "--model", "runs/paper/colab", "--segment", "--out", "/content/predictions"],
-    check=True,
-)
+scans = sorted(glob.glob(f"{root}/Testing/*/*.*"))
+scans = scans[:: max(1, len(scans) // N_SCANS)][:N_SCANS]
+predictions = f"{OUT}/predictions"
+subprocess.run([*TUMORLENS, "predict", *scans, "--model", model_dir, "--segment", "--out", predictions], check=True)
 for s in scans:
     stem = os.path.splitext(os.path.basename(s))[0]
-    print(s, json.load(open(f"/content/predictions/{stem}.json"))["class"])
-    display(Image(filename=f"/content/predictions/{stem}_cam.png"))  # the class activation map over the scan
-    display(Image(filename=f"/content/predictions/{stem}_mask.png"))  # the weak mask (white: tumour)
+    print(s, json.load(open(f"{predictions}/{stem}.json"))["class"])
+    display(Image(filename=f"{predictions}/{stem}_cam.png"))  # the class activation map over the scan
+    display(Image(filename=f"{predictions}/{stem}_mask.png"))  # the weak mask (white: tumour)

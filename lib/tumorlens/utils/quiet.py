@@ -26,7 +26,11 @@ _NOISE = re.compile(
     rb"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\..*)$"  # a local kernel's notice
 )
 # how a noise line starts: a partial write that could become one is held until its line ends
-_PREFIX = re.compile(rb"^(?:[IWE]\d{0,4}(?: [\d:. ]*)?|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?|\[(?:I(?:P.*)?)?)$")
+_PREFIX = re.compile(
+    rb"^(?:[IWE]\d{0,4}(?: [\d:. ]*)?"  # "I0000 00:00:17..."
+    rb"|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.*)?)?)?)?)?)?)?"  # "WARNING: All log messages..."
+    rb"|\[(?:I(?:P.*)?)?)$"  # "[IPKernelApp] ..."
+)
 
 _installed = False
 

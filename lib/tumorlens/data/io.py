@@ -9,6 +9,7 @@ map a map or a mask at the model input back to the image's own resolution.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -74,7 +75,12 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
         raise BadImageError(p, "empty file (0 bytes)")
     note = None
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            # Pillow warns "could be decompression bomb DOS attack" between 89 and 179 megapixels; the
+            # MAX_PIXELS check below refuses such an image, naming it, so the warning only alarms
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise BadImageError(

@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow info/warning logs: not for test output
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")  # as train.deterministic sets it (before TensorFlow starts)
 REAL_DATA = Path(os.environ.get("TUMORLENS_DATA") or REPO.parent / "shared" / "data" / "brain-tumor-mri")
 BRISC = REPO.parent / "shared" / "data" / "brisc2025-seg-dev"
 

@@ -112,6 +112,9 @@ def test_smoke_run_writes_a_complete_run_directory(tmp_path):
     assert info["config"]["profile"] == "smoke" and info["config"]["model"]["modules"] == ["sbr"]
     assert info["environment"]["packages"]["tensorflow"] and "commit" in info["environment"]["git"]
     assert info["summary"]["wall_seconds"] > 0
+    env = info["environment"]
+    assert env["cpu_model"] and env["determinism"]["op_determinism"] is True
+    assert env["determinism"]["inter_op_threads"] == 1
     hist = list(csv.DictReader(open(run / "history.csv")))
     assert [h["phase"] for h in hist] == ["warmup", "finetune"]
     model = keras.models.load_model(run / "model.keras")
@@ -228,3 +231,31 @@ def test_non_finite_weights_or_predictions_are_never_saved():
     model.get_layer("d").set_weights([w, b])
     with pytest.raises(RuntimeError, match="non-finite weights"):
         _check_finite(model, {})
+
+
+def test_two_reruns_in_fresh_processes_are_identical(tmp_path):
+    """train.deterministic: the same recipe trained twice, each in its own process with its own cache,
+    gives the same predictions to the last digit (without it, reruns differ: benchmarks/determinism.py)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"rerun-{k}"
+        env = {**os.environ, "TUMORLENS_CACHE": str(tmp_path / f"cache-{k}"), "TUMORLENS_RUNS": str(tmp_path)}
+        env.pop("TF_NUM_INTEROP_THREADS", None)  # the run must set up determinism itself
+        subprocess.run(
+            [sys.executable, "-m", "tumorlens.cli", "train", "--profile", "smoke", "--out", str(out)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        outs.append(out)
+    a, b = ((o / "predictions.csv").read_text() for o in outs)
+    assert a == b and a.count("\n") == 61
+    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in outs)
+    assert ma == mb
+    ha, hb = (list(csv.DictReader(open(o / "history.csv"))) for o in outs)
+    assert [r["loss"] for r in ha] == [r["loss"] for r in hb]

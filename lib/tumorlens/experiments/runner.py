@@ -11,6 +11,7 @@ with `NotebookFailed`, whose message names the notebook and the failing cell.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -183,6 +184,15 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
     return "ran"
 
 
+def kernel_threads(train) -> None:
+    """Size the thread pools of the kernels this process starts (``train.deterministic``/``threads``,
+    see `tumorlens.utils.determinism`): TensorFlow reads these variables when its runtime starts."""
+    if train.deterministic:
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    if train.threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(train.threads)
+
+
 def run_profile(
     profile: str,
     *,
@@ -194,6 +204,7 @@ def run_profile(
     """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete
     ones, then gather the results into ``results/<profile>/`` (`tumorlens.results.collect`)."""
     jobs = [j for j in plan(profile) if not only or j.notebook in only]
+    kernel_threads(load_config(profile).train)
     done = []
     for job in progress(jobs, desc=f"notebooks ({profile})", unit="nb", disable=not show_progress):
         done.append((job, execute(job, force=force)))

@@ -42,6 +42,7 @@ from tumorlens.utils.progress import progress
 
 __all__ = [
     "DECODER_STRIDES",
+    "skip_layer_names",
     "PseudoMasks",
     "pseudo_masks",
     "build_decoder",
@@ -122,7 +123,7 @@ def pseudo_masks(
     return PseudoMasks(masks, labels)
 
 
-def _skip_names(backbone: str) -> list[str]:
+def skip_layer_names(backbone: str) -> list[str]:
     spec = get_spec(backbone)
     if not all(s in spec.skip_layers for s in DECODER_STRIDES):
         raise ValueError(
@@ -163,14 +164,14 @@ def build_decoder(shapes: list[tuple[int, ...]], width: int = 32, name: str = "m
 
 
 def _encoder(classifier, backbone: str) -> keras.Model:
-    names = _skip_names(backbone)
+    names = skip_layer_names(backbone)
     return keras.Model(classifier.inputs, [classifier.get_layer(n).output for n in names], name="mask_encoder")
 
 
 def build_segmenter(classifier, backbone: str, decoder: keras.Model | None = None, width: int = 32) -> keras.Model:
     """One model: raw images ``(B, S, S, 3)`` -> ``[probs (B, K), mask (B, S/4, S/4, 1)]``, the decoder
     reading the classifier's own layers (shared, so the classifier's predictions are unchanged)."""
-    feats = [classifier.get_layer(n).output for n in _skip_names(backbone)]
+    feats = [classifier.get_layer(n).output for n in skip_layer_names(backbone)]
     decoder = decoder or build_decoder([tuple(f.shape[1:]) for f in feats], width)
     return keras.Model(classifier.inputs, [classifier.output, decoder(feats)], name=f"{classifier.name}-segmenter")
 
@@ -315,7 +316,7 @@ def train_segmenter(
     loss, seconds), also written to ``<out_dir>/network.json``.
     """
     s, backbone = cfg.segment, cfg.model.backbone
-    _skip_names(backbone)  # a clear error before any work for a backbone without encoder layers
+    skip_layer_names(backbone)  # a clear error before any work for a backbone without encoder layers
     if s.network_rounds > 1 and retune is None:
         raise ValueError(f"segment.network_rounds is {s.network_rounds}: rounds after the first need retune")
     timings = {}

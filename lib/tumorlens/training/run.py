@@ -17,6 +17,7 @@ from tumorlens.models.classifier import build_classifier, load_model, variant_na
 from tumorlens.models.inference import predict_images
 from tumorlens.training.fit import train_model
 from tumorlens.training.prefix_cache import cache_keys
+from tumorlens.utils import determinism
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
 
@@ -45,13 +46,14 @@ def train_run(
     """
 
     t_start = time.perf_counter()
+    det = determinism.configure(cfg.train.deterministic, cfg.train.threads)
     final = Path(run_dir) if run_dir else run_dir_for(cfg)
     final.parent.mkdir(parents=True, exist_ok=True)
     run_dir = final.parent / f".{final.name}.partial"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
     try:
-        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start)
+        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start, det)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -84,7 +86,7 @@ def _check_finite(model, probs: dict[str, np.ndarray]) -> None:
             raise RuntimeError(f"training produced non-finite {split} predictions; the run is not saved")
 
 
-def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float) -> dict:
+def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float, det: dict) -> dict:
     prep = prep or prepare(cfg, show_progress=show_progress)
     x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
     x_va, y_va = prep.images("val", show_progress), prep.labels("val")
@@ -158,7 +160,12 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     }
     write_json(
         run_dir / records.CONFIG,
-        {"config": cfg.to_dict(), "dataset": prep.report.dataset(), "environment": environment(), "summary": summary},
+        {
+            "config": cfg.to_dict(),
+            "dataset": prep.report.dataset(),
+            "environment": {**environment(), "determinism": det},
+            "summary": summary,
+        },
         schema="run",
     )
     return summary

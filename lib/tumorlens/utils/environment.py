@@ -7,11 +7,12 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from tumorlens import paths
 
-__all__ = ["git_commit", "package_versions", "environment", "cpu_threads"]
+__all__ = ["git_commit", "package_versions", "environment", "cpu_threads", "cpu_model"]
 
 
 def cpu_threads(limit: int = 8) -> int:
@@ -71,12 +72,24 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's name (``/proc/cpuinfo`` on Linux, else what `platform` knows): results can depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def environment() -> dict[str, Any]:
 
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "git": git_commit(),
         "packages": package_versions(),

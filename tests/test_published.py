@@ -1,0 +1,154 @@
+"""The published models: written compactly, rebuilt offline, refused when altered; `predict` uses them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tumorlens.data.phantoms import render_phantom
+from tumorlens.experiments import published
+from tumorlens.experiments.predict import Predictor
+from tumorlens.models.classifier import build_classifier
+from tumorlens.models.inference import predict_images
+from tumorlens.utils.files import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "results" / published.PUBLISHED_PROFILE / "models"
+
+
+def _fake_run(root: Path, modules: tuple[str, ...], seed: int) -> Path:
+    """A run directory as training writes it (model, config, metrics), without training."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    run = root / ("mobilenetv2+" + "+".join(modules)) / f"seed-{seed}"
+    run.mkdir(parents=True)
+    build_classifier("mobilenetv2", modules, image_size=64, weights="none").save(run / "model.keras")
+    config = {"profile": "smoke", "seed": seed, "data": {"image_size": 64}}
+    config["model"] = {"backbone": "mobilenetv2", "modules": list(modules), "weights": "none", "dropout": 0.3}
+    write_json(
+        run / "config.json",
+        {"config": config, "dataset": {"name": "phantoms"}, "environment": {"git": {"commit": "x"}}, "summary": {}},
+        schema="run",
+    )
+    m = {"n": 4, "accuracy": 0.5, "macro_f1": 0.4}
+    write_json(run / "metrics.json", {"official": m, "dedup": m}, schema="metrics")
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return _fake_run(root, ("sbr",), 1), _fake_run(root, ("mab",), 2)
+
+
+def test_publish_load_round_trip_and_the_ensemble(two_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "no-runs"))
+    single, other = two_runs
+    out = published.publish("smoke", single=single, ensemble=[single, other], out=tmp_path / "models")
+    mf = published.read_manifest("smoke", out)
+    assert mf["single"] == "mobilenetv2+sbr/seed-1" and mf["ensemble"] == [mf["single"], "mobilenetv2+mab/seed-2"]
+    assert mf["segmentation"] is None and mf["total_bytes"] < published.BUDGET_BYTES
+    x = np.random.default_rng(0).integers(0, 255, (6, 64, 64, 3)).astype(np.uint8)
+    from tumorlens.models.classifier import load_model
+
+    for run, name in ((single, mf["single"]), (other, mf["ensemble"][1])):
+        assert mf["models"][name]["recipe"]["base"] == "none"
+        expected = predict_images(load_model(run), x)
+        assert np.array_equal(predict_images(published.load(name, "smoke", out), x), expected)
+    pr = Predictor.published(ensemble=True, profile="smoke", folder=out)
+    assert pr.model_id == "published:mobilenetv2+sbr/seed-1" and len(pr.members) == 1
+    probs, _, _ = pr.predict(x)
+    mean = (predict_images(load_model(single), x) + predict_images(load_model(other), x)) / 2
+    assert np.allclose(probs, mean, atol=1e-6)
+    with pytest.raises(published.PublishedModelError, match="published already"):
+        published.publish("smoke", single=single, ensemble=[single, other], out=out)
+    published.publish("smoke", single=single, ensemble=[single], out=out, force=True)
+    assert published.read_manifest("smoke", out)["ensemble"] == [mf["single"]]
+
+
+def test_only_changed_weights_are_stored(two_runs, tmp_path):
+    from tumorlens.models.classifier import load_model
+
+    model = load_model(two_runs[0])
+    base = build_classifier("mobilenetv2", ("sbr",), image_size=64, weights="none")
+    base.set_weights(model.get_weights())
+    base.get_layer("predictions").kernel.assign(np.zeros(base.get_layer("predictions").kernel.shape))
+    f = published.save_weights(model, tmp_path / "delta.npz", base=base)
+    with np.load(f) as z:
+        assert [str(n) for n in z["names"]] == [base.get_layer("predictions").kernel.path]
+    published.load_weights(base, f)
+    assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), model.get_weights()))
+    other = build_classifier("mobilenetv2", ("mab",), image_size=32, weights="none")
+    with pytest.raises(published.PublishedModelError, match="does not fit"):
+        published.load_weights(other, published.save_weights(model, tmp_path / "all.npz"))
+
+
+def test_an_altered_missing_or_oversized_publication_is_a_clear_error(two_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "no-runs"))
+    out = published.publish("smoke", single=two_runs[0], ensemble=[two_runs[0]], out=tmp_path / "models")
+    f = out / "mobilenetv2+sbr-seed-1.npz"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(published.PublishedModelError, match="checksum mismatch"):
+        published.load(None, "smoke", out)
+    f.unlink()
+    with pytest.raises(published.PublishedModelError, match="missing"):
+        published.load(None, "smoke", out)
+    with pytest.raises(published.PublishedModelError, match="tumorlens publish"):
+        published.read_manifest("smoke", tmp_path / "nowhere")
+    monkeypatch.setattr(published, "BUDGET_BYTES", 1000)
+    with pytest.raises(published.PublishedModelError, match="over the"):
+        published.publish("smoke", single=two_runs[0], ensemble=[two_runs[0]], out=tmp_path / "big")
+    assert not (tmp_path / "big").exists() and not list(tmp_path.glob(".big*"))
+
+
+needs_published = pytest.mark.skipif(
+    not (PUBLISHED / "models.json").is_file(), reason="no published models in results/cpu/models"
+)
+
+
+@needs_published
+def test_predict_without_model_uses_the_published_one(tmp_path):
+    """What a new user does after `make install`: no training, no --model, no network."""
+    (tmp_path / "scans").mkdir()
+    scan = tmp_path / "scans" / "scan.png"
+    cv2.imwrite(str(scan), render_phantom("glioma", 160, 0)[0])
+    env = {**os.environ, "TUMORLENS_RUNS": str(tmp_path / "runs")}
+    cmd = [sys.executable, "-m", "tumorlens.cli", "predict", str(scan), "--out", str(tmp_path / "out"), "--segment"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    mf = published.read_manifest()
+    rec = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert rec["model"] == f"published:{mf['single']}" and rec["class"] in rec["probabilities"]
+    assert (tmp_path / "out" / "scan_mask.png").is_file()
+    assert "network" in r.stderr  # the published weak-mask network outlines it
+
+
+@needs_published
+def test_published_model_reproduces_the_published_predictions(real_data):
+    """Done-when of the published model: on the Testing images it gives the published run's class for
+    every image and its probabilities within 1e-3."""
+    from tumorlens import records
+    from tumorlens.config import load_config
+    from tumorlens.data.prepared import prepare
+
+    mf = published.read_manifest()
+    variant, seed = mf["single"].split("/")
+    pub = records.read_predictions(REPO / "results" / "cpu" / "variants" / variant / seed)
+    r = mf["models"][mf["single"]]["recipe"]
+    over = {"model.backbone": r["backbone"], "model.modules": r["modules"], "data.root": str(real_data)}
+    cfg = load_config("cpu", overrides=over)
+    prep = prepare(cfg, show_progress=False)
+    paths = [r.rel for r in prep.splits["test"]]
+    probs = predict_images(published.load(), prep.images("test", show_progress=False))
+    ref = pub.align(paths).probs
+    assert len(probs) == len(ref) == 1311
+    assert np.array_equal(probs.argmax(1), ref.argmax(1))
+    assert np.abs(probs - ref).max() < 1e-3

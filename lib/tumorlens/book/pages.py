@@ -38,6 +38,32 @@ def ablation_variants(rq: dict) -> list[str]:
     ]
 
 
+def verify_glue(v: dict | None) -> dict[str, str]:
+    """The rerun check's sentence parts (``verify.json`` from `tumorlens verify`), or what to run."""
+    if not v:
+        return {
+            "ver_summary": "not run for these results (run `tumorlens verify --profile P`, then rebuild the book)",
+            "ver_verdict": "not checked",
+        }
+    acc, f1 = v["metrics"]["official"]["accuracy"], v["metrics"]["official"]["macro_f1"]
+    dacc = v["metrics"]["dedup"]["accuracy"]
+    sp = v["seed_spread"]
+    det = v.get("rerun_determinism") or {}
+    return {
+        "ver_summary": (
+            f"{v['recipe']} retrained on {v.get('rerun_cpu') or 'an unrecorded CPU'} (op determinism "
+            f"{'on' if det.get('op_determinism') else 'off'}; the published run's CPU: "
+            f"{v.get('published_cpu') or 'not recorded'}) scored official accuracy {acc['rerun']:.4f} against the "
+            f"published {acc['published']:.4f} ({acc['difference']:+.4f}), macro-F1 {f1['rerun']:.4f} against "
+            f"{f1['published']:.4f} ({f1['difference']:+.4f}) and de-duplicated accuracy {dacc['rerun']:.4f} against "
+            f"{dacc['published']:.4f} ({dacc['difference']:+.4f}); {v['same_class']:.1%} of the {v['n_test']} test "
+            f"images got the same class. The published seed spread it is held to is {sp['official']['accuracy']:.4f} "
+            f"in official accuracy ({sp['source']})"
+        ),
+        "ver_verdict": "reproduced" if v["inside_seed_spread"] else "not reproduced",
+    }
+
+
 def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     """Every value the results page (and the book's first page) glues into its prose, as text, by name."""
     res = Path(res)
@@ -78,6 +104,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "tgt_time_met": "met" if tgt_min["met"] else "not met",
         "res_jobs": str(tgt_min["jobs"]),
     }
+    out |= verify_glue(_read(res / "verify.json", "verify"))
     # RQ1
     rq1 = rq["rq1"]
     for key, ts in (("off", "official"), ("dd", "dedup")):

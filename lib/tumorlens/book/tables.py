@@ -167,11 +167,22 @@ def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F
 
 
 def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``)."""
+    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``), with how many
+    seeds its recipe was run with and their spread (a single-seed row is marked as such: a rerun can
+    move it by about the spread of the recipes run with several, see the rerun check)."""
 
+    by_recipe: dict[str, list[float]] = {}
+    for name, r in runs.items():
+        by_recipe.setdefault(name.rpartition("/seed-")[0], []).append(r["official_accuracy"])
     rows = []
     for name, r in sorted(runs.items()):
-        row = {"run": name, "parameters": f"{r['parameters']:,}"}
+        accs = by_recipe[name.rpartition("/seed-")[0]]
+        row = {
+            "run": name,
+            "parameters": f"{r['parameters']:,}",
+            "seeds": len(accs),
+            "seed spread (official accuracy)": f"{max(accs) - min(accs):.4f}" if len(accs) > 1 else "single seed",
+        }
         for t, label in (("official", "official"), ("dedup", "de-duplicated")):
             for m, ml in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
                 row[f"{ml} ({label})"] = ci_text(r[f"{t}_{m}"], r[f"{t}_{m}_lo"], r[f"{t}_{m}_hi"])

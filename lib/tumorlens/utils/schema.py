@@ -56,6 +56,11 @@ SCHEMAS: dict[str, Schema] = {
     "block_costs": Schema(1, ("image_size", "blocks"), _COLLECT),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
+    "verify": Schema(
+        1,
+        ("profile", "recipe", "metrics", "same_class", "seed_spread", "inside_seed_spread"),
+        "rerun `tumorlens verify --profile P`",
+    ),
     "published_models": Schema(
         1, ("profile", "single", "ensemble", "models", "segmentation"), "rerun `tumorlens publish --profile P --force`"
     ),

@@ -7,7 +7,8 @@ tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehu
 tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
 tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
 tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
-tumorlens run --profile P [--only NB ...]  execute the notebooks of a profile (papermill, resumable)
+tumorlens run --profile P [--only NB ...] [--workers N | --scheduler ADDR]
+                                           execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (results/cpu/models)
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
@@ -171,7 +172,9 @@ def _cmd_run(args) -> int:
                 )
         return 0
 
-    for job, status in run_profile(args.profile, only=args.only, force=args.force):
+    for job, status in run_profile(
+        args.profile, only=args.only, force=args.force, workers=args.workers, scheduler=args.scheduler
+    ):
         print(f"{status:8s} {job.notebook}  ->  {job.output}")
     if not args.only:
         print(f"results collected in {results_dir(args.profile)}")
@@ -303,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--status", action="store_true", help="list each job as current or to run (with why), and run nothing"
     )
+    r.add_argument(
+        "--workers", type=int, default=None, help="run independent jobs side by side on N local Dask workers"
+    )
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the jobs on an existing Dask cluster")
     r.set_defaults(func=_cmd_run)
 
     pr = sub.add_parser("predict", help="classify your own scans (JPEG, PNG, DICOM); research use only")

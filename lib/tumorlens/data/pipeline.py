@@ -18,7 +18,7 @@ import numpy as np
 from tumorlens import paths
 from tumorlens.data.inventory import ImageRecord, fingerprint
 from tumorlens.data.io import letterbox, read_image
-from tumorlens.utils.files import save_npy
+from tumorlens.utils.files import cached, save_npy
 from tumorlens.utils.progress import progress
 
 __all__ = ["load_images", "augmentation", "augment_views", "make_dataset"]
@@ -44,18 +44,20 @@ def load_images(
         return np.zeros((0, size, size, 3), np.uint8)
     root = Path(records[0].root)
     files = [r.path for r in records]
-    cache_file = None
-    if cache:
-        h = hashlib.sha1(f"{size}|".encode())
-        h.update(fingerprint(files, root).encode())
-        cache_file = paths.cache_root() / "images" / f"{h.hexdigest()[:20]}-{size}px-{len(files)}.npy"
-        if cache_file.is_file():
-            try:
-                arr = np.load(cache_file, mmap_mode="r")
-                if arr.shape == (len(files), size, size, 3):
-                    return np.asarray(arr)
-            except (OSError, ValueError):
-                pass
+    if not cache:
+        return _decode(files, size, desc, show_progress)
+    h = hashlib.sha1(f"{size}|".encode())
+    h.update(fingerprint(files, root).encode())
+    cache_file = paths.cache_root() / "images" / f"{h.hexdigest()[:20]}-{size}px-{len(files)}.npy"
+
+    def load(f: Path) -> np.ndarray | None:
+        arr = np.load(f, mmap_mode="r")
+        return np.asarray(arr) if arr.shape == (len(files), size, size, 3) else None
+
+    return cached(cache_file, load, lambda: _decode(files, size, desc, show_progress), save_npy)
+
+
+def _decode(files: Sequence[Path], size: int, desc: str, show_progress: bool) -> np.ndarray:
     out = np.empty((len(files), size, size, 3), np.uint8)
     workers = min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
@@ -69,12 +71,6 @@ def load_images(
             )
         ):
             out[i] = a
-    if cache_file is not None:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            save_npy(cache_file, out)
-        except OSError:
-            pass
     return out
 
 

@@ -21,7 +21,17 @@ from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.models.classifier import variant_name
 
-__all__ = ["Job", "DONE", "SETTINGS_READ", "plan", "notebook_dir", "job_inputs", "stale_reasons", "current_runs"]
+__all__ = [
+    "Job",
+    "DONE",
+    "SETTINGS_READ",
+    "plan",
+    "notebook_dir",
+    "upstream_runs",
+    "job_inputs",
+    "stale_reasons",
+    "current_runs",
+]
 
 DONE = ".done.json"
 
@@ -63,6 +73,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def upstream_runs(job: Job) -> list[str]:
+    """The run directories ``job``'s parameters name (the runs it reads), in parameter order."""
+    runs = []
+    for key in _UPSTREAM_PARAMS:
+        value = job.params.get(key)
+        runs += [str(r) for r in ([value] if isinstance(value, str) else value or []) if r]
+    return runs
+
+
 def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     """What a job's results depend on, as its completion record stores it: the parameters, the
     notebook's hash, the hash of the settings sections it reads (of the profile and overrides it runs
@@ -73,12 +92,9 @@ def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     sections = SETTINGS_READ.get(job.notebook, tuple(sorted(cfg)))
     settings = {k: cfg.get(k) for k in sections}
     upstream = {}
-    for key in _UPSTREAM_PARAMS:
-        value = job.params.get(key)
-        for run in [value] if isinstance(value, str) else value or []:
-            if run:
-                done = Path(run) / DONE
-                upstream[str(run)] = _sha(done.read_bytes()) if done.is_file() else None
+    for run in upstream_runs(job):
+        done = Path(run) / DONE
+        upstream[run] = _sha(done.read_bytes()) if done.is_file() else None
     return {
         "params": json.loads(json.dumps(job.params, default=str)),
         "notebook": _sha(src.read_bytes()) if src.is_file() else None,

@@ -33,7 +33,6 @@ from tumorlens.experiments.jobs import (
 from tumorlens.records import published_run
 from tumorlens.utils.environment import git_commit
 from tumorlens.utils.files import write_json
-from tumorlens.utils.progress import progress
 
 __all__ = [
     "Job",
@@ -200,14 +199,19 @@ def run_profile(
     force: bool = False,
     show_progress: bool = True,
     collect_results: bool = True,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> list[tuple[Job, str]]:
     """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete
-    ones, then gather the results into ``results/<profile>/`` (`tumorlens.results.collect`)."""
+    ones, then gather the results into ``results/<profile>/`` (`tumorlens.results.collect`).
+
+    ``workers``/``scheduler``: run the jobs on Dask (`tumorlens.experiments.grid`), side by side where
+    they do not depend on each other."""
+    from tumorlens.experiments.grid import run_jobs
+
     jobs = [j for j in plan(profile) if not only or j.notebook in only]
     kernel_threads(load_config(profile).train)
-    done = []
-    for job in progress(jobs, desc=f"notebooks ({profile})", unit="nb", disable=not show_progress):
-        done.append((job, execute(job, force=force)))
+    done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
     if collect_results and not only:
         collect(profile)
     return done

@@ -19,7 +19,7 @@ from tumorlens.data.pipeline import augmentation
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict
 from tumorlens.training.cut import find_cut
-from tumorlens.utils.files import hash_files, save_npz
+from tumorlens.utils.files import cached, hash_files, save_npz
 
 __all__ = ["prefix_outputs", "augmented_view", "cache_keys", "cached_prefix_file"]
 
@@ -37,23 +37,20 @@ def prefix_outputs(
     when present, else computed (and stored when ``key`` is given). Training views are stored as
     float16 (``half``); evaluation sets in full precision, so predictions match the saved model."""
 
-    file = paths.cache_root() / "prefix" / f"{key}.npz" if key else None
-    if file is not None and file.is_file():
-        try:
-            with np.load(file) as z:
-                return [z["cut"].astype(np.float32), z["edges"].astype(np.float32)]
-        except (OSError, ValueError, KeyError):
-            pass
-    out = batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
-    if file is not None:  # a cache hit and a miss must train on identical numbers: round both alike
-        stored = [o.astype(np.float16 if half else np.float32) for o in out]
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            save_npz(file, cut=stored[0], edges=stored[1])
-        except OSError:
-            pass
-        out = [h.astype(np.float32) for h in stored]
-    return out
+    if not key:
+        return batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+
+    def compute() -> list[np.ndarray]:  # a cache hit and a miss must train on identical numbers: round both alike
+        out = batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+        return [o.astype(np.float16 if half else np.float32) for o in out]
+
+    def load(f: Path) -> list[np.ndarray]:
+        with np.load(f) as z:
+            return [z["cut"], z["edges"]]
+
+    file = paths.cache_root() / "prefix" / f"{key}.npz"
+    stored = cached(file, load, compute, lambda f, v: save_npz(f, cut=v[0], edges=v[1]))
+    return [h.astype(np.float32) for h in stored]
 
 
 def augmented_view(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndarray:

@@ -12,13 +12,23 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from tumorlens.utils.schema import check, stamp
 
-__all__ = ["atomic_path", "write_text", "write_json", "read_json", "save_npy", "save_npz", "hash_files"]
+__all__ = [
+    "atomic_path",
+    "key_lock",
+    "cached",
+    "write_text",
+    "write_json",
+    "read_json",
+    "save_npy",
+    "save_npz",
+    "hash_files",
+]
 
 
 def _read_umask() -> int:
@@ -52,6 +62,71 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def key_lock(path: str | os.PathLike) -> Iterator[None]:
+    """One writer per cache key: hold an exclusive lock on ``.<name>.lock`` beside ``path`` for the block.
+
+    A second process (another grid worker) asking for the same key waits, then finds the entry the first
+    wrote -- check for it inside the block. Where locks are unavailable (no ``fcntl``, a file system
+    refusing them) the block runs unlocked: entries are still replaced atomically, so the worst case is
+    computing one twice, never reading half of one.
+    """
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+T = TypeVar("T")
+
+
+def cached(
+    path: str | os.PathLike, load: Callable[[Path], T | None], compute: Callable[[], T], save: Callable[[Path, T], Any]
+) -> T:
+    """The cache entry at ``path``: ``load(path)`` when it is there and usable (not None, no read error),
+    else ``compute()`` -- once across processes (`key_lock`) -- stored by ``save(path, value)``, which
+    must write atomically (`save_npy`, `save_npz`, `write_json`). A cache that cannot be written is skipped."""
+    path = Path(path)
+
+    def usable() -> T | None:
+        if not path.is_file():
+            return None
+        try:
+            return load(path)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    value = usable()
+    if value is not None:
+        return value
+    with key_lock(path):
+        value = usable()  # written by another process while this one waited
+        if value is not None:
+            return value
+        value = compute()
+        try:
+            save(path, value)
+        except OSError:
+            pass
+        return value
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,0 +1,172 @@
+"""The job grid on one machine or many: jobs become Dask tasks with their dependencies.
+
+    tumorlens run --profile cpu --workers 4              # a LocalCluster of 4 single-threaded workers
+    tumorlens run --profile paper --scheduler tcp://head:8786   # an existing cluster (Slurm, PBS, Kubernetes)
+
+A job depends on the jobs whose run directories its parameters name (`tumorlens.experiments.jobs`:
+the explain step's candidate models, the ensemble's members, the robustness step's model, the ViT's
+CNN); everything else runs side by side. Each task calls `tumorlens.experiments.runner.execute` --
+the same skip-if-current check, the same completion record, each job writing only its own run
+directory -- so a parallel run resumes exactly like a sequential one. A failing job is reported with
+its notebook and cell, its dependants are not started, and every other job runs to the end; the
+failures are raised together once the grid is done.
+
+Workers run the notebooks in the repository's working tree at the same path (a shared file system on
+a cluster) and share ``$TUMORLENS_CACHE``, whose entries are written once under a lock and replaced
+atomically (`tumorlens.utils.files.key_lock`). Without ``workers``/``scheduler`` the jobs run one
+after another in this process, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tumorlens import paths
+from tumorlens.errors import NotebookFailed, TumorlensError
+from tumorlens.experiments.jobs import Job, upstream_runs
+
+__all__ = ["dependencies", "run_jobs", "GridUnavailableError"]
+
+#: The environment a worker's kernels need from the process that planned the grid (thread pools,
+#: caches, data and runs roots): sent with each task, since a remote worker does not inherit it.
+_FORWARDED_ENV = (
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TUMORLENS_CACHE",
+    "TUMORLENS_DATA",
+    "TUMORLENS_RUNS",
+    "TUMORLENS_CONFIG",
+    "TUMORLENS_PROGRESS",
+    # Dask's nanny starts workers with one BLAS/OpenMP thread; the kernels get what the planning process
+    # has (unset: the libraries' defaults), so a job computes the same numbers on the grid as in sequence
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
+
+
+class GridUnavailableError(TumorlensError):
+    """``--workers``/``--scheduler`` without Dask installed, or a scheduler that cannot be reached."""
+
+
+def dependencies(jobs: Sequence[Job]) -> list[list[int]]:
+    """For each job, the indices of the jobs in ``jobs`` it must wait for (those whose run directory
+    its parameters name); a job never waits for one after it in the plan."""
+    index = {j.run_dir.resolve(): i for i, j in enumerate(jobs)}
+    out = []
+    for i, job in enumerate(jobs):
+        deps = sorted({index[r] for r in (Path(p).resolve() for p in upstream_runs(job)) if r in index})
+        if any(d >= i for d in deps):
+            raise ValueError(f"{job.notebook} ({job.run_dir}) depends on a job planned after it")
+        out.append(deps)
+    return out
+
+
+def _task(job: Job, force: bool, notebooks: str | None, env: dict, *upstream: str) -> str:
+    """One job on a worker: ``ran``/``skipped``, ``failed: ...`` or ``not run: ...`` (never raises)."""
+    from tumorlens.experiments.runner import execute
+
+    if any(u.startswith(("failed", "not run")) for u in upstream):
+        return "not run: a job it depends on failed"
+    for k in _FORWARDED_ENV:  # unset in the planning process: unset here too
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
+    try:
+        return execute(job, force=force, notebooks=Path(notebooks) if notebooks else None)
+    except NotebookFailed as exc:
+        return f"failed: {exc}"
+    except Exception as exc:  # a worker reports every failure; the grid goes on with the others
+        return f"failed: {job.notebook} ({paths.relative(job.run_dir)}): {type(exc).__name__}: {exc}"
+
+
+def _client(workers: int | None, scheduler: str | None):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise GridUnavailableError(
+            "--workers/--scheduler run the grid on Dask, which is not installed: pip install 'tumorlens[grid]' "
+            "(or pip install 'dask[distributed]')"
+        ) from exc
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=30), None
+        except (OSError, TimeoutError) as exc:
+            raise GridUnavailableError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1; received workers={workers!r}")
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    )
+    return Client(cluster), cluster
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    force: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    notebooks: Path | None = None,
+    show_progress: bool = True,
+) -> list[tuple[Job, str]]:
+    """Run ``jobs``: one after another (default), or on Dask with ``workers`` local processes or on the
+    cluster at ``scheduler``. Returns ``[(job, "ran" | "skipped")]`` in plan order; raises
+    `NotebookFailed` naming every failed job (after the others finished, on Dask)."""
+    from tumorlens.experiments.runner import execute
+    from tumorlens.utils.progress import progress
+
+    if not workers and not scheduler:
+        return [
+            (job, execute(job, force=force, notebooks=notebooks))
+            for job in progress(jobs, desc="notebooks", unit="nb", disable=not show_progress)
+        ]
+    deps = dependencies(jobs)
+    env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+    client, cluster = _client(workers, scheduler)
+    t0 = time.time()
+    try:
+        from dask.distributed import as_completed
+
+        futures = []
+        for i, job in enumerate(jobs):
+            futures.append(
+                client.submit(
+                    _task,
+                    job,
+                    force,
+                    str(notebooks) if notebooks else None,
+                    env,
+                    *[futures[d] for d in deps[i]],
+                    key=f"{job.notebook}-{i}-{time.time_ns()}",
+                    pure=False,
+                )
+            )
+        where = {f.key: i for i, f in enumerate(futures)}
+        status: list[str] = [""] * len(jobs)
+        n_workers = len(client.scheduler_info()["workers"])
+        done = as_completed(futures)
+        for fut in progress(done, total=len(jobs), desc=f"notebooks ({n_workers} workers)", disable=not show_progress):
+            i = where[fut.key]
+            status[i] = fut.result()
+            print(
+                f"{status[i].split(':')[0]:8s} {jobs[i].notebook}  {paths.relative(jobs[i].run_dir)}", file=sys.stderr
+            )
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    failed = [s for s in status if s.startswith("failed")]
+    if failed:
+        skipped = sum(s.startswith("not run") for s in status)
+        raise NotebookFailed(
+            f"{len(failed)} of {len(jobs)} jobs failed on the grid ({skipped} not started because of them; "
+            f"the others finished and are kept, {time.time() - t0:.0f} s):\n" + "\n".join(failed)
+        )
+    return list(zip(jobs, status))

@@ -1,0 +1,163 @@
+"""The job grid on Dask: dependencies, side-by-side jobs, failures that keep the others, resuming;
+and cache entries written once when two workers want the same key."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tumorlens.errors import NotebookFailed
+from tumorlens.experiments.grid import dependencies, run_jobs
+from tumorlens.experiments.jobs import Job, plan
+
+pytest.importorskip("dask.distributed")
+
+NB = """# %% tags=["parameters"]
+value = 1
+out = ""
+model_run = ""
+
+# %%
+from pathlib import Path
+if value < 0:
+    raise ValueError("negative value")
+before = Path(model_run, "out.txt").read_text() if model_run else ""
+Path(out).write_text(before + str(value * 2))
+"""
+
+
+def test_dependencies_are_the_runs_a_job_reads():
+    jobs = plan("smoke")
+    deps = dependencies(jobs)
+    name = {i: j.notebook for i, j in enumerate(jobs)}
+    by_nb = {j.notebook: i for i, j in enumerate(jobs)}
+    assert deps[by_nb["01_data"]] == [] and all(deps[i] == [] for i in name if name[i] == "02_train")
+    explain = jobs[by_nb["03_explain"]]
+    assert [jobs[d].run_dir for d in deps[by_nb["03_explain"]]] == [Path(p) for p in explain.params["candidate_runs"]]
+    assert {name[d] for d in deps[by_nb["04_ensembles"]]} == {"02_train"}
+    assert [jobs[d].run_dir for d in deps[by_nb["02_vit"]]] == [Path(jobs[by_nb["02_vit"]].params["cnn_run"])]
+    with pytest.raises(ValueError, match="planned after it"):
+        dependencies([jobs[by_nb["04_ensembles"]], *jobs])
+
+
+def _job(tmp_path, name, value, upstream=None):
+    run = tmp_path / name
+    return Job("nb", run, {"value": value, "out": str(run / "out.txt"), "model_run": str(upstream or "")})
+
+
+def test_grid_runs_jobs_side_by_side_keeps_the_others_on_failure_and_resumes(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    (nbs / "nb.py").write_text(NB)
+    a = _job(tmp_path, "a", 1)
+    b = _job(tmp_path, "b", 2)
+    c = _job(tmp_path, "c", 3, a.run_dir)  # reads a's output: runs after it
+    bad = _job(tmp_path, "bad", -1)
+    after_bad = _job(tmp_path, "after_bad", 5, bad.run_dir)
+    jobs = [a, b, c, bad, after_bad]
+    with pytest.raises(NotebookFailed) as err:
+        run_jobs(jobs, workers=2, notebooks=nbs, show_progress=False)
+    msg = str(err.value)
+    assert "1 of 5 jobs failed" in msg and "1 not started" in msg and "nb.py failed in cell" in msg
+    assert "ValueError: negative value" in msg
+    assert (c.run_dir / "out.txt").read_text() == "26" and (b.run_dir / "out.txt").read_text() == "4"
+    assert a.done and b.done and c.done and not bad.done and not after_bad.run_dir.exists()
+    # a killed run: c's completion record never got written; the rerun does c again and skips the rest
+    (c.run_dir / ".done.json").unlink()
+    done = run_jobs([a, b, c], workers=2, notebooks=nbs, show_progress=False)
+    assert [s for _, s in done] == ["skipped", "skipped", "ran"]
+    sequential = run_jobs([a, b, c], notebooks=nbs, show_progress=False)
+    assert [s for _, s in sequential] == ["skipped"] * 3
+
+
+def test_workers_must_be_a_positive_integer(tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        from tumorlens.experiments.grid import _client
+
+        _client(0, None)
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from tumorlens.utils.files import cached, save_npy
+
+path, log = Path(sys.argv[1]), Path(sys.argv[2])
+
+def compute():
+    with log.open("a") as f:
+        f.write("computed\\n")
+    time.sleep(1.0)
+    return np.arange(1000, dtype=np.int64)
+
+value = cached(path, lambda p: np.load(p), compute, save_npy)
+print(int(value.sum()))
+"""
+
+
+def test_two_workers_asking_for_one_cache_key_compute_it_once(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER))
+    entry, log = tmp_path / "cache" / "key.npy", tmp_path / "log.txt"
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(entry), str(log)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs == [str(sum(range(1000)))] * 2
+    assert log.read_text() == "computed\n"  # one writer; the other waited and read its entry
+    assert [f.name for f in entry.parent.iterdir() if ".tmp" in f.name] == []  # no partial files left
+
+
+@pytest.mark.slow
+def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeypatch):
+    """The data step, two training runs and their ensemble: on two Dask workers and one after another,
+    the same result files (times and paths aside)."""
+    outputs = {}
+    for mode in ("sequential", "grid"):
+        monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / mode))
+        jobs = plan("smoke")
+        data = jobs[0]
+        train = [j for j in jobs if j.notebook == "02_train"][:2]
+        ens = next(j for j in jobs if j.notebook == "04_ensembles")
+        ens = Job(ens.notebook, ens.run_dir, {**ens.params, "member_runs": [str(t.run_dir) for t in train], "k": 2})
+        from tumorlens.config import load_config
+        from tumorlens.experiments.runner import kernel_threads
+
+        kernel_threads(load_config("smoke").train)
+        run_jobs([data, *train, ens], workers=2 if mode == "grid" else None, show_progress=False)
+        root = tmp_path / mode / "smoke"
+        outputs[mode] = {
+            str(f.relative_to(root)): _comparable(f, tmp_path / mode)
+            for f in sorted(root.rglob("*"))
+            if f.is_file() and f.suffix in (".csv", ".json") and not f.name.startswith(".")
+        }
+    assert outputs["grid"].keys() == outputs["sequential"].keys() and len(outputs["grid"]) >= 10
+    for name, content in outputs["sequential"].items():
+        assert outputs["grid"][name] == content, name
+
+
+_VOLATILE = ("seconds", "timings", "environment", "finished", "wall_seconds", "run_dir", "elapsed")
+
+
+def _comparable(f: Path, root: Path):
+    text = f.read_text().replace(str(root), "<root>")
+    if f.suffix == ".csv":  # without the columns that time things
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [{k: v for k, v in r.items() if not any(v_ in k for v_ in _VOLATILE)} for r in rows]
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not any(v_ in k for v_ in _VOLATILE)}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip(json.loads(text))

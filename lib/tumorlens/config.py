@@ -162,6 +162,9 @@ class TrainConfig:
     finetune_views: int = _spec(0, lo=0, hi=32, doc="views used in phase 2 (0: all cached views)")
     deterministic: bool = _spec(True, doc="op determinism + one inter-op thread (tumorlens.utils.determinism)")
     threads: int = _spec(0, lo=0, hi=1024, doc="intra-op threads (0: all cores; fix it to compare machines)")
+    strategy: str = _spec(
+        "default", choices=("default", "mirrored"), doc="tf.distribute: mirrored splits each batch over the GPUs"
+    )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from tumorlens.models.classifier import build_classifier, load_model, variant_na
 from tumorlens.models.inference import predict_images
 from tumorlens.training.fit import train_model
 from tumorlens.training.prefix_cache import cache_keys
+from tumorlens.training.strategy import describe, make_strategy
 from tumorlens.utils import determinism
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
@@ -93,25 +94,27 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     keras.utils.set_random_seed(cfg.seed)
     m = cfg.model
     vit = cfg.to_dict()["model"]["vit"] if m.backbone == "vit" else None
-    model = build_classifier(
-        m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights, dropout=m.dropout, vit=vit
-    )
+    strategy = make_strategy(cfg.train.strategy)
     keys = cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
     x_te = prep.images("test", show_progress)
-    result = train_model(
-        model,
-        m.backbone,
-        x_tr,
-        y_tr,
-        x_va,
-        y_va,
-        cfg,
-        x_test=x_te,
-        checkpoint_path=run_dir / records.MODEL,
-        cache_keys=keys,
-        show_progress=show_progress,
-        log=log,
-    )
+    with strategy.scope():  # variables (model and optimiser) live on the strategy's devices
+        model = build_classifier(
+            m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights, dropout=m.dropout, vit=vit
+        )
+        result = train_model(
+            model,
+            m.backbone,
+            x_tr,
+            y_tr,
+            x_va,
+            y_va,
+            cfg,
+            x_test=x_te,
+            checkpoint_path=run_dir / records.MODEL,
+            cache_keys=keys,
+            show_progress=show_progress,
+            log=log,
+        )
     _check_finite(result.model, result.predictions)
     if not (run_dir / records.MODEL).is_file():  # no epoch ran (both phases off)
         result.model.save(run_dir / records.MODEL)
@@ -163,7 +166,7 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
         {
             "config": cfg.to_dict(),
             "dataset": prep.report.dataset(),
-            "environment": {**environment(), "determinism": det},
+            "environment": {**environment(), "determinism": det, "distribution": describe(strategy)},
             "summary": summary,
         },
         schema="run",

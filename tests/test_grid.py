@@ -1,9 +1,6 @@
 """The job grid on Dask: dependencies, side-by-side jobs, failures that keep the others, resuming;
 and cache entries written once when two workers want the same key."""
 
-import csv
-import io
-import json
 import subprocess
 import sys
 import textwrap
@@ -12,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tumorlens.errors import NotebookFailed
-from tumorlens.experiments.grid import dependencies, run_jobs
+from tumorlens.experiments.grid import comparable_results, dependencies, run_jobs, schedule_seconds
 from tumorlens.experiments.jobs import Job, plan
 
 pytest.importorskip("dask.distributed")
@@ -133,31 +130,17 @@ def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeyp
 
         kernel_threads(load_config("smoke").train)
         run_jobs([data, *train, ens], workers=2 if mode == "grid" else None, show_progress=False)
-        root = tmp_path / mode / "smoke"
-        outputs[mode] = {
-            str(f.relative_to(root)): _comparable(f, tmp_path / mode)
-            for f in sorted(root.rglob("*"))
-            if f.is_file() and f.suffix in (".csv", ".json") and not f.name.startswith(".")
-        }
+        outputs[mode] = comparable_results(tmp_path / mode / "smoke")
     assert outputs["grid"].keys() == outputs["sequential"].keys() and len(outputs["grid"]) >= 10
     for name, content in outputs["sequential"].items():
         assert outputs["grid"][name] == content, name
 
 
-_VOLATILE = ("seconds", "timings", "environment", "finished", "wall_seconds", "run_dir", "elapsed")
-
-
-def _comparable(f: Path, root: Path):
-    text = f.read_text().replace(str(root), "<root>")
-    if f.suffix == ".csv":  # without the columns that time things
-        rows = list(csv.DictReader(io.StringIO(text)))
-        return [{k: v for k, v in r.items() if not any(v_ in k for v_ in _VOLATILE)} for r in rows]
-
-    def strip(x):
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if not any(v_ in k for v_ in _VOLATILE)}
-        if isinstance(x, list):
-            return [strip(v) for v in x]
-        return x
-
-    return strip(json.loads(text))
+def test_schedule_follows_dependencies_and_free_workers():
+    # a -> c, b independent; d after c
+    seconds, deps = [10, 4, 5, 1], [[], [], [0], [2]]
+    assert schedule_seconds(seconds, deps, 1) == 20
+    assert schedule_seconds(seconds, deps, 2) == 16  # a|b, then c after a, d after c
+    assert schedule_seconds(seconds, deps, 8) == 16  # the critical path a-c-d
+    with pytest.raises(ValueError, match="workers=0"):
+        schedule_seconds(seconds, deps, 0)

@@ -152,3 +152,10 @@ def test_published_model_reproduces_the_published_predictions(real_data):
     assert len(probs) == len(ref) == 1311
     assert np.array_equal(probs.argmax(1), ref.argmax(1))
     assert np.abs(probs - ref).max() < 1e-3
+    # --ensemble published: the published soft-voting ensemble's predictions
+    pr = Predictor.published(ensemble=True)
+    assert len(pr.members) == len(mf["ensemble"]) - 1
+    soft, _, _ = pr.predict(prep.images("test", show_progress=False))
+    ens = records.read_predictions(REPO / "results" / "cpu" / "ensembles" / "soft_voting_predictions.csv")
+    ens = ens.align(paths).probs
+    assert np.array_equal(soft.argmax(1), ens.argmax(1)) and np.abs(soft - ens).max() < 1e-3

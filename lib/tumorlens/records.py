@@ -124,9 +124,10 @@ def best_by_validation(run_dirs: Sequence[str | Path]) -> dict:
 
 
 def read_predictions(run_dir: str | Path, split: str = "test") -> RunPredictions:
-    """Read ``predictions.csv`` (test) or ``val_predictions.csv`` (val) of a run directory."""
+    """Read ``predictions.csv`` (test) or ``val_predictions.csv`` (val) of a run directory, or a
+    predictions file in that layout given by its path (e.g. an ensemble's)."""
     run_dir = Path(run_dir)
-    file = run_dir / (PREDICTIONS if split == "test" else f"{split}_{PREDICTIONS}")
+    file = run_dir if run_dir.is_file() else run_dir / (PREDICTIONS if split == "test" else f"{split}_{PREDICTIONS}")
     if not file.is_file():
         raise FileNotFoundError(f"{file} not found: is {run_dir} a finished run?")
     with open(file, newline="") as f:

@@ -38,6 +38,35 @@ def ablation_variants(rq: dict) -> list[str]:
     ]
 
 
+def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[str, str]:
+    """The reproduction on N workers: projected from the per-job times, and the measured smoke grid."""
+    from tumorlens.experiments.grid import projected_minutes
+
+    p = projected_minutes(profile, timing)
+    w = p["workers"]
+    out = {
+        "grid_projection": (
+            ", ".join(f"{m:.0f} minutes on {n} worker{'s' if n > 1 else ''}" for n, m in w.items())
+            + f" (the dependencies' critical path: {p['critical_path']:.0f} minutes; "
+            f"{p['jobs_timed']} of {p['jobs']} jobs timed)"
+        )
+    }
+    if grid:
+        ws = grid["wall_seconds"]
+        out["grid_measured"] = (
+            f"the smoke grid took {ws['grid']:.0f} s on {grid['workers']} Dask workers against "
+            f"{ws['sequential']:.0f} s one job after another on this {grid['cpus']}-core machine, and the two runs "
+            + (
+                "wrote the same results files"
+                if grid["identical_results"]
+                else f"differed in {len(grid['differing_files'])} files"
+            )
+        )
+    else:
+        out["grid_measured"] = "the smoke grid on Dask workers has not been measured for these results"
+    return out
+
+
 def verify_glue(v: dict | None) -> dict[str, str]:
     """The rerun check's sentence parts (``verify.json`` from `tumorlens verify`), or what to run."""
     if not v:
@@ -105,6 +134,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "res_jobs": str(tgt_min["jobs"]),
     }
     out |= verify_glue(_read(res / "verify.json", "verify"))
+    out |= grid_glue(res, profile or summary.get("profile", ""), timing, _read(res / "grid.json", "grid"))
     # RQ1
     rq1 = rq["rq1"]
     for key, ts in (("off", "official"), ("dd", "dedup")):

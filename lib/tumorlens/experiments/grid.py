@@ -19,6 +19,9 @@ after another in this process, as before.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import sys
 import time
@@ -29,7 +32,14 @@ from tumorlens import paths
 from tumorlens.errors import NotebookFailed, TumorlensError
 from tumorlens.experiments.jobs import Job, upstream_runs
 
-__all__ = ["dependencies", "run_jobs", "GridUnavailableError"]
+__all__ = [
+    "dependencies",
+    "run_jobs",
+    "GridUnavailableError",
+    "schedule_seconds",
+    "projected_minutes",
+    "comparable_results",
+]
 
 #: The environment a worker's kernels need from the process that planned the grid (thread pools,
 #: caches, data and runs roots): sent with each task, since a remote worker does not inherit it.
@@ -170,3 +180,74 @@ def run_jobs(
             f"the others finished and are kept, {time.time() - t0:.0f} s):\n" + "\n".join(failed)
         )
     return list(zip(jobs, status))
+
+
+def schedule_seconds(seconds: Sequence[float], deps: Sequence[Sequence[int]], workers: int) -> float:
+    """Wall time of running jobs of the given durations on ``workers`` equal workers: each job starts, in
+    plan order, on the first free worker once the jobs it depends on have finished (list scheduling,
+    as the Dask scheduler runs them when every worker is as fast as the one that timed them)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; received workers={workers!r}")
+    free = [0.0] * workers
+    end = [0.0] * len(seconds)
+    for i, sec in enumerate(seconds):
+        w = min(range(workers), key=free.__getitem__)
+        start = max([free[w], *(end[d] for d in deps[i])])
+        end[i] = free[w] = start + float(sec or 0)
+    return max(end, default=0.0)
+
+
+def projected_minutes(profile: str, timing: dict, workers: Sequence[int] = (1, 2, 4, 8)) -> dict:
+    """The profile's reproduction on N workers, from the per-job times of ``reproduction.json``
+    (``timing``) and the plan's dependencies: ``{"workers": {N: minutes}, "critical_path": minutes,
+    "jobs_timed": n, "jobs": n}``. Jobs without a time count as zero (and ``jobs_timed`` says so)."""
+    from tumorlens.config import load_config
+    from tumorlens.experiments.jobs import plan
+
+    jobs = plan(profile)
+    base = load_config(profile).runs_root.parent
+    by_name = {j["job"]: j["seconds"] for j in timing["jobs"]}
+    names = []
+    for j in jobs:
+        try:
+            names.append(j.run_dir.relative_to(base).as_posix())
+        except ValueError:  # the smoke-profile evidence runs of another root
+            names.append(j.run_dir.relative_to(load_config("smoke").runs_root.parent).as_posix())
+    seconds = [by_name.get(n) or 0.0 for n in names]
+    deps = dependencies(jobs)
+    return {
+        "workers": {int(n): round(schedule_seconds(seconds, deps, n) / 60, 1) for n in workers},
+        "critical_path": round(schedule_seconds(seconds, deps, len(jobs)) / 60, 1),
+        "jobs_timed": sum(n in by_name for n in names),
+        "jobs": len(jobs),
+    }
+
+
+#: Keys (JSON) and columns (CSV) that time a run or name where it ran: they differ between any two runs.
+_VOLATILE = ("seconds", "timings", "environment", "finished", "run_dir", "elapsed")
+
+
+def comparable_results(root: str | os.PathLike) -> dict[str, object]:
+    """The JSON and CSV files under a runs folder, as what two runs of the same jobs must agree on: JSON
+    without the keys and CSV without the columns that time things or name paths, the folder's own path
+    replaced by ``<root>``. Keyed by the path relative to ``root``."""
+    root = Path(root)
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not any(v_ in k for v_ in _VOLATILE)}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    out: dict[str, object] = {}
+    for f in sorted(root.rglob("*")):
+        if not f.is_file() or f.name.startswith(".") or f.suffix not in (".csv", ".json"):
+            continue
+        text = f.read_text().replace(str(root.parent), "<root>")
+        if f.suffix == ".csv":
+            rows = csv.DictReader(io.StringIO(text))
+            out[f.relative_to(root).as_posix()] = [strip(dict(r)) for r in rows]
+        else:
+            out[f.relative_to(root).as_posix()] = strip(json.loads(text))
+    return out

@@ -99,8 +99,10 @@ def save_weights(model, path: str | os.PathLike, base=None, half: bool = False) 
 
     ``base``: a model of the same architecture as built from its recipe (e.g. with the ImageNet
     backbone): only the weights that differ from it are stored -- a fine-tuned network keeps most of
-    its frozen backbone, so this halves the file with no loss. ``half`` stores kernels (2+ dimensions)
-    as float16 (smaller, but predictions move by up to ~1e-2; the published models are float32).
+    its frozen backbone, so this halves the file with no loss. float32 arrays are stored losslessly as
+    their four byte planes (``s<k>`` holds the shape), which compress 8% better than the floats.
+    ``half`` stores kernels (2+ dimensions) as float16 (smaller, but predictions move by up to ~1e-2;
+    the published models are float32).
     """
     import keras
 
@@ -110,7 +112,14 @@ def save_weights(model, path: str | os.PathLike, base=None, half: bool = False) 
         a = keras.ops.convert_to_numpy(w)
         if w.path in ref and ref[w.path].shape == a.shape and np.array_equal(ref[w.path], a):
             continue
-        arrays[f"w{len(names):04d}"] = a.astype(np.float16) if half and a.ndim >= 2 and a.dtype == np.float32 else a
+        key = f"{len(names):04d}"
+        if half and a.ndim >= 2 and a.dtype == np.float32:
+            arrays[f"w{key}"] = a.astype(np.float16)
+        elif a.dtype == np.float32:  # lossless: the 4 byte planes apart (exponents compress well together)
+            arrays[f"w{key}"] = np.ascontiguousarray(np.atleast_1d(a).view(np.uint8).reshape(-1, 4).T)
+            arrays[f"s{key}"] = np.array(a.shape, np.int64)
+        else:
+            arrays[f"w{key}"] = a
         names.append(w.path)
     path = Path(path)
     np.savez_compressed(path, names=np.array(names, dtype=str), **arrays)
@@ -124,6 +133,8 @@ def load_weights(model, path: str | os.PathLike) -> None:
     with np.load(path, allow_pickle=False) as z:
         for i, name in enumerate(str(n) for n in z["names"]):
             a = z[f"w{i:04d}"]
+            if f"s{i:04d}" in z.files:  # float32 stored as byte planes
+                a = np.ascontiguousarray(a.T).view(np.float32).reshape(tuple(z[f"s{i:04d}"]))
             w = by_path.get(name)
             if w is None or tuple(w.shape) != a.shape:
                 found = "no such weight" if w is None else f"shape {tuple(w.shape)}"
@@ -183,7 +194,8 @@ def publish(
     Args:
         single: the run directory of the single model (default: the first member of the profile's
             ensemble step, i.e. the best by validation macro-F1).
-        ensemble: the ensemble's member run directories (default: those of its ensemble step).
+        ensemble: the ensemble's member run directories (default: those its ensemble step chose, from
+            ``runs/<profile>/ensembles`` or the published ``results/<profile>/ensembles``).
         segmentation: the explain step's folder (default ``runs/<profile>/explain`` when it was made for
             ``single``); its ``segment.json`` and the weak-mask network's decoder are published with it.
         force: replace published models of the same recipes (otherwise an error: each replacement grows
@@ -202,6 +214,8 @@ def publish(
     cfg = load_config(profile)
     runs_root = cfg.runs_root
     ens_file = runs_root / "ensembles" / "ensembles.json"
+    if not ens_file.is_file():  # the published copy names the same members
+        ens_file = models_dir(profile).parent / "ensembles" / "ensembles.json"
     ens_info = read_json(ens_file, schema="ensembles") if ens_file.is_file() else None
     if ensemble is None:
         if ens_info is None:

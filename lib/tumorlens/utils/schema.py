@@ -56,6 +56,9 @@ SCHEMAS: dict[str, Schema] = {
     "block_costs": Schema(1, ("image_size", "blocks"), _COLLECT),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
+    "grid": Schema(
+        1, ("workers", "wall_seconds", "identical_results", "cpu_projection"), "rerun benchmarks/grid.py --results"
+    ),
     "verify": Schema(
         1,
         ("profile", "recipe", "metrics", "same_class", "seed_spread", "inside_seed_spread"),

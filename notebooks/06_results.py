@@ -60,6 +60,11 @@ for name, text in pages.results_glue(res, profile).items():
 # weights); another CPU or core count can still move a run by about the seed spread, which is why the
 # runs table below marks each recipe run with a single seed.
 #
+# **On more workers.** `tumorlens run --workers N` (or `--scheduler ADDRESS` for an existing Dask
+# cluster) runs the jobs that do not depend on each other side by side. From the per-job times above
+# and the plan's dependencies, this profile's reproduction would take {glue:text}`grid_projection`,
+# each worker as fast as the one that timed the jobs. Measured: {glue:text}`grid_measured`.
+#
 # ## All runs
 
 # %%

@@ -19,8 +19,9 @@
 # # tumorlens on Colab: the paper profile on a GPU, then Grad-CAM + GrabCut on a few scans
 #
 # This walkthrough installs the repository, downloads the Kaggle "Brain Tumor MRI Dataset" with
-# kagglehub, trains one backbone with the three modules on the **paper** profile (Keras ImageNet
-# weights, the full schedule), and explains and outlines a few test scans.
+# kagglehub, classifies, explains and outlines a few test scans with the **published model** (no
+# training), then trains one backbone with the three modules on the **paper** profile (Keras ImageNet
+# weights, the full schedule) and does the same with it.
 #
 # *Runtime → Change runtime type → GPU* first. Research software, not a diagnostic device.
 #
@@ -76,6 +77,28 @@ subprocess.run([*TUMORLENS, "data", "scan", root], check=True)
 subprocess.run([*TUMORLENS, "data", "audit", root, "--out", f"{OUT}/audit"], check=True)
 
 # %% [markdown]
+# ## First: the published model, no training
+#
+# The repository ships the cpu run's best model (`results/cpu/models`: EfficientNet-Lite0 + SBR, its
+# ensemble's members and the weak-mask network, checked against their sha256). `tumorlens predict`
+# without `--model` uses it; `--ensemble published` soft-votes the published ensemble.
+
+# %%
+import glob
+import json
+
+from IPython.display import Image, display
+
+scans = sorted(glob.glob(f"{root}/Testing/*/*.*"))
+scans = scans[:: max(1, len(scans) // N_SCANS)][:N_SCANS]
+published = f"{OUT}/published"
+subprocess.run([*TUMORLENS, "predict", *scans, "--segment", "--out", published, "--overwrite"], check=True)
+for s in scans:
+    stem = os.path.splitext(os.path.basename(s))[0]
+    print(s, json.load(open(f"{published}/{stem}.json"))["class"])
+    display(Image(filename=f"{published}/{stem}_mask.png"))  # the published weak-mask network's outline
+
+# %% [markdown]
 # ## Train one backbone with the three modules
 
 # %%
@@ -86,8 +109,6 @@ subprocess.run(
 )
 
 # %%
-import json
-
 print(json.dumps(json.load(open(f"{model_dir}/metrics.json"))["official"], indent=1)[:1500])
 
 # %% [markdown]
@@ -100,12 +121,6 @@ print(json.dumps(json.load(open(f"{model_dir}/metrics.json"))["official"], inden
 # predict uses the untuned defaults and says so on its first line.
 
 # %%
-import glob
-
-from IPython.display import Image, display
-
-scans = sorted(glob.glob(f"{root}/Testing/*/*.*"))
-scans = scans[:: max(1, len(scans) // N_SCANS)][:N_SCANS]
 predictions = f"{OUT}/predictions"
 subprocess.run([*TUMORLENS, "predict", *scans, "--model", model_dir, "--segment", "--out", predictions], check=True)
 for s in scans:

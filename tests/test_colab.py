@@ -30,5 +30,7 @@ def test_the_colab_walkthrough_runs_end_to_end_on_the_smoke_profile(tmp_path):
         overlay = cv2.imread(str(rec.with_name(rec.stem + "_cam.png")))
         mask = cv2.imread(str(rec.with_name(rec.stem + "_mask.png")), cv2.IMREAD_GRAYSCALE)
         assert overlay is not None and overlay.ndim == 3 and mask is not None and set(mask.ravel()) <= {0, 255}
+    first = sorted((out / "published").glob("*.json"))  # the published model came first, without training
+    assert len(first) == 2 and all(json.loads(r.read_text())["model"].startswith("published:") for r in first)
     shown = [o for c in json.loads(job.output.read_text())["cells"] for o in c.get("outputs", [])]
-    assert sum("image/png" in o.get("data", {}) for o in shown) == 4  # map and mask per scan, in the notebook
+    assert sum("image/png" in o.get("data", {}) for o in shown) == 2 + 4  # published mask; map and mask per scan

@@ -184,6 +184,31 @@ def test_grabcut_refines_a_blurred_cam_to_the_lesion():
     assert grabcut > 0.75 and grabcut > cam_only + 0.2
 
 
+def test_mask_seeded_grabcut_moves_a_misplaced_binarised_map_to_the_lesion_and_no_further():
+    """seeds="mask": GrabCut refines the binarised map within a ring of ``ring`` pixels around it. A map
+    peaked off the lesion's centre (binarised: too small and shifted) is pulled onto the lesion."""
+    scores = []
+    for cls in ("glioma", "meningioma", "pituitary"):
+        for seed in range(3):
+            img, truth = _phantom(cls, seed=seed)
+            shifted = np.roll(cv2.erode(truth.astype(np.uint8), np.ones((5, 5), np.uint8)), 3, axis=1)
+            cam = cv2.GaussianBlur(shifted.astype("float32"), (0, 0), 2)
+            cam = (cam - cam.min()) / (cam.max() - cam.min())
+            p = SegmentParams(threshold="fixed", value=0.5, seeds="mask", ring=6, core=0)
+            head = head_mask(img)
+            refined = grabcut_mask(img, cam, head, p)
+            binarised = binarise(cam, "fixed", 0.5) & head
+            ring = cv2.dilate(binarised.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+            assert not (refined & ~ring).any()  # never beyond the ring
+            scores.append((dice(binarised, truth), dice(refined, truth)))
+    binarised, refined = np.mean(scores, axis=0)
+    assert refined > binarised + 0.05 and refined > 0.7
+    with pytest.raises(ValueError, match="seeds=.edges."):
+        SegmentParams(seeds="edges")
+    with pytest.raises(ValueError, match="ring=0"):
+        SegmentParams(ring=0)
+
+
 def test_grabcut_is_deterministic_whatever_the_thread_rng_did_before():
     rng = np.random.default_rng(0)
     img = (rng.random((96, 96, 3)) * 255).astype(np.uint8)

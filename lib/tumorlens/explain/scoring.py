@@ -44,6 +44,7 @@ from tumorlens.metrics.segmentation import dice, iou, pointing_game
 from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
 from tumorlens.models.classifier import load_model
 from tumorlens.paths import relative
+from tumorlens.utils import determinism
 from tumorlens.utils.environment import cpu_threads
 from tumorlens.utils.files import atomic_path, write_json
 from tumorlens.utils.progress import progress
@@ -266,11 +267,25 @@ def tune_params(
     ]
     for hi, mid, lo in progress(triples, desc="tuning GrabCut", unit="setting", disable=not show_progress):
         score = _score_kind(ic, tune, replace(p_cam, hi=hi, mid=mid, lo=lo), "grabcut")
-        grid.append({"step": "grabcut", "hi": hi, "mid": mid, "lo": lo, "mean_dice": score})
+        grid.append({"step": "grabcut", "seeds": "levels", "hi": hi, "mid": mid, "lo": lo, "mean_dice": score})
         if score > best_gc[0]:
             best_gc = (score, (hi, mid, lo))
     hi, mid, lo = best_gc[1]
-    return replace(p_cam, hi=hi, mid=mid, lo=lo), grid
+    best = replace(p_cam, hi=hi, mid=mid, lo=lo)
+    # GrabCut refining the chosen binarisation instead (seeds="mask"): kept when it scores higher
+    for ring, core in progress(
+        _MASK_SEEDS, desc="tuning GrabCut (mask seeds)", unit="setting", disable=not show_progress
+    ):
+        p = replace(p_cam, seeds="mask", ring=ring, core=core)
+        score = _score_kind(ic, tune, p, "grabcut")
+        grid.append({"step": "grabcut", "seeds": "mask", "ring": ring, "core": core, "mean_dice": score})
+        if score > best_gc[0]:
+            best_gc, best = (score, (hi, mid, lo)), replace(best, seeds="mask", ring=ring, core=core)
+    return best, grid
+
+
+#: (ring, core) pixels of the mask-seeded GrabCut tried on the tuning half.
+_MASK_SEEDS = tuple((ring, core) for ring in (8, 16, 24) for core in (0, 3))
 
 
 def _score_kind(ic: ItemCams, subset: Sequence[MaskItem], params: SegmentParams, kind: str) -> float:
@@ -490,6 +505,8 @@ def evaluate_segmentation(
         raise ValueError("segment.mask is auto, which chooses on the tuning half, but segment.tune is false")
     if s.mask.startswith("network") and not s.network:
         raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network would be trained")
+    # the weak-mask network is trained here: as deterministic as the classifiers (train.deterministic)
+    determinism.configure(cfg.train.deterministic, cfg.train.threads)
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)

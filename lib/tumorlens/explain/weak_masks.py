@@ -3,11 +3,18 @@
     cam  --binarise-->  raw CAM mask  (CAM-only baseline)
     cam  --hi/mid thresholds, inside the head-->  GrabCut seeds  --cv2.grabCut-->  refined mask
 
-GrabCut (Rother et al., 2004) is initialised in mask mode: pixels outside the head, and those whose
-CAM is below ``lo``, are sure background; inside the head, CAM >= ``hi`` is sure foreground,
-CAM >= ``mid`` probable foreground, the rest (``lo <= CAM < mid``) probable background. The colour
-models then pull the mask to the lesion's boundary within that band; without the ``lo`` limit the
-gray-level models of an MRI slice leak over the whole brain.
+GrabCut (Rother et al., 2004) is initialised in mask mode, seeded one of two ways (``seeds``):
+
+- ``levels`` (the paper's): pixels outside the head, and those whose CAM is below ``lo``, are sure
+  background; inside the head, CAM >= ``hi`` is sure foreground, CAM >= ``mid`` probable foreground,
+  the rest (``lo <= CAM < mid``) probable background. The colour models then pull the mask to the
+  lesion's boundary within that band; without the ``lo`` limit the gray-level models of an MRI slice
+  leak over the whole brain. The levels are absolute, so they suit a map whose scale means something.
+- ``mask``: GrabCut refines the binarised map (the CAM-only mask): that mask eroded by ``core`` pixels
+  is sure foreground, the rest of it probable foreground, a ring of ``ring`` pixels around it (inside
+  the head) probable background, everything else sure background. GrabCut can then only move the
+  mask's boundary by a few pixels towards image edges -- for a map whose best binarisation is a
+  small top percentile (the weak-mask network's), the ``levels`` seeds would start from far too much.
 
 Degenerate cases are defined (and tested):
 
@@ -62,6 +69,9 @@ class SegmentParams:
     largest: bool = False  # keep only the connected component holding the map's highest value in the mask
     margin: int = 8  # pixels of sure background around the region GrabCut decides
     max_side: int = 112  # GrabCut runs on that region downscaled to at most this side (speed)
+    seeds: str = "levels"  # levels: hi/mid/lo of the map | mask: refine the binarised map (ring, core)
+    ring: int = 8  # mask seeds: pixels around the binarised map GrabCut may add (probable background)
+    core: int = 2  # mask seeds: the binarised map eroded by this many pixels is sure foreground
 
     @classmethod
     def from_config(cls, section: SegmentConfig) -> "SegmentParams":
@@ -79,6 +89,10 @@ class SegmentParams:
             )
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1; received iterations={self.iterations!r}")
+        if self.seeds not in ("levels", "mask"):
+            raise ValueError(f"seeds must be levels or mask; received seeds={self.seeds!r}")
+        if self.ring < 1 or self.core < 0:
+            raise ValueError(f"need ring >= 1 and core >= 0; received ring={self.ring!r}, core={self.core!r}")
 
 
 def _is_flat(cam: np.ndarray) -> bool:
@@ -146,6 +160,29 @@ def map_mask(image: np.ndarray, cam: np.ndarray, head: np.ndarray | None, params
     return keep_peak_component(m, cam) if params.largest else m
 
 
+def _level_seeds(cam: np.ndarray, head: np.ndarray, params: "SegmentParams") -> np.ndarray:
+    seeds = np.full(cam.shape, cv2.GC_BGD, np.uint8)
+    seeds[head & (cam >= params.lo)] = cv2.GC_PR_BGD
+    seeds[head & (cam >= params.mid)] = cv2.GC_PR_FGD
+    seeds[head & (cam >= params.hi)] = cv2.GC_FGD
+    return seeds
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _mask_seeds(image: np.ndarray, cam: np.ndarray, head: np.ndarray, params: "SegmentParams") -> np.ndarray:
+    m = map_mask(image, cam, head, params)
+    m8 = m.astype(np.uint8)
+    core = cv2.erode(m8, _disk(params.core)).astype(bool) if params.core else m
+    seeds = np.full(cam.shape, cv2.GC_BGD, np.uint8)
+    seeds[cv2.dilate(m8, _disk(params.ring)).astype(bool) & head & ~m] = cv2.GC_PR_BGD
+    seeds[m] = cv2.GC_PR_FGD
+    seeds[core] = cv2.GC_FGD
+    return seeds
+
+
 def grabcut_mask(
     image: np.ndarray, cam: np.ndarray, head: np.ndarray | None = None, params: SegmentParams = SegmentParams()
 ) -> np.ndarray:
@@ -157,10 +194,7 @@ def grabcut_mask(
     rgb = np.asarray(image, np.uint8)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
-    seeds = np.full(cam.shape, cv2.GC_BGD, np.uint8)
-    seeds[head & (cam >= params.lo)] = cv2.GC_PR_BGD
-    seeds[head & (cam >= params.mid)] = cv2.GC_PR_FGD
-    seeds[head & (cam >= params.hi)] = cv2.GC_FGD
+    seeds = _mask_seeds(rgb, cam, head, params) if params.seeds == "mask" else _level_seeds(cam, head, params)
     fg_like = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
     if not fg_like.any():
         return np.zeros(cam.shape, bool)  # no evidence inside the head

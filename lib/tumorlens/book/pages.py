@@ -15,10 +15,20 @@ import pandas as pd
 from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
 from tumorlens.utils.files import read_json
 
-__all__ = ["results_glue", "ablation_variants", "smoke_backbones_frame", "published_comparison", "robustness_glue"]
+__all__ = [
+    "read_optional",
+    "results_glue",
+    "verify_glue",
+    "grid_glue",
+    "external_glue",
+    "ablation_variants",
+    "smoke_backbones_frame",
+    "published_comparison",
+    "robustness_glue",
+]
 
 
-def _read(path: Path, schema: str) -> dict | None:
+def read_optional(path: Path, schema: str) -> dict | None:
     """A results file checked against its schema (`SchemaError` naming it when stale); None when absent."""
     return read_json(path, schema=schema) if path.is_file() else None
 
@@ -65,6 +75,24 @@ def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[
     else:
         out["grid_measured"] = "the smoke grid on Dask workers has not been measured for these results"
     return out
+
+
+def external_glue(ext: dict | None) -> dict[str, str]:
+    """The external check's headline (``external.json`` from `tumorlens external`), or what to run."""
+    if not ext or not ext["sets"]:
+        return {"ext_summary": "not measured for these results (run `tumorlens external --profile P`)"}
+    parts = []
+    for s in ext["sets"]:
+        for name, m in s["systems"].items():
+            nt = m["notumor_recall"]
+            views = [d["notumor_recall"] for d in m["per_view"].values() if d["notumor_recall"] is not None]
+            parts.append(
+                f"on {s['name']} ({m['n']} images) the {name.split(':')[0]} model{'s' if 'voting' in name else ''} "
+                f"reached accuracy {m['accuracy']:.3f} [{m['accuracy_lo']:.3f}, {m['accuracy_hi']:.3f}] and "
+                f"no-tumour recall {'n/a' if nt is None else f'{nt:.2f}'}"
+                + (f" (lowest in one view: {min(views):.2f})" if views else "")
+            )
+    return {"ext_summary": "; ".join(parts)}
 
 
 def verify_glue(v: dict | None) -> dict[str, str]:
@@ -116,7 +144,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         r = runs.get(name)
         out[f"abs_{key}_acc"] = f"{r['official_accuracy']:.3f}" if r else "n/a"
         out[f"abs_{key}_dedup"] = f"{r['dedup_accuracy']:.3f}" if r else "n/a"
-    ens = _read(res / "ensembles" / "ensembles.json", "ensembles")
+    ens = read_optional(res / "ensembles" / "ensembles.json", "ensembles")
     out["abs_n_dedup"] = str(ens["n_dedup"]) if ens else "n/a"
     rq3 = rq3_words(rq.get("rq3"))
     out["abs_dice_gc"], out["abs_seg_method"] = rq3["adopted_dice"], rq3["adopted"]
@@ -133,8 +161,9 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "tgt_time_met": "met" if tgt_min["met"] else "not met",
         "res_jobs": str(tgt_min["jobs"]),
     }
-    out |= verify_glue(_read(res / "verify.json", "verify"))
-    out |= grid_glue(res, profile or summary.get("profile", ""), timing, _read(res / "grid.json", "grid"))
+    out |= verify_glue(read_optional(res / "verify.json", "verify"))
+    out |= external_glue(read_optional(res / "external.json", "external"))
+    out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1
     rq1 = rq["rq1"]
     for key, ts in (("off", "official"), ("dd", "dedup")):
@@ -145,7 +174,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         for ts in ("official", "dedup"):
             row = find_row(rq1["seeds_table"], variant=variant, test_set=ts, metric="accuracy")
             out[f"rq1_seeds_{key}_{ts}"] = f"{row['mean']:.4f} ± {row['sd']:.4f} (n = {row['n']})" if row else "n/a"
-    costs = _read(res / "block_costs.json", "block_costs")
+    costs = read_optional(res / "block_costs.json", "block_costs")
     out["cost_claim"] = module_cost_claim(costs["blocks"], bb) if costs else "not measured"
     # RQ2
     rq2 = rq.get("rq2")

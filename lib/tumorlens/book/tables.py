@@ -270,3 +270,25 @@ def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
             for name, s in bench["systems"].items()
         }
     ).T
+
+
+def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F821
+    """Per external set and system (``external.json``): accuracy and macro-F1 [95% CI], no-tumour
+    recall, and accuracy per view [95% CI] with its image count. Empty without a record."""
+
+    rows = []
+    for s in (external or {}).get("sets", []):
+        for name, m in s["systems"].items():
+            nt = m["notumor_recall"]
+            row = {
+                "set": s["name"],
+                "system": name,
+                "images": m["n"],
+                "accuracy": ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"]),
+                "macro-F1": ci_text(m["macro_f1"], m["macro_f1_lo"], m["macro_f1_hi"]),
+                "no-tumour recall": "n/a" if nt is None else f"{nt:.3f}",
+            }
+            for v, d in m["per_view"].items():
+                row[f"{v} (n={d['n']})"] = ci_text(d["accuracy"], d["accuracy_lo"], d["accuracy_hi"])
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["set", "system"]) if rows else pd.DataFrame()

@@ -2,6 +2,7 @@
 
 ensembles   soft voting and CNN features + LR / SVM, members chosen on validation
 robustness  corruptions at three severities; temperature scaling
+external    a model scored on another release's images (BRISC 2025): intervals, per view
 """
 
 from tumorlens.utils.lazy import lazy_exports
@@ -15,6 +16,9 @@ _EXPORTS = {
     "calibration": "robustness",
     "corrupt": "robustness",
     "evaluate_robustness": "robustness",
+    "load_external": "external",
+    "score_external": "external",
+    "view_of": "external",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -56,6 +56,7 @@ SCHEMAS: dict[str, Schema] = {
     "block_costs": Schema(1, ("image_size", "blocks"), _COLLECT),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
+    "external": Schema(1, ("profile", "models", "sets"), "rerun `tumorlens external --profile P`"),
     "grid": Schema(
         1, ("workers", "wall_seconds", "identical_results", "cpu_projection"), "rerun benchmarks/grid.py --results"
     ),

@@ -49,5 +49,3 @@ def test_verify_retrains_a_published_smoke_recipe_and_compares(tmp_path, monkeyp
     assert r["inside_seed_spread"] == inside and r["rerun_determinism"]["op_determinism"] is True
     assert read_json(res / "verify.json", schema="verify")["recipe"] == recipe
     assert ("reproduced" if inside else "NOT reproduced") in format_verify(r).splitlines()[-1]
-    again = verify("smoke", recipe, res=res, out="", show_progress=False)  # deterministic: the same rerun
-    assert again["metrics"] == r["metrics"] and again["max_abs_prob_diff"] == r["max_abs_prob_diff"]

@@ -16,7 +16,9 @@ the seconds per step and a hash of the trained weights. Settings:
 - ``*_1thread``: one intra-op thread (a machine with another core count).
 - ``*_onednn_off``: ``TF_ENABLE_ONEDNN_OPTS=0`` (TensorFlow's own Eigen kernels).
 
-Two settings with equal hashes trained bit-identical weights. Writes ``determinism_<machine>.json``.
+Two settings with equal hashes trained bit-identical weights. Writes ``determinism_cpu.json``: the
+latest invocation at the top level and every invocation so far under ``invocations`` (the variation
+without the settings is intermittent, so one invocation may show all processes agreeing).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def main() -> None:
         child(args.steps, args.size, args.batch)
         return
     from tumorlens.utils.environment import cpu_model, environment
-    from tumorlens.utils.files import write_json
+    from tumorlens.utils.files import read_json, write_json
 
     rows = {}
     for name, env in SETTINGS.items():
@@ -124,7 +126,11 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "determinism_cpu.json", result)
+    f = out / "determinism_cpu.json"
+    # the variation is intermittent: keep every invocation (the latest first), not only the last
+    old = read_json(f) if f.is_file() else {}
+    earlier = old.get("invocations") or ([{k: v for k, v in old.items() if k != "schema"}] if "settings" in old else [])
+    write_json(f, {**result, "invocations": [result, *earlier]})
     print(json.dumps(result["identical_groups"]))
 
 

@@ -224,7 +224,7 @@ def projected_minutes(profile: str, timing: dict, workers: Sequence[int] = (1, 2
 
 
 #: Keys (JSON) and columns (CSV) that time a run or name where it ran: they differ between any two runs.
-_VOLATILE = ("seconds", "timings", "environment", "finished", "run_dir", "elapsed")
+_VOLATILE = ("seconds", "timings", "environment", "finished", "run_dir", "elapsed", "ms_per_image", "latency")
 
 
 def comparable_results(root: str | os.PathLike) -> dict[str, object]:

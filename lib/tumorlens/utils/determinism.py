@@ -2,9 +2,9 @@
 
 Measured (``benchmarks/determinism.py``, results in ``benchmarks/results/determinism_cpu.json``): with
 TensorFlow's defaults two processes training the same seeded model on the same data can end with
-different weights; `tf.config.experimental.enable_op_determinism` alone does not remove that, because
-independent ops still race on the inter-op thread pool. Op determinism **and one inter-op thread**
-(``train.deterministic: true``, the default) make reruns bit-identical on one machine. Across
+different weights (intermittently); `tf.config.experimental.enable_op_determinism` makes each op
+deterministic but independent ops may still race on the inter-op thread pool. Op determinism **and
+one inter-op thread** (``train.deterministic: true``, the default) gave every process the same weights. Across
 machines results still depend on the intra-op thread count (``train.threads`` fixes it) and on the
 instruction set oneDNN picks for the CPU (``ONEDNN_MAX_CPU_ISA`` caps it, e.g. ``AVX2``); both are
 recorded with the CPU model in every run's ``config.json`` so a reader can tell which applies.

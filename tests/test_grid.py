@@ -143,3 +143,63 @@ def test_schedule_follows_dependencies_and_free_workers():
     assert schedule_seconds(seconds, deps, 8) == 16  # the critical path a-c-d
     with pytest.raises(ValueError, match="workers=0"):
         schedule_seconds(seconds, deps, 0)
+
+
+SLOW_NB = """# %% tags=["parameters"]
+out = ""
+hold = ""
+
+# %%
+import time
+from pathlib import Path
+while hold and Path(hold).exists():  # the first run is killed while it waits here
+    time.sleep(0.2)
+Path(out).write_text("done")
+"""
+
+KILLED_GRID = """
+import sys
+from pathlib import Path
+from tumorlens.experiments.grid import run_jobs
+from tumorlens.experiments.jobs import Job
+tmp, nbs = Path(sys.argv[1]), Path(sys.argv[2])
+jobs = [Job("slow", tmp / n, {"out": str(tmp / n / "out.txt"), "hold": str(tmp / "hold") if n == "b" else ""})
+        for n in ("a", "b")]
+run_jobs(jobs, workers=2, notebooks=nbs, show_progress=False)
+"""
+
+
+def test_a_killed_grid_resumes_with_what_it_finished(tmp_path):
+    """The grid process and its workers and kernels are killed while one job runs; the rerun skips the
+    job that finished and runs the other."""
+    import os
+    import signal
+    import time
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    (nbs / "slow.py").write_text(SLOW_NB)
+    (tmp_path / "hold").write_text("")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_GRID, str(tmp_path), str(nbs)], start_new_session=True, stderr=subprocess.PIPE
+    )
+    a, b = (Job("slow", tmp_path / n, {}) for n in ("a", "b"))
+    deadline = time.time() + 120
+    while not a.done and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert a.done, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "job a did not finish"
+    time.sleep(2)  # b runs beside a and waits on the hold file
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole grid: client, scheduler, workers, kernels
+    proc.wait(timeout=30)
+    assert not b.done and not (b.run_dir / "out.txt").exists()
+    (tmp_path / "hold").unlink()
+    jobs = [
+        Job(
+            "slow",
+            tmp_path / n,
+            {"out": str(tmp_path / n / "out.txt"), "hold": str(tmp_path / "hold") if n == "b" else ""},
+        )
+        for n in ("a", "b")
+    ]
+    done = run_jobs(jobs, workers=2, notebooks=nbs, show_progress=False)
+    assert [s for _, s in done] == ["skipped", "ran"] and (b.run_dir / "out.txt").read_text() == "done"

@@ -1,12 +1,16 @@
 """`tumorlens verify`: a rerun of a published recipe compared with the published record."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tumorlens.config import load_config
 from tumorlens.experiments.verify import format_verify, seed_spread, verify
-from tumorlens.utils.files import read_json
+from tumorlens.records import published_run
+from tumorlens.training.run import train_run
+from tumorlens.utils.files import read_json, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,17 +39,26 @@ def test_seed_spread_own_seeds_or_the_widest_other_recipe():
 
 
 def test_verify_retrains_a_published_smoke_recipe_and_compares(tmp_path, monkeypatch):
-    res = tmp_path / "results"
-    shutil.copytree(REPO / "results" / "smoke", res)
+    """A smoke recipe is trained and published (a results folder as collect lays it out); verify
+    retrains it with the same code and settings: the same predictions, inside the spread, exit 0."""
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
-    summary = read_json(res / "summary.json", schema="summary")
-    recipe = next(n for n in summary["models"] if n.startswith("efficientnet_lite0+sbr/"))
-    r = verify("smoke", recipe, res=res, show_progress=False)
-    assert r["recipe"] == recipe and (tmp_path / "runs" / "smoke" / "verify").is_dir()
-    assert 0 <= r["same_class"] <= 1 and r["n_test"] == 60
-    m = r["metrics"]["official"]["accuracy"]
-    assert m["difference"] == pytest.approx(m["rerun"] - m["published"])
-    inside = all(v["inside"] for split in r["metrics"].values() for v in split.values())
-    assert r["inside_seed_spread"] == inside and r["rerun_determinism"]["op_determinism"] is True
-    assert read_json(res / "verify.json", schema="verify")["recipe"] == recipe
-    assert ("reproduced" if inside else "NOT reproduced") in format_verify(r).splitlines()[-1]
+    cfg = load_config("smoke", overrides={"model.modules": ["sbr"]})
+    run = Path(train_run(cfg, run_dir=tmp_path / "published-run", show_progress=False)["run_dir"])
+    res = tmp_path / "results"
+    pub = published_run(res, "efficientnet_lite0+sbr", 42)
+    pub.mkdir(parents=True)
+    for name in ("metrics.json", "predictions.csv"):
+        shutil.copy2(run / name, pub / name)
+    m = json.loads((run / "metrics.json").read_text())
+    row = {f"{s}_{k}": m[s][k] for s in ("official", "dedup") for k in ("accuracy", "macro_f1")}
+    models = {"efficientnet_lite0+sbr/seed-42": row, "efficientnet_lite0/seed-42": _m(0.5, 0.4)}
+    models["efficientnet_lite0/seed-43"] = _m(0.6, 0.5)
+    summary = {"profile": "smoke", "data": "phantoms", "image_size": 64, "models": models, "environment": {}}
+    write_json(res / "summary.json", summary, schema="summary")
+    r = verify("smoke", "efficientnet_lite0+sbr/seed-42", res=res, show_progress=False)
+    assert (tmp_path / "runs" / "smoke" / "verify" / "efficientnet_lite0+sbr" / "seed-42").is_dir()
+    assert r["identical_predictions"] and r["same_class"] == 1.0 and r["n_test"] == 60
+    assert r["inside_seed_spread"] and r["rerun_determinism"]["op_determinism"] is True
+    assert "widest spread" in r["seed_spread"]["source"]
+    assert read_json(res / "verify.json", schema="verify")["recipe"] == "efficientnet_lite0+sbr/seed-42"
+    assert format_verify(r).splitlines()[-1].startswith("reproduced")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
+from tumorlens.experiments.grid import projected_minutes
 from tumorlens.utils.files import read_json
 
 __all__ = [
@@ -50,8 +51,6 @@ def ablation_variants(rq: dict) -> list[str]:
 
 def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[str, str]:
     """The reproduction on N workers: projected from the per-job times, and the measured smoke grid."""
-    from tumorlens.experiments.grid import projected_minutes
-
     p = projected_minutes(profile, timing)
     w = p["workers"]
     out = {

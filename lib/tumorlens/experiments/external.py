@@ -20,6 +20,7 @@ from tumorlens.config import load_config
 from tumorlens.evaluation.ensembles import soft_vote
 from tumorlens.evaluation.external import load_external, score_external
 from tumorlens.experiments import published
+from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
 from tumorlens.models.inference import predict_images
 from tumorlens.utils.files import write_json
 
@@ -51,8 +52,6 @@ def run_external(
 ) -> dict:
     """Score the published single model and ensemble on ``folders`` (default: the profile's
     `external_folders`); write and return the record (``out=""``: not written)."""
-    from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
-
     cfg = load_config(profile)
     roots = [Path(f) for f in folders] if folders else external_folders(cfg)
     if not roots:

@@ -29,10 +29,15 @@ from pathlib import Path
 from typing import Sequence
 
 from tumorlens import paths
+from tumorlens.config import load_config
 from tumorlens.errors import NotebookFailed, TumorlensError
-from tumorlens.experiments.jobs import Job, upstream_runs
+from tumorlens.experiments.jobs import DONE, Job, job_inputs, notebook_dir, plan, stale_reasons, upstream_runs
+from tumorlens.utils.environment import git_commit
+from tumorlens.utils.files import write_json
+from tumorlens.utils.progress import progress
 
 __all__ = [
+    "execute",
     "dependencies",
     "run_jobs",
     "GridUnavailableError",
@@ -64,6 +69,90 @@ class GridUnavailableError(TumorlensError):
     """``--workers``/``--scheduler`` without Dask installed, or a scheduler that cannot be reached."""
 
 
+def _to_ipynb(py: Path, dest: Path) -> Path:
+    import jupytext
+
+    nb = jupytext.read(py)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    jupytext.write(nb, dest, fmt="ipynb")
+    return dest
+
+
+def _source_cell(executed: Path, cell_index: int) -> tuple[int, str]:
+    """(1-based cell number in the source notebook, its first line) of the cell that raised in the
+    executed notebook (the one with an error output), not counting the cells papermill adds."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError):
+        return cell_index + 1, ""
+    k = 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+            continue
+        k += 1
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            lines = cell.source.strip().splitlines()
+            return k, (lines[0] if lines else "")
+    return cell_index + 1, ""
+
+
+def execute(job: Job, *, force: bool = False, log_output: bool = False, notebooks: Path | None = None) -> str:
+    """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``.
+
+    ``notebooks`` is the folder holding ``<job.notebook>.py`` (default: the repository's ``notebooks/``).
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    reasons = [] if force else stale_reasons(job, notebooks)
+    if not force and not reasons:
+        return "skipped"
+    if job.done and reasons:
+        print(f"rerunning {paths.relative(job.run_dir)}: {'; '.join(reasons)}", file=sys.stderr)
+    inputs = job_inputs(job, notebooks)
+    src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
+    if not src.is_file():
+        raise FileNotFoundError(f"notebook source not found: {src}")
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    (job.run_dir / DONE).unlink(missing_ok=True)
+    source_nb = _to_ipynb(src, job.run_dir / "source.ipynb")
+    t0 = time.time()
+    try:
+        pm.execute_notebook(
+            str(source_nb),
+            str(job.output),
+            parameters=job.params,
+            kernel_name="python3",
+            language="python",
+            cwd=str(paths.repo_root()),
+            progress_bar=False,
+            log_output=log_output,
+        )
+    except PapermillExecutionError as exc:
+        cell, first_line = _source_cell(job.output, exc.cell_index)
+        raise NotebookFailed(
+            f"notebook {src.name} failed in cell {cell} ({exc.ename}: {exc.evalue}) — the cell starting "
+            f"{first_line!r}; parameters {json.dumps(job.params)}; the partly executed notebook is {job.output}"
+        ) from None
+    finally:
+        source_nb.unlink(missing_ok=True)
+    write_json(
+        job.run_dir / DONE,
+        {
+            "notebook": job.notebook,
+            "params": job.params,
+            "seconds": round(time.time() - t0, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" ({time.time_ns()})",  # each completion differs
+            "inputs": inputs,
+            "commit": git_commit(),
+        },
+    )
+    return "ran"
+
+
 def dependencies(jobs: Sequence[Job]) -> list[list[int]]:
     """For each job, the indices of the jobs in ``jobs`` it must wait for (those whose run directory
     its parameters name); a job never waits for one after it in the plan."""
@@ -79,8 +168,6 @@ def dependencies(jobs: Sequence[Job]) -> list[list[int]]:
 
 def _task(job: Job, force: bool, notebooks: str | None, env: dict, *upstream: str) -> str:
     """One job on a worker: ``ran``/``skipped``, ``failed: ...`` or ``not run: ...`` (never raises)."""
-    from tumorlens.experiments.runner import execute
-
     if any(u.startswith(("failed", "not run")) for u in upstream):
         return "not run: a job it depends on failed"
     for k in _FORWARDED_ENV:  # unset in the planning process: unset here too
@@ -129,9 +216,6 @@ def run_jobs(
     """Run ``jobs``: one after another (default), or on Dask with ``workers`` local processes or on the
     cluster at ``scheduler``. Returns ``[(job, "ran" | "skipped")]`` in plan order; raises
     `NotebookFailed` naming every failed job (after the others finished, on Dask)."""
-    from tumorlens.experiments.runner import execute
-    from tumorlens.utils.progress import progress
-
     if not workers and not scheduler:
         return [
             (job, execute(job, force=force, notebooks=notebooks))
@@ -201,9 +285,6 @@ def projected_minutes(profile: str, timing: dict, workers: Sequence[int] = (1, 2
     """The profile's reproduction on N workers, from the per-job times of ``reproduction.json``
     (``timing``) and the plan's dependencies: ``{"workers": {N: minutes}, "critical_path": minutes,
     "jobs_timed": n, "jobs": n}``. Jobs without a time count as zero (and ``jobs_timed`` says so)."""
-    from tumorlens.config import load_config
-    from tumorlens.experiments.jobs import plan
-
     jobs = plan(profile)
     base = load_config(profile).runs_root.parent
     by_name = {j["job"]: j["seconds"] for j in timing["jobs"]}

@@ -27,7 +27,12 @@ from typing import Sequence
 import numpy as np
 
 from tumorlens import paths
+from tumorlens.config import load_config
 from tumorlens.errors import TumorlensError
+from tumorlens.experiments.collect import results_dir, write_manifest
+from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
+from tumorlens.explain.refine import load_segmenter as load_full_segmenter
+from tumorlens.models.classifier import build_classifier, load_model
 from tumorlens.utils.files import read_json, write_json
 
 __all__ = [
@@ -57,8 +62,6 @@ class PublishedModelError(TumorlensError):
 
 
 def models_dir(profile: str = PUBLISHED_PROFILE) -> Path:
-    from tumorlens.experiments.collect import results_dir
-
     return results_dir(profile) / "models"
 
 
@@ -183,8 +186,6 @@ def _recipe(info: dict) -> dict:
 
 
 def _build(recipe: dict):
-    from tumorlens.models.classifier import build_classifier
-
     r = recipe
     return build_classifier(
         r["backbone"],
@@ -226,11 +227,6 @@ def publish(
     Returns the folder. Raises `PublishedModelError` when the files would exceed `BUDGET_BYTES`.
     """
     import keras
-
-    from tumorlens.config import load_config
-    from tumorlens.experiments.collect import write_manifest
-    from tumorlens.explain.refine import load_segmenter as load_full_segmenter
-    from tumorlens.models.classifier import load_model
 
     cfg = load_config(profile)
     runs_root = cfg.runs_root
@@ -373,8 +369,6 @@ def segmentation_dir(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike
 def load_segmenter(classifier, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
     """The weak-mask network of the published single model, on ``classifier`` (the loaded single model);
     None when the published segmentation adopts no network."""
-    from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
-
     folder = Path(folder) if folder else models_dir(profile)
     mf = read_manifest(profile, folder)
     entry = mf.get("segmentation") or {}

@@ -10,17 +10,14 @@ with `NotebookFailed`, whose message names the notebook and the failing cell.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
-from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.errors import NotebookFailed
 from tumorlens.experiments.collect import collect
+from tumorlens.experiments.grid import execute, run_jobs
 from tumorlens.experiments.jobs import (
     DONE,
     SETTINGS_READ,
@@ -31,8 +28,6 @@ from tumorlens.experiments.jobs import (
     stale_reasons,
 )
 from tumorlens.records import published_run
-from tumorlens.utils.environment import git_commit
-from tumorlens.utils.files import write_json
 
 __all__ = [
     "Job",
@@ -99,90 +94,6 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
     ]
 
 
-def _to_ipynb(py: Path, dest: Path) -> Path:
-    import jupytext
-
-    nb = jupytext.read(py)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    jupytext.write(nb, dest, fmt="ipynb")
-    return dest
-
-
-def _source_cell(executed: Path, cell_index: int) -> tuple[int, str]:
-    """(1-based cell number in the source notebook, its first line) of the cell that raised in the
-    executed notebook (the one with an error output), not counting the cells papermill adds."""
-    import nbformat
-
-    try:
-        nb = nbformat.read(executed, as_version=4)
-    except (OSError, ValueError):
-        return cell_index + 1, ""
-    k = 0
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
-            continue
-        k += 1
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            lines = cell.source.strip().splitlines()
-            return k, (lines[0] if lines else "")
-    return cell_index + 1, ""
-
-
-def execute(job: Job, *, force: bool = False, log_output: bool = False, notebooks: Path | None = None) -> str:
-    """Run one job; returns ``"skipped"`` when its outputs are complete, else ``"ran"``.
-
-    ``notebooks`` is the folder holding ``<job.notebook>.py`` (default: the repository's ``notebooks/``).
-    """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    reasons = [] if force else stale_reasons(job, notebooks)
-    if not force and not reasons:
-        return "skipped"
-    if job.done and reasons:
-        print(f"rerunning {paths.relative(job.run_dir)}: {'; '.join(reasons)}", file=sys.stderr)
-    inputs = job_inputs(job, notebooks)
-    src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
-    if not src.is_file():
-        raise FileNotFoundError(f"notebook source not found: {src}")
-    job.run_dir.mkdir(parents=True, exist_ok=True)
-    (job.run_dir / DONE).unlink(missing_ok=True)
-    source_nb = _to_ipynb(src, job.run_dir / "source.ipynb")
-    t0 = time.time()
-    try:
-        pm.execute_notebook(
-            str(source_nb),
-            str(job.output),
-            parameters=job.params,
-            kernel_name="python3",
-            language="python",
-            cwd=str(paths.repo_root()),
-            progress_bar=False,
-            log_output=log_output,
-        )
-    except PapermillExecutionError as exc:
-        cell, first_line = _source_cell(job.output, exc.cell_index)
-        raise NotebookFailed(
-            f"notebook {src.name} failed in cell {cell} ({exc.ename}: {exc.evalue}) — the cell starting "
-            f"{first_line!r}; parameters {json.dumps(job.params)}; the partly executed notebook is {job.output}"
-        ) from None
-    finally:
-        source_nb.unlink(missing_ok=True)
-    write_json(
-        job.run_dir / DONE,
-        {
-            "notebook": job.notebook,
-            "params": job.params,
-            "seconds": round(time.time() - t0, 1),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" ({time.time_ns()})",  # each completion differs
-            "inputs": inputs,
-            "commit": git_commit(),
-        },
-    )
-    return "ran"
-
-
 def kernel_threads(train) -> None:
     """Size the thread pools of the kernels this process starts (``train.deterministic``/``threads``,
     see `tumorlens.utils.determinism`): TensorFlow reads these variables when its runtime starts."""
@@ -207,8 +118,6 @@ def run_profile(
 
     ``workers``/``scheduler``: run the jobs on Dask (`tumorlens.experiments.grid`), side by side where
     they do not depend on each other."""
-    from tumorlens.experiments.grid import run_jobs
-
     jobs = [j for j in plan(profile) if not only or j.notebook in only]
     kernel_threads(load_config(profile).train)
     done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)

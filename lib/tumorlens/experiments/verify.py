@@ -24,6 +24,8 @@ import numpy as np
 
 from tumorlens import paths, records
 from tumorlens.config import load_config
+from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.training.run import train_run
 from tumorlens.utils.files import read_json, write_json
 
 __all__ = ["seed_spread", "compare_runs", "verify", "format_verify"]
@@ -104,9 +106,6 @@ def verify(
     """Retrain ``recipe`` (default: the published single model, else the best official accuracy) with
     ``profile``'s settings and compare it with the published record; returns the record, also written
     to ``out`` (default ``results/<profile>/verify.json``; ``out=False``-like empty string: not written)."""
-    from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
-    from tumorlens.training.run import train_run
-
     res = Path(res) if res else results_dir(profile)
     summary = read_json(res / "summary.json", schema="summary")
     if recipe is None:

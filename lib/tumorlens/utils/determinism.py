@@ -59,14 +59,25 @@ def _op_determinism_enabled() -> bool:
         return os.environ.get("TF_DETERMINISTIC_OPS", "0").lower() in ("1", "true")
 
 
+def _threads(configured: int, env: str) -> int:
+    """The pool size in effect: the configured one, else the variable TensorFlow read when its runtime
+    started (0: its default, every core)."""
+    if configured:
+        return int(configured)
+    try:
+        return max(0, int(os.environ.get(env, "0")))
+    except ValueError:
+        return 0
+
+
 def settings() -> dict[str, Any]:
     """What this process runs with: op determinism, the thread pools, the oneDNN switches."""
     import tensorflow as tf
 
     return {
         "op_determinism": _op_determinism_enabled(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"),
+        "intra_op_threads": _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"),
         "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
         "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),

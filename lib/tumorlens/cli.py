@@ -259,6 +259,15 @@ def _cmd_book(args) -> int:
     return 0
 
 
+def _results_command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A command that writes ``results/<profile>/<name>.json``: --profile, --no-write, --quiet."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--no-write", action="store_true", help=f"do not write results/<profile>/{name}.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tumorlens",
@@ -367,18 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quiet", action="store_true")
     be.set_defaults(func=_cmd_bench)
 
-    ex = sub.add_parser("external", help="score the published models on another release's images (BRISC 2025)")
-    ex.add_argument("--profile", default="cpu")
+    ex = _results_command(sub, "external", "score the published models on another release's images (BRISC 2025)")
     ex.add_argument("--folder", nargs="*", default=None, help="class-per-folder sets (default: external.folders)")
-    ex.add_argument("--no-write", action="store_true", help="do not write results/<profile>/external.json")
-    ex.add_argument("--quiet", action="store_true", help="no progress bars")
     ex.set_defaults(func=_cmd_external)
 
-    ve = sub.add_parser("verify", help="retrain a published recipe and compare it with the published record")
-    ve.add_argument("--profile", default="cpu")
+    ve = _results_command(sub, "verify", "retrain a published recipe and compare it with the published record")
     ve.add_argument("--recipe", default=None, help="<variant>/seed-<n> (default: the published single model)")
-    ve.add_argument("--no-write", action="store_true", help="do not write results/<profile>/verify.json")
-    ve.add_argument("--quiet", action="store_true", help="no progress bars")
     ve.set_defaults(func=_cmd_verify)
 
     pu = sub.add_parser("publish", help="write the profile's best model, its ensemble and mask network for predict")

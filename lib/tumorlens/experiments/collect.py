@@ -20,7 +20,6 @@ Testing split and on its de-duplicated subset):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -34,7 +33,7 @@ from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
 from tumorlens.records import CONFIG, PUBLISHED_RUNS, RUN_FILES, RUN_INFO, TEST_SETS, find_runs, published_run
 from tumorlens.utils.environment import environment
-from tumorlens.utils.files import read_json, write_json
+from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
 __all__ = ["results_dir", "collect", "targets", "write_manifest", "check_results", "MANIFEST"]
@@ -147,16 +146,8 @@ def collect(
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _entry(path: Path) -> dict:
-    entry = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    entry = file_entry(path)
     if path.suffix == ".json":
         found = read_json(path).get(SCHEMA_KEY)
         entry["schema"] = f"{found['name']}/{found['version']}" if isinstance(found, dict) else None
@@ -201,7 +192,7 @@ def check_results(res: str | Path) -> list[str]:
         f = res / rel
         if not f.is_file():
             problems.append(f"{f.as_posix()}: listed in {MANIFEST} but missing")
-        elif f.stat().st_size != entry["bytes"] or _sha256(f) != entry["sha256"]:
+        elif not matches_entry(f, entry):
             problems.append(f"{f.as_posix()}: changed since it was collected (partial or edited); rerun collect")
         elif entry.get("schema") is not None:
             name = entry["schema"].split("/")[0]

@@ -107,12 +107,12 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    reasons = [] if force else stale_reasons(job, notebooks)
+    inputs = job_inputs(job, notebooks)
+    reasons = [] if force else stale_reasons(job, notebooks, inputs)
     if not force and not reasons:
         return "skipped"
     if job.done and reasons:
         print(f"rerunning {paths.relative(job.run_dir)}: {'; '.join(reasons)}", file=sys.stderr)
-    inputs = job_inputs(job, notebooks)
     src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
     if not src.is_file():
         raise FileNotFoundError(f"notebook source not found: {src}")

@@ -104,9 +104,9 @@ def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     }
 
 
-def stale_reasons(job: Job, notebooks: Path | None = None) -> list[str]:
+def stale_reasons(job: Job, notebooks: Path | None = None, now: dict | None = None) -> list[str]:
     """Why ``job`` must run: ``["not run yet"]``, the inputs that changed since it completed, or
-    ``[]`` when its results are complete and current."""
+    ``[]`` when its results are complete and current. ``now``: `job_inputs` when the caller has them."""
     if not job.done:
         return ["not run yet"]
     try:
@@ -116,7 +116,7 @@ def stale_reasons(job: Job, notebooks: Path | None = None) -> list[str]:
     before = record.get("inputs")
     if not isinstance(before, dict):
         return ["completed before inputs were recorded"]
-    now = job_inputs(job, notebooks)
+    now = now or job_inputs(job, notebooks)
     reasons = []
     if before.get("params") != now["params"]:
         changed = sorted(

@@ -33,7 +33,7 @@ from tumorlens.experiments.collect import results_dir, write_manifest
 from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
 from tumorlens.explain.refine import load_segmenter as load_full_segmenter
 from tumorlens.models.classifier import build_classifier, load_model
-from tumorlens.utils.files import read_json, write_json
+from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 
 __all__ = [
     "PUBLISHED_PROFILE",
@@ -65,14 +65,6 @@ def models_dir(profile: str = PUBLISHED_PROFILE) -> Path:
     return results_dir(profile) / "models"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_manifest(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> dict:
     """The manifest of the published models; `PublishedModelError` naming what to do when there is none."""
     folder = Path(folder) if folder else models_dir(profile)
@@ -89,7 +81,7 @@ def _checked_file(folder: Path, entry: dict) -> Path:
     f = folder / entry["file"]
     if not f.is_file():
         raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); restore it with git")
-    if f.stat().st_size != entry["bytes"] or _sha256(f) != entry["sha256"]:
+    if not matches_entry(f, entry):
         raise PublishedModelError(
             f"{paths.relative(f)}: checksum mismatch with {MANIFEST} (a partial download or an edited file); "
             "restore it with `git checkout -- results/` or download the repository again"
@@ -268,8 +260,7 @@ def publish(
         metrics = read_json(r / "metrics.json", schema="metrics")
         models[name] = {
             "file": f.name,
-            "bytes": f.stat().st_size,
-            "sha256": _sha256(f),
+            **file_entry(f),
             "weights": "kernels float16, vectors float32" if half else "float32",
             "stored": f"the weights that differ from the recipe's {recipe['base']} build",
             "recipe": recipe,
@@ -312,8 +303,7 @@ def publish(
                 f = _keep_if_unchanged(save_weights(decoder, staging / DECODER_FILE, half=half), folder)
                 entry |= {
                     "file": f.name,
-                    "bytes": f.stat().st_size,
-                    "sha256": _sha256(f),
+                    **file_entry(f),
                     "width": int(decoder.get_layer("seg_conv_s4").filters),
                 }
                 d["segmenter"] = DECODER_FILE

@@ -8,6 +8,7 @@ file, a crash leaves the previous version, and two processes writing the same ke
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -28,6 +29,8 @@ __all__ = [
     "save_npy",
     "save_npz",
     "hash_files",
+    "file_entry",
+    "matches_entry",
 ]
 
 
@@ -166,6 +169,22 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     with atomic_path(path, ".npz") as tmp:
         np.savez(tmp, **arrays)
     return Path(path)
+
+
+def file_entry(path: str | os.PathLike) -> dict:
+    """``{"bytes", "sha256"}`` of a file, as the results and models manifests list it."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def matches_entry(path: str | os.PathLike, entry: dict) -> bool:
+    """Whether ``path`` still has the size and sha256 a manifest ``entry`` recorded (size first: cheap)."""
+    path = Path(path)
+    return path.stat().st_size == entry["bytes"] and file_entry(path)["sha256"] == entry["sha256"]
 
 
 def hash_files(h, entries: Iterable[tuple[str, Path]]):

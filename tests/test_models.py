@@ -178,3 +178,58 @@ def test_compiled_inference_gives_keras_predictions():
     probs, fmap = batched_predict(two, [x.astype("float32")], 10, "", False)
     assert probs.shape == (37, 4) and fmap.shape[0] == 37
     np.testing.assert_allclose(probs, want, atol=1e-5)
+
+
+def test_paper_profile_loads_keras_imagenet_file_from_the_cache_offline(tmp_path, monkeypatch):
+    """The paper profile's ImageNet path, without the network: Keras finds its weights file in its cache.
+
+    A MobileNetV2 weights file with the name Keras downloads (saved from the same architecture, in Keras'
+    legacy HDF5 layout) is placed in a temporary ``$KERAS_HOME/models``; any download attempt fails. The
+    paper builder must load exactly those weights and train one step from them.
+    """
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.utils import file_utils
+
+    from tumorlens.config import load_config
+    from tumorlens.models.backbones import get_spec
+    from tumorlens.models.weights import keras_cache_dir
+
+    size = 96
+    cfg = load_config("paper", overrides={"data.image_size": size})
+    assert cfg.model.backbone == "mobilenetv2" and cfg.model.weights == "imagenet"
+    from keras.src.backend import config as keras_config
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras"))  # what KERAS_HOME sets at import
+    real_get_file = file_utils.get_file
+
+    def no_network(fname=None, origin=None, **kw):
+        cached = tmp_path / "keras" / "models" / str(fname)
+        if not cached.is_file():
+            raise Exception(f"URL fetch failure on {origin}: offline test")
+        return real_get_file(fname, origin, **kw)  # Keras' own cache lookup (no hash for MobileNetV2)
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    keras.utils.set_random_seed(7)
+    ref = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(size, size, 3))
+    known = [w * 0.5 + 0.01 for w in ref.get_weights()]  # not what a fresh initialisation gives
+    ref.set_weights(known)
+    target = keras_cache_dir() / get_spec("mobilenetv2").keras_file(size)
+    assert target.parent == tmp_path / "keras" / "models"
+    target.parent.mkdir(parents=True)
+    with h5py.File(target, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, ref)
+
+    model = build_classifier(cfg.model.backbone, cfg.model.modules, image_size=size, weights=cfg.model.weights)
+    layers = [layer for layer in ref.layers if layer.weights]
+    assert len(layers) > 100
+    for layer in layers:
+        for a, b in zip(model.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True):
+            assert np.array_equal(a, b), layer.name
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype("float32")
+    y = keras.utils.to_categorical([0, 1, 2, 3], 4)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    loss = float(model.train_on_batch(x, y))
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, model.trainable_weights))

@@ -208,7 +208,11 @@ def build_backbone(name: str, inputs, weights: str = "none", **kwargs):
     app = _keras_app(name)
     size = int(inputs.shape[1]) if inputs.shape[1] else 224
     try:
-        model = app(include_top=False, weights="imagenet" if weights == "imagenet" else None, input_tensor=x)
+        # input_shape too: from the tensor alone Keras cannot tell the size and would fetch the 224 px file
+        shape = (size, size, 3) if inputs.shape[1] else None
+        model = app(
+            include_top=False, weights="imagenet" if weights == "imagenet" else None, input_tensor=x, input_shape=shape
+        )
     except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on ...")
         if weights != "imagenet" or "fetch failure" not in str(exc).lower() and "url" not in str(exc).lower():
             raise

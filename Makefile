@@ -21,18 +21,21 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	$(BIN)/tumorlens book --profile $(PROFILE) --strict
 
-## make test: the test suite, then a strict build of the smoke book
+## make test: the test suite (on TEST_WORKERS processes, each test file on one), then a strict build of the smoke book
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/tumorlens book --profile smoke --strict --workers 2
 
 ## make data: download the Kaggle dataset into data/brain-tumor-mri (needs network)
 data: install
 	$(BIN)/tumorlens data fetch
 
-## make reproduce PROFILE=cpu: rerun every experiment of a profile, collect results/<profile>/, build its book
+## make reproduce PROFILE=cpu: rerun every experiment of a profile (REPRO_WORKERS jobs side by side), collect
+## results/<profile>/ (an uninterrupted run of every job records its wall time there), build its book
+REPRO_WORKERS ?= 2
 reproduce: install
-	$(BIN)/tumorlens run --profile $(PROFILE)
+	$(BIN)/tumorlens run --profile $(PROFILE) --workers $(REPRO_WORKERS)
 	$(BIN)/tumorlens book --profile $(PROFILE) --no-run
 
 clean-runs:

@@ -36,8 +36,9 @@ def _one_sgd_step(model, lr=0.01):
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_module_subset_builds_trains_and_round_trips(backbone, tmp_path):
-    """Each backbone x subset of {mab, respath, sbr}: build, one training step, .keras round trip."""
-    for mods in SUBSETS:
+    """Build, one training step, .keras round trip: every subset of {mab, respath, sbr} on the cpu
+    profile's backbone, none and all three on the others (the modules read only the feature map's shape)."""
+    for mods in SUBSETS if backbone == "efficientnet_lite0" else [(), ("mab", "respath", "sbr")]:
         model = build_classifier(backbone, mods, image_size=SIZE, weights="none", dropout=0.0)
         assert model.name == variant_name(backbone, mods).replace("+", "-")
         head = model.get_layer("predictions").kernel

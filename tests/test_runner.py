@@ -116,3 +116,49 @@ def test_a_changed_setting_reruns_exactly_the_jobs_that_read_it_and_says_why(tmp
     assert run_all() == ["skipped", "ran"]
     assert execute(train, notebooks=nbs, force=True) == "ran"  # --force still forces
     assert stale_reasons(explain, nbs) == [f"{train.run_dir} was run again"]
+
+
+def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_path, monkeypatch):
+    """`run_profile` writes runs/<p>/end_to_end.json only when one invocation ran every job; collect puts
+    it in reproduction.json with the jobs rerun after it, and the book says it in words."""
+    import os
+    import time
+
+    from tumorlens.book.pages import end_to_end_words
+    from tumorlens.config import load_config
+    from tumorlens.experiments import collect as collect_mod
+    from tumorlens.experiments import runner
+    from tumorlens.records import END_TO_END
+    from tumorlens.utils.files import read_json
+
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    root = load_config("smoke").runs_root
+    statuses = {"value": "ran"}
+
+    def fake_run_jobs(jobs, **kw):
+        time.sleep(0.05)
+        return [(j, statuses["value"]) for j in jobs]
+
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs)
+    statuses["value"] = "skipped"  # a resumed run: no end-to-end time
+    runner.run_profile("smoke", collect_results=False, show_progress=False)
+    assert not (root / END_TO_END).exists()
+    runner.run_profile("smoke", only=["02_train"], collect_results=False, show_progress=False)
+    assert not (root / END_TO_END).exists()  # part of the profile only
+    statuses["value"] = "ran"
+    runner.run_profile("smoke", collect_results=False, show_progress=False, workers=2)
+    rec = read_json(root / END_TO_END, schema="end_to_end")
+    assert rec["profile"] == "smoke" and rec["jobs"] == len(plan("smoke")) and rec["workers"] == 2
+    assert 0 < rec["seconds"] < 60 and rec["minutes"] == round(rec["seconds"] / 60, 1)
+
+    done = root / "explain" / ".done.json"  # a job completed after the recorded run
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    later = (root / END_TO_END).stat().st_mtime + 5
+    os.utime(done, (later, later))
+    timing = collect_mod._end_to_end(root, None)
+    assert timing["end_to_end_minutes"] == rec["minutes"]
+    assert timing["end_to_end"]["jobs_rerun_since"] == ["explain"]
+    words = end_to_end_words({"total_minutes": 3.0, **timing})
+    assert f"all {rec['jobs']} jobs" in words and "2 workers" in words and "1 job was rerun after it (explain)" in words
+    assert "no uninterrupted run" in end_to_end_words({"total_minutes": 3.0, "jobs": []})

@@ -29,6 +29,7 @@ from tumorlens.metrics.stats import METRICS as SCORES
 from tumorlens.utils.files import atomic_path, read_json, write_json
 
 __all__ = [
+    "END_TO_END",
     "CONFIG",
     "RUN_INFO",
     "MODEL",
@@ -65,6 +66,8 @@ RUN_FILES = (METRICS, PREDICTIONS, VAL_PREDICTIONS, HISTORY)
 #: where `collect` puts the compact copies inside ``results/<profile>/`` (not "runs": that name is reserved
 #: for the uncommitted run outputs)
 PUBLISHED_RUNS = "variants"
+#: In ``runs/<profile>/``: the last invocation that ran every job of the profile at once, and its wall time.
+END_TO_END = "end_to_end.json"
 #: the test sets every score is reported on
 TEST_SETS = ("official", "dedup")
 

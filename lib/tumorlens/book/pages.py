@@ -49,6 +49,26 @@ def ablation_variants(rq: dict) -> list[str]:
     ]
 
 
+def end_to_end_words(timing: dict) -> str:
+    """One sentence on the reproduction's measured wall time (``reproduction.json``'s ``end_to_end``)."""
+    rec = timing.get("end_to_end")
+    if not rec:
+        return (
+            "no uninterrupted run of every job has been recorded for these results yet (`make reproduce` "
+            f"records one); the jobs' own times add up to {timing['total_minutes']:.0f} minutes"
+        )
+    w = rec["workers"]
+    text = (
+        f"one uninterrupted `make reproduce` ran all {rec['jobs']} jobs in {rec['minutes']:.0f} minutes "
+        f"(wall clock, on {w} worker{'s' if w != 1 else ''} of a {rec['cpus']}-core {rec['cpu_model']} machine, "
+        f"commit {str((rec.get('commit') or {}).get('commit', ''))[:7] or 'unknown'})"
+    )
+    again = rec.get("jobs_rerun_since") or []
+    if again:
+        text += f"; {len(again)} job{'s were' if len(again) > 1 else ' was'} rerun after it ({', '.join(again)})"
+    return text
+
+
 def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[str, str]:
     """The reproduction on N workers: projected from the per-job times, and the measured smoke grid."""
     p = projected_minutes(profile, timing)
@@ -73,6 +93,7 @@ def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[
         )
     else:
         out["grid_measured"] = "the smoke grid on Dask workers has not been measured for these results"
+    out["repro_end_to_end"] = end_to_end_words(timing)
     return out
 
 

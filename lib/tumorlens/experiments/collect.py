@@ -31,7 +31,16 @@ from tumorlens.config import load_config
 from tumorlens.experiments.jobs import current_runs
 from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
-from tumorlens.records import CONFIG, PUBLISHED_RUNS, RUN_FILES, RUN_INFO, TEST_SETS, find_runs, published_run
+from tumorlens.records import (
+    CONFIG,
+    END_TO_END,
+    PUBLISHED_RUNS,
+    RUN_FILES,
+    RUN_INFO,
+    TEST_SETS,
+    find_runs,
+    published_run,
+)
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 from tumorlens.utils.schema import SCHEMA_KEY
@@ -137,6 +146,7 @@ def collect(
     timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
     if only:  # the jobs rerun since the last full collect replace their own entries; the others stay
         timing = _merge_timing(read_json(res / "reproduction.json", schema="reproduction"), timing)
+    timing |= _end_to_end(runs_root, res if only else None)
     write_json(res / "reproduction.json", timing, schema="reproduction")
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
     write_manifest(res, profile)
@@ -274,6 +284,22 @@ def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
     return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
 
 
+def _end_to_end(runs_root: Path, res: Path | None) -> dict:
+    """``end_to_end_minutes`` and its record (`tumorlens.experiments.runner.record_end_to_end`): the last
+    invocation that ran every job of the profile at once, with the jobs rerun after it (their results
+    are newer than that run); else the one already in ``res`` (a partial collect), else nothing."""
+    f = runs_root / END_TO_END
+    if f.is_file():
+        rec = {k: v for k, v in read_json(f, schema="end_to_end").items() if k != SCHEMA_KEY}
+        written = f.stat().st_mtime
+        rec["jobs_rerun_since"] = sorted(
+            str(d.parent.relative_to(runs_root)) for d in runs_root.rglob(".done.json") if d.stat().st_mtime > written
+        )
+        return {"end_to_end_minutes": rec["minutes"], "end_to_end": rec}
+    old = read_json(res / "reproduction.json", schema="reproduction") if res else {}
+    return {k: old[k] for k in ("end_to_end_minutes", "end_to_end") if k in old}
+
+
 def _merge_timing(old: dict, new: dict) -> dict:
     """``old``'s jobs with those also in ``new`` replaced by ``new``'s (rerun since); totals recomputed."""
     fresh = {j["job"]: j for j in new["jobs"]}
@@ -322,6 +348,7 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
         "segmentation": seg_h,
         "targets": targets(rq, timing, cfg),
         "reproduction_minutes": timing["total_minutes"],
+        "end_to_end_minutes": timing.get("end_to_end_minutes"),
         "environment": {k: env[k] for k in ("python", "cpus", "git")},
     }
 
@@ -329,7 +356,7 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
 def targets(rq: dict, timing: dict, cfg) -> dict:
     """The targets set before the run (``reproduce.target_*``) against what was measured: the best
     system on the official split (every run and ensemble, picked by test accuracy, so optimistic)
-    and the summed notebook time."""
+    and the reproduction's time: one uninterrupted run's when recorded, else the summed notebook times."""
     systems = {
         k: {"accuracy": v["official_accuracy"], "macro_f1": v["official_macro_f1"]} for k, v in rq["runs"].items()
     }
@@ -352,6 +379,8 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
             "target": t.target_minutes,
             "measured": timing["total_minutes"],
             "jobs": len(timing["jobs"]),
-            "met": timing["total_minutes"] <= t.target_minutes,
+            "met": timing.get("end_to_end_minutes", timing["total_minutes"]) <= t.target_minutes,
+            # one uninterrupted `make reproduce` when recorded, else the per-job times added up
+            "end_to_end": timing.get("end_to_end_minutes"),
         },
     }

@@ -11,6 +11,8 @@ with `NotebookFailed`, whose message names the notebook and the failing cell.
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +29,9 @@ from tumorlens.experiments.jobs import (
     plan,
     stale_reasons,
 )
-from tumorlens.records import published_run
+from tumorlens.records import END_TO_END, published_run
+from tumorlens.utils.environment import environment
+from tumorlens.utils.files import write_json
 
 __all__ = [
     "Job",
@@ -37,6 +41,7 @@ __all__ = [
     "book_pages",
     "execute",
     "run_profile",
+    "record_end_to_end",
     "notebook_dir",
     "job_inputs",
     "stale_reasons",
@@ -118,9 +123,37 @@ def run_profile(
 
     ``workers``/``scheduler``: run the jobs on Dask (`tumorlens.experiments.grid`), side by side where
     they do not depend on each other."""
+    cfg = load_config(profile)
     jobs = [j for j in plan(profile) if not only or j.notebook in only]
-    kernel_threads(load_config(profile).train)
+    kernel_threads(cfg.train)
+    t0, started = time.perf_counter(), datetime.now(timezone.utc)
     done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
+    if not only and done and all(status.startswith("ran") for _, status in done):
+        record_end_to_end(cfg, done, time.perf_counter() - t0, started, workers=workers, scheduler=scheduler)
     if collect_results and not only:
         collect(profile)
     return done
+
+
+def record_end_to_end(
+    cfg, done: Sequence[tuple[Job, str]], seconds: float, started: datetime, *, workers=None, scheduler=None
+) -> Path:
+    """Write ``<runs_root>/end_to_end.json``: one uninterrupted invocation ran all ``done`` jobs of the
+    profile in ``seconds`` (wall clock, one number for the whole reproduction), with the machine, the
+    workers and the commit. `run_profile` calls it only when no job was skipped; `collect` copies it
+    into ``reproduction.json`` (``end_to_end_minutes``)."""
+    env = environment()
+    record = {
+        "profile": cfg.profile,
+        "minutes": round(seconds / 60, 1),
+        "seconds": round(seconds, 1),
+        "started": started.isoformat(timespec="seconds"),
+        "workers": workers or (scheduler and "scheduler") or 1,
+        "jobs": len(done),
+        "cpu_model": env["cpu_model"],
+        "cpus": env["cpus"],
+        "commit": env["git"],
+    }
+    out = cfg.runs_root / END_TO_END
+    write_json(out, record, schema="end_to_end")
+    return out

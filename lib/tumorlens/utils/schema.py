@@ -54,6 +54,9 @@ SCHEMAS: dict[str, Schema] = {
     "summary": Schema(1, ("profile", "data", "image_size", "models", "environment"), _COLLECT),
     "reproduction": Schema(1, ("jobs", "total_seconds", "total_minutes"), _COLLECT),
     "block_costs": Schema(1, ("image_size", "blocks"), _COLLECT),
+    "end_to_end": Schema(
+        1, ("profile", "minutes", "workers", "jobs"), "rerun the whole profile in one go: make reproduce PROFILE=P"
+    ),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
     "external": Schema(1, ("profile", "models", "sets"), "rerun `tumorlens external --profile P`"),

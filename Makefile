@@ -21,11 +21,19 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	$(BIN)/tumorlens book --profile $(PROFILE) --strict
 
-## make test: the test suite (on TEST_WORKERS processes, each test file on one), then a strict build of the smoke book
+## make test: the test suite (TEST_WORKERS processes, each test file on one) and, side by side, a strict build of
+## the smoke book (BOOK_WORKERS jobs at once; its log is .cache/smoke-book.log, printed in full if it fails)
 TEST_WORKERS ?= 2
+BOOK_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
-	$(BIN)/tumorlens book --profile smoke --strict --workers 2
+	@mkdir -p .cache
+	@$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS) > .cache/smoke-book.log 2>&1 & book=$$!; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile; tests=$$?; \
+	wait $$book; built=$$?; \
+	if [ $$built -eq 0 ]; then tail -n 2 .cache/smoke-book.log; else cat .cache/smoke-book.log; fi; \
+	echo "tests: $$([ $$tests -eq 0 ] && echo passed || echo FAILED); strict smoke book:" \
+	     "$$([ $$built -eq 0 ] && echo built || echo FAILED) (log: .cache/smoke-book.log)"; \
+	[ $$tests -eq 0 ] && [ $$built -eq 0 ]
 
 ## make data: download the Kaggle dataset into data/brain-tumor-mri (needs network)
 data: install

@@ -100,7 +100,19 @@ def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[
 def external_glue(ext: dict | None) -> dict[str, str]:
     """The external check's headline (``external.json`` from `tumorlens external`), or what to run."""
     if not ext or not ext["sets"]:
-        return {"ext_summary": "not measured for these results (run `tumorlens external --profile P`)"}
+        return {
+            "ext_summary": "not measured for these results (run `tumorlens external --profile P`)",
+            "abs_external": "not yet measured on another release",
+        }
+    first = ext["sets"][0]
+    top_name, top = max(first["systems"].items(), key=lambda kv: kv[1]["accuracy"])
+    nt = top["notumor_recall"]
+    abs_external = (
+        f"{top['accuracy']:.3f} on {top['n']} images of another release ({first['name']}, the "
+        f"{top_name.split(':')[0]} model{'s' if 'voting' in top_name else ''}"
+        + (f"; no-tumour recall {nt:.2f}" if nt is not None else "")
+        + ")"
+    )
     parts = []
     for s in ext["sets"]:
         for name, m in s["systems"].items():
@@ -112,7 +124,7 @@ def external_glue(ext: dict | None) -> dict[str, str]:
                 f"no-tumour recall {'n/a' if nt is None else f'{nt:.2f}'}"
                 + (f" (lowest in one view: {min(views):.2f})" if views else "")
             )
-    return {"ext_summary": "; ".join(parts)}
+    return {"ext_summary": "; ".join(parts), "abs_external": abs_external}
 
 
 def verify_glue(v: dict | None) -> dict[str, str]:

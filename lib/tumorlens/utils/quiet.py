@@ -22,6 +22,8 @@ __all__ = ["is_tf_noise", "quiet_native_logs"]
 _NOISE = re.compile(
     rb"^(?:[IW]\d{4} [\d:. ]+\S+\] .*"  # glog-format info / warning lines from TensorFlow's C++
     rb"|E\d{4} [\d:. ]+\S+\] .*(?:cuInit|CUDA|cuda).*"  # the CUDA probe's "error" on a machine without a GPU
+    # tf.data's version-skew notice ("... graph generating binary is newer than this binary ... ignored")
+    rb"|E\d{4} [\d:. ]+node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool .*"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\..*)$"  # a local kernel's notice
 )

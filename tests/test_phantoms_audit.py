@@ -42,6 +42,39 @@ def test_write_phantoms_layout_and_reuse(tmp_path):
     assert (tmp_path / "phantoms.json").stat().st_mtime_ns == mtime
 
 
+def test_phantoms_being_written_elsewhere_are_waited_for_not_read_half_written(tmp_path):
+    """Two grid jobs may ask for the same phantoms at once: the second waits for the first's lock and then
+    reuses its complete set (before the lock, a training job read a PNG the data step was still writing)."""
+    import threading
+    import time
+
+    import cv2
+
+    from tumorlens.utils.files import key_lock
+
+    out = tmp_path / "ph"
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():  # another job busy writing the set: holds the folder's lock until released
+        with key_lock(out):
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert holding.wait(10)
+    timer = threading.Timer(0.5, release.set)
+    timer.start()
+    t0 = time.perf_counter()
+    ps = write_phantoms(out, size=32, train_per_class=2, test_per_class=1, duplicates=0)
+    assert time.perf_counter() - t0 >= 0.4  # it waited for the lock
+    t.join()
+    files = sorted(out.rglob("*.png"))
+    assert len(files) == 2 * 2 * len(CLASSES) + 2 * len(CLASSES) and ps.root == out
+    assert all(cv2.imread(str(f)) is not None for f in files)
+    assert write_phantoms(out, size=32, train_per_class=2, test_per_class=1, duplicates=0).root == out
+
+
 def test_audit_finds_the_planted_duplicates(phantom_root):
     import json
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from tumorlens.config import CLASSES
+from tumorlens.utils.files import atomic_path, key_lock
 
 __all__ = ["render_phantom", "write_phantoms", "PhantomSet"]
 
@@ -160,10 +161,27 @@ def write_phantoms(
         "duplicates": duplicates,
         "seed": seed,
     }
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("params") == params:
-            return PhantomSet(out, meta["duplicates"])
+
+    def complete() -> PhantomSet | None:  # phantoms.json is written last: present means complete
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            if meta.get("params") == params:
+                return PhantomSet(out, meta["duplicates"])
+        return None
+
+    done = complete()
+    if done is not None:
+        return done
+    with key_lock(out):  # one writer per folder (e.g. two grid workers): the other waits, then reuses it
+        done = complete()
+        return done if done is not None else _write_phantoms(out, params)
+
+
+def _write_phantoms(out: Path, params: dict) -> PhantomSet:
+    size, train_per_class, test_per_class = params["size"], params["train_per_class"], params["test_per_class"]
+    duplicates, seed = params["duplicates"], params["seed"]
+    meta_file = out / "phantoms.json"
+    meta_file.unlink(missing_ok=True)  # a set of other parameters is being replaced: not complete meanwhile
     if duplicates > test_per_class * len(CLASSES):
         raise ValueError(
             f"duplicates ({duplicates}) exceeds the number of Testing images ({test_per_class * len(CLASSES)})"
@@ -204,7 +222,6 @@ def write_phantoms(
                 "kind": "exact" if exact else "near",
             }
         )
-    meta_file.write_text(
-        json.dumps({"generator": "tumorlens.phantoms", "params": params, "duplicates": dups}, indent=2)
-    )
+    with atomic_path(meta_file) as tmp:
+        tmp.write_text(json.dumps({"generator": "tumorlens.phantoms", "params": params, "duplicates": dups}, indent=2))
     return PhantomSet(out, dups)

@@ -19,7 +19,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -27,6 +27,8 @@ from tumorlens import paths
 from tumorlens.errors import ConfigError
 
 __all__ = [
+    "check_modules",
+    "variant_name",
     "BACKBONES",
     "CAM_LAYER_SETS",
     "CAM_METHODS",
@@ -55,6 +57,23 @@ CAM_LAYER_SETS: tuple[str, ...] = ("top", "stride16", "stride8", "fusion")
 MASK_KINDS: tuple[str, ...] = ("cam", "grabcut", "network", "network+grabcut", "auto")
 #: The paper's modules and the two baselines they are compared with.
 MODULES: tuple[str, ...] = (*PAPER_MODULES, "se", "cbam")
+
+
+def check_modules(modules: Iterable[str]) -> tuple[str, ...]:
+    """``modules`` checked (each in `MODULES`, none repeated) and in canonical order."""
+    mods = tuple(modules)
+    bad = [m for m in mods if m not in MODULES]
+    if bad:
+        raise ValueError(f"modules must be a subset of {', '.join(MODULES)}; received {list(mods)!r}")
+    if len(set(mods)) != len(mods):
+        raise ValueError(f"modules repeat an entry; received {list(mods)!r}")
+    return tuple(m for m in MODULES if m in mods)
+
+
+def variant_name(backbone: str, modules: Sequence[str] = ()) -> str:
+    """``efficientnet_lite0+mab+respath+sbr`` — the run-directory and model name of a variant (a string
+    helper, here so that planning runs does not import TensorFlow)."""
+    return "+".join([backbone, *check_modules(modules)])
 
 
 def _spec(

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tumorlens import paths
-from tumorlens.config import PAPER_MODULES, load_config
-from tumorlens.models.classifier import variant_name
+from tumorlens.config import PAPER_MODULES, load_config, variant_name
 
 __all__ = [
     "Job",

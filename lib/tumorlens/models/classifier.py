@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import keras
 
-from tumorlens.config import CLASSES, MODULES
+from tumorlens.config import CLASSES, check_modules, variant_name
 from tumorlens.models.backbones import (
     REGISTRY,
     build_backbone,
@@ -42,21 +42,6 @@ __all__ = [
 
 #: Names of the layers the builder adds after the backbone.
 HEAD_LAYERS = ("sbr_edges", "sbr", "se", "cbam", "mab", "respath", "gap", "head_dropout", "predictions")
-
-
-def _check_modules(modules: Iterable[str]) -> tuple[str, ...]:
-    mods = tuple(modules)
-    bad = [m for m in mods if m not in MODULES]
-    if bad:
-        raise ValueError(f"modules must be a subset of {', '.join(MODULES)}; received {list(mods)!r}")
-    if len(set(mods)) != len(mods):
-        raise ValueError(f"modules repeat an entry; received {list(mods)!r}")
-    return tuple(m for m in MODULES if m in mods)  # canonical order
-
-
-def variant_name(backbone: str, modules: Sequence[str] = ()) -> str:
-    """``efficientnet_lite0+mab+respath+sbr`` — the run-directory and model name of a variant."""
-    return "+".join([backbone, *_check_modules(modules)])
 
 
 def disable_backbone_dropout(model: keras.Model) -> None:
@@ -95,7 +80,7 @@ def build_classifier(
         A functional ``keras.Model`` named `variant_name` (with - for +): ``(B, S, S, 3)`` raw images ->
         ``(B, num_classes)`` probabilities.
     """
-    mods = _check_modules(modules)
+    mods = check_modules(modules)
     spec = get_spec(backbone)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
         raise ValueError(f"image_size must be an integer >= 32; received image_size={image_size!r}")

@@ -23,8 +23,10 @@ book: install
 
 ## make test: the test suite (TEST_WORKERS processes, each test file on one) and, side by side, a strict build of
 ## the smoke book (BOOK_WORKERS jobs at once; its log is .cache/smoke-book.log, printed in full if it fails)
+## Each of these processes gets one TensorFlow thread: they share the cores, and more threads only contend.
 TEST_WORKERS ?= 2
 BOOK_WORKERS ?= 2
+test: export TF_NUM_INTRAOP_THREADS = 1
 test: install
 	@mkdir -p .cache
 	@$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS) > .cache/smoke-book.log 2>&1 & book=$$!; \

@@ -115,20 +115,19 @@ def test_two_workers_asking_for_one_cache_key_compute_it_once(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeypatch):
-    """The data step and two training runs: on two Dask workers and one after another, the same result
-    files (times and paths aside). The whole smoke grid, the explain step included, is compared by
-    benchmarks/grid.py."""
+    """Two training runs: on two Dask workers (side by side, both preparing the same phantoms at once)
+    and one after another, the same result files (times and paths aside). The whole smoke grid, the
+    explain step included, is compared by benchmarks/grid.py."""
     outputs = {}
     for mode in ("sequential", "grid"):
         monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / mode))
-        jobs = plan("smoke")
-        data = jobs[0]
-        train = [j for j in jobs if j.notebook == "02_train"][:2]
+        monkeypatch.setenv("TUMORLENS_CACHE", str(tmp_path / f"cache-{mode}"))  # phantoms made by the jobs
+        train = [j for j in plan("smoke") if j.notebook == "02_train"][:2]
         from tumorlens.config import load_config
         from tumorlens.experiments.runner import kernel_threads
 
         kernel_threads(load_config("smoke").train)
-        run_jobs([data, *train], workers=2 if mode == "grid" else None, show_progress=False)
+        run_jobs(train, workers=2 if mode == "grid" else None, show_progress=False)
         outputs[mode] = comparable_results(tmp_path / mode / "smoke")
     assert outputs["grid"].keys() == outputs["sequential"].keys() and len(outputs["grid"]) >= 8
     for name, content in outputs["sequential"].items():

@@ -86,14 +86,17 @@ def training_curves(history: Sequence[Mapping], title: str = "Training curves"):
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     xs = list(range(1, len(history) + 1))
     for col, key in ((1, "loss"), (2, "accuracy")):
-        for prefix, dash, name in (("", "solid", "train"), ("val_", "dash", "validation")):
+        for prefix, dash, name, colour in (
+            ("", "solid", "train", "#636efa"),
+            ("val_", "dash", "validation", "#ef553b"),
+        ):  # one colour per split in both panels, as the legend says
             ys = [float(r.get(prefix + key, "nan")) for r in history]
             fig.add_scatter(
                 x=xs,
                 y=ys,
                 mode="lines+markers",
                 name=name,
-                line=dict(dash=dash),
+                line=dict(dash=dash, color=colour),
                 legendgroup=name,
                 showlegend=col == 1,
                 row=1,
@@ -104,9 +107,12 @@ def training_curves(history: Sequence[Mapping], title: str = "Training curves"):
         x0 = phases.index("finetune") + 0.5
         for col in (1, 2):
             fig.add_vline(x=x0, line=dict(color="grey", dash="dot"), row=1, col=col)
-        fig.add_annotation(x=x0, y=1.05, yref="paper", text="fine-tuning starts", showarrow=False)
+        # below the panels, clear of their titles
+        fig.add_annotation(
+            x=x0, y=-0.3, xref="x", yref="paper", text="fine-tuning starts", showarrow=False, font=dict(size=11)
+        )
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(title=title, height=360, margin=dict(t=70))
+    fig.update_layout(title=title, height=380, margin=dict(t=70, b=80))
     return fig
 
 
@@ -188,19 +194,27 @@ def method_dice(rows: Sequence[Mapping], title: str = "Mean Dice per map and mas
     fig = go.Figure()
     for kind, name in (("cam", "map only"), ("grabcut", "map + GrabCut")):
         rs = [r for r in rows if r["mask"] == kind]
-        fig.add_bar(
-            x=[r["map"] for r in rs],
-            y=[r["dice_mean"] for r in rs],
+        fig.add_bar(  # horizontal: the maps' long names read along their own row
+            y=[r["map"] for r in rs],
+            x=[r["dice_mean"] for r in rs],
+            orientation="h",
             name=name,
-            error_y={
+            error_x={
                 "type": "data",
                 "symmetric": False,
                 "array": [r["dice_hi"] - r["dice_mean"] for r in rs],
                 "arrayminus": [r["dice_mean"] - r["dice_lo"] for r in rs],
             },
         )
+    n = len({r["map"] for r in rows})
     fig.update_layout(
-        title=title, barmode="group", yaxis_title="mean Dice (report half)", yaxis_range=[0, 1], height=420
+        title=title,
+        barmode="group",
+        xaxis_title="mean Dice (report half)",
+        xaxis_range=[0, 1],
+        yaxis_autorange="reversed",  # the paper's map first, as in the table
+        height=140 + 44 * n,
+        legend={"x": 0.98, "xanchor": "right", "y": 0.02, "yanchor": "bottom"},  # where the bars leave room
     )
     return fig
 
@@ -229,6 +243,7 @@ def ablation_bars(
             ),
             text=[f"{x:.3f}" for x in vals],
             textposition="inside",
+            insidetextanchor="start",  # at the bar's foot, clear of the interval drawn at its top
         )
     )
     lo = min([runs[v][f"{test_set}_{metric}_lo"] for v in names] or [0])

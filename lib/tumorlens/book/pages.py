@@ -53,13 +53,10 @@ def end_to_end_words(timing: dict) -> str:
     """One sentence on the reproduction's measured wall time (``reproduction.json``'s ``end_to_end``)."""
     rec = timing.get("end_to_end")
     if not rec:
-        return (
-            "no uninterrupted run of every job has been recorded for these results yet (`make reproduce` "
-            f"records one); the jobs' own times add up to {timing['total_minutes']:.0f} minutes"
-        )
+        return "no uninterrupted run of every job has been recorded for these results yet (make reproduce records one)"
     w = rec["workers"]
     text = (
-        f"one uninterrupted `make reproduce` ran all {rec['jobs']} jobs in {rec['minutes']:.0f} minutes "
+        f"one uninterrupted make reproduce ran all {rec['jobs']} jobs in {rec['minutes']:.0f} minutes "
         f"(wall clock, on {w} worker{'s' if w != 1 else ''} of a {rec['cpus']}-core {rec['cpu_model']} machine, "
         f"commit {str((rec.get('commit') or {}).get('commit', ''))[:7] or 'unknown'})"
     )

@@ -31,7 +31,7 @@ def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
     rows = {
         split: {PRETTY[c]: v[c] for c in CLASSES} | {"total": v["total"]} for split, v in report_dict["counts"].items()
     }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
@@ -39,7 +39,7 @@ def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
 
     t = audit_dict["testing_vs_training"]
     rows = {PRETTY.get(k, k): v for k, v in {**t["per_class"], "total": t["total"]}.items()}
-    df = pd.DataFrame(rows).T
+    df = pd.DataFrame.from_dict(rows, orient="index")
     df.columns = [
         "Testing images",
         "exact copy in Training",
@@ -64,7 +64,7 @@ def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa
             "macro-F1": round(m["macro_f1"], 4),
             **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES},
         }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")  # per-column types: image counts stay integers
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
@@ -89,7 +89,7 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
             if tol and d.get(f"{key}_near") is not None:
                 row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -139,7 +139,7 @@ def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataF
             "accuracy [95% CI]": ci_text(m["accuracy"], m["ci"]["accuracy"]["lo"], m["ci"]["accuracy"]["hi"]),
             "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["ci"]["macro_f1"]["lo"], m["ci"]["macro_f1"]["hi"]),
         }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -255,7 +255,7 @@ def robustness_frame(
 def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
     """A ``tumorlens bench`` result: accuracy and macro-F1 on both test sets, images per second
     (batched), and the explain-and-segment latency per image where measured."""
-    return pd.DataFrame(
+    return pd.DataFrame.from_dict(
         {
             name: {
                 "accuracy": round(s["official_accuracy"], 4),
@@ -268,8 +268,9 @@ def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
                 else None,
             }
             for name, s in bench["systems"].items()
-        }
-    ).T
+        },
+        orient="index",
+    )
 
 
 def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F821

@@ -241,17 +241,26 @@ def ablation_bars(
                 array=[runs[v][f"{test_set}_{metric}_hi"] - runs[v][f"{test_set}_{metric}"] for v in names],
                 arrayminus=[runs[v][f"{test_set}_{metric}"] - runs[v][f"{test_set}_{metric}_lo"] for v in names],
             ),
-            text=[f"{x:.3f}" for x in vals],
-            textposition="inside",
-            insidetextanchor="start",  # at the bar's foot, clear of the interval drawn at its top
         )
     )
     lo = min([runs[v][f"{test_set}_{metric}_lo"] for v in names] or [0])
+    bottom = max(0, lo - 0.05)
+    fig.add_scatter(  # each value written near the visible foot of its bar, clear of the interval at its top
+        x=names,
+        y=[bottom] * len(names),
+        text=[f"{x:.3f}" for x in vals],
+        mode="text",
+        textposition="top center",
+        textfont={"color": "white"},
+        showlegend=False,
+        hoverinfo="skip",
+    )
     fig.update_layout(
         title=title or f"{metric} ({test_set} test set), 95% bootstrap intervals",
-        yaxis_range=[max(0, lo - 0.05), 1],
+        yaxis_range=[bottom, 1],
         height=420,
         xaxis_tickangle=-20,
+        showlegend=False,
     )
     return fig
 

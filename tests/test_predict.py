@@ -431,6 +431,7 @@ def test_a_folder_of_every_input_kind_gets_one_answer_per_file_and_writes_only_i
     assert "skipped" in reasons["notes.txt"]
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # scan's threads open files at once
 def test_scan_names_every_file_of_a_fuzz_folder_exactly_once(tmp_path):
     from tumorlens.data.inventory import scan
 

@@ -9,6 +9,7 @@ map a map or a mask at the model input back to the image's own resolution.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,7 @@ MIN_SIDE = 16  # pixels: smaller images carry no usable anatomy
 
 
 MAX_PIXELS = 64_000_000  # larger images are refused before decoding (decompression bombs)
+_OPEN_LOCK = threading.Lock()  # see read_image
 
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail, not decode half grey
@@ -75,9 +77,11 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
         raise BadImageError(p, "empty file (0 bytes)")
     note = None
     try:
-        with warnings.catch_warnings():
-            # Pillow warns "could be decompression bomb DOS attack" between 89 and 179 megapixels; the
-            # MAX_PIXELS check below refuses such an image, naming it, so the warning only alarms
+        # Pillow warns "could be decompression bomb DOS attack" between 89 and 179 megapixels; the
+        # MAX_PIXELS check below refuses such an image, naming it, so the warning only alarms. The
+        # warning filters are process-wide: the lock keeps scan's threads from restoring them while
+        # another thread opens a file (opening reads the header only; decoding happens outside)
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(p)
         with im:

@@ -265,7 +265,7 @@ def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
                 "images/s (batched)": round(s["images_per_second"], 1),
                 "predict + map + mask, ms/image": round(s["explain_segment_ms_median"])
                 if "explain_segment_ms_median" in s
-                else None,
+                else "not measured",
             }
             for name, s in bench["systems"].items()
         },

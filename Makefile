@@ -30,7 +30,7 @@ test: export TF_NUM_INTRAOP_THREADS = 1
 test: install
 	@mkdir -p .cache
 	@$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS) > .cache/smoke-book.log 2>&1 & book=$$!; \
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile; tests=$$?; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10; tests=$$?; \
 	wait $$book; built=$$?; \
 	if [ $$built -eq 0 ]; then tail -n 2 .cache/smoke-book.log; else cat .cache/smoke-book.log; fi; \
 	echo "tests: $$([ $$tests -eq 0 ] && echo passed || echo FAILED); strict smoke book:" \

@@ -25,7 +25,7 @@ book: install
 ## the smoke book (BOOK_WORKERS jobs at once; its log is .cache/smoke-book.log, printed in full if it fails)
 ## Each of these processes gets one TensorFlow thread: they share the cores, and more threads only contend.
 TEST_WORKERS ?= 2
-BOOK_WORKERS ?= 2
+BOOK_WORKERS ?= 1
 test: export TF_NUM_INTRAOP_THREADS = 1
 test: install
 	@mkdir -p .cache

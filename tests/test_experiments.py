@@ -12,6 +12,7 @@ import csv
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,6 +305,11 @@ def test_compare_runs_pairs_images_by_path(results):
 
 def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path))
+    # the smoke profile planning one other backbone (as the cpu profile plans three)
+    config = tmp_path / "_config.yml"
+    text = (Path(__file__).resolve().parents[1] / "_config.yml").read_text()
+    config.write_text(text.replace("      other_backbones: []", "      other_backbones: [mobilenetv2]", 1))
+    monkeypatch.setenv("TUMORLENS_CONFIG", str(config))
     smoke_root = load_config("smoke").runs_root
     assert smoke_root == tmp_path / "smoke"
     live, res = tmp_path / "live", tmp_path / "res"

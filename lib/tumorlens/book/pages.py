@@ -55,9 +55,12 @@ def end_to_end_words(timing: dict) -> str:
     if not rec:
         return "no uninterrupted run of every job has been recorded for these results yet (make reproduce records one)"
     w = rec["workers"]
+    where = (
+        "an existing Dask cluster, planned from" if rec.get("scheduler") else f"{w} worker{'s' if w != 1 else ''} of"
+    )
     text = (
         f"one uninterrupted make reproduce ran all {rec['jobs']} jobs in {rec['minutes']:.0f} minutes "
-        f"(wall clock, on {w} worker{'s' if w != 1 else ''} of a {rec['cpus']}-core {rec['cpu_model']} machine, "
+        f"(wall clock, on {where} a {rec['cpus']}-core {rec['cpu_model']} machine, "
         f"commit {str((rec.get('commit') or {}).get('commit', ''))[:7] or 'unknown'})"
     )
     again = rec.get("jobs_rerun_since") or []

@@ -148,7 +148,8 @@ def record_end_to_end(
         "minutes": round(seconds / 60, 1),
         "seconds": round(seconds, 1),
         "started": started.isoformat(timespec="seconds"),
-        "workers": workers or (scheduler and "scheduler") or 1,
+        "workers": workers or 1,
+        "scheduler": bool(scheduler),  # on an existing Dask cluster (its size is not known here)
         "jobs": len(done),
         "cpu_model": env["cpu_model"],
         "cpus": env["cpus"],

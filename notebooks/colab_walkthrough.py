@@ -79,7 +79,7 @@ subprocess.run([*TUMORLENS, "data", "audit", root, "--out", f"{OUT}/audit"], che
 # %% [markdown]
 # ## First: the published model, no training
 #
-# The repository ships the cpu run's best model (`results/cpu/models`: EfficientNet-Lite0 + SBR, its
+# The repository ships the cpu run's best model (`models/cpu`: EfficientNet-Lite0 + SBR, its
 # ensemble's members and the weak-mask network, checked against their sha256). `tumorlens predict`
 # without `--model` uses it; `--ensemble published` soft-votes the published ensemble.
 

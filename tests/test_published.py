@@ -18,7 +18,7 @@ from tumorlens.models.inference import predict_images
 from tumorlens.utils.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO / "results" / published.PUBLISHED_PROFILE / "models"
+PUBLISHED = REPO / "models" / published.PUBLISHED_PROFILE
 
 
 def _fake_run(root: Path, modules: tuple[str, ...], seed: int) -> Path:
@@ -112,7 +112,7 @@ def test_an_altered_missing_or_oversized_publication_is_a_clear_error(two_runs, 
 
 
 needs_published = pytest.mark.skipif(
-    not (PUBLISHED / "models.json").is_file(), reason="no published models in results/cpu/models"
+    not (PUBLISHED / "models.json").is_file(), reason="no published models in models/cpu"
 )
 
 

@@ -10,7 +10,7 @@ tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set K
 tumorlens run --profile P [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
-                                           without --model: the published model (results/cpu/models)
+                                           without --model: the published model (models/cpu)
 tumorlens external --profile P [--folder DIR ...]  the published models on another release (accuracy per view)
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--model",
         default=None,
-        help="a run directory or a .keras file (default: the published model, results/cpu/models)",
+        help="a run directory or a .keras file (default: the published model, models/cpu)",
     )
     pr.add_argument(
         "--ensemble",

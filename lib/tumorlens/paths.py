@@ -51,6 +51,11 @@ def results_root() -> Path:
     return repo_root() / "results"
 
 
+def models_root() -> Path:
+    """The published trained models (``models/<profile>/``), kept apart from the compact results."""
+    return repo_root() / "models"
+
+
 def cache_root() -> Path:
     env = os.environ.get("TUMORLENS_CACHE")
     if env:

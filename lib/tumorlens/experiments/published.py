@@ -2,7 +2,7 @@
 network, small enough to ship in the repository, so `tumorlens predict` classifies a scan right after
 ``make install`` -- offline, without training and without downloading weights.
 
-    results/<profile>/models/
+    models/<profile>/
         models.json              manifest: each model's recipe, commit, dataset identity, metrics, sha256
         <variant>-seed-<n>.npz   a model's weights by variable path (see `save_weights`)
         segment.json             the map, mask and thresholds the explain step adopted for the single model
@@ -29,7 +29,7 @@ import numpy as np
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.errors import TumorlensError
-from tumorlens.experiments.collect import results_dir, write_manifest
+from tumorlens.experiments.collect import results_dir
 from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
 from tumorlens.explain.refine import load_segmenter as load_full_segmenter
 from tumorlens.models.classifier import build_classifier, load_model
@@ -62,7 +62,8 @@ class PublishedModelError(TumorlensError):
 
 
 def models_dir(profile: str = PUBLISHED_PROFILE) -> Path:
-    return results_dir(profile) / "models"
+    """``models/<profile>/``: the published models, beside (not inside) the compact ``results/<profile>/``."""
+    return paths.models_root() / profile
 
 
 def read_manifest(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> dict:
@@ -203,7 +204,7 @@ def publish(
     force: bool = False,
     half: bool = False,
 ) -> Path:
-    """Write the published models of ``profile`` into ``results/<profile>/models/`` (or ``out``).
+    """Write the published models of ``profile`` into ``models/<profile>/`` (or ``out``).
 
     Args:
         single: the run directory of the single model (default: the first member of the profile's
@@ -224,7 +225,7 @@ def publish(
     runs_root = cfg.runs_root
     ens_file = runs_root / "ensembles" / "ensembles.json"
     if not ens_file.is_file():  # the published copy names the same members
-        ens_file = models_dir(profile).parent / "ensembles" / "ensembles.json"
+        ens_file = results_dir(profile) / "ensembles" / "ensembles.json"
     ens_info = read_json(ens_file, schema="ensembles") if ens_file.is_file() else None
     if ensemble is None:
         if ens_info is None:
@@ -326,9 +327,6 @@ def publish(
         folder.rename(old)
     staging.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
-    res = folder.parent
-    if (res / "manifest.json").is_file():  # the results manifest lists the published files too
-        write_manifest(res, profile, files=sorted(folder.iterdir()))
     return folder
 
 

@@ -25,6 +25,8 @@ import numpy as np
 from tumorlens import paths, records
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.experiments.published import MANIFEST as MODELS_MANIFEST
+from tumorlens.experiments.published import models_dir
 from tumorlens.training.run import train_run
 from tumorlens.utils.files import read_json, write_json
 
@@ -109,7 +111,7 @@ def verify(
     res = Path(res) if res else results_dir(profile)
     summary = read_json(res / "summary.json", schema="summary")
     if recipe is None:
-        mf = res / "models" / "models.json"
+        mf = models_dir(profile) / MODELS_MANIFEST
         recipe = (
             read_json(mf, schema="published_models")["single"]
             if mf.is_file()

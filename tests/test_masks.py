@@ -128,3 +128,58 @@ def test_settings_that_cannot_work_fail_before_any_work(tmp_path):
     cfg = load_config("smoke", overrides={"segment.mask": "auto", "segment.tune": False})
     with pytest.raises(ValueError, match="segment.tune is false"):
         evaluate_segmentation(cfg, tmp_path / "no-run-here", show_progress=False)
+
+
+def _disc_items(n: int, size: int = 48):
+    """Synthetic scans (a grey head with one bright disc) whose true-class map is a blurred copy of the
+    disc, as `ItemCams`: a known answer for the tuning search."""
+    from pathlib import Path
+
+    from tumorlens.explain.ground_truth import MaskItem
+    from tumorlens.explain.scoring import ItemCams
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    images, cams, truths, items = [], [], [], []
+    for i in range(n):
+        head = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.45 * size) ** 2
+        cy, cx, r = rng.integers(16, size - 16, 2).tolist() + [int(rng.integers(4, 8))]
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        img = np.where(head, 90, 0) + np.where(disc, 120, 0) + rng.normal(0, 6, (size, size)) * head
+        images.append(np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, -1))
+        cam = np.exp(-((yy - cy - 2) ** 2 + (xx - cx) ** 2) / (2 * (r * 1.3) ** 2)).astype(np.float32)
+        cams.append(cam / cam.max())
+        truths.append(disc)
+        items.append(MaskItem(Path(f"img{i:03d}.jpg"), Path(f"img{i:03d}.png"), "glioma"))
+    cams = np.stack(cams)
+    probs = np.tile(np.array([[1.0, 0, 0, 0]], np.float32), (n, 1))
+    return ItemCams(items, np.stack(images), cams, cams, cams, probs, truths, [(size, size)] * n)
+
+
+def test_grabcut_tuning_by_successive_halving_keeps_the_best_of_what_it_scores_in_full():
+    ic = _disc_items(40)
+    full, full_grid = tune_params(ic, ic.items, screen=1)
+    halved, grid = tune_params(ic, ic.items, screen=2, keep=3)
+    gc, gc_full = (
+        [g for g in grid if g["step"] == "grabcut"],
+        [g for g in full_grid if g["step"] == "grabcut"],
+    )
+    assert len(gc) == len(gc_full) == 22  # every setting screened
+    assert all(g["mean_dice"] is not None for g in gc_full) and all(g["screen_dice"] is None for g in gc_full)
+    scored = [g for g in gc if g["mean_dice"] is not None]
+    assert len(scored) == 3 and all(g["screen_dice"] is not None for g in gc)
+    # the three scored in full are the three best on the thinned part
+    assert sorted(g["screen_dice"] for g in scored) == sorted(g["screen_dice"] for g in gc)[-3:]
+    # the full scores do not depend on the screening, and the choice is the best of those scored in full
+    by_setting = {json.dumps({k: g[k] for k in g if k not in ("screen_dice", "mean_dice")}): g for g in gc_full}
+    for g in scored:
+        key = json.dumps({k: g[k] for k in g if k not in ("screen_dice", "mean_dice")})
+        assert g["mean_dice"] == pytest.approx(by_setting[key]["mean_dice"])
+    winner = max(scored, key=lambda g: g["mean_dice"])
+    assert halved.seeds == winner["seeds"] and max(g["mean_dice"] for g in gc_full) >= winner["mean_dice"] > 0.5
+    # a tuning part too small to screen is searched exhaustively; bad arguments name themselves
+    assert all(
+        g["mean_dice"] is not None for g in tune_params(ic, ic.items[:20], screen=2)[1] if g["step"] == "grabcut"
+    )
+    with pytest.raises(ValueError, match="screen=0"):
+        tune_params(ic, ic.items, screen=0)

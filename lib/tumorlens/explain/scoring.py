@@ -241,10 +241,26 @@ def centre_map(image: np.ndarray) -> np.ndarray:
 
 
 def tune_params(
-    ic: ItemCams, tune: Sequence[MaskItem], base: SegmentParams = SegmentParams(), show_progress: bool = False
+    ic: ItemCams,
+    tune: Sequence[MaskItem],
+    base: SegmentParams = SegmentParams(),
+    show_progress: bool = False,
+    *,
+    screen: int = 4,
+    keep: int = 4,
 ) -> tuple[SegmentParams, list[dict]]:
     """Choose the binarisation and the GrabCut levels by mean Dice on the tuning items (true-class CAMs,
-    so classification errors do not steer the thresholds). Returns the chosen params and the grid."""
+    so classification errors do not steer the thresholds). Returns the chosen params and the grid.
+
+    The map-only thresholds are cheap and all scored on every tuning item. The GrabCut settings (levels
+    and mask seeds, `GRABCUT_LEVELS` and `_MASK_SEEDS`) cost ~20 ms an image each, so they are searched by
+    successive halving: all scored on every ``screen``-th tuning item, the ``keep`` best of those then on
+    every tuning item, and the best of these wins (``screen=1`` scores every setting on every item; so
+    does a tuning part too small to screen, under 16 items after thinning). Each grid row has
+    ``screen_dice`` (the thinned part) and ``mean_dice`` (all tuning items; None when screened out)."""
+    for name, v in (("screen", screen), ("keep", keep)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; received {name}={v!r}")
     grid = []
     thresholds = (
         [("otsu", 0.5)]
@@ -259,31 +275,35 @@ def tune_params(
         if rows > best_cam[0]:
             best_cam = (rows, (method, value, largest))
     p_cam = replace(base, threshold=best_cam[1][0], value=best_cam[1][1], largest=best_cam[1][2])
-    best_gc = (-1.0, (base.hi, base.mid, base.lo))
-    triples = [
-        (hi, mid, lo)
-        for hi, mid, lo in itertools.product((0.6, 0.75, 0.9), (0.3, 0.45, 0.6), (0.1, 0.2))
-        if lo < mid < hi
+    # GrabCut seeded by the levels, or refining the chosen binarisation (seeds="mask")
+    settings = [
+        ({"seeds": "levels", "hi": hi, "mid": mid, "lo": lo}, replace(p_cam, hi=hi, mid=mid, lo=lo))
+        for hi, mid, lo in GRABCUT_LEVELS
+    ] + [
+        ({"seeds": "mask", "ring": ring, "core": core}, replace(p_cam, seeds="mask", ring=ring, core=core))
+        for ring, core in _MASK_SEEDS
     ]
-    for hi, mid, lo in progress(triples, desc="tuning GrabCut", unit="setting", disable=not show_progress):
-        score = _score_kind(ic, tune, replace(p_cam, hi=hi, mid=mid, lo=lo), "grabcut")
-        grid.append({"step": "grabcut", "seeds": "levels", "hi": hi, "mid": mid, "lo": lo, "mean_dice": score})
-        if score > best_gc[0]:
-            best_gc = (score, (hi, mid, lo))
-    hi, mid, lo = best_gc[1]
-    best = replace(p_cam, hi=hi, mid=mid, lo=lo)
-    # GrabCut refining the chosen binarisation instead (seeds="mask"): kept when it scores higher
-    for ring, core in progress(
-        _MASK_SEEDS, desc="tuning GrabCut (mask seeds)", unit="setting", disable=not show_progress
-    ):
-        p = replace(p_cam, seeds="mask", ring=ring, core=core)
-        score = _score_kind(ic, tune, p, "grabcut")
-        grid.append({"step": "grabcut", "seeds": "mask", "ring": ring, "core": core, "mean_dice": score})
-        if score > best_gc[0]:
-            best_gc, best = (score, (hi, mid, lo)), replace(best, seeds="mask", ring=ring, core=core)
-    return best, grid
+    thin = list(tune)[::screen]
+    screened = screen > 1 and len(thin) >= 16 and keep < len(settings)
+    first = [
+        _score_kind(ic, thin if screened else tune, p, "grabcut")
+        for _, p in progress(settings, desc="tuning GrabCut", unit="setting", disable=not show_progress)
+    ]
+    order = sorted(range(len(settings)), key=lambda i: -first[i])
+    full = (
+        {i: _score_kind(ic, tune, settings[i][1], "grabcut") for i in order[:keep]}
+        if screened
+        else dict(enumerate(first))
+    )
+    for i, (row, _) in enumerate(settings):
+        grid.append({"step": "grabcut", **row, "screen_dice": first[i] if screened else None, "mean_dice": full.get(i)})
+    return settings[max(full, key=lambda i: (full[i], -i))][1], grid
 
 
+#: (hi, mid, lo) levels of the level-seeded GrabCut tried on the tuning half.
+GRABCUT_LEVELS = tuple(
+    (hi, mid, lo) for hi, mid, lo in itertools.product((0.6, 0.75, 0.9), (0.3, 0.45, 0.6), (0.1, 0.2)) if lo < mid < hi
+)
 #: (ring, core) pixels of the mask-seeded GrabCut tried on the tuning half.
 _MASK_SEEDS = tuple((ring, core) for ring in (8, 16, 24) for core in (0, 3))
 
@@ -535,7 +555,10 @@ def evaluate_segmentation(
         params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
         per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
         params_by[ic.name], grids[ic.name], ics[ic.name] = params, grid, ic
-        tune_scores[ic.name] = {k: max((g["mean_dice"] for g in grid if g["step"] == k), default=None) for k in KINDS}
+        tune_scores[ic.name] = {
+            k: max((g["mean_dice"] for g in grid if g["step"] == k and g["mean_dice"] is not None), default=None)
+            for k in KINDS
+        }
         lat[ic.name] = latency(predict_map, rep_images, params)
 
     for cs in settings:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tumorlens.config import load_config
 from tumorlens.errors import NotebookFailed
 from tumorlens.experiments.runner import Job, execute, plan
 
@@ -58,6 +59,49 @@ def test_profiles_plan_their_own_run_folders():
     assert [j.notebook for j in smoke][:2] == ["01_data", "02_train"]
     assert len({j.run_dir for j in smoke}) == len(smoke)
     json.dumps([j.params for j in smoke])  # parameters are plain literals
+
+
+def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part():
+    from tumorlens.experiments.jobs import PLAN_PARTS, upstream_runs
+
+    for profile in ("smoke", "cpu"):
+        every = plan(profile)
+        parts = {p: plan(profile, p) for p in PLAN_PARTS}
+        assert [j.run_dir for j in every] == [
+            j.run_dir for j in every if j in parts["headline"] + parts["supplementary"]
+        ]
+        assert len(every) == sum(map(len, parts.values())) and all(j.part in PLAN_PARTS for j in every)
+        head = {j.run_dir for j in parts["headline"]}
+        for job in parts["headline"]:  # runs on its own: reads headline runs only
+            assert {Path(r) for r in upstream_runs(job)} <= head, job.run_dir
+        for job in parts["supplementary"]:  # reads its own or headline runs
+            assert {Path(r) for r in upstream_runs(job)} <= head | {j.run_dir for j in parts["supplementary"]}
+        headline_nbs = {j.notebook for j in parts["headline"]}
+        assert headline_nbs == {"01_data", "02_train", "03_explain", "04_ensembles"}
+        # the explain step and the ensembles choose among RQ1's runs: standard and all modules, every seed
+        rq1 = [j.run_dir for j in parts["headline"] if j.notebook == "02_train"]
+        seeds = load_config(profile).reproduce.seeds
+        assert len(rq1) == 2 * len(seeds)
+        for job in parts["headline"]:
+            if job.notebook in ("03_explain", "04_ensembles"):
+                assert [Path(r) for r in upstream_runs(job)] == rq1
+    cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
+    assert cpu_sup == {"02_train", "02_vit", "05_robustness"}
+    with pytest.raises(ValueError, match="part='rest'"):
+        plan("cpu", "rest")
+
+
+def test_the_supplementary_part_waits_for_the_headline_runs_it_reads(tmp_path, monkeypatch):
+    from tumorlens.experiments import runner
+
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    called = []
+    monkeypatch.setattr(runner, "run_jobs", lambda jobs, **kw: called.append(jobs) or [(j, "ran") for j in jobs])
+    with pytest.raises(ValueError, match=r"not complete and current: .*seed-42.*--part headline` first"):
+        runner.run_profile("smoke", part="supplementary", collect_results=False, show_progress=False)
+    assert not called  # refused before anything ran
+    done = runner.run_profile("smoke", part="headline", collect_results=False, show_progress=False)
+    assert {j.part for j, _ in done} == {"headline"}
 
 
 STAMP = """# %% tags=["parameters"]
@@ -128,7 +172,7 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     from tumorlens.config import load_config
     from tumorlens.experiments import collect as collect_mod
     from tumorlens.experiments import runner
-    from tumorlens.records import END_TO_END
+    from tumorlens.records import END_TO_END, end_to_end_file
     from tumorlens.utils.files import read_json
 
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
@@ -162,3 +206,27 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     words = end_to_end_words({"total_minutes": 3.0, **timing})
     assert f"all {rec['jobs']} jobs" in words and "2 workers" in words and "1 job was rerun after it (explain)" in words
     assert "no uninterrupted run" in end_to_end_words({"total_minutes": 3.0, "jobs": []})
+
+    # the parts, each in its own uninterrupted run: each records its own time; the headline's is the one
+    # the target is about, and a part's rerun jobs are its own only
+    runner.run_profile("smoke", part="headline", collect_results=False, show_progress=False, workers=2)
+    time.sleep(0.01)
+    monkeypatch.setattr(runner, "stale_reasons", lambda job: [])  # the fake headline counts as complete
+    runner.run_profile("smoke", part="supplementary", collect_results=False, show_progress=False)
+    head = read_json(root / end_to_end_file("headline"), schema="end_to_end")
+    sup = read_json(root / end_to_end_file("supplementary"), schema="end_to_end")
+    assert (head["part"], head["jobs"]) == ("headline", len(plan("smoke", "headline")))
+    assert (sup["part"], sup["jobs"], sup["workers"]) == ("supplementary", len(plan("smoke", "supplementary")), 1)
+    vit_done = root / "vit" / "seed-42" / ".done.json"  # a supplementary job completed after both runs
+    vit_done.parent.mkdir(parents=True)
+    vit_done.write_text("{}")
+    later = (root / end_to_end_file("supplementary")).stat().st_mtime + 5
+    os.utime(vit_done, (later, later))
+    timing = collect_mod._end_to_end(root, None, "smoke")
+    assert timing["end_to_end"]["part"] == "headline" and timing["end_to_end_minutes"] == head["minutes"]
+    assert set(timing["end_to_end_parts"]) == {"all", "headline", "supplementary"}
+    assert timing["end_to_end_parts"]["headline"]["jobs_rerun_since"] == ["explain"]
+    assert timing["end_to_end_parts"]["supplementary"]["jobs_rerun_since"] == ["vit/seed-42"]
+    words = end_to_end_words({"total_minutes": 3.0, **timing})
+    assert f"the headline part ran its {head['jobs']} jobs" in words
+    assert f"the supplementary part ran its {sup['jobs']} jobs" in words and "1 worker of" in words

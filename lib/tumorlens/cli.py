@@ -7,7 +7,7 @@ tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehu
 tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
 tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
 tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
-tumorlens run --profile P [--only NB ...] [--workers N | --scheduler ADDR]
+tumorlens run --profile P [--part headline|supplementary] [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (models/cpu)
@@ -164,17 +164,22 @@ def _cmd_run(args) -> int:
     from tumorlens.experiments.runner import plan, run_profile, stale_reasons
 
     if args.status:  # what a run would do, and why; runs nothing
-        for job in plan(args.profile):
+        for job in plan(args.profile, args.part):
             if not args.only or job.notebook in args.only:
                 why = stale_reasons(job)
                 print(
-                    f"{'current' if not why else 'to run':8s} {job.notebook:14s} {paths.relative(job.run_dir)}"
-                    + (f"  ({'; '.join(why)})" if why else "")
+                    f"{'current' if not why else 'to run':8s} {job.part:13s} {job.notebook:14s} "
+                    f"{paths.relative(job.run_dir)}" + (f"  ({'; '.join(why)})" if why else "")
                 )
         return 0
 
     for job, status in run_profile(
-        args.profile, only=args.only, force=args.force, workers=args.workers, scheduler=args.scheduler
+        args.profile,
+        only=args.only,
+        part=args.part,
+        force=args.force,
+        workers=args.workers,
+        scheduler=args.scheduler,
     ):
         print(f"{status:8s} {job.notebook}  ->  {job.output}")
     if not args.only:
@@ -269,6 +274,8 @@ def _results_command(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tumorlens.experiments.jobs import PLAN_PARTS  # light: settings only
+
     p = argparse.ArgumentParser(
         prog="tumorlens",
         description="Brain MRI tumour classification toolkit (research use only; not a diagnostic device).",
@@ -327,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="execute the notebooks of a profile with papermill (resumable)")
     r.add_argument("--profile", default="smoke")
+    r.add_argument(
+        "--part",
+        choices=PLAN_PARTS,
+        default=None,
+        help="one part of the plan, timed on its own: headline (self-contained: data, RQ1 over every seed, "
+        "explain, ensembles) or supplementary (the rest; reads headline runs). Default: every job",
+    )
     r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete and current")
     r.add_argument(

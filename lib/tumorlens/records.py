@@ -30,6 +30,7 @@ from tumorlens.utils.files import atomic_path, read_json, write_json
 
 __all__ = [
     "END_TO_END",
+    "end_to_end_file",
     "CONFIG",
     "RUN_INFO",
     "MODEL",
@@ -68,6 +69,13 @@ RUN_FILES = (METRICS, PREDICTIONS, VAL_PREDICTIONS, HISTORY)
 PUBLISHED_RUNS = "variants"
 #: In ``runs/<profile>/``: the last invocation that ran every job of the profile at once, and its wall time.
 END_TO_END = "end_to_end.json"
+
+
+def end_to_end_file(part: str | None = None) -> str:
+    """``end_to_end.json`` (every job of the profile at once) or ``end_to_end-<part>.json`` (one part)."""
+    return END_TO_END if part is None else f"end_to_end-{part}.json"
+
+
 #: the test sets every score is reported on
 TEST_SETS = ("official", "dedup")
 

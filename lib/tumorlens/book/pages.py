@@ -49,24 +49,59 @@ def ablation_variants(rq: dict) -> list[str]:
     ]
 
 
+#: What each part of the plan (`tumorlens.experiments.jobs.PLAN_PARTS`) gives the book.
+PART_NUMBERS = {
+    "headline": "the data audit, RQ1 (standard vs all modules over every seed), RQ2 (the ensembles), RQ3 "
+    "(explanations and weak masks), the best system and the external check of the published models",
+    "supplementary": "each module alone, RQ4 (warm-up only), RQ5 (the ViT), robustness and the other "
+    "backbones' smoke evidence",
+}
+
+
 def end_to_end_words(timing: dict) -> str:
-    """One sentence on the reproduction's measured wall time (``reproduction.json``'s ``end_to_end``)."""
-    rec = timing.get("end_to_end")
-    if not rec:
+    """One sentence on the reproduction's measured wall time (``reproduction.json``'s ``end_to_end`` and
+    ``end_to_end_parts``: the whole profile in one go, or each part in its own uninterrupted run)."""
+    scopes = timing.get("end_to_end_parts") or ({"all": timing["end_to_end"]} if timing.get("end_to_end") else {})
+    if not scopes:
         return "no uninterrupted run of every job has been recorded for these results yet (make reproduce records one)"
-    w = rec["workers"]
-    where = (
-        "an existing Dask cluster, planned from" if rec.get("scheduler") else f"{w} worker{'s' if w != 1 else ''} of"
-    )
-    text = (
-        f"one uninterrupted make reproduce ran all {rec['jobs']} jobs in {rec['minutes']:.0f} minutes "
-        f"(wall clock, on {where} a {rec['cpus']}-core {rec['cpu_model']} machine, "
-        f"commit {str((rec.get('commit') or {}).get('commit', ''))[:7] or 'unknown'})"
-    )
-    again = rec.get("jobs_rerun_since") or []
-    if again:
-        text += f"; {len(again)} job{'s were' if len(again) > 1 else ' was'} rerun after it ({', '.join(again)})"
-    return text
+    said = []
+    for scope in ("all", "headline", "supplementary"):
+        rec = scopes.get(scope)
+        if not rec:
+            continue
+        w = rec["workers"]
+        where = (
+            "an existing Dask cluster, planned from"
+            if rec.get("scheduler")
+            else f"{w} worker{'s' if w != 1 else ''} of"
+        )
+        what = f"ran all {rec['jobs']} jobs" if scope == "all" else f"the {scope} part ran its {rec['jobs']} jobs"
+        text = (
+            f"{'one uninterrupted make reproduce' if scope == 'all' else 'in one uninterrupted run,'} {what} in "
+            f"{rec['minutes']:.0f} minutes (wall clock, on {where} a {rec['cpus']}-core {rec['cpu_model']} machine, "
+            f"commit {str((rec.get('commit') or {}).get('commit', ''))[:7] or 'unknown'})"
+        )
+        again = rec.get("jobs_rerun_since") or []
+        if again:
+            text += f"; {len(again)} job{'s were' if len(again) > 1 else ' was'} rerun after it ({', '.join(again)})"
+        said.append(text)
+    return "; ".join(said)
+
+
+def parts_words(timing: dict) -> str:
+    """Which numbers come from which part of the plan, with each part's jobs and summed notebook minutes."""
+    jobs = timing.get("jobs") or []
+    if not any(j.get("part") for j in jobs):
+        return "these results were collected before the plan had parts"
+    minutes = timing.get("part_minutes") or {}
+    said = []
+    for part, numbers in PART_NUMBERS.items():
+        n = sum(j.get("part") == part for j in jobs)
+        if n:
+            said.append(
+                f"the {part} part ({n} jobs, {minutes.get(part, 0):.0f} notebook-minutes added up) gives {numbers}"
+            )
+    return "; ".join(said)
 
 
 def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[str, str]:
@@ -94,6 +129,7 @@ def grid_glue(res: Path, profile: str, timing: dict, grid: dict | None) -> dict[
     else:
         out["grid_measured"] = "the smoke grid on Dask workers has not been measured for these results"
     out["repro_end_to_end"] = end_to_end_words(timing)
+    out["repro_parts"] = parts_words(timing)
     return out
 
 

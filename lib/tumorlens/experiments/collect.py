@@ -28,16 +28,16 @@ from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.experiments.jobs import current_runs
+from tumorlens.experiments.jobs import DONE, PLAN_PARTS, current_runs, plan
 from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
 from tumorlens.records import (
     CONFIG,
-    END_TO_END,
     PUBLISHED_RUNS,
     RUN_FILES,
     RUN_INFO,
     TEST_SETS,
+    end_to_end_file,
     find_runs,
     published_run,
 )
@@ -143,10 +143,10 @@ def collect(
         {"image_size": cfg.data.image_size, "blocks": block_costs(image_size=cfg.data.image_size)},
         schema="block_costs",
     )
-    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones)
+    timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones, profile)
     if only:  # the jobs rerun since the last full collect replace their own entries; the others stay
         timing = _merge_timing(read_json(res / "reproduction.json", schema="reproduction"), timing)
-    timing |= _end_to_end(runs_root, res if only else None)
+    timing |= _end_to_end(runs_root, res if only else None, profile)
     write_json(res / "reproduction.json", timing, schema="reproduction")
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
     write_manifest(res, profile)
@@ -262,10 +262,12 @@ def make_portable(res: Path, cfg) -> int:
     return changed
 
 
-def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
+def _reproduction_time(runs_root: Path, other_backbones=(), profile: str | None = None) -> dict:
     """Seconds per executed notebook (from the runner's records) and their total: the profile's own
-    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes."""
+    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes; with ``profile``, each
+    job's part of the plan (`PLAN_PARTS`) and the seconds summed per part."""
     jobs = []
+    parts = {j.run_dir.resolve(): j.part for j in plan(profile)} if profile else {}
     smoke_root = load_config("smoke").runs_root
     base = runs_root.parent
     extra = (
@@ -279,33 +281,61 @@ def _reproduction_time(runs_root: Path, other_backbones=()) -> dict:
             name = str(done.parent.relative_to(base))
         except ValueError:
             name = str(done.parent)
-        jobs.append({"job": name, "notebook": d["notebook"], "seconds": d.get("seconds")})
-    total = sum(j["seconds"] or 0 for j in jobs)
-    return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
-
-
-def _end_to_end(runs_root: Path, res: Path | None) -> dict:
-    """``end_to_end_minutes`` and its record (`tumorlens.experiments.runner.record_end_to_end`): the last
-    invocation that ran every job of the profile at once, with the jobs rerun after it (their results
-    are newer than that run); else the one already in ``res`` (a partial collect), else nothing."""
-    f = runs_root / END_TO_END
-    if f.is_file():
-        rec = {k: v for k, v in read_json(f, schema="end_to_end").items() if k != SCHEMA_KEY}
-        written = f.stat().st_mtime
-        rec["jobs_rerun_since"] = sorted(
-            str(d.parent.relative_to(runs_root)) for d in runs_root.rglob(".done.json") if d.stat().st_mtime > written
+        jobs.append(
+            {"job": name, "notebook": d["notebook"], "seconds": d.get("seconds")}
+            | ({"part": parts.get(done.parent.resolve())} if parts else {})
         )
-        return {"end_to_end_minutes": rec["minutes"], "end_to_end": rec}
+    return _totals(jobs)
+
+
+def _totals(jobs: list[dict]) -> dict:
+    total = sum(j["seconds"] or 0 for j in jobs)
+    out = {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
+    if any(j.get("part") for j in jobs):
+        out["part_minutes"] = {
+            p: round(sum(j["seconds"] or 0 for j in jobs if j.get("part") == p) / 60, 1)
+            for p in PLAN_PARTS
+            if any(j.get("part") == p for j in jobs)
+        }
+    return out
+
+
+def _end_to_end(runs_root: Path, res: Path | None, profile: str | None = None) -> dict:
+    """The measured end-to-end times (`tumorlens.experiments.runner.record_end_to_end`): per scope
+    (``all``: one invocation ran every job of the profile; or one of `PLAN_PARTS`) the last such run, with
+    the jobs of that scope rerun after it (their results are newer than that run), in
+    ``end_to_end_parts``. ``end_to_end_minutes``/``end_to_end``: the headline part's when measured (the
+    scope the time target is set for), else the whole profile's. Without any record: the ones already
+    in ``res`` (a partial collect), else nothing."""
+    scopes = {}
+    for part in (None, *PLAN_PARTS):
+        f = runs_root / end_to_end_file(part)
+        if not f.is_file():
+            continue
+        rec = {"part": "all"} | {k: v for k, v in read_json(f, schema="end_to_end").items() if k != SCHEMA_KEY}
+        written = f.stat().st_mtime
+        dirs = [j.run_dir for j in plan(profile, part)] if profile else [d.parent for d in runs_root.rglob(DONE)]
+        rec["jobs_rerun_since"] = sorted(
+            _under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written
+        )
+        scopes[rec["part"]] = rec
+    if scopes:
+        main = scopes.get("headline") or scopes.get("all") or next(iter(scopes.values()))
+        return {"end_to_end_minutes": main["minutes"], "end_to_end": main, "end_to_end_parts": scopes}
     old = read_json(res / "reproduction.json", schema="reproduction") if res else {}
-    return {k: old[k] for k in ("end_to_end_minutes", "end_to_end") if k in old}
+    return {k: old[k] for k in ("end_to_end_minutes", "end_to_end", "end_to_end_parts") if k in old}
+
+
+def _under(d: Path, root: Path) -> str:
+    """``d`` relative to ``root`` when inside it, else to the repository."""
+    d, root = d.resolve(), root.resolve()
+    return str(d.relative_to(root)) if d.is_relative_to(root) else paths.relative(d)
 
 
 def _merge_timing(old: dict, new: dict) -> dict:
     """``old``'s jobs with those also in ``new`` replaced by ``new``'s (rerun since); totals recomputed."""
     fresh = {j["job"]: j for j in new["jobs"]}
-    jobs = [fresh.get(j["job"], j) for j in old["jobs"]]
-    total = sum(j["seconds"] or 0 for j in jobs)
-    return {"jobs": jobs, "total_seconds": round(total, 1), "total_minutes": round(total / 60, 1)}
+    return _totals([fresh.get(j["job"], j) for j in old["jobs"]])
 
 
 def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
@@ -380,7 +410,9 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
             "measured": timing["total_minutes"],
             "jobs": len(timing["jobs"]),
             "met": timing.get("end_to_end_minutes", timing["total_minutes"]) <= t.target_minutes,
-            # one uninterrupted `make reproduce` when recorded, else the per-job times added up
+            # one uninterrupted run when recorded (the headline part's when the parts were run one by
+            # one, see `tumorlens.experiments.jobs.PLAN_PARTS`), else the per-job times added up
             "end_to_end": timing.get("end_to_end_minutes"),
+            "end_to_end_scope": (timing.get("end_to_end") or {}).get("part"),
         },
     }

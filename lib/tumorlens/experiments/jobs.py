@@ -23,6 +23,7 @@ from tumorlens.config import PAPER_MODULES, load_config, variant_name
 __all__ = [
     "Job",
     "DONE",
+    "PLAN_PARTS",
     "SETTINGS_READ",
     "plan",
     "notebook_dir",
@@ -33,6 +34,13 @@ __all__ = [
 ]
 
 DONE = ".done.json"
+
+#: The parts of a profile's plan, each runnable and timed on its own (`tumorlens run --part`):
+#: ``headline`` is self-contained (the data audit, RQ1's standard and all-modules runs over every seed,
+#: the explain-and-segment step and the ensembles, both choosing among RQ1's runs); ``supplementary``
+#: holds the rest (each module alone, warm-up only, the ViT, robustness, the other backbones' evidence)
+#: and reads headline runs, so it runs after it.
+PLAN_PARTS = ("headline", "supplementary")
 
 #: The sections of the settings each notebook reads: a change elsewhere leaves its results current.
 SETTINGS_READ: dict[str, tuple[str, ...]] = {
@@ -54,6 +62,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     page: str | None = None  # name of the book page this run's notebook becomes, if any
     title: str | None = None  # that page's title (replaces the notebook's first heading)
+    part: str = "headline"  # which of `PLAN_PARTS` it belongs to
 
     @property
     def output(self) -> Path:
@@ -144,6 +153,7 @@ def _train_job(
     page: str | None = None,
     tag: str = "",
     overrides: dict | None = None,
+    part: str = "headline",
 ) -> Job:
 
     name = variant_name(backbone, modules) + (f"@{tag}" if tag else "")
@@ -161,16 +171,21 @@ def _train_job(
         },
         page=page,
         title=f"Training: {name}" + ("" if page else f" (seed {seed})"),
+        part=part,
     )
 
 
-def plan(profile: str) -> list[Job]:
-    """The jobs of a profile, in order (later notebooks read what earlier ones saved).
+def plan(profile: str, part: str | None = None) -> list[Job]:
+    """The jobs of a profile, in order (later notebooks read what earlier ones saved); only those of
+    ``part`` (one of `PLAN_PARTS`) when given.
 
-    data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module alone ->
-    all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke profile
-    (labelled evidence) -> explain-and-segment (RQ3) -> ensembles (RQ2) -> results (RQ1-RQ5).
+    Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) ->
+    explain-and-segment (RQ3) and ensembles (RQ2), both choosing among those runs. Supplementary: each
+    module alone -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke
+    profile (labelled evidence) -> robustness of the all-modules run.
     """
+    if part is not None and part not in PLAN_PARTS:
+        raise ValueError(f"part must be one of {', '.join(PLAN_PARTS)}; received part={part!r}")
     cfg = load_config(profile)
     r = cfg.reproduce
     root = cfg.runs_root
@@ -181,15 +196,22 @@ def plan(profile: str) -> list[Job]:
     for seed in seeds:
         jobs.append(_train_job(profile, root, bb, (), seed))
         jobs.append(_train_job(profile, root, bb, PAPER_MODULES, seed))
-    cnn_runs = [j.run_dir for j in jobs[1:]]
+    cnn_runs = [j.run_dir for j in jobs[1:]]  # RQ1's runs: the explain step's candidates, the ensemble's members
+    extra = []
     if r.ablations:
         for mod in PAPER_MODULES:
-            jobs.append(_train_job(profile, root, bb, (mod,), first))
-            cnn_runs.append(jobs[-1].run_dir)
+            extra.append(_train_job(profile, root, bb, (mod,), first, part="supplementary"))
     if r.warmup_only:
-        jobs.append(
+        extra.append(
             _train_job(
-                profile, root, bb, PAPER_MODULES, first, tag="warmup-only", overrides={"train.finetune_epochs": 0}
+                profile,
+                root,
+                bb,
+                PAPER_MODULES,
+                first,
+                tag="warmup-only",
+                overrides={"train.finetune_epochs": 0},
+                part="supplementary",
             )
         )
     if r.vit:
@@ -202,7 +224,7 @@ def plan(profile: str) -> list[Job]:
             "train.finetune_lr": r.vit_lr,
             "train.prefix_cache": False,
         }
-        jobs.append(
+        extra.append(
             Job(
                 "02_vit",
                 vit_dir,
@@ -214,11 +236,12 @@ def plan(profile: str) -> list[Job]:
                     "overrides": from_scratch,
                 },
                 title=f"Training: the minimal ViT from scratch (seed {first})",
+                part="supplementary",
             )
         )
     smoke_root = load_config("smoke").runs_root
     for other in r.other_backbones:
-        jobs.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed))
+        extra.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed, part="supplementary"))
     explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
     jobs.append(
         Job(
@@ -244,14 +267,15 @@ def plan(profile: str) -> list[Job]:
             },
         )
     )
-    jobs.append(
+    extra.append(
         Job(
             "05_robustness",
             root / "robustness",
             {"profile": profile, "model_run": str(explained), "run_dir": str(root / "robustness")},
+            part="supplementary",
         )
     )
-    return jobs
+    return [j for j in jobs + extra if part is None or j.part == part]
 
 
 def current_runs(profile: str) -> tuple[set[Path], dict[Path, list[str]]]:

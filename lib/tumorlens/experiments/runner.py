@@ -16,26 +16,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.errors import NotebookFailed
 from tumorlens.experiments.collect import collect
 from tumorlens.experiments.grid import execute, run_jobs
 from tumorlens.experiments.jobs import (
     DONE,
+    PLAN_PARTS,
     SETTINGS_READ,
     Job,
     job_inputs,
     notebook_dir,
     plan,
     stale_reasons,
+    upstream_runs,
 )
-from tumorlens.records import END_TO_END, published_run
+from tumorlens.records import end_to_end_file, published_run
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
 
 __all__ = [
     "Job",
     "DONE",
+    "PLAN_PARTS",
     "NotebookFailed",
     "plan",
     "book_pages",
@@ -112,39 +116,68 @@ def run_profile(
     profile: str,
     *,
     only: Sequence[str] | None = None,
+    part: str | None = None,
     force: bool = False,
     show_progress: bool = True,
     collect_results: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
 ) -> list[tuple[Job, str]]:
-    """Execute every job of ``profile`` (or those whose notebook is in ``only``), skipping complete
-    ones, then gather the results into ``results/<profile>/`` (`tumorlens.results.collect`).
+    """Execute every job of ``profile`` (of its ``part``, one of `PLAN_PARTS`, when given; or those whose
+    notebook is in ``only``), skipping complete ones, then gather the results into ``results/<profile>/``
+    (`tumorlens.results.collect`). One invocation that ran every job of the profile (or of the part)
+    records its wall time (`record_end_to_end`).
 
     ``workers``/``scheduler``: run the jobs on Dask (`tumorlens.experiments.grid`), side by side where
-    they do not depend on each other."""
+    they do not depend on each other. A part whose jobs read runs of another part that are not
+    complete and current is refused before anything runs, naming them."""
     cfg = load_config(profile)
-    jobs = [j for j in plan(profile) if not only or j.notebook in only]
+    jobs = [j for j in plan(profile, part) if not only or j.notebook in only]
+    if part is not None:
+        planned = {j.run_dir.resolve() for j in jobs}
+        missing = sorted(
+            {
+                paths.relative(job.run_dir)
+                for job in plan(profile)
+                if job.part != part
+                and job.run_dir.resolve() in {Path(r).resolve() for j in jobs for r in upstream_runs(j)} - planned
+                and stale_reasons(job)
+            }
+        )
+        if missing:
+            raise ValueError(
+                f"the {part} part of profile {profile!r} reads runs that are not complete and current: "
+                f"{', '.join(missing)}; run `tumorlens run --profile {profile} --part "
+                f"{next(p for p in PLAN_PARTS if p != part)}` first"
+            )
     kernel_threads(cfg.train)
     t0, started = time.perf_counter(), datetime.now(timezone.utc)
     done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
     if not only and done and all(status.startswith("ran") for _, status in done):
-        record_end_to_end(cfg, done, time.perf_counter() - t0, started, workers=workers, scheduler=scheduler)
+        record_end_to_end(cfg, done, time.perf_counter() - t0, started, workers=workers, scheduler=scheduler, part=part)
     if collect_results and not only:
         collect(profile)
     return done
 
 
 def record_end_to_end(
-    cfg, done: Sequence[tuple[Job, str]], seconds: float, started: datetime, *, workers=None, scheduler=None
+    cfg,
+    done: Sequence[tuple[Job, str]],
+    seconds: float,
+    started: datetime,
+    *,
+    workers=None,
+    scheduler=None,
+    part: str | None = None,
 ) -> Path:
-    """Write ``<runs_root>/end_to_end.json``: one uninterrupted invocation ran all ``done`` jobs of the
-    profile in ``seconds`` (wall clock, one number for the whole reproduction), with the machine, the
-    workers and the commit. `run_profile` calls it only when no job was skipped; `collect` copies it
-    into ``reproduction.json`` (``end_to_end_minutes``)."""
+    """Write ``<runs_root>/end_to_end.json`` (``end_to_end-<part>.json`` for one part): one uninterrupted
+    invocation ran all ``done`` jobs of the profile (or part) in ``seconds`` (wall clock, one number for
+    the whole reproduction), with the machine, the workers and the commit. `run_profile` calls it only
+    when no job was skipped; `collect` copies it into ``reproduction.json`` (``end_to_end_minutes``)."""
     env = environment()
     record = {
         "profile": cfg.profile,
+        "part": part or "all",
         "minutes": round(seconds / 60, 1),
         "seconds": round(seconds, 1),
         "started": started.isoformat(timespec="seconds"),
@@ -155,6 +188,6 @@ def record_end_to_end(
         "cpus": env["cpus"],
         "commit": env["git"],
     }
-    out = cfg.runs_root / END_TO_END
+    out = cfg.runs_root / end_to_end_file(part)
     write_json(out, record, schema="end_to_end")
     return out

@@ -36,13 +36,16 @@ test: install
 data: install
 	$(BIN)/tumorlens data fetch
 
-## make reproduce PROFILE=cpu: rerun every experiment of a profile (REPRO_WORKERS jobs side by side) in its two
-## parts, each timed on its own (headline: data, RQ1 over every seed, explain, ensembles; supplementary: the
-## rest), collect results/<profile>/ (each uninterrupted part records its wall time there), build its book
-REPRO_WORKERS ?= 2
+## make reproduce PROFILE=cpu: rerun every experiment of a profile in its two
+## parts, each timed on its own (headline: data, RQ1 over every seed, ensembles; supplementary: the rest,
+## explanations included), collect results/<profile>/ (each uninterrupted part records its wall time there), build its book
+## One job at a time by default: two cpu-profile trainings side by side need ~12 GB each and were killed for
+## memory on a 24 GB machine; set REPRO_WORKERS=N (Dask) where memory allows.
+REPRO_WORKERS ?= 1
+REPRO_FLAGS = $(if $(filter 1,$(REPRO_WORKERS)),,--workers $(REPRO_WORKERS))
 reproduce: install
-	$(BIN)/tumorlens run --profile $(PROFILE) --part headline --workers $(REPRO_WORKERS)
-	$(BIN)/tumorlens run --profile $(PROFILE) --part supplementary --workers $(REPRO_WORKERS)
+	$(BIN)/tumorlens run --profile $(PROFILE) --part headline $(REPRO_FLAGS)
+	$(BIN)/tumorlens run --profile $(PROFILE) --part supplementary $(REPRO_FLAGS)
 	$(BIN)/tumorlens book --profile $(PROFILE) --no-run
 
 clean-runs:

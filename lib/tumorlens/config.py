@@ -45,7 +45,15 @@ __all__ = [
 #: Class names in code and files: the dataset's own folder names, in label order.
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 #: Backbones the model registry provides (see `tumorlens.backbones`).
-BACKBONES: tuple[str, ...] = ("mobilenetv2", "efficientnetb0", "vgg16", "efficientnet_lite0", "vit")
+BACKBONES: tuple[str, ...] = (
+    "mobilenetv2",
+    "efficientnetb0",
+    "vgg16",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "vit",
+)
 #: The paper's three modules, in the order the classifier applies them.
 PAPER_MODULES: tuple[str, ...] = ("mab", "respath", "sbr")
 #: Class activation map methods (`tumorlens.explain.cam`) and the layer sets they read.

@@ -37,9 +37,9 @@ DONE = ".done.json"
 
 #: The parts of a profile's plan, each runnable and timed on its own (`tumorlens run --part`):
 #: ``headline`` is self-contained (the data audit, RQ1's standard and all-modules runs over every seed,
-#: the explain-and-segment step and the ensembles, both choosing among RQ1's runs); ``supplementary``
-#: holds the rest (each module alone, warm-up only, the ViT, robustness, the other backbones' evidence)
-#: and reads headline runs, so it runs after it.
+#: the ensembles chosen among them: the classification results); ``supplementary`` holds the rest (the
+#: explain-and-segment step, which explains the best of RQ1's runs, each module alone, warm-up only, the
+#: ViT, robustness, the other backbones' evidence) and reads headline runs, so it runs after it.
 PLAN_PARTS = ("headline", "supplementary")
 
 #: The sections of the settings each notebook reads: a change elsewhere leaves its results current.
@@ -179,10 +179,10 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     """The jobs of a profile, in order (later notebooks read what earlier ones saved); only those of
     ``part`` (one of `PLAN_PARTS`) when given.
 
-    Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) ->
-    explain-and-segment (RQ3) and ensembles (RQ2), both choosing among those runs. Supplementary: each
-    module alone -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke
-    profile (labelled evidence) -> robustness of the all-modules run.
+    Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> ensembles
+    (RQ2) chosen among those runs. Supplementary: explain-and-segment (RQ3) of the best of those runs ->
+    each module alone -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the
+    smoke profile (labelled evidence) -> robustness of the all-modules run.
     """
     if part is not None and part not in PLAN_PARTS:
         raise ValueError(f"part must be one of {', '.join(PLAN_PARTS)}; received part={part!r}")
@@ -243,7 +243,8 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     for other in r.other_backbones:
         extra.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed, part="supplementary"))
     explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
-    jobs.append(
+    extra.insert(
+        0,
         Job(
             "03_explain",
             root / "explain",
@@ -253,7 +254,8 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
                 "candidate_runs": [str(p) for p in cnn_runs],
                 "run_dir": str(root / "explain"),
             },
-        )
+            part="supplementary",
+        ),
     )
     jobs.append(
         Job(

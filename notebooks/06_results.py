@@ -72,7 +72,9 @@ for name, text in pages.results_glue(res, profile).items():
 # published models were therefore also scored, without any retraining, tuning or choice, on images of
 # another release (BRISC 2025's classification images, plus no-tumour scans never in the Kaggle set;
 # `tumorlens external`): {glue:text}`ext_summary`. The views come from BRISC's file names; the table
-# gives the accuracy per view.
+# gives the accuracy per view. The same command scores every run of the profile and the soft vote of
+# the ensemble's members on the same images: the runs table below and the RQ1 and RQ2 tables carry
+# those scores beside the official and de-duplicated ones (the "external" test set).
 
 # %%
 tables.external_table(pages.read_optional(res / "external.json", "external"))
@@ -127,6 +129,8 @@ rq2 = rq.get("rq2")
 if rq2:
     display(tables.systems_table(rq2, "official"))
     display(tables.systems_table(rq2, "dedup"))
+    if any("external" in s for s in rq2["systems"].values()):  # scored by `tumorlens external`
+        display(tables.systems_table(rq2, "external"))
     display(tables.comparisons_table(rq2["comparisons"]))
 
 # %% [markdown]

@@ -65,3 +65,82 @@ def test_an_unknown_class_folder_or_a_missing_folder_is_an_error_naming_it(tmp_p
     with pytest.raises(ConfigError, match="external.folders"):
         load_config("cpu", overrides={"external.folders": "not-a-list"})
     assert external_folders(load_config("cpu", overrides={"external.folders": []})) == []
+
+
+def test_every_run_is_scored_on_the_external_set_with_the_soft_vote_of_the_ensemble(tmp_path):
+    """`score_runs`: each run's model on the external images (bad files reported, not scored), the soft
+    vote of the ensemble's members, and an external set read at another size refused naming the run."""
+    import keras
+
+    from tumorlens.evaluation.ensembles import soft_vote
+    from tumorlens.experiments.external import compact, score_runs
+    from tumorlens.models.classifier import build_classifier
+    from tumorlens.models.inference import predict_images
+
+    root = _external(tmp_path / "ext")
+    ext = load_external(root, 32, show_progress=False)
+    runs, models = [], []
+    for name, seed in (("efficientnet_lite0", 1), ("efficientnet_lite0+sbr", 2)):
+        keras.utils.set_random_seed(seed)
+        model = build_classifier(name.split("+")[0], name.split("+")[1:], image_size=32, weights="none")
+        run = tmp_path / "runs" / name / f"seed-{seed}"
+        run.mkdir(parents=True)
+        model.save(run / "model.keras")
+        runs.append(run)
+        models.append(model)
+    members = [{"name": "efficientnet_lite0+sbr/seed-2"}, {"name": "efficientnet_lite0/seed-1"}]
+    per_run, systems = score_runs(runs, [ext], members=members, n_boot=50, show_progress=False)
+    assert sorted(per_run) == ["efficientnet_lite0+sbr/seed-2", "efficientnet_lite0/seed-1"]
+    probs = [predict_images(m, ext.images) for m in models]
+    expect = compact(score_external(probs[0], ext, n_boot=50))
+    got = per_run["efficientnet_lite0/seed-1"]["ext"]
+    assert got["n"] == 12 and got["accuracy"] == pytest.approx(expect["accuracy"])
+    assert set(got["per_view"]) == {"axial", "coronal", "sagittal"} and "bad" not in got
+    vote = compact(score_external(soft_vote(probs), ext, n_boot=50))
+    assert systems["soft voting"]["ext"]["accuracy"] == pytest.approx(vote["accuracy"])
+    assert systems["single best"]["ext"] == per_run["efficientnet_lite0+sbr/seed-2"]["ext"]
+    # a member that was not scored: no ensemble row rather than a vote of fewer models
+    assert score_runs(runs[:1], [ext], members=members, n_boot=50, show_progress=False)[1] == {}
+    with pytest.raises(ValueError, match=r"seed-1: a 32 px model, but the external set .*ext was read at 48 px"):
+        score_runs(runs[:1], [load_external(root, 48, show_progress=False)], show_progress=False)
+
+
+def test_the_rq_tables_and_the_runs_table_carry_the_external_scores(tmp_path):
+    import json
+
+    from tumorlens.book.tables import runs_table, systems_table
+    from tumorlens.experiments.rq import external_scores
+
+    assert external_scores(tmp_path) == (None, {}, {})
+    score = {"n": 500, "accuracy": 0.9, "accuracy_lo": 0.87, "accuracy_hi": 0.93, "macro_f1": 0.88}
+    score |= {"macro_f1_lo": 0.85, "macro_f1_hi": 0.91, "notumor_recall": 0.7, "per_view": {}}
+    record = {
+        "profile": "cpu",
+        "models": {},
+        "sets": [{"name": "brisc", "systems": {}}, {"name": "other", "systems": {}}],
+        "runs": {"a/seed-42": {"brisc": score, "other": dict(score, accuracy=0.1)}},
+        "ensemble_systems": {"soft voting": {"brisc": score}},
+    }
+    (tmp_path / "external.json").write_text(json.dumps({"schema": {"name": "external", "version": 1}, **record}))
+    name, runs, systems = external_scores(tmp_path)
+    assert name == "brisc" and runs["a/seed-42"]["accuracy"] == 0.9 and systems["soft voting"]["n"] == 500
+    row = {
+        f"{t}_{m}{e}": 0.95 for t in ("official", "dedup") for m in ("accuracy", "macro_f1") for e in ("", "_lo", "_hi")
+    }
+    table = runs_table(
+        {
+            "a/seed-42": {
+                **row,
+                "parameters": 10,
+                "external_accuracy": 0.9,
+                "external_accuracy_lo": 0.87,
+                "external_accuracy_hi": 0.93,
+                "external_notumor_recall": 0.7,
+            },
+            "b/seed-42": {**row, "parameters": 10},
+        }
+    )
+    assert table.loc["a/seed-42", "no-tumour recall (external)"] == "0.700"
+    assert table.loc["b/seed-42", "accuracy (external)"] == "not scored"
+    ext_table = systems_table({"systems": {"soft voting": {"external": score}, "CNN+LR": {}}}, "external")
+    assert list(ext_table.index) == ["soft voting"] and ext_table.loc["soft voting", "no-tumour recall"] == "0.700"

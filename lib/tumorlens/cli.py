@@ -11,7 +11,8 @@ tumorlens run --profile P [--part headline|supplementary] [--only NB ...] [--wor
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (models/cpu)
-tumorlens external --profile P [--folder DIR ...]  the published models on another release (accuracy per view)
+tumorlens external --profile P [--folder DIR ...] [--no-runs]
+                                           the published models and every run on another release (per view)
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
@@ -196,7 +197,9 @@ def _cmd_predict(args) -> int:
 def _cmd_external(args) -> int:
     from tumorlens.experiments.external import run_external
 
-    r = run_external(args.profile, args.folder, out="" if args.no_write else None, show_progress=not args.quiet)
+    r = run_external(
+        args.profile, args.folder, out="" if args.no_write else None, show_progress=not args.quiet, runs=args.runs
+    )
     for s in r["sets"]:
         for name, m in s["systems"].items():
             views = ", ".join(f"{v} {d['accuracy']:.3f} (n={d['n']})" for v, d in m["per_view"].items())
@@ -392,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = _results_command(sub, "external", "score the published models on another release's images (BRISC 2025)")
     ex.add_argument("--folder", nargs="*", default=None, help="class-per-folder sets (default: external.folders)")
+    ex.add_argument(
+        "--no-runs",
+        dest="runs",
+        action="store_false",
+        help="score the published models only, not every current run of the profile (and its ensemble)",
+    )
     ex.set_defaults(func=_cmd_external)
 
     ve = _results_command(sub, "verify", "retrain a published recipe and compare it with the published record")

@@ -127,12 +127,22 @@ def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
 
 
 def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821
-    """Accuracy and macro-F1 with 95% bootstrap CIs per system (from ``ensembles.json``)."""
+    """Accuracy and macro-F1 with 95% bootstrap CIs per system (``rq.json["rq2"]``); ``external``: the
+    systems scored on the external set by `tumorlens external` (with the no-tumour recall)."""
 
     rows = {}
     for name, s in results["systems"].items():
-        m = s[test_set]
+        m = s.get(test_set) or {}
         if not m.get("n"):
+            continue
+        if test_set == "external":
+            nt = m["notumor_recall"]
+            rows[name] = {
+                "images": m["n"],
+                "accuracy [95% CI]": ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"]),
+                "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["macro_f1_lo"], m["macro_f1_hi"]),
+                "no-tumour recall": "n/a" if nt is None else f"{nt:.3f}",
+            }
             continue
         rows[name] = {
             "images": m["n"],
@@ -167,7 +177,8 @@ def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F
 
 
 def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``), with how many
+    """Every run: accuracy and macro-F1 [95% CI] on both test sets (``rq.json["runs"]``), and on the
+    external set with its no-tumour recall when `tumorlens external` scored the runs, with how many
     seeds its recipe was run with and their spread (a single-seed row is marked as such: a rerun can
     move it by about the spread of the recipes run with several, see the rerun check)."""
 
@@ -186,6 +197,15 @@ def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
         for t, label in (("official", "official"), ("dedup", "de-duplicated")):
             for m, ml in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
                 row[f"{ml} ({label})"] = ci_text(r[f"{t}_{m}"], r[f"{t}_{m}_lo"], r[f"{t}_{m}_hi"])
+        if any("external_accuracy" in v for v in runs.values()):  # scored by `tumorlens external`
+            e = "external_accuracy" in r
+            row["accuracy (external)"] = (
+                ci_text(r["external_accuracy"], r["external_accuracy_lo"], r["external_accuracy_hi"])
+                if e
+                else "not scored"
+            )
+            nt = r.get("external_notumor_recall")
+            row["no-tumour recall (external)"] = f"{nt:.3f}" if nt is not None else "not scored"
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 

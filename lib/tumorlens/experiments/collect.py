@@ -45,7 +45,7 @@ from tumorlens.utils.environment import environment
 from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["results_dir", "collect", "targets", "write_manifest", "check_results", "MANIFEST"]
+__all__ = ["results_dir", "collect", "refresh_tables", "targets", "write_manifest", "check_results", "MANIFEST"]
 
 
 def results_dir(profile: str) -> Path:
@@ -150,6 +150,18 @@ def collect(
     write_json(res / "reproduction.json", timing, schema="reproduction")
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
     write_manifest(res, profile)
+    return res
+
+
+def refresh_tables(profile: str, *, n_boot: int = 2000) -> Path:
+    """Recompute ``rq.json`` and ``summary.json`` from what ``results/<profile>/`` already holds (after a
+    side step such as `tumorlens external` added to it); the runs are not read again."""
+    cfg = load_config(profile)
+    res = results_dir(profile)
+    rq = rq_tables(res, cfg, n_boot=n_boot)
+    write_json(res / "rq.json", rq, schema="rq")
+    timing = read_json(res / "reproduction.json", schema="reproduction")
+    write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
     return res
 
 
@@ -339,15 +351,22 @@ def _merge_timing(old: dict, new: dict) -> dict:
 
 
 def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
+    ext_keys = ("external_accuracy", "external_macro_f1", "external_notumor_recall")
     models = {
         k: {
             kk: v[kk]
             for kk in ("official_accuracy", "official_macro_f1", "dedup_accuracy", "dedup_macro_f1", "wall_seconds")
         }
+        | {kk: v[kk] for kk in ext_keys if kk in v}
         for k, v in rq["runs"].items()
     }
     ens = {
         k: {f"{t}_{m}": v[t][m] for t in TEST_SETS for m in ("accuracy", "macro_f1")}
+        | (
+            {f"external_{m}": v["external"][m] for m in ("accuracy", "macro_f1", "notumor_recall")}
+            if "external" in v
+            else {}
+        )
         for k, v in rq.get("rq2", {}).get("systems", {}).items()
     }
     seg = rq.get("rq3", {}).get("summary", {}).get("per_class", {}).get("all", {})
@@ -376,6 +395,7 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
         "models": models,
         "ensembles": ens,
         "segmentation": seg_h,
+        "external_set": rq.get("external_set"),
         "targets": targets(rq, timing, cfg),
         "reproduction_minutes": timing["total_minutes"],
         "end_to_end_minutes": timing.get("end_to_end_minutes"),

@@ -1,30 +1,40 @@
-"""``tumorlens external``: the published models scored on external folders (another release's images).
+"""``tumorlens external``: the published models, and every run, scored on external folders (another
+release's images).
 
     tumorlens external --profile cpu                 # the folders of `external.folders` in _config.yml
     tumorlens external --folder path/to/class-folders
 
 The published single model and the published ensemble (`tumorlens.experiments.published`) are scored
-on each folder (`tumorlens.evaluation.external`); the record goes to ``results/<profile>/external.json``,
-which the book's results page reads. External folders are for reporting only: nothing is trained,
-chosen or tuned on them.
+on each folder (`tumorlens.evaluation.external`), and so is every complete, current training run of the
+profile found under ``runs/<profile>/`` (`score_runs`), with the soft-voting ensemble of the ensemble
+step's members; the record goes to ``results/<profile>/external.json``, whose per-run scores `collect`
+puts beside the official and de-duplicated ones in the RQ tables and ``summary.json``. External
+folders are for reporting only: nothing is trained, chosen or tuned on them, so changing them never
+makes a training run stale -- rerun this command instead.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.evaluation.ensembles import soft_vote
 from tumorlens.evaluation.external import load_external, score_external
 from tumorlens.experiments import published
-from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.experiments.collect import MANIFEST, refresh_tables, results_dir, write_manifest
+from tumorlens.experiments.jobs import current_runs, plan
+from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import predict_images
-from tumorlens.utils.files import write_json
+from tumorlens.utils.files import read_json, write_json
+from tumorlens.utils.progress import progress
 
-__all__ = ["external_folders", "run_external"]
+__all__ = ["external_folders", "run_external", "score_runs", "compact", "profile_runs"]
 
 #: The development copy of BRISC 2025's classification images, beside the repository.
 DEV_FOLDER = "brisc2025-cls-dev"
@@ -43,15 +53,83 @@ def external_folders(cfg) -> list[Path]:
     return [paths.resolve(f) for f in folders]
 
 
+#: What each run keeps of `score_external` (the published systems keep everything).
+_COMPACT = ("n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi", "notumor_recall")
+
+
+def compact(score: dict) -> dict:
+    """A run's external score without the file lists and the per-class report: the headline numbers
+    with their intervals and, per view, the accuracy and the no-tumour recall."""
+    return {k: score[k] for k in _COMPACT} | {
+        "per_view": {
+            v: {"n": d["n"], "accuracy": d["accuracy"], "notumor_recall": d["notumor_recall"]}
+            for v, d in score["per_view"].items()
+        }
+    }
+
+
+def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None]:
+    """The profile's complete, current training runs (CNN and ViT; not the other profiles' evidence
+    runs) and the ensemble step's members (None when that step is not complete and current)."""
+    ok, _ = current_runs(profile)
+    jobs = [j for j in plan(profile) if j.params.get("profile") == profile and j.run_dir.resolve() in ok]
+    runs = [j.run_dir for j in jobs if j.notebook in ("02_train", "02_vit")]
+    ens = [j.run_dir / "ensembles.json" for j in jobs if j.notebook == "04_ensembles"]
+    members = read_json(ens[0], schema="ensembles")["members"] if ens and ens[0].is_file() else None
+    return runs, members
+
+
+def score_runs(
+    runs: Sequence[Path],
+    sets: Sequence,
+    *,
+    members: Sequence[dict] | None = None,
+    n_boot: int = 2000,
+    show_progress: bool = True,
+) -> tuple[dict, dict]:
+    """Score every run's ``model.keras`` on each external set (`load_external`'s `ExternalSet`, read at
+    the runs' image size). Returns ``({run name: {set name: compact score}}, {system: {set: score}})``,
+    the second holding the soft vote of ``members`` (the ensemble step's chosen runs, by name) when all
+    of them were scored. Run names are ``<variant>/seed-<n>``, as in the results folder."""
+    per_run: dict[str, dict] = {}
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    for run in progress(runs, desc="external (every run)", unit="run", disable=not show_progress):
+        name = f"{Path(run).parent.name}/{Path(run).name}"
+        model = load_model(run)
+        size = int(model.input_shape[1])
+        per_run[name], probs[name] = {}, {}
+        for ext in sets:
+            if ext.images.shape[1] != size:
+                raise ValueError(
+                    f"{run}: a {size} px model, but the external set {ext.root} was read at {ext.images.shape[1]} px"
+                )
+            probs[name][ext.root.name] = predict_images(model, ext.images)
+            per_run[name][ext.root.name] = compact(score_external(probs[name][ext.root.name], ext, n_boot=n_boot))
+    systems: dict[str, dict] = {}
+    names = [m["name"] for m in members or []]
+    if names and all(n in probs for n in names):
+        systems["soft voting"] = {
+            ext.root.name: compact(
+                score_external(soft_vote([probs[n][ext.root.name] for n in names]), ext, n_boot=n_boot)
+            )
+            for ext in sets
+        }
+        systems["single best"] = {ext.root.name: per_run[names[0]][ext.root.name] for ext in sets}
+    return per_run, systems
+
+
 def run_external(
     profile: str = published.PUBLISHED_PROFILE,
     folders: Sequence[str | os.PathLike] | None = None,
     *,
     out: str | os.PathLike | None = None,
     show_progress: bool = True,
+    runs: bool = True,
 ) -> dict:
     """Score the published single model and ensemble on ``folders`` (default: the profile's
-    `external_folders`); write and return the record (``out=""``: not written)."""
+    `external_folders`), and (``runs``) every complete, current run of the profile with the soft vote of
+    the ensemble step's members; write and return the record (``out=""``: not written). Without any
+    current run here (a fresh clone) the per-run scores of the record already written are kept."""
     cfg = load_config(profile)
     roots = [Path(f) for f in folders] if folders else external_folders(cfg)
     if not roots:
@@ -74,10 +152,25 @@ def run_external(
             )
         sets.append({"name": root.name, "systems": systems})
     record = {"profile": profile, "models": {"single": mf["single"], "ensemble": mf["ensemble"]}, "sets": sets}
+    res = results_dir(profile)
+    target = Path(out) if out else res / "external.json"
+    run_dirs, members = profile_runs(profile) if runs else ([], None)
+    if run_dirs:
+        ext_sets = [load_external(root, cfg.data.image_size, show_progress=False) for root in roots]
+        record["runs"], record["ensemble_systems"] = score_runs(
+            run_dirs, ext_sets, members=members, n_boot=cfg.external.n_boot, show_progress=show_progress
+        )
+    elif runs and target.is_file():
+        old = read_json(target, schema="external")
+        record |= {k: old[k] for k in ("runs", "ensemble_systems") if k in old}
+        print(
+            f"external: no current run of profile {profile!r} here; the per-run scores already in "
+            f"{paths.relative(target)} are kept",
+            file=sys.stderr,
+        )
     if out != "":
-        res = results_dir(profile)
-        target = Path(out) if out else res / "external.json"
         write_json(target, record, schema="external")
         if target.parent == res and (res / MANIFEST).is_file():
+            refresh_tables(profile)  # the RQ tables and summary.json carry the per-run external scores
             write_manifest(res, profile, files=[target])
     return record

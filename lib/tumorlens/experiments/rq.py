@@ -10,7 +10,7 @@ from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, re
 from tumorlens.utils.files import read_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["compare_runs", "rq_tables"]
+__all__ = ["compare_runs", "rq_tables", "external_scores"]
 
 
 def compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -39,12 +39,13 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     """RQ1-RQ5 from a results folder (see the module docstring)."""
 
     runs = {f"{p.parent.name}/{p.name}": load_run(p) for p in find_runs(res / PUBLISHED_RUNS)}
+    ext_set, ext_runs, ext_systems = external_scores(res)
     bb = profile_cfg.model.backbone
     seeds = list(profile_cfg.reproduce.seeds) or [profile_cfg.seed]
     first = seeds[0]
     std, allm = bb, "+".join([bb, *PAPER_MODULES])
     seed0 = profile_cfg.seed
-    out: dict = {"profile": profile_cfg.profile, "backbone": bb, "seeds": seeds}
+    out: dict = {"profile": profile_cfg.profile, "backbone": bb, "seeds": seeds, "external_set": ext_set}
 
     def get(variant, seed=first):
         return runs.get(f"{variant}/seed-{seed}")
@@ -56,6 +57,10 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
             for metric in ("accuracy", "macro_f1"):
                 vals = [get(v, s)["metrics"][test_set].get(metric) for s in seeds if get(v, s)]
                 per_seed.append({"variant": v, "test_set": test_set, "metric": metric, **seed_summary(vals)})
+        for metric in ("accuracy", "macro_f1") if ext_runs else ():  # another release (`tumorlens external`)
+            vals = [ext_runs[n][metric] for n in (f"{v}/seed-{s}" for s in seeds) if n in ext_runs]
+            if vals:
+                per_seed.append({"variant": v, "test_set": "external", "metric": metric, **seed_summary(vals)})
     rq1 = {"seeds_table": per_seed, "comparisons": []}
     for s in seeds:
         if get(std, s) and get(allm, s):
@@ -78,6 +83,7 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
             "comparisons": ens["comparisons"],
             "systems": {
                 k: {t: {m: v[t].get(m) for m in ("n", "accuracy", "macro_f1", "ci")} for t in TEST_SETS}
+                | ({"external": ext_systems[k]} if k in ext_systems else {})
                 for k, v in ens["systems"].items()
             },
         }
@@ -122,5 +128,23 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
             for m in ("accuracy", "macro_f1"):
                 ci = bootstrap_ci(r["pred"].y[mask], r["pred"].pred[mask], m, n_boot=n_boot, seed=seed0)
                 row[f"{t}_{m}"], row[f"{t}_{m}_lo"], row[f"{t}_{m}_hi"] = ci["value"], ci["lo"], ci["hi"]
+        if k in ext_runs:
+            e = ext_runs[k]
+            row |= {f"external_{m}": e[m] for m in ("accuracy", "accuracy_lo", "accuracy_hi", "macro_f1")}
+            row |= {"external_macro_f1_lo": e["macro_f1_lo"], "external_macro_f1_hi": e["macro_f1_hi"]}
+            row["external_notumor_recall"] = e["notumor_recall"]
         out["runs"][k] = row
     return out
+
+
+def external_scores(res: Path) -> tuple[str | None, dict, dict]:
+    """From ``external.json`` (`tumorlens external`): the first external set's name, its score per run
+    (``<variant>/seed-<n>``) and per ensemble system; ``(None, {}, {})`` without a record."""
+    f = res / "external.json"
+    ext = read_json(f, schema="external") if f.is_file() else {}
+    if not ext.get("sets"):
+        return None, {}, {}
+    name = ext["sets"][0]["name"]
+    runs = {k: v[name] for k, v in (ext.get("runs") or {}).items() if name in v}
+    systems = {k: v[name] for k, v in (ext.get("ensemble_systems") or {}).items() if name in v}
+    return name, runs, systems

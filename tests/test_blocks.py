@@ -2,7 +2,15 @@ import keras
 import numpy as np
 import pytest
 
-from tumorlens.models.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, ResidualPathHead, SqueezeExcite
+from tumorlens.models.blocks import (
+    CBAM,
+    BoundaryRefinement,
+    EdgeMap,
+    LocalPooling,
+    MixedAttention,
+    ResidualPathHead,
+    SqueezeExcite,
+)
 from tumorlens.models.layers import Preprocess
 from tumorlens.models.vit import PatchEmbedding, PositionEmbedding, TransformerBlock
 
@@ -52,6 +60,9 @@ def test_edge_map_finds_a_boundary():
         (lambda: Preprocess("imagenet"), "mode='imagenet'"),
         (lambda: PatchEmbedding(patch_size=0), "patch_size=0"),
         (lambda: TransformerBlock(dropout=1.5), "dropout=1.5"),
+        (lambda: LocalPooling("max"), "mode='max'"),
+        (lambda: LocalPooling("lse", r=0), "r=0"),
+        (lambda: LocalPooling("topk", k=1.5), "k=1.5"),
     ],
 )
 def test_bad_arguments_name_the_received_value(make, bad):
@@ -73,9 +84,10 @@ def test_each_layer_round_trips_through_keras_file(tmp_path):
     x = CBAM(reduction=2, kernel_size=3)(x)
     x = MixedAttention(reduction=2)(x)
     y = ResidualPathHead(reduction=2)(x)
+    lse, top = LocalPooling("lse", r=3.0)(x), LocalPooling("topk", k=0.25)(x)
     t = PatchEmbedding(8, 16)(Preprocess("unit")(inp))
     t = TransformerBlock(heads=2, mlp_dim=8)(PositionEmbedding()(t))
-    out = keras.layers.Concatenate()([y, keras.layers.GlobalAveragePooling1D()(t)])
+    out = keras.layers.Concatenate()([y, lse, top, keras.layers.GlobalAveragePooling1D()(t)])
     model = keras.Model(inp, out)
     for layer in model.layers:  # leave the identity start so the round trip is informative
         if hasattr(layer, "gamma"):
@@ -85,6 +97,32 @@ def test_each_layer_round_trips_through_keras_file(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert np.allclose(loaded.predict(data, verbose=0), before, atol=1e-5)
-    for layer in (MixedAttention(reduction=3), CBAM(2, 5), EdgeMap((3, 4)), TransformerBlock(2, 16, 0.2)):
+    for layer in (
+        MixedAttention(reduction=3),
+        CBAM(2, 5),
+        EdgeMap((3, 4)),
+        TransformerBlock(2, 16, 0.2),
+        LocalPooling("topk", k=0.3),
+    ):
         clone = layer.__class__.from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
+
+
+def test_local_pooling_spans_mean_to_max_and_follows_the_strongest_locations():
+    """LocalPooling: (B, H, W, C) -> (B, C); lse tends to the mean as r -> 0 and to the max as r grows,
+    topk is the mean at k = 1 and the max for one location, and a small bright region moves it far
+    more than it moves the global average."""
+    mean, peak = X.mean(axis=(1, 2)), X.max(axis=(1, 2))
+    assert np.asarray(LocalPooling("lse", r=0.01)(X)).shape == (2, 16)
+    assert np.allclose(LocalPooling("lse", r=0.01)(X), mean, atol=0.02)  # mean + r var / 2 + ...
+    assert np.allclose(LocalPooling("lse", r=200.0)(X), peak, atol=0.05)
+    assert np.allclose(LocalPooling("topk", k=1.0)(X), mean, atol=1e-5)
+    assert np.allclose(LocalPooling("topk", k=1e-6)(X), peak, atol=1e-6)
+    lse = np.asarray(LocalPooling("lse", r=5.0)(X))
+    assert (lse >= mean - 1e-5).all() and (lse <= peak + 1e-5).all()
+    blank = np.zeros((1, 8, 8, 2), "float32")
+    lesion = blank.copy()
+    lesion[0, 2:4, 5:7, 0] = 1.0  # 4 of 64 locations light up in channel 0
+    for pool in (LocalPooling("lse", r=5.0), LocalPooling("topk", k=0.1)):
+        gain = np.asarray(pool(lesion) - pool(blank))[0]
+        assert gain[0] > 5 * lesion[0, ..., 0].mean() and gain[1] == pytest.approx(0.0, abs=1e-6)

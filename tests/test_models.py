@@ -252,3 +252,19 @@ def test_paper_profile_loads_keras_imagenet_file_from_the_cache_offline(tmp_path
     loss = float(model.train_on_batch(x, y))
     assert np.isfinite(loss)
     assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, model.trainable_weights))
+
+
+def test_the_localising_poolings_replace_global_average_pooling_and_round_trip(tmp_path):
+    for pooling in ("lse", "topk"):
+        model = build_classifier("efficientnet_lite0", ("sbr",), image_size=SIZE, weights="none", pooling=pooling)
+        assert model.get_layer("pool").mode == pooling and "gap" not in [lay.name for lay in model.layers]
+        _one_sgd_step(model)
+        probs = np.asarray(model(X, training=False))
+        model.save(tmp_path / f"{pooling}.keras")
+        assert np.allclose(
+            np.asarray(keras.models.load_model(tmp_path / f"{pooling}.keras")(X, training=False)), probs, atol=1e-5
+        )
+    with pytest.raises(ValueError, match="pooling='max'"):
+        build_classifier("efficientnet_lite0", (), image_size=SIZE, pooling="max")
+    with pytest.raises(ValueError, match="respath replaces the head's pooling; received pooling='lse'"):
+        build_classifier("efficientnet_lite0", ("respath",), image_size=SIZE, pooling="lse")

@@ -16,6 +16,7 @@ layer               input                           output
 `BoundaryRefinement` ``[(B, H, W, C), (B, H, W, 2)]`` ``(B, H, W, C)``
 `SqueezeExcite`     ``(B, H, W, C)``                ``(B, H, W, C)``
 `CBAM`              ``(B, H, W, C)``                ``(B, H, W, C)``
+`LocalPooling`      ``(B, H, W, C)``                ``(B, C)`` (replaces pooling)
 =================== =============================== ==========================
 """
 
@@ -27,7 +28,15 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["MixedAttention", "ResidualPathHead", "EdgeMap", "BoundaryRefinement", "SqueezeExcite", "CBAM"]
+__all__ = [
+    "MixedAttention",
+    "ResidualPathHead",
+    "EdgeMap",
+    "BoundaryRefinement",
+    "SqueezeExcite",
+    "CBAM",
+    "LocalPooling",
+]
 
 
 def _check_int(name: str, value, lo: int = 1) -> int:
@@ -301,3 +310,61 @@ class CBAM(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "reduction": self.reduction, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="tumorlens")
+class LocalPooling(keras.layers.Layer):
+    """Pooling that lets a few locations decide (multiple-instance style), in place of global average pooling.
+
+    Global average pooling lets evidence spread over the whole slice count as much as a small lesion;
+    these poolings weight each channel's strongest locations, so a classifier trained through them
+    has a reason to put its class evidence where the lesion is (Pinheiro & Collobert, 2015; Durand
+    et al., 2017, WILDCAT)::
+
+        lse:   y_c = max_i x_ic + log(mean_i exp(r (x_ic - max_i x_ic))) / r
+               (r -> 0: the mean; r -> inf: the max)
+        topk:  y_c = mean of the ceil(k * H * W) largest x_ic
+               (k = 1: the mean; k -> 0: the max)
+
+    Args:
+        mode: ``lse`` or ``topk``.
+        r: sharpness of ``lse`` (> 0).
+        k: share of the locations ``topk`` averages, in (0, 1].
+    """
+
+    MODES = ("lse", "topk")
+
+    def __init__(self, mode: str = "lse", r: float = 5.0, k: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}; received mode={mode!r}")
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0:
+            raise ValueError(f"r must be a number > 0; received r={r!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 1:
+            raise ValueError(f"k must be a number in (0, 1]; received k={k!r}")
+        self.mode, self.r, self.k = mode, float(r), float(k)
+        self.n_top = None
+
+    def build(self, input_shape):
+        _check_rank4("LocalPooling", input_shape)
+        h, w = input_shape[1], input_shape[2]
+        if self.mode == "topk" and (h is None or w is None):
+            raise ValueError(f"LocalPooling(topk) needs a known grid; received shape {tuple(input_shape)}")
+        if self.mode == "topk":
+            self.n_top = max(1, math.ceil(self.k * h * w))
+        super().build(input_shape)
+
+    def call(self, x):
+        if self.mode == "lse":
+            m = ops.max(x, axis=(1, 2), keepdims=True)
+            return ops.squeeze(m, axis=(1, 2)) + ops.log(ops.mean(ops.exp(self.r * (x - m)), axis=(1, 2))) / self.r
+        c = ops.shape(x)[-1]
+        flat = ops.transpose(ops.reshape(x, (ops.shape(x)[0], -1, c)), (0, 2, 1))  # (B, C, HW)
+        top, _ = ops.top_k(flat, self.n_top, sorted=False)
+        return ops.mean(top, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "r": self.r, "k": self.k}

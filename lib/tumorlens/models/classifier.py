@@ -26,10 +26,19 @@ from tumorlens.models.backbones import (
     build_backbone,
     get_spec,
 )  # also registers Preprocess and the ViT layers
-from tumorlens.models.blocks import CBAM, BoundaryRefinement, EdgeMap, MixedAttention, ResidualPathHead, SqueezeExcite
+from tumorlens.models.blocks import (
+    CBAM,
+    BoundaryRefinement,
+    EdgeMap,
+    LocalPooling,
+    MixedAttention,
+    ResidualPathHead,
+    SqueezeExcite,
+)
 
 __all__ = [
     "HEAD_LAYERS",
+    "POOLINGS",
     "variant_name",
     "build_classifier",
     "backbone_layers",
@@ -41,7 +50,10 @@ __all__ = [
 
 
 #: Names of the layers the builder adds after the backbone.
-HEAD_LAYERS = ("sbr_edges", "sbr", "se", "cbam", "mab", "respath", "gap", "head_dropout", "predictions")
+HEAD_LAYERS = ("sbr_edges", "sbr", "se", "cbam", "mab", "respath", "gap", "pool", "head_dropout", "predictions")
+#: How the head pools the feature map: global average (the paper's), or a pooling of the strongest
+#: locations (`tumorlens.models.blocks.LocalPooling`; the localisation ablation). ResPath is a pooling itself.
+POOLINGS = ("gap", "lse", "topk")
 
 
 def disable_backbone_dropout(model: keras.Model) -> None:
@@ -64,6 +76,7 @@ def build_classifier(
     dropout: float = 0.3,
     num_classes: int = len(CLASSES),
     vit: dict | None = None,
+    pooling: str = "gap",
 ) -> keras.Model:
     """Build backbone + modules + head.
 
@@ -75,6 +88,8 @@ def build_classifier(
         dropout: rate of the head's dropout.
         num_classes: outputs of the softmax.
         vit: keyword arguments of `tumorlens.vit.build_vit_encoder` (backbone ``vit`` only).
+        pooling: ``gap`` (global average), ``lse`` or ``topk`` (`LocalPooling`, layer ``pool``); not
+            with ``respath``, which replaces the pooling.
 
     Returns:
         A functional ``keras.Model`` named `variant_name` (with - for +): ``(B, S, S, 3)`` raw images ->
@@ -86,6 +101,10 @@ def build_classifier(
         raise ValueError(f"image_size must be an integer >= 32; received image_size={image_size!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1); received dropout={dropout!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; received pooling={pooling!r}")
+    if pooling != "gap" and "respath" in mods:
+        raise ValueError(f"respath replaces the head's pooling; received pooling={pooling!r} with it (use gap)")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     base = build_backbone(backbone, inputs, weights, **(vit or {}))
     disable_backbone_dropout(base)
@@ -99,7 +118,12 @@ def build_classifier(
         x = CBAM(name="cbam")(x)
     if "mab" in mods:
         x = MixedAttention(name="mab")(x)
-    x = ResidualPathHead(name="respath")(x) if "respath" in mods else keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if "respath" in mods:
+        x = ResidualPathHead(name="respath")(x)
+    elif pooling == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = LocalPooling(pooling, name="pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=variant_name(backbone, mods).replace("+", "-"))

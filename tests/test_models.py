@@ -33,8 +33,13 @@ def _one_sgd_step(model, lr=0.01):
             v.assign_sub(lr * g)
 
 
+#: Lite1 and Lite2 are Lite0's builder with other stage sizes: the ImageNet test builds each in full and
+#: the Grad-CAM test checks its graph, so the module round trips run on the other backbones only.
+MODULE_BACKBONES = tuple(b for b in BACKBONES if b not in ("efficientnet_lite1", "efficientnet_lite2"))
+
+
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", MODULE_BACKBONES)
 def test_every_module_subset_builds_trains_and_round_trips(backbone, tmp_path):
     """Build, one training step, .keras round trip: every subset of {mab, respath, sbr} on the cpu
     profile's backbone, none and all three on the others (the modules read only the feature map's shape)."""

@@ -37,8 +37,8 @@ data: install
 	$(BIN)/tumorlens data fetch
 
 ## make reproduce PROFILE=cpu: rerun every experiment of a profile in its two
-## parts, each timed on its own (headline: data, RQ1 over every seed, ensembles; supplementary: the rest,
-## explanations included), collect results/<profile>/ (each uninterrupted part records its wall time there), build its book
+## parts, each timed on its own (headline: data, RQ1 over every seed and each module alone, ensembles;
+## supplementary: the rest, explanations included), collect results/<profile>/ (each uninterrupted part records its wall time there), build its book
 ## One job at a time by default: two cpu-profile trainings side by side need ~12 GB each and were killed for
 ## memory on a 24 GB machine; set REPRO_WORKERS=N (Dask) where memory allows.
 REPRO_WORKERS ?= 1

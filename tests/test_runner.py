@@ -78,10 +78,11 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
             assert {Path(r) for r in upstream_runs(job)} <= head | {j.run_dir for j in parts["supplementary"]}
         headline_nbs = {j.notebook for j in parts["headline"]}
         assert headline_nbs == {"01_data", "02_train", "04_ensembles"}
-        # the explain step and the ensembles choose among RQ1's runs: standard and all modules, every seed
+        # the explain step and the ensembles choose among the headline's CNN runs: standard and all modules
+        # over every seed, each module alone
         rq1 = [j.run_dir for j in parts["headline"] if j.notebook == "02_train"]
-        seeds = load_config(profile).reproduce.seeds
-        assert len(rq1) == 2 * len(seeds)
+        r = load_config(profile).reproduce
+        assert len(rq1) == 2 * len(r.seeds) + (3 if r.ablations else 0)
         for job in every:
             if job.notebook in ("03_explain", "04_ensembles"):
                 assert [Path(r) for r in upstream_runs(job)] == rq1

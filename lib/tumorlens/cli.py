@@ -341,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--part",
         choices=PLAN_PARTS,
         default=None,
-        help="one part of the plan, timed on its own: headline (self-contained: data, RQ1 over every seed, "
-        "ensembles) or supplementary (the rest, explanations included; reads headline runs). Default: every job",
+        help="one part of the plan, timed on its own: headline (self-contained: data, RQ1 over every seed and "
+        "each module alone, ensembles) or supplementary (the rest, explanations included; reads headline runs). "
+        "Default: every job",
     )
     r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete and current")

@@ -51,10 +51,10 @@ def ablation_variants(rq: dict) -> list[str]:
 
 #: What each part of the plan (`tumorlens.experiments.jobs.PLAN_PARTS`) gives the book.
 PART_NUMBERS = {
-    "headline": "the data audit, RQ1 (standard vs all modules over every seed), RQ2 (the ensembles), the "
-    "best system and the external check of the published models",
-    "supplementary": "RQ3 (explanations and weak masks, of the best RQ1 run), each module alone, RQ4 "
-    "(warm-up only), RQ5 (the ViT), robustness and the other backbones' smoke evidence",
+    "headline": "the data audit, RQ1 (standard vs all modules over every seed, each module alone), RQ2 (the "
+    "ensembles), the best system and the external check of the published models",
+    "supplementary": "RQ3 (explanations and weak masks, of the best of the headline's runs), RQ4 (warm-up "
+    "only), RQ5 (the ViT), robustness and the other backbones' smoke evidence",
 }
 
 

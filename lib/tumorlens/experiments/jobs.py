@@ -36,10 +36,11 @@ __all__ = [
 DONE = ".done.json"
 
 #: The parts of a profile's plan, each runnable and timed on its own (`tumorlens run --part`):
-#: ``headline`` is self-contained (the data audit, RQ1's standard and all-modules runs over every seed,
-#: the ensembles chosen among them: the classification results); ``supplementary`` holds the rest (the
-#: explain-and-segment step, which explains the best of RQ1's runs, each module alone, warm-up only, the
-#: ViT, robustness, the other backbones' evidence) and reads headline runs, so it runs after it.
+#: ``headline`` is self-contained (the classification results: the data audit, RQ1's standard and
+#: all-modules runs over every seed and each module alone, the ensembles chosen among those runs);
+#: ``supplementary`` holds the rest (the explain-and-segment step, which explains the best of those
+#: runs, warm-up only, the ViT, robustness, the other backbones' evidence) and reads headline runs, so
+#: it runs after it.
 PLAN_PARTS = ("headline", "supplementary")
 
 #: The sections of the settings each notebook reads: a change elsewhere leaves its results current.
@@ -179,9 +180,9 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     """The jobs of a profile, in order (later notebooks read what earlier ones saved); only those of
     ``part`` (one of `PLAN_PARTS`) when given.
 
-    Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> ensembles
-    (RQ2) chosen among those runs. Supplementary: explain-and-segment (RQ3) of the best of those runs ->
-    each module alone -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the
+    Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module
+    alone -> ensembles (RQ2) chosen among those runs. Supplementary: explain-and-segment (RQ3) of the
+    best of those runs -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the
     smoke profile (labelled evidence) -> robustness of the all-modules run.
     """
     if part is not None and part not in PLAN_PARTS:
@@ -196,11 +197,11 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     for seed in seeds:
         jobs.append(_train_job(profile, root, bb, (), seed))
         jobs.append(_train_job(profile, root, bb, PAPER_MODULES, seed))
-    cnn_runs = [j.run_dir for j in jobs[1:]]  # RQ1's runs: the explain step's candidates, the ensemble's members
-    extra = []
     if r.ablations:
         for mod in PAPER_MODULES:
-            extra.append(_train_job(profile, root, bb, (mod,), first, part="supplementary"))
+            jobs.append(_train_job(profile, root, bb, (mod,), first))
+    cnn_runs = [j.run_dir for j in jobs[1:]]  # every CNN run: the explain step's candidates, the ensemble's members
+    extra = []
     if r.warmup_only:
         extra.append(
             _train_job(

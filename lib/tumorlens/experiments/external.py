@@ -172,5 +172,5 @@ def run_external(
         write_json(target, record, schema="external")
         if target.parent == res and (res / MANIFEST).is_file():
             refresh_tables(profile)  # the RQ tables and summary.json carry the per-run external scores
-            write_manifest(res, profile, files=[target])
+            write_manifest(res, profile, files=[target, res / "rq.json", res / "summary.json"])
     return record

@@ -11,6 +11,7 @@ CHATTER = [
     "I0000 00:00:1795844618.540637   26753 cudart_stub.cc:31] Could not find cuda drivers on your machine.",
     "E0000 00:00:1795844623.174596   26781 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
     "[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication is plain text.",
+    "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.",
     "E0000 00:00:1795859876.953303   21492 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool"
     " which is not in the op definition: Op<name=MapDataset; ...> This may be expected if your graph generating "
     "binary is newer  than this binary. Unknown attributes will be ignored. NodeDef: {{node ParallelMapDatasetV2/_16}}",

@@ -2,8 +2,8 @@
 it starts, the built book.
 
 Importing TensorFlow on a machine without a GPU prints a dozen native log lines (absl's pre-init
-warning, oneDNN and "could not find cuda drivers" notices, "failed call to cuInit"), and each
-notebook kernel announces that it listens on local TCP. They are written
+warning, oneDNN and "could not find cuda drivers" notices, "failed call to cuInit"), each
+notebook kernel announces that it listens on local TCP, and one interrupted at shutdown says so. They are written
 by C++ before Python can intervene, so `TF_CPP_MIN_LOG_LEVEL` alone cannot silence them all.
 `quiet_native_logs` sets the level for this process and its children (kernels included) and filters
 file descriptor 2 through a thread that drops exactly these lines and passes everything else —
@@ -25,7 +25,9 @@ _NOISE = re.compile(
     # tf.data's version-skew notice ("... graph generating binary is newer than this binary ... ignored")
     rb"|E\d{4} [\d:. ]+node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool .*"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\..*)$"  # a local kernel's notice
+    rb"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\..*"  # a local kernel's notice
+    # an idle kernel interrupted by nbclient while it shuts the kernel down after the last cell
+    rb"|\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.)$"
 )
 # how a noise line starts: a partial write that could become one is held until its line ends
 _PREFIX = re.compile(

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tumorlens.book.text import diff_text, find_row, module_cost_claim, rq3_words, verdict
 from tumorlens.experiments.grid import projected_minutes
+from tumorlens.experiments.jobs import PLAN_PARTS
 from tumorlens.utils.files import read_json
 
 __all__ = [
@@ -65,7 +66,7 @@ def end_to_end_words(timing: dict) -> str:
     if not scopes:
         return "no uninterrupted run of every job has been recorded for these results yet (make reproduce records one)"
     said = []
-    for scope in ("all", "headline", "supplementary"):
+    for scope in ("all", *PLAN_PARTS):
         rec = scopes.get(scope)
         if not rec:
             continue

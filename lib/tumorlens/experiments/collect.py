@@ -332,7 +332,7 @@ def _end_to_end(runs_root: Path, res: Path | None, profile: str | None = None) -
         )
         scopes[rec["part"]] = rec
     if scopes:
-        main = scopes.get("headline") or scopes.get("all") or next(iter(scopes.values()))
+        main = scopes.get(PLAN_PARTS[0]) or scopes.get("all") or next(iter(scopes.values()))
         return {"end_to_end_minutes": main["minutes"], "end_to_end": main, "end_to_end_parts": scopes}
     old = read_json(res / "reproduction.json", schema="reproduction") if res else {}
     return {k: old[k] for k in ("end_to_end_minutes", "end_to_end", "end_to_end_parts") if k in old}

@@ -140,9 +140,10 @@ def run_external(
     single = published.load(mf["single"], profile)
     members = [published.load(n, profile) for n in mf["ensemble"] if n != mf["single"]]
     size = int(mf["models"][mf["single"]]["recipe"]["image_size"])
-    sets = []
+    sets, read = [], []
     for root in roots:
         ext = load_external(root, size, show_progress=show_progress)
+        read.append(ext)
         p_single = predict_images(single, ext.images)
         systems = {f"single: {mf['single']}": score_external(p_single, ext, n_boot=cfg.external.n_boot)}
         if members and mf["single"] in mf["ensemble"]:
@@ -156,7 +157,11 @@ def run_external(
     target = Path(out) if out else res / "external.json"
     run_dirs, members = profile_runs(profile) if runs else ([], None)
     if run_dirs:
-        ext_sets = [load_external(root, cfg.data.image_size, show_progress=False) for root in roots]
+        ext_sets = (  # the runs' size: the sets already read when the published models share it
+            read
+            if size == cfg.data.image_size
+            else [load_external(r, cfg.data.image_size, show_progress=False) for r in roots]
+        )
         record["runs"], record["ensemble_systems"] = score_runs(
             run_dirs, ext_sets, members=members, n_boot=cfg.external.n_boot, show_progress=show_progress
         )

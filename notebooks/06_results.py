@@ -64,7 +64,9 @@ for name, text in pages.results_glue(res, profile).items():
 # **On more workers.** `tumorlens run --workers N` (or `--scheduler ADDRESS` for an existing Dask
 # cluster) runs the jobs that do not depend on each other side by side. From the per-job times above
 # and the plan's dependencies, this profile's reproduction would take {glue:text}`grid_projection`,
-# each worker as fast as the one that timed the jobs. Measured: {glue:text}`grid_measured`.
+# each worker as fast as the one that timed the jobs and with the memory for its own training (two cpu-profile
+# trainings side by side did not fit in this machine's memory, so `make reproduce` runs one job at a time).
+# Measured: {glue:text}`grid_measured`.
 #
 # ## External validation
 #

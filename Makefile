@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	$(BIN)/tumorlens book --profile $(PROFILE) --strict
 
-## make test: the test suite (TEST_WORKERS pytest-xdist processes, each test file on one), then a strict build of
+## make test: the test suite (TEST_WORKERS pytest-xdist processes, each test file on one, the heaviest files first:
+## tests/conftest.py HEAVY_FIRST), then a strict build of
 ## the smoke book (BOOK_WORKERS jobs at once). Each process gets one TensorFlow thread: they share the cores,
 ## and more threads only contend (measured: pytest 235 s vs 269 s on 2 cores; building the book beside the
 ## tests instead of after them was slower still).
@@ -29,7 +30,7 @@ TEST_WORKERS ?= 2
 BOOK_WORKERS ?= 2
 test: export TF_NUM_INTRAOP_THREADS = 1
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 	$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS)
 
 ## make data: download the Kaggle dataset into data/brain-tumor-mri (needs network)

@@ -41,3 +41,26 @@ def phantom_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("phantoms")
     write_phantoms(root, size=64, train_per_class=12, test_per_class=4, duplicates=4, seed=7)
     return root
+
+
+#: Test files by their measured cost in `make test` (heaviest first, from `--durations`): the Makefile runs
+#: them with ``--dist loadfile --no-loadscope-reorder``, so pytest-xdist hands the files out in this order
+#: and the two workers finish together (longest first). A file not listed runs after these; a stale list
+#: only costs time, never a result.
+HEAVY_FIRST = (
+    "test_train.py",
+    "test_grid.py",
+    "test_published.py",
+    "test_models.py",
+    "test_masks.py",
+    "test_predict.py",
+    "test_colab.py",
+    "test_strategy.py",
+    "test_verify.py",
+    "test_refine.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order

@@ -147,3 +147,11 @@ def test_published_results_name_no_machine_paths():
         if rel.endswith(".json") and (ROOT / rel).is_file():
             found += [(rel, w, v) for w, v in _absolute_paths(json.loads((ROOT / rel).read_text()))]
     assert not found, found[:5]
+
+
+def test_the_heavy_first_test_order_names_existing_files():
+    from conftest import HEAVY_FIRST
+
+    tests = Path(__file__).parent
+    assert [n for n in HEAVY_FIRST if not (tests / n).is_file()] == []
+    assert len(set(HEAVY_FIRST)) == len(HEAVY_FIRST)

@@ -270,3 +270,42 @@ def test_the_data_step_record_is_written_versioned_and_read_back_strictly(tmp_pa
     (tmp_path / "splits.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"\['splits.json'\] are missing"):
         read_data_step(tmp_path)
+
+
+def test_random_intensity_remaps_within_range_keeps_background_and_grey_and_round_trips(tmp_path):
+    import keras
+
+    from tumorlens.data.intensity import RandomIntensity
+    from tumorlens.data.pipeline import augmentation, make_dataset
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((4, 32, 32, 3), np.float32)
+    x[:, 8:24, 8:24] = rng.uniform(20, 235, (4, 16, 16, 1))  # a grey "head" on black
+    off = RandomIntensity(seed=1)
+    assert np.array_equal(np.asarray(off(x, training=True)), x)  # every strength 0: the identity
+    on = RandomIntensity(gamma=0.5, bias_field=0.5, seed=1)
+    assert np.array_equal(np.asarray(on(x, training=False)), x)  # inference: the identity
+    y = np.asarray(on(x, training=True))
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 255
+    assert np.array_equal(y[:, :8], x[:, :8]) and not np.allclose(y, x)  # black stays black, the head changes
+    assert np.array_equal(y[..., 0], y[..., 2])  # grey stays grey
+    # a monotone remap per image: the order of pixel values inside the head is kept (gamma alone)
+    g = np.asarray(RandomIntensity(gamma=0.5, seed=2)(x, training=True))[0, 8:24, 8:24, 0].ravel()
+    order = np.argsort(x[0, 8:24, 8:24, 0].ravel(), kind="stable")
+    assert np.all(np.diff(g[order]) >= -1e-3)
+    noisy = np.asarray(RandomIntensity(noise=0.05, seed=3)(x, training=True))
+    assert 0 < np.abs(noisy - x)[:, 8:24, 8:24].mean() < 0.1 * 255
+    again = np.asarray(RandomIntensity(gamma=0.5, bias_field=0.5, seed=1)(x, training=True))
+    assert np.array_equal(again, y)  # the seed fixes the draws
+    with pytest.raises(ValueError, match="gamma=-1"):
+        RandomIntensity(gamma=-1)
+    # serialisable like every custom layer, and usable inside the tf.data pipeline
+    block = augmentation(0, 0, 0, 0, seed=4, gamma=0.3, noise=0.01)
+    assert [layer.name for layer in block.layers] == ["aug_intensity"]
+    model = keras.Sequential([keras.Input((32, 32, 3)), RandomIntensity(gamma=0.3, bias_field=0.2, noise=0.01)])
+    model.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras")
+    assert back.layers[-1].get_config() == model.layers[-1].get_config()
+    ds = make_dataset(x.astype(np.uint8), np.zeros(4, int), batch_size=2, training=True, augment=block, seed=0)
+    batch, _ = next(iter(ds))
+    assert batch.shape == (2, 32, 32, 3) and 0 <= float(np.min(batch)) and float(np.max(batch)) <= 255

@@ -4,6 +4,7 @@ and cache entries written once when two workers want the same key."""
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,10 @@ def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeyp
     for mode in ("sequential", "grid"):
         monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / mode))
         monkeypatch.setenv("TUMORLENS_CACHE", str(tmp_path / f"cache-{mode}"))  # phantoms made by the jobs
-        train = [j for j in plan("smoke") if j.notebook == "02_train"][:2]
+        small = {"data.phantoms.train_per_class": 20}  # fewer phantoms: the same code paths, less training
+        train = [
+            replace(j, params={**j.params, "overrides": small}) for j in plan("smoke") if j.notebook == "02_train"
+        ][:2]
         from tumorlens.config import load_config
         from tumorlens.experiments.runner import kernel_threads
 

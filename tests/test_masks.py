@@ -183,3 +183,52 @@ def test_grabcut_tuning_by_successive_halving_keeps_the_best_of_what_it_scores_i
     )
     with pytest.raises(ValueError, match="screen=0"):
         tune_params(ic, ic.items, screen=0)
+
+
+def test_the_localisation_ablation_scores_each_run_alike_and_differences_them_from_the_first(tmp_path):
+    """Runs of the standard head and an LSE head scored on the phantoms' masks: one row per run and map;
+    the first run is the reference (no differences), a run listed twice scores exactly as the first time
+    (a paired difference of 0), and each row carries its run's pooling and classification scores."""
+    from tumorlens.data.phantoms import write_phantoms
+    from tumorlens.explain.cam import CamSetting
+    from tumorlens.explain.scoring import localisation_ablation
+    from tumorlens.utils.files import write_json
+
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths.runs": str(tmp_path),
+            "data.phantoms.train_per_class": 4,
+            "data.phantoms.test_per_class": 6,
+            "data.phantoms.duplicates": 0,
+        },
+    )
+    write_phantoms(cfg.data_root, size=64, train_per_class=4, test_per_class=6, duplicates=0, seed=cfg.data.seed)
+    runs = []
+    for pooling, acc in (("gap", 0.5), ("lse", 0.75)):
+        run = tmp_path / f"efficientnet_lite0@pool-{pooling}" / "seed-42"
+        run.mkdir(parents=True)
+        build_classifier("efficientnet_lite0", image_size=64, weights="none", pooling=pooling).save(run / "model.keras")
+        summary = {"accuracy": acc, "dedup_accuracy": acc - 0.1}
+        trained = cfg.override({"model.pooling": pooling}).to_dict()
+        write_json(
+            run / "config.json", {"config": trained, "dataset": {}, "environment": {}, "summary": summary}, schema="run"
+        )
+        runs.append(run)
+    maps = [CamSetting("gradcam", "top"), CamSetting("layercam", "stride16")]
+    rows = localisation_ablation(cfg, [runs[0], runs[1], runs[0]], maps=maps, n_boot=200, show_progress=False)
+    assert [(r["run"].split("/")[0], r["map"]) for r in rows] == [
+        (f"efficientnet_lite0@pool-{p}", m) for p in ("gap", "lse", "gap") for m in ("gradcam@top", "layercam@stride16")
+    ]
+    assert [r["pooling"] for r in rows[::2]] == ["gap", "lse", "gap"] and rows[2]["accuracy"] == 0.75
+    assert rows[0]["val_macro_f1"] is None and rows[0]["source"].startswith("phantoms")  # no validation file here
+    for r in rows:
+        assert r["n_report"] == 9
+        for key in ("pointing", "pointing_near", "dice_cam", "dice_grabcut"):
+            assert 0 <= r[key]["lo"] <= r[key]["value"] <= r[key]["hi"] <= 1
+    assert all(r[f"{k}_diff"] is None for r in rows[:2] for k in ("pointing", "dice_grabcut"))
+    for again, first in zip(rows[4:], rows[:2]):
+        assert again["dice_grabcut"] == first["dice_grabcut"] and again["pointing"] == first["pointing"]
+        assert again["dice_grabcut_diff"]["diff"] == 0 and again["pointing_diff"]["diff"] == 0
+    lse = rows[2]["dice_grabcut_diff"]
+    assert lse["diff"] == pytest.approx(rows[2]["dice_grabcut"]["value"] - rows[0]["dice_grabcut"]["value"])

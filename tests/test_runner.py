@@ -85,7 +85,20 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
         assert len(rq1) == 2 * len(r.seeds) + (3 if r.ablations else 0)
         for job in every:
             if job.notebook in ("03_explain", "04_ensembles"):
-                assert [Path(r) for r in upstream_runs(job)] == rq1
+                chosen = job.params.get("candidate_runs", job.params.get("member_runs"))
+                assert [Path(r) for r in chosen] == rq1
+        # the localisation ablation: the standard variant with each other head pooling, trained before the
+        # explain step, which scores them against the standard run of the same seed
+        pooled = [j for j in every if "@pool-" in str(j.run_dir)]
+        assert [j.params["overrides"] for j in pooled] == [{"model.pooling": p} for p in r.poolings]
+        (explain,) = [j for j in every if j.notebook == "03_explain"]
+        assert all(j.part == "supplementary" and every.index(j) < every.index(explain) for j in pooled)
+        ablation = explain.params.get("ablation_runs", [])
+        assert ablation == ([str(rq1[0])] + [str(j.run_dir) for j in pooled] if pooled else [])
+        assert set(ablation) <= set(upstream_runs(explain))
+    assert (
+        len([j for j in plan("cpu") if "@pool-" in str(j.run_dir)]) == 2 and not load_config("smoke").reproduce.poolings
+    )
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):
@@ -161,6 +174,14 @@ def test_a_changed_setting_reruns_exactly_the_jobs_that_read_it_and_says_why(tmp
     assert run_all() == ["skipped", "ran"]
     assert execute(train, notebooks=nbs, force=True) == "ran"  # --force still forces
     assert stale_reasons(explain, nbs) == [f"{train.run_dir} was run again"]
+
+    # a setting added later (`model.pooling`, marked added) at its default leaves what ran before it current
+    now = config.read_text()
+    assert "    pooling: gap " in now
+    config.write_text(now.replace("    pooling: gap ", "    # pooling: gap ", 1))  # as before the setting existed
+    assert stale_reasons(train, nbs) == []
+    config.write_text(now.replace("    pooling: gap ", "    pooling: lse ", 1))  # any other value is a change
+    assert stale_reasons(train, nbs) == ["settings changed (in data, audit, augment, model, train)"]
 
 
 def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_path, monkeypatch):

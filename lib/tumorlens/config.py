@@ -36,10 +36,12 @@ __all__ = [
     "MASK_KINDS",
     "MODULES",
     "PAPER_MODULES",
+    "POOLINGS",
     "Config",
     "ConfigError",
     "load_config",
     "profiles",
+    "settings_fingerprint",
 ]
 
 #: Class names in code and files: the dataset's own folder names, in label order.
@@ -63,6 +65,9 @@ CAM_LAYER_SETS: tuple[str, ...] = ("top", "stride16", "stride8", "fusion")
 #: on CAM + GrabCut pseudo-masks (`tumorlens.explain.refine`) binarised or refined by GrabCut, or
 #: ``auto``: the row of the explain step's comparison with the best Dice on the tuning half.
 MASK_KINDS: tuple[str, ...] = ("cam", "grabcut", "network", "network+grabcut", "auto")
+#: How the classifier's head pools the feature map: global average (the paper's) or a pooling of the
+#: strongest locations (`tumorlens.models.blocks.LocalPooling`, the localisation ablation).
+POOLINGS: tuple[str, ...] = ("gap", "lse", "topk")
 #: The paper's modules and the two baselines they are compared with.
 MODULES: tuple[str, ...] = (*PAPER_MODULES, "se", "cbam")
 
@@ -93,10 +98,15 @@ def _spec(
     factory: Any = None,
     doc: str = "",
     check: Any = None,
+    added: bool = False,
 ) -> Any:
     """A setting: its default, allowed values (``choices``, ``lo``/``hi``), a description, and
-    ``check(value) -> str | None``, an extra rule returning what is expected when the value breaks it."""
-    meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc, "check": check}
+    ``check(value) -> str | None``, an extra rule returning what is expected when the value breaks it.
+
+    ``added``: a setting added after runs were recorded, whose default does what those runs did. At
+    its default it is left out of `settings_fingerprint`, so adding it leaves finished runs current;
+    any other value changes the fingerprint like every setting."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "doc": doc, "check": check, "added": added}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -137,6 +147,12 @@ class AugmentConfig:
     zoom: float = _spec(0.1, lo=0.0, hi=0.9)
     translation: float = _spec(0.05, lo=0.0, hi=0.5)
     contrast: float = _spec(0.1, lo=0.0, hi=1.0)
+    # intensity remapping (`tumorlens.data.intensity.RandomIntensity`): another scanner or release
+    gamma: float = _spec(0.0, lo=0.0, hi=2.0, doc="max |log gamma| of a random gamma remap (0: off)", added=True)
+    bias_field: float = _spec(
+        0.0, lo=0.0, hi=2.0, doc="max coefficient of a random smooth multiplicative field (0: off)", added=True
+    )
+    noise: float = _spec(0.0, lo=0.0, hi=0.5, doc="Gaussian noise sd as a fraction of 255 (0: off)", added=True)
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,12 @@ class ModelConfig:
     )
     modules: tuple[str, ...] = _spec((), choices=MODULES)
     dropout: float = _spec(0.3, lo=0.0, hi=0.95)
+    pooling: str = _spec(
+        "gap",
+        choices=POOLINGS,
+        doc="the head's pooling: gap (global average, the paper's) | lse | topk (the strongest locations decide)",
+        added=True,
+    )
     vit: ViTConfig = _spec(factory=ViTConfig)
 
 
@@ -251,6 +273,16 @@ class ReproduceConfig:
         choices=BACKBONES,
         doc="trained on the smoke profile only, as labelled evidence",
     )
+    poolings: tuple[str, ...] = _spec(
+        (),
+        choices=POOLINGS[1:],
+        doc="the localisation ablation: the standard variant with each of these head poolings (seed: the first)",
+    )
+    intensity: bool = _spec(
+        False,
+        doc="the robustness ablation: the standard variant trained with intensity remapping "
+        "(`tumorlens.experiments.jobs.INTENSITY_ABLATION`; seed: the first)",
+    )
     ensemble_k: int = _spec(3, lo=1, hi=20)
     target_accuracy: float = _spec(
         0.99,
@@ -331,6 +363,27 @@ class Config:
                 node = node.setdefault(p, {})
             node[parts[-1]] = value
         return _build(Config, _deep_merge(self.to_dict(), nested), "")
+
+
+def settings_fingerprint(cfg: Config, sections: Sequence[str]) -> dict[str, Any]:
+    """The settings of ``sections`` as plain data, for a hash of what a job read: like `Config.to_dict`,
+    less the settings marked ``added`` that are at their default (they do what runs recorded before
+    them did)."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            out = {}
+            for f in dataclasses.fields(v):
+                value = getattr(v, f.name)
+                if f.metadata.get("added") and value == f.default:
+                    continue
+                out[f.name] = conv(value)
+            return out
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    return {k: conv(getattr(cfg, k)) for k in sections if hasattr(cfg, k)}
 
 
 def _phantom_key(cfg: Config) -> str:

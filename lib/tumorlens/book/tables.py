@@ -16,6 +16,7 @@ __all__ = [
     "metrics_table",
     "segmentation_table",
     "methods_table",
+    "localisation_table",
     "systems_table",
     "comparisons_table",
     "runs_table",
@@ -124,6 +125,45 @@ def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
         row["ms / image"] = round(r["ms_per_image"]) if r.get("ms_per_image") is not None else "—"
         out.append(row)
     return pd.DataFrame(out).set_index(["map", "mask"])
+
+
+def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """The localisation ablation (``localisation.json["rows"]``): per run and map, the classification
+    scores (official, de-duplicated, validation macro-F1) beside the pointing game and the Dice of the
+    map alone and with GrabCut on the report half, each [95% CI], and the paired Dice and pointing
+    differences from the first run (the reference)."""
+
+    def diff(r: Mapping, key: str, pct: bool = False) -> str:
+        d = r.get(f"{key}_diff")
+        if d is None:
+            return "reference"
+        return (pct_ci_text if pct else lambda v, lo, hi, signed: ci_text(v, lo, hi, digits=3, signed=signed))(
+            d["diff"], d["lo"], d["hi"], signed=True
+        )
+
+    out = []
+    for r in rows:
+        num = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        out.append(
+            {
+                "run": r["run"],
+                "pooling": r["pooling"],
+                "map": r["map"],
+                "official accuracy": num(r["accuracy"]),
+                "de-dup accuracy": num(r["dedup_accuracy"]),
+                "val macro-F1": num(r["val_macro_f1"]),
+                "pointing [95% CI]": pct_ci_text(r["pointing"]["value"], r["pointing"]["lo"], r["pointing"]["hi"]),
+                "pointing vs reference": diff(r, "pointing", pct=True),
+                "Dice map only [95% CI]": ci_text(
+                    r["dice_cam"]["value"], r["dice_cam"]["lo"], r["dice_cam"]["hi"], digits=3
+                ),
+                "Dice + GrabCut [95% CI]": ci_text(
+                    r["dice_grabcut"]["value"], r["dice_grabcut"]["lo"], r["dice_grabcut"]["hi"], digits=3
+                ),
+                "Dice + GrabCut vs reference": diff(r, "dice_grabcut"),
+            }
+        )
+    return pd.DataFrame(out).set_index(["run", "map"])
 
 
 def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821

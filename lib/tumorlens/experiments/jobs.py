@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tumorlens import paths
-from tumorlens.config import PAPER_MODULES, load_config, variant_name
+from tumorlens.config import PAPER_MODULES, load_config, settings_fingerprint, variant_name
 
 __all__ = [
     "Job",
@@ -52,8 +52,12 @@ SETTINGS_READ: dict[str, tuple[str, ...]] = {
     "04_ensembles": ("data", "audit"),
     "05_robustness": ("data", "audit"),
 }
+#: The intensity-remapping strengths of the robustness ablation (``reproduce.intensity``), set before
+#: any external score was seen: gamma exponents within e^+-0.4 (about 0.67-1.5), a bias field of up to
+#: e^+-0.3 at the corners, noise of 2% of full scale.
+INTENSITY_ABLATION = {"augment.gamma": 0.4, "augment.bias_field": 0.3, "augment.noise": 0.02}
 #: Parameters that name other runs: a job is stale when one of them completed again after it.
-_UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run")
+_UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run", "ablation_runs")
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,9 @@ def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     with), and the completion stamps of the runs its parameters name."""
     src = (notebooks or notebook_dir()) / f"{job.notebook}.py"
     profile = job.params.get("profile", "smoke")
-    cfg = load_config(profile, overrides=job.params.get("overrides") or None).to_dict()
-    sections = SETTINGS_READ.get(job.notebook, tuple(sorted(cfg)))
-    settings = {k: cfg.get(k) for k in sections}
+    cfg = load_config(profile, overrides=job.params.get("overrides") or None)
+    sections = SETTINGS_READ.get(job.notebook, tuple(sorted(cfg.to_dict())))
+    settings = settings_fingerprint(cfg, sections)
     upstream = {}
     for run in upstream_runs(job):
         done = Path(run) / DONE
@@ -181,9 +185,11 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     ``part`` (one of `PLAN_PARTS`) when given.
 
     Headline: data -> standard and all-modules variants over ``reproduce.seeds`` (RQ1) -> each module
-    alone -> ensembles (RQ2) chosen among those runs. Supplementary: explain-and-segment (RQ3) of the
-    best of those runs -> all modules warm-up only (RQ4) -> the ViT (RQ5) -> the other backbones on the
-    smoke profile (labelled evidence) -> robustness of the all-modules run.
+    alone -> ensembles (RQ2) chosen among those runs. Supplementary: the standard variant with each head
+    pooling of ``reproduce.poolings`` -> explain-and-segment (RQ3) of the best of the headline runs
+    (and the localisation ablation: the pooled runs against the standard one) -> all modules warm-up
+    only (RQ4) -> the ViT (RQ5) -> the other backbones on the smoke profile (labelled evidence) ->
+    robustness of the all-modules run.
     """
     if part is not None and part not in PLAN_PARTS:
         raise ValueError(f"part must be one of {', '.join(PLAN_PARTS)}; received part={part!r}")
@@ -244,20 +250,37 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     for other in r.other_backbones:
         extra.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed, part="supplementary"))
     explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
-    extra.insert(
-        0,
-        Job(
-            "03_explain",
-            root / "explain",
-            {
-                "profile": profile,
-                "model_run": "",
-                "candidate_runs": [str(p) for p in cnn_runs],
-                "run_dir": str(root / "explain"),
-            },
+    # the localisation ablation: the standard variant with other head poolings, explained beside it
+    pooled = [
+        _train_job(
+            profile,
+            root,
+            bb,
+            (),
+            first,
+            tag=f"pool-{pooling}",
+            overrides={"model.pooling": pooling},
             part="supplementary",
-        ),
-    )
+        )
+        for pooling in r.poolings
+    ]
+    if r.intensity:  # the robustness ablation: the standard variant trained on remapped intensities
+        pooled.append(
+            _train_job(
+                profile, root, bb, (), first, tag="intensity", overrides=dict(INTENSITY_ABLATION), part="supplementary"
+            )
+        )
+    explain_params = {
+        "profile": profile,
+        "model_run": "",
+        "candidate_runs": [str(p) for p in cnn_runs],
+        "run_dir": str(root / "explain"),
+    }
+    if r.poolings:
+        explain_params["ablation_runs"] = [str(root / bb / f"seed-{first}")] + [
+            str(j.run_dir) for j in pooled if "@pool-" in str(j.run_dir)
+        ]
+    extra[:0] = [*pooled, Job("03_explain", root / "explain", explain_params, part="supplementary")]
     jobs.append(
         Job(
             "04_ensembles",

@@ -172,6 +172,8 @@ def _recipe(info: dict) -> dict:
     }
     if m["backbone"] == "vit":
         recipe["vit"] = m["vit"]
+    if m.get("pooling", "gap") != "gap":  # the head's pooling (recipes before the setting: gap)
+        recipe["pooling"] = m["pooling"]
     # the weights the library builds before the published ones are loaded over them: the ImageNet
     # backbone where the run started from it (shipped offline for efficientnet_lite0), else random
     recipe["base"] = "imagenet" if m["weights"] == "imagenet" else "none"
@@ -187,6 +189,7 @@ def _build(recipe: dict):
         weights=r["base"],
         dropout=r["dropout"],
         vit=r.get("vit"),
+        pooling=r.get("pooling", "gap"),
     )
 
 

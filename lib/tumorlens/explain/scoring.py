@@ -31,6 +31,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from tumorlens import records
 from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image, unletterbox_cam, unletterbox_mask
 from tumorlens.data.pipeline import load_images
@@ -46,7 +47,7 @@ from tumorlens.models.classifier import load_model
 from tumorlens.paths import relative
 from tumorlens.utils import determinism
 from tumorlens.utils.environment import cpu_threads
-from tumorlens.utils.files import atomic_path, write_json
+from tumorlens.utils.files import atomic_path, read_json, write_json
 from tumorlens.utils.progress import progress
 
 #: The map name of the weak-mask network in tables and files.
@@ -67,6 +68,7 @@ __all__ = [
     "tune_params",
     "summarise",
     "evaluate_segmentation",
+    "localisation_ablation",
 ]
 
 
@@ -651,6 +653,81 @@ def evaluate_segmentation(
     for cls, png in draw_galleries(out / "gallery.npz", {it.id: it for it in items}, size, params_by[map_name]).items():
         cv2.imwrite(str(out / f"gallery_{cls}.png"), cv2.cvtColor(png, cv2.COLOR_RGB2BGR))
     return summary
+
+
+def localisation_ablation(
+    cfg,
+    run_dirs: Sequence[str | Path],
+    *,
+    maps: Sequence[CamSetting] | None = None,
+    n_boot: int = 2000,
+    show_progress: bool = True,
+) -> list[dict]:
+    """Do the classifiers localise? The same expert-mask scoring for several trained runs (e.g. the
+    standard head against heads that pool the strongest locations): per run and map, on the report
+    part of the masks, the pointing game (strict and within ``segment.pointing_tolerance``), the mean
+    Dice of the map alone and of map + GrabCut (each with thresholds tuned on the tuning part, as
+    `evaluate_segmentation` tunes them), each with its bootstrap 95% interval, the paired difference
+    from the first run's row of the same map, and the run's own classification scores (official
+    split, de-duplicated, validation macro-F1) from its ``run.json``.
+
+    Args:
+        cfg: the settings (``segment`` and the mask source; ``data.image_size`` of the runs).
+        run_dirs: finished runs of one backbone; the first is the reference of the paired differences.
+        maps: the map settings scored (default: the paper's Grad-CAM and the configured map).
+
+    Returns:
+        One row per run and map, in ``run_dirs`` order.
+    """
+    s = cfg.segment
+    determinism.configure(cfg.train.deterministic, cfg.train.threads)
+    source, items = mask_items_for(cfg)
+    if not items:
+        raise FileNotFoundError("no ground-truth masks found: set segment.masks (see data/README.md)")
+    maps = list({c.name: c for c in (maps or [PAPER_MAP, CamSetting.from_config(s)])}.values())
+    size = cfg.data.image_size
+    data = load_mask_set(items, size)
+    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
+    base = SegmentParams.from_config(s)
+    rows, reference = [], {}
+    for run in map(Path, run_dirs):
+        info = read_json(run / records.CONFIG, schema="run")
+        ranked, _ = records.rank_by_validation([run])
+        backbone = info["config"]["model"]["backbone"]
+        model = load_model(run)
+        for cs in maps:
+            ic = explain_items(model, backbone, items, size, cam=cs, data=data, show_progress=show_progress)
+            params, _ = tune_params(ic, tune_part, base) if s.tune else (base, [])
+            per = score_items(ic, report_part, params, tolerance=s.pointing_tolerance, oracle=False)
+            values = {
+                "pointing": [float(r["pointing"]) for r in per],
+                "pointing_near": [float(r["pointing_near"]) for r in per],
+                "dice_cam": [r["dice_cam"] for r in per],
+                "dice_grabcut": [r["dice_grabcut"] for r in per],
+            }
+            summary = info["summary"]
+            row = {
+                "run": f"{run.parent.name}/{run.name}",
+                "pooling": info["config"]["model"].get("pooling", "gap"),
+                "map": cs.name,
+                "n_report": len(per),
+                "source": source,
+                "accuracy": summary.get("accuracy"),
+                "dedup_accuracy": summary.get("dedup_accuracy"),
+                "val_macro_f1": ranked[0]["val_macro_f1"] if ranked else None,
+                "brisc_accuracy": float(np.mean([r["correct"] for r in per])) if per else None,
+                "centre_pointing": _rate(per, "centre_pointing"),
+            }
+            for key, vals in values.items():
+                row[key] = bootstrap_mean(vals, n_boot=n_boot, seed=cfg.data.seed)
+                ref = reference.get((cs.name, key))
+                row[f"{key}_diff"] = (
+                    paired_mean_diff(vals, ref, n_boot=n_boot, seed=cfg.data.seed) if ref is not None else None
+                )
+            for key, vals in values.items():
+                reference.setdefault((cs.name, key), vals)
+            rows.append(row)
+    return rows
 
 
 #: Where the published galleries' images come from (they are committed with the results).

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import keras
 
-from tumorlens.config import CLASSES, check_modules, variant_name
+from tumorlens.config import CLASSES, POOLINGS, check_modules, variant_name
 from tumorlens.models.backbones import (
     REGISTRY,
     build_backbone,
@@ -51,9 +51,6 @@ __all__ = [
 
 #: Names of the layers the builder adds after the backbone.
 HEAD_LAYERS = ("sbr_edges", "sbr", "se", "cbam", "mab", "respath", "gap", "pool", "head_dropout", "predictions")
-#: How the head pools the feature map: global average (the paper's), or a pooling of the strongest
-#: locations (`tumorlens.models.blocks.LocalPooling`; the localisation ablation). ResPath is a pooling itself.
-POOLINGS = ("gap", "lse", "topk")
 
 
 def disable_backbone_dropout(model: keras.Model) -> None:

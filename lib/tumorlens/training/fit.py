@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from tumorlens.config import Config
-from tumorlens.data.pipeline import augmentation, make_dataset
+from tumorlens.data.pipeline import augmentation_for, make_dataset
 from tumorlens.models.blocks import EdgeMap
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict, predict_images
@@ -131,7 +131,7 @@ def train_model(
     t, a = cfg.train, cfg.augment
     bs = cfg.data.batch_size
     keras.utils.set_random_seed(cfg.seed)
-    aug = augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=cfg.seed)
+    aug = augmentation_for(a, seed=cfg.seed)
     cw = _class_weights(y_train) if t.class_weights else None
     elog = _EpochLog()
     ckpt = _checkpoint(model, checkpoint_path) if checkpoint_path else None

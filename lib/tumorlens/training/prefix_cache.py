@@ -15,7 +15,7 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import Config
-from tumorlens.data.pipeline import augmentation
+from tumorlens.data.pipeline import augmentation_for
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict
 from tumorlens.training.cut import find_cut
@@ -56,7 +56,7 @@ def prefix_outputs(
 def augmented_view(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndarray:
     """One augmented view of every image: a pure function of (images, augmentation settings, seed)."""
 
-    aug = augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed)
+    aug = augmentation_for(a, seed=seed)
     out = np.empty_like(images)
     for s in range(0, len(images), batch_size):
         x = aug(images[s : s + batch_size].astype("float32"), training=True)
@@ -88,6 +88,9 @@ def cache_keys(cfg: Config, prep) -> dict[str, str]:
             cfg.data.seed,
         )
     )
+    # the intensity remapping (settings added later) enters the key only when on: existing caches stay valid
+    if a.gamma or a.bias_field or a.noise:
+        base += f"|intensity:{a.gamma}|{a.bias_field}|{a.noise}"
     out = {}
     for split in ("train", "val", "test"):
         h = hash_files(hashlib.sha1(base.encode()), ((r.rel, r.path) for r in prep.splits[split]))

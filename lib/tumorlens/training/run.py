@@ -99,7 +99,13 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     x_te = prep.images("test", show_progress)
     with strategy.scope():  # variables (model and optimiser) live on the strategy's devices
         model = build_classifier(
-            m.backbone, m.modules, image_size=cfg.data.image_size, weights=m.weights, dropout=m.dropout, vit=vit
+            m.backbone,
+            m.modules,
+            image_size=cfg.data.image_size,
+            weights=m.weights,
+            dropout=m.dropout,
+            vit=vit,
+            pooling=m.pooling,
         )
         result = train_model(
             model,

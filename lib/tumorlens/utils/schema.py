@@ -49,6 +49,7 @@ SCHEMAS: dict[str, Schema] = {
     "segmentation": Schema(1, ("model", "n_report", "map", "mask", "params", "per_class", "methods"), _EXPLAIN),
     "segment": Schema(1, ("map", "mask", "params", "model"), _EXPLAIN),
     "tuning": Schema(1, ("tune_ids", "grid"), _EXPLAIN),
+    "localisation": Schema(1, ("source", "runs", "rows"), _EXPLAIN),
     "network": Schema(1, ("params", "epochs", "history"), _EXPLAIN),
     "rq": Schema(1, ("backbone", "seeds", "runs", "rq1"), _COLLECT),  # rq2-rq5 only where their runs exist
     "summary": Schema(1, ("profile", "data", "image_size", "models", "environment"), _COLLECT),

@@ -52,7 +52,7 @@ from IPython.display import Image
 from myst_nb import glue
 
 from tumorlens.book import figures, tables
-from tumorlens.book.text import explain_glue
+from tumorlens.book.text import explain_glue, localisation_words
 from tumorlens.config import load_config
 from tumorlens.explain import gallery
 from tumorlens.explain.gallery import draw_galleries
@@ -139,8 +139,13 @@ tables.segmentation_table(summary, prefix="oracle_")
 
 # %%
 ablation_file = Path(run_dir) / "localisation.json"
-if ablation_file.is_file():
-    display(tables.localisation_table(read_json(ablation_file, schema="localisation")["rows"]))
+ablation = read_json(ablation_file, schema="localisation") if ablation_file.is_file() else None
+glue("localisation_words", localisation_words(ablation, summary["cam"]), display=False)
+if ablation:
+    display(tables.localisation_table(ablation["rows"]))
+
+# %% [markdown]
+# {glue:text}`localisation_words`
 
 # %% [markdown]
 # ## The weak-mask network

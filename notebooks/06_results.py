@@ -163,6 +163,10 @@ elif rq3:
 # map is {glue:text}`rq3_grabcut_diff` in Dice: {glue:text}`rq3_verdict`. The comparison of every
 # map is in the [explain-and-segment chapter](03_explain).
 #
+# Would a head that lets the strongest locations decide put the evidence on the tumour? The
+# localisation ablation (the standard variant retrained with other poolings, first seed):
+# {glue:text}`rq3_localisation`
+#
 # ## RQ4 — does partial fine-tuning improve on warm-up alone?
 
 # %%

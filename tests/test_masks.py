@@ -201,6 +201,7 @@ def test_the_localisation_ablation_scores_each_run_alike_and_differences_them_fr
             "data.phantoms.train_per_class": 4,
             "data.phantoms.test_per_class": 6,
             "data.phantoms.duplicates": 0,
+            "segment.tune": False,  # tuning is tested above; here the same settings for every run
         },
     )
     write_phantoms(cfg.data_root, size=64, train_per_class=4, test_per_class=6, duplicates=0, seed=cfg.data.seed)

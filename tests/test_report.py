@@ -260,3 +260,46 @@ def test_the_data_chapter_built_from_the_published_results_glues_their_counts(tm
         report = scan(real, show_progress=False)
         assert report.modes["single-channel"] == step["scan"]["channels"]["single-channel"]
         assert report.dataset() == step["scan"]["dataset"]
+
+
+def test_the_localisation_ablation_in_words_and_as_a_table():
+    from tumorlens.book.tables import localisation_table
+    from tumorlens.book.text import localisation_words
+
+    def ci(v):
+        return {"value": v, "lo": v - 0.05, "hi": v + 0.05, "n": 200}
+
+    def row(pooling, mp, acc, point, dice, ref=None):
+        diff = (lambda a, b: {"diff": a - b, "lo": a - b - 0.02, "hi": a - b + 0.02, "n": 200}) if ref else None
+        return {
+            "run": f"efficientnet_lite0{'' if pooling == 'gap' else '@pool-' + pooling}/seed-42",
+            "pooling": pooling,
+            "map": mp,
+            "n_report": 215,
+            "accuracy": acc,
+            "dedup_accuracy": acc - 0.05,
+            "val_macro_f1": None,
+            "pointing": ci(point),
+            "pointing_near": ci(point),
+            "dice_cam": ci(dice - 0.1),
+            "dice_grabcut": ci(dice),
+            "pointing_diff": diff(point, ref[0]) if ref else None,
+            "pointing_near_diff": diff(point, ref[0]) if ref else None,
+            "dice_cam_diff": diff(dice, ref[1]) if ref else None,
+            "dice_grabcut_diff": diff(dice, ref[1]) if ref else None,
+        }
+
+    rows = [
+        row("gap", "gradcam@top", 0.97, 0.2, 0.1),
+        row("gap", "layercam@fusion", 0.97, 0.6, 0.45),
+        row("lse", "gradcam@top", 0.955, 0.3, 0.15, ref=(0.2, 0.1)),
+        row("lse", "layercam@fusion", 0.955, 0.65, 0.40, ref=(0.6, 0.45)),
+    ]
+    words = localisation_words({"rows": rows}, "layercam@fusion")
+    assert words.startswith("With layercam@fusion on the 215 report images, the log-sum-exp head")
+    assert "official accuracy 0.9550 (standard 0.9700)" in words and "pointing 65% vs 60% (+5 points [+3, +7])" in words
+    assert "0.400 vs 0.450 (-0.050 [-0.070, -0.030])" in words
+    assert localisation_words(None).startswith("not measured")
+    table = localisation_table(rows)
+    assert table.shape[0] == 4 and table.iloc[0]["Dice + GrabCut vs reference"] == "reference"
+    assert table.iloc[3]["pointing vs reference"] == "+5 points [+3, +7]"

@@ -192,3 +192,31 @@ def rq3_words(rq3: dict | None) -> dict[str, str]:
     else:
         out["grabcut_diff"], out["verdict"] = "n/a", "not measured"
     return out
+
+
+def localisation_words(ablation: dict | None, map_name: str | None = None) -> str:
+    """The localisation ablation (``localisation.json``) in one sentence per pooled run, for the
+    configured map (``map_name``; default: the last map of the rows): its classification and
+    localisation against the reference run (the standard head); ``not measured`` without results."""
+    rows = (ablation or {}).get("rows") or []
+    if not rows:
+        return "not measured (the profile plans no localisation ablation: reproduce.poolings)"
+    map_name = map_name if any(r["map"] == map_name for r in rows) else rows[-1]["map"]
+    rows = [r for r in rows if r["map"] == map_name]
+    ref, others = rows[0], rows[1:]
+    names = {"lse": "log-sum-exp", "topk": "top-k", "gap": "global average"}
+
+    def acc(r: dict) -> str:
+        return "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"
+
+    parts = []
+    for r in others:
+        p, d = r["pointing_diff"], r["dice_grabcut_diff"]
+        parts.append(
+            f"the {names.get(r['pooling'], r['pooling'])} head: official accuracy {acc(r)} (standard {acc(ref)}), "
+            f"pointing {r['pointing']['value']:.0%} vs {ref['pointing']['value']:.0%} "
+            f"({pct_ci_text(p['diff'], p['lo'], p['hi'], signed=True)}), Dice of map + GrabCut "
+            f"{r['dice_grabcut']['value']:.3f} vs {ref['dice_grabcut']['value']:.3f} "
+            f"({ci_text(d['diff'], d['lo'], d['hi'], digits=3, ci_digits=3, signed=True)})"
+        )
+    return f"With {map_name} on the {ref['n_report']} report images, " + "; ".join(parts) + "."

@@ -303,3 +303,35 @@ def test_the_localisation_ablation_in_words_and_as_a_table():
     table = localisation_table(rows)
     assert table.shape[0] == 4 and table.iloc[0]["Dice + GrabCut vs reference"] == "reference"
     assert table.iloc[3]["pointing vs reference"] == "+5 points [+3, +7]"
+
+
+def test_the_ablation_runs_on_the_external_set_in_words():
+    from tumorlens.book.pages import external_ablation_words
+
+    def m(acc, nt):
+        return {
+            "brisc": {
+                "n": 500,
+                "accuracy": acc,
+                "accuracy_lo": acc - 0.03,
+                "accuracy_hi": acc + 0.02,
+                "notumor_recall": nt,
+            }
+        }
+
+    ext = {
+        "runs": {
+            "lite/seed-42": m(0.906, 0.83),
+            "lite@intensity/seed-42": m(0.93, 0.9),
+            "lite@pool-topk/seed-42": m(0.88, None),
+            "lite@intensity/seed-43": m(0.5, 0.1),  # another seed: not the comparison
+        }
+    }
+    words = external_ablation_words(ext, "lite", 42)
+    assert words == (
+        "the standard run (seed 42) accuracy 0.906 [0.876, 0.926], no-tumour recall 0.83 on brisc; "
+        "trained with intensity remapping: accuracy 0.930 [0.900, 0.950], no-tumour recall 0.90; "
+        "with a top-k head: accuracy 0.880 [0.850, 0.900], no-tumour recall n/a"
+    )
+    assert external_ablation_words(None, "lite", 42).startswith("not measured")
+    assert external_ablation_words({"runs": {"lite/seed-42": m(0.9, 0.8)}}, "lite", 42).startswith("no ablation")

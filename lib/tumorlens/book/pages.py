@@ -164,6 +164,40 @@ def external_glue(ext: dict | None) -> dict[str, str]:
     return {"ext_summary": "; ".join(parts), "abs_external": abs_external}
 
 
+#: What the tags of the ablation runs of the standard variant change, for the results page's prose.
+ABLATION_TAGS = {
+    "intensity": "trained with intensity remapping",
+    "pool-lse": "with a log-sum-exp head",
+    "pool-topk": "with a top-k head",
+}
+
+
+def external_ablation_words(ext: dict | None, backbone: str, seed: int) -> str:
+    """The standard variant's ablation runs (`ABLATION_TAGS`) on the first external set, each against
+    the standard run of the same seed: accuracy [95% CI] and no-tumour recall; ``not measured`` when
+    `tumorlens external` has not scored them."""
+    runs = (ext or {}).get("runs") or {}
+    ref = runs.get(f"{backbone}/seed-{seed}")
+    if not ref:
+        return "not measured (run `tumorlens external --profile P` after the ablation runs)"
+    name = next(iter(ref))
+
+    def words(m: dict) -> str:
+        nt = m.get("notumor_recall")
+        return f"accuracy {m['accuracy']:.3f} [{m['accuracy_lo']:.3f}, {m['accuracy_hi']:.3f}], no-tumour recall " + (
+            "n/a" if nt is None else f"{nt:.2f}"
+        )
+
+    parts = [
+        f"{what}: {words(runs[key][name])}"
+        for tag, what in ABLATION_TAGS.items()
+        if name in runs.get(key := f"{backbone}@{tag}/seed-{seed}", {})
+    ]
+    if not parts:
+        return "no ablation run of the standard variant was scored"
+    return f"the standard run (seed {seed}) {words(ref[name])} on {name}; " + "; ".join(parts)
+
+
 def verify_glue(v: dict | None) -> dict[str, str]:
     """The rerun check's sentence parts (``verify.json`` from `tumorlens verify`), or what to run."""
     if not v:
@@ -231,7 +265,9 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "res_jobs": str(tgt_min["jobs"]),
     }
     out |= verify_glue(read_optional(res / "verify.json", "verify"))
-    out |= external_glue(read_optional(res / "external.json", "external"))
+    ext = read_optional(res / "external.json", "external")
+    out |= external_glue(ext)
+    out["ext_ablations"] = external_ablation_words(ext, bb, first)
     out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1
     rq1 = rq["rq1"]

@@ -32,6 +32,7 @@ from myst_nb import glue
 from tumorlens.book import figures, snapshots, tables
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
+from tumorlens.data.annotations import read_view_labels, view_sequence_mix
 from tumorlens.data.pipeline import augment_views
 from tumorlens.data.prepared import read_data_step, write_data_step
 from tumorlens.errors import DatasetNotFoundError
@@ -40,10 +41,12 @@ figures.setup_plotly()
 cfg = load_config(profile, overrides={"seed": seed} | ({"data.root": data_root} if data_root else {}))
 out = Path(run_dir)
 prep = None
+view_labels = read_view_labels()  # hand labels of a Training sample (data/annotations/)
 if mode == "run":
     prep = prepare(cfg)
     write_data_step(prep, cfg.data.split, out)
     snapshots.write_data_figures(prep, cfg, prep.audit.to_dict(), out / "figures", seed)
+    snapshots.write_view_figure(prep.root, view_labels, out / "figures" / "views.jpg")
 step = read_data_step(out)  # a missing, stale or partial file fails here, naming itself
 scan_d, audit_d, splits_d, n_dedup = step["scan"], step["audit"], step["splits"], len(step["dedup_test"])
 source = (
@@ -175,3 +178,51 @@ tables.audit_table(audit_d)
 
 # %%
 pd.DataFrame(audit_d["sensitivity"]).set_index("rule")
+
+# %% [markdown]
+# ## Views and sequences: a shortcut the audit cannot see
+#
+# The audit finds copies; it cannot see *how* each class was imaged. One rater labelled the view and
+# the apparent sequence of a random sample of Training images by eye, 24 per class
+# (`data/annotations/`; file names and labels only). The shares, with Wilson 95% intervals:
+
+# %%
+mix = view_sequence_mix(view_labels)
+glue("mix_n", min(m["n"] for m in mix.values()), display=False)
+nt, tumour = mix["notumor"], [mix[c] for c in ("glioma", "meningioma", "pituitary")]
+glue("mix_nt_axial", f"{nt['view']['axial']['k']} of {nt['n']}", display=False)
+glue("mix_nt_t1", f"{nt['sequence']['T1']['k']} of {nt['n']}", display=False)
+glue(
+    "mix_tumour_axial",
+    f"{sum(m['view']['axial']['k'] for m in tumour)} of {sum(m['n'] for m in tumour)}",
+    display=False,
+)
+glue(
+    "mix_tumour_t1", f"{sum(m['sequence']['T1']['k'] for m in tumour)} of {sum(m['n'] for m in tumour)}", display=False
+)
+tables.view_mix_table(mix)
+
+# %%
+figures.view_mix_bars(mix, "view")
+
+# %%
+figures.view_mix_bars(mix, "sequence")
+
+# %% [markdown]
+# Of the labelled no-tumour slices, {glue:text}`mix_nt_axial` are axial and {glue:text}`mix_nt_t1`
+# look T1-weighted; of the labelled tumour slices, {glue:text}`mix_tumour_axial` are axial and
+# {glue:text}`mix_tumour_t1` look T1-weighted. So "not axial, or T1-weighted, means a tumour" separates
+# the classes well on this dataset without looking at any lesion — a shortcut a classifier can take,
+# which the official and de-duplicated test splits (drawn from the same collection) reward. An
+# external release whose no-tumour slices are T1-weighted in every view (BRISC 2025, the external
+# check on the results page) does not; the localisation and intensity ablations are the levers this
+# repository measures against it. One rater and 24 images per class: the intervals are wide, the
+# pattern is not.
+
+# %%
+view_figure = out / "figures" / "views.jpg"
+if view_figure.is_file():  # rendered by the data step from the labelled files, published with the results
+    print("Labelled Training images: per class, up to four view and sequence pairs.", snapshots.SOURCE_NOTE)
+    display(Image(filename=str(view_figure)))
+else:
+    print("The labelled Training images are not part of these results (the profile's data is not the Kaggle set).")

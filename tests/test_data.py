@@ -309,3 +309,44 @@ def test_random_intensity_remaps_within_range_keeps_background_and_grey_and_roun
     ds = make_dataset(x.astype(np.uint8), np.zeros(4, int), batch_size=2, training=True, augment=block, seed=0)
     batch, _ = next(iter(ds))
     assert batch.shape == (2, 32, 32, 3) and 0 <= float(np.min(batch)) and float(np.max(batch)) <= 255
+
+
+def test_the_view_labels_are_checked_and_their_mix_has_intervals(tmp_path):
+    import csv
+
+    import cv2
+
+    from tumorlens.book.snapshots import write_view_figure
+    from tumorlens.data.annotations import read_view_labels, view_sequence_mix, wilson
+    from tumorlens.data.phantoms import render_phantom
+
+    rows = read_view_labels()  # the committed sample: 24 Training images per class
+    assert len(rows) == 96 and all(r["file"].startswith(f"Training/{r['class']}/") for r in rows)
+    mix = view_sequence_mix(rows)
+    for m in mix.values():
+        assert m["n"] == 24 and sum(d["k"] for d in m["view"].values()) == 24
+        assert sum(d["k"] for d in m["sequence"].values()) == 24
+        for d in [*m["view"].values(), *m["sequence"].values()]:
+            assert 0 <= d["lo"] <= d["share"] <= d["hi"] <= 1
+    lo, hi = wilson(0, 10)
+    assert lo == 0 and 0.25 < hi < 0.35  # the known Wilson bound for 0 of 10: 0.278
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    # a bad value or a repeated file names the file and the line
+    bad = tmp_path / "labels.csv"
+    with open(bad, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerows([["class", "file", "view", "sequence"], ["glioma", "a.jpg", "axial", "T1"]])
+        w.writerows([["glioma", "b.jpg", "oblique", "T1"]])
+    with pytest.raises(ValueError, match=r"labels.csv, line 3: view must be one of .*'oblique'"):
+        read_view_labels(bad)
+    bad.write_text("class,file,view,sequence\nglioma,a.jpg,axial,T1\nglioma,a.jpg,axial,T1\n")
+    with pytest.raises(ValueError, match="line 3: a.jpg is labelled twice"):
+        read_view_labels(bad)
+    # the example sheet: the labelled files that exist, one per view and sequence pair
+    root = tmp_path / "kaggle"
+    for r in rows[:3]:
+        (root / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / r["file"]), render_phantom("glioma", 96, 0)[0])
+    sheet = write_view_figure(root, rows, tmp_path / "views.jpg")
+    assert sheet is not None and cv2.imread(str(sheet)) is not None
+    assert write_view_figure(tmp_path / "empty", rows, tmp_path / "none.jpg") is None

@@ -61,6 +61,32 @@ def class_balance(counts: Mapping[str, Mapping[str, int]], title: str = "Images 
     return fig
 
 
+def view_mix_bars(mix: Mapping[str, Mapping], key: str = "view", title: str = ""):
+    """Stacked shares per class of each view (``key="view"``) or apparent sequence (``"sequence"``)
+    in the labelled sample (`tumorlens.data.annotations.view_sequence_mix`)."""
+    import plotly.graph_objects as go
+
+    classes = list(mix)
+    values = list(next(iter(mix.values()))[key]) if mix else []
+    fig = go.Figure()
+    for v in values:
+        fig.add_bar(
+            name=v,
+            x=[PRETTY[c] for c in classes],
+            y=[mix[c][key][v]["share"] for c in classes],
+            text=[mix[c][key][v]["k"] or "" for c in classes],
+            textposition="inside",
+        )
+    fig.update_layout(
+        title=title or f"{key.capitalize()} of the labelled Training images, per class",
+        barmode="stack",
+        yaxis=dict(title="share of the labelled images", tickformat=".0%"),
+        height=380,
+        margin=dict(t=60, b=40),
+    )
+    return fig
+
+
 def image_grid(images: np.ndarray, titles: Sequence[str], cols: int = 4, title: str = "", size: int = 160):
     """A grid of uint8 images ``(N, H, W, 3)`` with one title each."""
     import plotly.graph_objects as go

@@ -22,7 +22,7 @@ from tumorlens.data.pipeline import augment_views
 from tumorlens.explain.gallery import jpeg_bytes
 from tumorlens.utils.files import atomic_path
 
-__all__ = ["DATA_FIGURES", "SOURCE_NOTE", "image_sheet", "write_data_figures"]
+__all__ = ["DATA_FIGURES", "SOURCE_NOTE", "image_sheet", "write_data_figures", "write_view_figure"]
 
 #: The data chapter's published figures: file name -> caption.
 DATA_FIGURES = {
@@ -59,6 +59,31 @@ def image_sheet(images: Sequence[np.ndarray], titles: Sequence[str], cols: int =
 def _write(path: Path, rgb: np.ndarray) -> None:
     with atomic_path(path, ".jpg") as tmp:
         tmp.write_bytes(jpeg_bytes(rgb, quality=82))
+
+
+def write_view_figure(root: str | Path, rows: Sequence[dict], out: str | Path, per_class: int = 4) -> Path | None:
+    """Render labelled Training images (`tumorlens.data.annotations`) into ``out`` (a JPEG): per class
+    up to ``per_class`` images of different view and sequence pairs, each titled with them. None when
+    none of the labelled files is under ``root`` (e.g. the phantoms)."""
+    images, titles = [], []
+    for cls in CLASSES:
+        shown = set()
+        for r in rows:
+            pair = (r["view"], r["sequence"])
+            if r["class"] != cls or pair in shown or len(shown) == per_class:
+                continue
+            try:
+                img = letterbox(read_image(Path(root) / r["file"])[0], 128)
+            except (OSError, ValueError):
+                continue  # not in this dataset copy
+            shown.add(pair)
+            images.append(img)
+            titles.append(f"{cls}: {pair[0]}, {pair[1]}")
+    if not images:
+        return None
+    path = Path(out)
+    _write(path, image_sheet(images, titles, cols=per_class, tile=160))
+    return path
 
 
 def write_data_figures(prep, cfg, audit: dict, out: str | Path, seed: int, pairs: int = 6) -> dict[str, str]:

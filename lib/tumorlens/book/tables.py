@@ -17,6 +17,7 @@ __all__ = [
     "segmentation_table",
     "methods_table",
     "localisation_table",
+    "view_mix_table",
     "systems_table",
     "comparisons_table",
     "runs_table",
@@ -125,6 +126,19 @@ def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
         row["ms / image"] = round(r["ms_per_image"]) if r.get("ms_per_image") is not None else "—"
         out.append(row)
     return pd.DataFrame(out).set_index(["map", "mask"])
+
+
+def view_mix_table(mix: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Per class (`tumorlens.data.annotations.view_sequence_mix`): the labelled images and the share of
+    each view and of each apparent sequence, with Wilson 95% intervals."""
+    out = {}
+    for cls, m in mix.items():
+        row = {"labelled": m["n"]}
+        for key in ("view", "sequence"):
+            for v, d in m[key].items():
+                row[v] = f"{d['k']} ({pct_ci_text(d['share'], d['lo'], d['hi'])})"
+        out[PRETTY[cls]] = row
+    return pd.DataFrame.from_dict(out, orient="index")
 
 
 def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821

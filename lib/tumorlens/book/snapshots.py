@@ -62,8 +62,8 @@ def _write(path: Path, rgb: np.ndarray) -> None:
 
 
 def write_view_figure(root: str | Path, rows: Sequence[dict], out: str | Path, per_class: int = 4) -> Path | None:
-    """Render labelled Training images (`tumorlens.data.annotations`) into ``out`` (a JPEG): per class
-    up to ``per_class`` images of different view and sequence pairs, each titled with them. None when
+    """Render labelled Training images (`tumorlens.data.annotations`) into ``out`` (a JPEG): a row per
+    class of up to ``per_class`` images of different view and sequence pairs, each titled with them. None when
     none of the labelled files is under ``root`` (e.g. the phantoms)."""
     images, titles = [], []
     for cls in CLASSES:
@@ -79,6 +79,9 @@ def write_view_figure(root: str | Path, rows: Sequence[dict], out: str | Path, p
             shown.add(pair)
             images.append(img)
             titles.append(f"{cls}: {pair[0]}, {pair[1]}")
+        if shown:  # one row per class: pad it with blank tiles
+            images += [np.zeros((128, 128, 3), np.uint8)] * (per_class - len(shown))
+            titles += [""] * (per_class - len(shown))
     if not images:
         return None
     path = Path(out)

@@ -214,10 +214,10 @@ figures.view_mix_bars(mix, "sequence")
 # {glue:text}`mix_tumour_t1` look T1-weighted. So "not axial, or T1-weighted, means a tumour" separates
 # the classes well on this dataset without looking at any lesion — a shortcut a classifier can take,
 # which the official and de-duplicated test splits (drawn from the same collection) reward. An
-# external release whose no-tumour slices are T1-weighted in every view (BRISC 2025, the external
-# check on the results page) does not; the localisation and intensity ablations are the levers this
-# repository measures against it. One rater and 24 images per class: the intervals are wide, the
-# pattern is not.
+# external release whose file names mark every slice T1-weighted, its no-tumour slices in all three
+# views (BRISC 2025, the external check on the results page), does not; the localisation and
+# intensity ablations are the levers this repository measures against it. One rater and 24 images
+# per class: the intervals are wide, the pattern is not.
 
 # %%
 view_figure = out / "figures" / "views.jpg"

@@ -297,8 +297,11 @@ def test_the_localisation_ablation_in_words_and_as_a_table():
     ]
     words = localisation_words({"rows": rows}, "layercam@fusion")
     assert words.startswith("With layercam@fusion on the 215 report images, the log-sum-exp head")
-    assert "official accuracy 0.9550 (standard 0.9700)" in words and "pointing 65% vs 60% (+5 points [+3, +7])" in words
-    assert "0.400 vs 0.450 (-0.050 [-0.070, -0.030])" in words
+    assert "official accuracy 0.9550 (standard 0.9700; more than 0.5 points lower)" in words
+    assert "pointing 65% vs 60% (+5 points [+3, +7])" in words
+    assert "0.400 vs 0.450 (-0.050 [-0.070, -0.030]: worse)" in words and words.endswith("the standard head stays.")
+    rows[3] = row("lse", "layercam@fusion", 0.968, 0.65, 0.50, ref=(0.6, 0.45))  # better and accuracy kept
+    assert localisation_words({"rows": rows}, "layercam@fusion").endswith("accuracy kept): log-sum-exp.")
     assert localisation_words(None).startswith("not measured")
     table = localisation_table(rows)
     assert table.shape[0] == 4 and table.iloc[0]["Dice + GrabCut vs reference"] == "reference"
@@ -335,3 +338,23 @@ def test_the_ablation_runs_on_the_external_set_in_words():
     )
     assert external_ablation_words(None, "lite", 42).startswith("not measured")
     assert external_ablation_words({"runs": {"lite/seed-42": m(0.9, 0.8)}}, "lite", 42).startswith("no ablation")
+
+
+def test_a_book_page_keeps_no_path_of_the_machine_that_built_it(tmp_path):
+    import nbformat
+
+    from tumorlens.book.build import _copy_page
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Old title\ntext"), nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["papermill"] = {
+        "input_path": str(tmp_path / "a" / "source.ipynb"),
+        "output_path": str(tmp_path / "b.ipynb"),
+    }
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    _copy_page(tmp_path / "in.ipynb", tmp_path / "page.ipynb", "New title")
+    text = (tmp_path / "page.ipynb").read_text()
+    assert str(tmp_path) not in text
+    page = nbformat.read(tmp_path / "page.ipynb", as_version=4)
+    assert page.metadata["papermill"]["input_path"] == "source.ipynb" and page.cells[0].source.startswith("# New title")
+    assert "hide-input" in page.cells[1].metadata["tags"]

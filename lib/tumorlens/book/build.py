@@ -73,6 +73,10 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
 
     nb = nbformat.read(src, as_version=4)
     _drop_tf_noise(nb)
+    pm = nb.metadata.get("papermill") or {}
+    for key in ("input_path", "output_path"):  # where the page ran, on the machine that built it: not for readers
+        if pm.get(key):
+            pm[key] = Path(pm[key]).name
     for cell in nb.cells:  # readers see results first; the code stays one click away
         if cell.cell_type == "code":
             tags = cell.metadata.setdefault("tags", [])

@@ -142,7 +142,7 @@ def view_mix_table(mix: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F
 
 
 def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """The localisation ablation (``localisation.json["rows"]``): per run and map, the classification
+    """The localisation ablation (``localisation.json["rows"]``): per head (run) and map, the classification
     scores (official, de-duplicated, validation macro-F1) beside the pointing game and the Dice of the
     map alone and with GrabCut on the report half, each [95% CI], and the paired Dice and pointing
     differences from the first run (the reference)."""
@@ -158,10 +158,10 @@ def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: 
     out = []
     for r in rows:
         num = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        heads = {"gap": "global average (standard)", "lse": "log-sum-exp", "topk": "top-k"}
         out.append(
             {
-                "run": r["run"],
-                "pooling": r["pooling"],
+                "head": heads.get(r["pooling"], r["pooling"]),
                 "map": r["map"],
                 "official accuracy": num(r["accuracy"]),
                 "de-dup accuracy": num(r["dedup_accuracy"]),
@@ -177,7 +177,7 @@ def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: 
                 "Dice + GrabCut vs reference": diff(r, "dice_grabcut"),
             }
         )
-    return pd.DataFrame(out).set_index(["run", "map"])
+    return pd.DataFrame(out).set_index(["head", "map"])
 
 
 def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataFrame":  # noqa: F821

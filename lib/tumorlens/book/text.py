@@ -209,14 +209,27 @@ def localisation_words(ablation: dict | None, map_name: str | None = None) -> st
     def acc(r: dict) -> str:
         return "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"
 
-    parts = []
+    def kept(r: dict) -> bool:  # the bar: no worse than 0.5 points below the standard head
+        return None not in (r.get("accuracy"), ref.get("accuracy")) and r["accuracy"] >= ref["accuracy"] - 0.005
+
+    parts, adopt = [], []
     for r in others:
         p, d = r["pointing_diff"], r["dice_grabcut_diff"]
+        better = d["lo"] > 0 and p["lo"] >= 0
+        dice_word = "better" if d["lo"] > 0 else "worse" if d["hi"] < 0 else "no clear difference"
         parts.append(
-            f"the {names.get(r['pooling'], r['pooling'])} head: official accuracy {acc(r)} (standard {acc(ref)}), "
+            f"the {names.get(r['pooling'], r['pooling'])} head: official accuracy {acc(r)} (standard {acc(ref)}; "
+            f"{'kept' if kept(r) else 'more than 0.5 points lower'}), "
             f"pointing {r['pointing']['value']:.0%} vs {ref['pointing']['value']:.0%} "
             f"({pct_ci_text(p['diff'], p['lo'], p['hi'], signed=True)}), Dice of map + GrabCut "
             f"{r['dice_grabcut']['value']:.3f} vs {ref['dice_grabcut']['value']:.3f} "
-            f"({ci_text(d['diff'], d['lo'], d['hi'], digits=3, ci_digits=3, signed=True)})"
+            f"({ci_text(d['diff'], d['lo'], d['hi'], digits=3, ci_digits=3, signed=True)}: {dice_word})"
         )
-    return f"With {map_name} on the {ref['n_report']} report images, " + "; ".join(parts) + "."
+        if better and kept(r):
+            adopt.append(names.get(r["pooling"], r["pooling"]))
+    verdict = (
+        f" Candidates to adopt (better Dice, pointing no worse, accuracy kept): {', '.join(adopt)}."
+        if adopt
+        else " No head localises better while keeping accuracy: the standard head stays."
+    )
+    return f"With {map_name} on the {ref['n_report']} report images, " + "; ".join(parts) + "." + verdict

@@ -300,8 +300,14 @@ def test_random_intensity_remaps_within_range_keeps_background_and_grey_and_roun
     with pytest.raises(ValueError, match="gamma=-1"):
         RandomIntensity(gamma=-1)
     # serialisable like every custom layer, and usable inside the tf.data pipeline
-    block = augmentation(0, 0, 0, 0, seed=4, gamma=0.3, noise=0.01)
-    assert [layer.name for layer in block.layers] == ["aug_intensity"]
+    from tumorlens.config import load_config
+    from tumorlens.training.prefix_cache import augmentation_for
+
+    a = load_config("smoke", overrides={"augment.gamma": 0.3, "augment.noise": 0.01}).augment
+    assert [layer.name for layer in augmentation_for(a, 4).layers][-1] == "aug_intensity"
+    assert "aug_intensity" not in [layer.name for layer in augmentation_for(load_config("smoke").augment, 4).layers]
+    block = augmentation(0, 0, 0, 0, seed=4, extra=[RandomIntensity(gamma=0.3, noise=0.01, seed=4)])
+    assert len(block.layers) == 1
     model = keras.Sequential([keras.Input((32, 32, 3)), RandomIntensity(gamma=0.3, bias_field=0.2, noise=0.01)])
     model.save(tmp_path / "m.keras")
     back = keras.saving.load_model(tmp_path / "m.keras")

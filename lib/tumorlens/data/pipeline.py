@@ -21,7 +21,7 @@ from tumorlens.data.io import letterbox, read_image
 from tumorlens.utils.files import cached, save_npy
 from tumorlens.utils.progress import progress
 
-__all__ = ["load_images", "augmentation", "augmentation_for", "augment_views", "make_dataset"]
+__all__ = ["load_images", "augmentation", "augment_views", "make_dataset"]
 
 
 # decoded, resized arrays (cached)
@@ -81,12 +81,10 @@ def augmentation(
     contrast: float = 0.1,
     seed: int | None = None,
     *,
-    gamma: float = 0.0,
-    bias_field: float = 0.0,
-    noise: float = 0.0,
+    extra: Sequence = (),
 ):
     """The paper's train-only augmentation as a Keras block (inputs float 0..255, ``(B, H, W, 3)``),
-    optionally followed by intensity remapping (`tumorlens.data.intensity.RandomIntensity`).
+    optionally followed by ``extra`` layers (e.g. `tumorlens.data.intensity.RandomIntensity`).
 
     Args:
         rotation: maximum rotation in radians (+-); converted to Keras' fraction of a full turn.
@@ -94,7 +92,7 @@ def augmentation(
         translation: maximum shift (fraction of the side), both axes.
         contrast: maximum contrast change (+-).
         seed: makes the random draws reproducible.
-        gamma, bias_field, noise: strengths of the intensity remapping (all 0: none, the paper's block).
+        extra: Keras layers applied after those (none: the paper's block).
     """
     import keras
 
@@ -113,25 +111,8 @@ def augmentation(
         )
     if contrast:
         layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed, name="aug_contrast"))
-    if gamma or bias_field or noise:
-        from tumorlens.data.intensity import RandomIntensity
-
-        layers.append(RandomIntensity(gamma, bias_field, noise, seed=seed, name="aug_intensity"))
+    layers += list(extra)
     return keras.Sequential(layers, name="augmentation")
-
-
-def augmentation_for(a, seed: int | None = None):
-    """`augmentation` with the strengths of an ``augment`` settings section (`tumorlens.config.AugmentConfig`)."""
-    return augmentation(
-        a.rotation,
-        a.zoom,
-        a.translation,
-        a.contrast,
-        seed=seed,
-        gamma=a.gamma,
-        bias_field=a.bias_field,
-        noise=a.noise,
-    )
 
 
 def augment_views(

@@ -35,12 +35,12 @@ import keras
 import numpy as np
 
 from tumorlens.config import Config
-from tumorlens.data.pipeline import augmentation_for, make_dataset
+from tumorlens.data.pipeline import make_dataset
 from tumorlens.models.blocks import EdgeMap
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict, predict_images
 from tumorlens.training.cut import find_cut
-from tumorlens.training.prefix_cache import augmented_view, prefix_outputs
+from tumorlens.training.prefix_cache import augmentation_for, augmented_view, prefix_outputs
 
 __all__ = ["TrainResult", "train_model"]
 

@@ -15,13 +15,14 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import Config
-from tumorlens.data.pipeline import augmentation_for
+from tumorlens.data.intensity import RandomIntensity
+from tumorlens.data.pipeline import augmentation
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict
 from tumorlens.training.cut import find_cut
 from tumorlens.utils.files import cached, hash_files, save_npz
 
-__all__ = ["prefix_outputs", "augmented_view", "cache_keys", "cached_prefix_file"]
+__all__ = ["prefix_outputs", "augmentation_for", "augmented_view", "cache_keys", "cached_prefix_file"]
 
 
 def prefix_outputs(
@@ -51,6 +52,17 @@ def prefix_outputs(
     file = paths.cache_root() / "prefix" / f"{key}.npz"
     stored = cached(file, load, compute, lambda f, v: save_npz(f, cut=v[0], edges=v[1]))
     return [h.astype(np.float32) for h in stored]
+
+
+def augmentation_for(a, seed: int | None = None):
+    """The training augmentation of an ``augment`` settings section (`tumorlens.config.AugmentConfig`):
+    the paper's block, then intensity remapping when any of its strengths is set."""
+    extra = (
+        [RandomIntensity(a.gamma, a.bias_field, a.noise, seed=seed, name="aug_intensity")]
+        if (a.gamma or a.bias_field or a.noise)
+        else []
+    )
+    return augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed, extra=extra)
 
 
 def augmented_view(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndarray:

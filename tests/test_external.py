@@ -99,8 +99,23 @@ def test_every_run_is_scored_on_the_external_set_with_the_soft_vote_of_the_ensem
     vote = compact(score_external(soft_vote(probs), ext, n_boot=50))
     assert systems["soft voting"]["ext"]["accuracy"] == pytest.approx(vote["accuracy"])
     assert systems["single best"]["ext"] == per_run["efficientnet_lite0+sbr/seed-2"]["ext"]
+    # the CNN-feature classifiers of the ensemble step on the members' concatenated penultimate features
+    from sklearn.linear_model import LogisticRegression
+
+    from tumorlens.evaluation.ensembles import save_pipeline
+    from tumorlens.models.inference import penultimate_features
+
+    feats = np.concatenate(
+        [penultimate_features(models[1], ext.images), penultimate_features(models[0], ext.images)], 1
+    )
+    lr = LogisticRegression(max_iter=200).fit(feats, np.arange(len(feats)) % 4)
+    pipe_file = save_pipeline(lr, tmp_path / "hybrid_lr.joblib")
+    hybrids = {"CNN+LR": pipe_file, "CNN+SVM": tmp_path / "absent.joblib"}  # a missing pipeline: no row
+    _, with_lr = score_runs(runs, [ext], members=members, hybrids=hybrids, n_boot=50, show_progress=False)
+    want = compact(score_external(lr.predict_proba(feats), ext, n_boot=50))
+    assert with_lr["CNN+LR"]["ext"]["accuracy"] == pytest.approx(want["accuracy"]) and "CNN+SVM" not in with_lr
     # a member that was not scored: no ensemble row rather than a vote of fewer models
-    assert score_runs(runs[:1], [ext], members=members, n_boot=50, show_progress=False)[1] == {}
+    assert score_runs(runs[:1], [ext], members=members, hybrids=hybrids, n_boot=50, show_progress=False)[1] == {}
     with pytest.raises(ValueError, match=r"seed-1: a 32 px model, but the external set .*ext was read at 48 px"):
         score_runs(runs[:1], [load_external(root, 48, show_progress=False)], show_progress=False)
 

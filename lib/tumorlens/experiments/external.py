@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,17 +25,25 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.evaluation.ensembles import soft_vote
+from tumorlens.evaluation.ensembles import load_pipeline, soft_vote
 from tumorlens.evaluation.external import load_external, score_external
 from tumorlens.experiments import published
 from tumorlens.experiments.collect import MANIFEST, refresh_tables, results_dir, write_manifest
 from tumorlens.experiments.jobs import current_runs, plan
 from tumorlens.models.classifier import load_model
-from tumorlens.models.inference import predict_images
+from tumorlens.models.inference import penultimate_features, predict_images
 from tumorlens.utils.files import read_json, write_json
 from tumorlens.utils.progress import progress
 
-__all__ = ["external_folders", "run_external", "score_runs", "compact", "profile_runs"]
+__all__ = [
+    "external_folders",
+    "run_external",
+    "score_runs",
+    "compact",
+    "profile_runs",
+    "profile_hybrids",
+    "HYBRID_FILES",
+]
 
 #: The development copy of BRISC 2025's classification images, beside the repository.
 DEV_FOLDER = "brisc2025-cls-dev"
@@ -79,20 +88,38 @@ def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None]:
     return runs, members
 
 
+#: The ensemble step's CNN-feature classifiers: system name (as in ``ensembles.json``) -> fitted pipeline file.
+HYBRID_FILES = {"CNN+LR": "hybrid_lr.joblib", "CNN+SVM": "hybrid_svm.joblib"}
+
+
+def profile_hybrids(profile: str) -> dict[str, Path]:
+    """The fitted CNN-feature classifiers of the profile's ensemble step, when it is complete and current."""
+    ok, _ = current_runs(profile)
+    for j in plan(profile):
+        if j.notebook == "04_ensembles" and j.run_dir.resolve() in ok:
+            return {k: j.run_dir / f for k, f in HYBRID_FILES.items() if (j.run_dir / f).is_file()}
+    return {}
+
+
 def score_runs(
     runs: Sequence[Path],
     sets: Sequence,
     *,
     members: Sequence[dict] | None = None,
+    hybrids: dict[str, Path] | None = None,
     n_boot: int = 2000,
     show_progress: bool = True,
 ) -> tuple[dict, dict]:
     """Score every run's ``model.keras`` on each external set (`load_external`'s `ExternalSet`, read at
     the runs' image size). Returns ``({run name: {set name: compact score}}, {system: {set: score}})``,
     the second holding the soft vote of ``members`` (the ensemble step's chosen runs, by name) when all
-    of them were scored. Run names are ``<variant>/seed-<n>``, as in the results folder."""
+    of them were scored, and each of ``hybrids`` (``{system name: fitted pipeline file}``, the ensemble
+    step's CNN-feature classifiers) on the members' concatenated penultimate features. Run names are
+    ``<variant>/seed-<n>``, as in the results folder."""
     per_run: dict[str, dict] = {}
     probs: dict[str, dict[str, np.ndarray]] = {}
+    feats: dict[str, dict[str, np.ndarray]] = {}
+    names = [m["name"] for m in members or []]
     for run in progress(runs, desc="external (every run)", unit="run", disable=not show_progress):
         name = f"{Path(run).parent.name}/{Path(run).name}"
         model = load_model(run)
@@ -105,8 +132,9 @@ def score_runs(
                 )
             probs[name][ext.root.name] = predict_images(model, ext.images)
             per_run[name][ext.root.name] = compact(score_external(probs[name][ext.root.name], ext, n_boot=n_boot))
+            if hybrids and name in names:  # the members' penultimate features, for the CNN-feature classifiers
+                feats.setdefault(name, {})[ext.root.name] = penultimate_features(model, ext.images)
     systems: dict[str, dict] = {}
-    names = [m["name"] for m in members or []]
     if names and all(n in probs for n in names):
         systems["soft voting"] = {
             ext.root.name: compact(
@@ -115,6 +143,22 @@ def score_runs(
             for ext in sets
         }
         systems["single best"] = {ext.root.name: per_run[names[0]][ext.root.name] for ext in sets}
+    for system, file in (hybrids or {}).items():
+        if not (names and all(n in feats for n in names)) or not Path(file).is_file():
+            continue
+        with warnings.catch_warnings():  # the ensemble step's own pipelines (load_pipeline warns about pickles)
+            warnings.simplefilter("ignore", UserWarning)
+            pipe = load_pipeline(file)
+        systems[system] = {
+            ext.root.name: compact(
+                score_external(
+                    pipe.predict_proba(np.concatenate([feats[n][ext.root.name] for n in names], axis=1)),
+                    ext,
+                    n_boot=n_boot,
+                )
+            )
+            for ext in sets
+        }
     return per_run, systems
 
 
@@ -163,7 +207,12 @@ def run_external(
             else [load_external(r, cfg.data.image_size, show_progress=False) for r in roots]
         )
         record["runs"], record["ensemble_systems"] = score_runs(
-            run_dirs, ext_sets, members=members, n_boot=cfg.external.n_boot, show_progress=show_progress
+            run_dirs,
+            ext_sets,
+            members=members,
+            hybrids=profile_hybrids(profile),
+            n_boot=cfg.external.n_boot,
+            show_progress=show_progress,
         )
     elif runs and target.is_file():
         old = read_json(target, schema="external")

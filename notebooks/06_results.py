@@ -131,11 +131,12 @@ tables.costs_table(read_json(res / "block_costs.json", schema="block_costs")["bl
 # %%
 rq2 = rq.get("rq2")
 if rq2:
-    display(tables.systems_table(rq2, "official"))
-    display(tables.systems_table(rq2, "dedup"))
+    display(tables.captioned(tables.systems_table(rq2, "official"), "Official test split"))
+    display(tables.captioned(tables.systems_table(rq2, "dedup"), "De-duplicated test subset"))
     if any("external" in s for s in rq2["systems"].values()):  # scored by `tumorlens external`
-        display(tables.systems_table(rq2, "external"))
-    display(tables.comparisons_table(rq2["comparisons"]))
+        caption = f"External set ({rq.get('external_set')}; nothing chosen on it)"
+        display(tables.captioned(tables.systems_table(rq2, "external"), caption))
+    display(tables.captioned(tables.comparisons_table(rq2["comparisons"]), "Paired comparisons with the single best"))
 
 # %% [markdown]
 # Members, chosen by validation macro-F1 (the first is the "single best"): {glue:text}`rq2_members`.

@@ -358,3 +358,12 @@ def test_a_book_page_keeps_no_path_of_the_machine_that_built_it(tmp_path):
     page = nbformat.read(tmp_path / "page.ipynb", as_version=4)
     assert page.metadata["papermill"]["input_path"] == "source.ipynb" and page.cells[0].source.startswith("# New title")
     assert "hide-input" in page.cells[1].metadata["tags"]
+
+
+def test_a_captioned_table_keeps_the_book_table_style():
+    import pandas as pd
+
+    html = tables.captioned(
+        pd.DataFrame({"accuracy": [0.97561234]}, index=["soft voting"]), "Official test split"
+    ).to_html()
+    assert "Official test split" in html and 'class="dataframe"' in html and "0.9756<" in html

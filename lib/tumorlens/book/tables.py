@@ -15,6 +15,7 @@ __all__ = [
     "audit_table",
     "metrics_table",
     "segmentation_table",
+    "captioned",
     "methods_table",
     "localisation_table",
     "view_mix_table",
@@ -26,6 +27,11 @@ __all__ = [
     "robustness_frame",
     "bench_table",
 ]
+
+
+def captioned(frame: "pandas.DataFrame", caption: str, precision: int = 4):  # noqa: F821
+    """A table with a caption above it, styled like the book's other tables (numbers to ``precision``)."""
+    return frame.style.set_caption(caption).format(precision=precision).set_table_attributes('class="dataframe"')
 
 
 def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821

@@ -30,6 +30,7 @@ from IPython.display import Image
 from myst_nb import glue
 
 from tumorlens.book import figures, snapshots, tables
+from tumorlens.book.text import view_mix_glue
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data import prepare
 from tumorlens.data.annotations import read_view_labels, view_sequence_mix
@@ -188,18 +189,8 @@ pd.DataFrame(audit_d["sensitivity"]).set_index("rule")
 
 # %%
 mix = view_sequence_mix(view_labels)
-glue("mix_n", min(m["n"] for m in mix.values()), display=False)
-nt, tumour = mix["notumor"], [mix[c] for c in ("glioma", "meningioma", "pituitary")]
-glue("mix_nt_axial", f"{nt['view']['axial']['k']} of {nt['n']}", display=False)
-glue("mix_nt_t1", f"{nt['sequence']['T1']['k']} of {nt['n']}", display=False)
-glue(
-    "mix_tumour_axial",
-    f"{sum(m['view']['axial']['k'] for m in tumour)} of {sum(m['n'] for m in tumour)}",
-    display=False,
-)
-glue(
-    "mix_tumour_t1", f"{sum(m['sequence']['T1']['k'] for m in tumour)} of {sum(m['n'] for m in tumour)}", display=False
-)
+for name, text in view_mix_glue(mix).items():
+    glue(name, text, display=False)
 tables.view_mix_table(mix)
 
 # %%

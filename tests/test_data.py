@@ -334,6 +334,11 @@ def test_the_view_labels_are_checked_and_their_mix_has_intervals(tmp_path):
         assert sum(d["k"] for d in m["sequence"].values()) == 24
         for d in [*m["view"].values(), *m["sequence"].values()]:
             assert 0 <= d["lo"] <= d["share"] <= d["hi"] <= 1
+    from tumorlens.book.text import view_mix_glue
+
+    words = view_mix_glue(mix)
+    assert words["mix_nt_axial"] == f"{mix['notumor']['view']['axial']['k']} of 24"
+    assert words["mix_tumour_t1"].endswith(" of 72")
     lo, hi = wilson(0, 10)
     assert lo == 0 and 0.25 < hi < 0.35  # the known Wilson bound for 0 of 10: 0.278
     assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)

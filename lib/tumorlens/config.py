@@ -344,14 +344,7 @@ class Config:
         return _build(cls, d, "")
 
     def to_dict(self) -> dict[str, Any]:
-        def conv(v: Any) -> Any:
-            if dataclasses.is_dataclass(v):
-                return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-            if isinstance(v, tuple):
-                return [conv(x) for x in v]
-            return v
-
-        return conv(self)
+        return _plain(self)
 
     def override(self, updates: Mapping[str, Any]) -> "Config":
         """Return a copy with dotted keys replaced, validated like the file: ``{"train.seed": 1}``."""
@@ -365,25 +358,25 @@ class Config:
         return _build(Config, _deep_merge(self.to_dict(), nested), "")
 
 
+def _plain(v: Any, *, drop_added_defaults: bool = False) -> Any:
+    """Settings as plain data (lists for tuples); ``drop_added_defaults``: without the settings marked
+    ``added`` that are at their default."""
+    if dataclasses.is_dataclass(v):
+        return {
+            f.name: _plain(getattr(v, f.name), drop_added_defaults=drop_added_defaults)
+            for f in dataclasses.fields(v)
+            if not (drop_added_defaults and f.metadata.get("added") and getattr(v, f.name) == f.default)
+        }
+    if isinstance(v, tuple):
+        return [_plain(x, drop_added_defaults=drop_added_defaults) for x in v]
+    return v
+
+
 def settings_fingerprint(cfg: Config, sections: Sequence[str]) -> dict[str, Any]:
     """The settings of ``sections`` as plain data, for a hash of what a job read: like `Config.to_dict`,
     less the settings marked ``added`` that are at their default (they do what runs recorded before
     them did)."""
-
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            out = {}
-            for f in dataclasses.fields(v):
-                value = getattr(v, f.name)
-                if f.metadata.get("added") and value == f.default:
-                    continue
-                out[f.name] = conv(value)
-            return out
-        if isinstance(v, tuple):
-            return [conv(x) for x in v]
-        return v
-
-    return {k: conv(getattr(cfg, k)) for k in sections if hasattr(cfg, k)}
+    return {k: _plain(getattr(cfg, k), drop_added_defaults=True) for k in sections if hasattr(cfg, k)}
 
 
 def _phantom_key(cfg: Config) -> str:

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tumorlens.book.figures import PRETTY
-from tumorlens.book.text import ci_text, diff_text, pct_ci_text
+from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
 __all__ = [
@@ -164,10 +164,10 @@ def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: 
     out = []
     for r in rows:
         num = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-        heads = {"gap": "global average (standard)", "lse": "log-sum-exp", "topk": "top-k"}
         out.append(
             {
-                "head": heads.get(r["pooling"], r["pooling"]),
+                "head": POOLING_NAMES.get(r["pooling"], r["pooling"])
+                + (" (standard)" if r["pooling"] == "gap" else ""),
                 "map": r["map"],
                 "official accuracy": num(r["accuracy"]),
                 "de-dup accuracy": num(r["dedup_accuracy"]),

@@ -194,6 +194,10 @@ def rq3_words(rq3: dict | None) -> dict[str, str]:
     return out
 
 
+#: The head poolings (`tumorlens.config.POOLINGS`) in words.
+POOLING_NAMES = {"gap": "global average", "lse": "log-sum-exp", "topk": "top-k"}
+
+
 def localisation_words(ablation: dict | None, map_name: str | None = None) -> str:
     """The localisation ablation (``localisation.json``) in one sentence per pooled run, for the
     configured map (``map_name``; default: the last map of the rows): its classification and
@@ -204,7 +208,7 @@ def localisation_words(ablation: dict | None, map_name: str | None = None) -> st
     map_name = map_name if any(r["map"] == map_name for r in rows) else rows[-1]["map"]
     rows = [r for r in rows if r["map"] == map_name]
     ref, others = rows[0], rows[1:]
-    names = {"lse": "log-sum-exp", "topk": "top-k", "gap": "global average"}
+    names = POOLING_NAMES
 
     def acc(r: dict) -> str:
         return "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"
@@ -233,3 +237,21 @@ def localisation_words(ablation: dict | None, map_name: str | None = None) -> st
         else " No head localises better while keeping accuracy: the standard head stays."
     )
     return f"With {map_name} on the {ref['n_report']} report images, " + "; ".join(parts) + "." + verdict
+
+
+def view_mix_glue(mix: dict) -> dict[str, str]:
+    """The data chapter's view-and-sequence counts in words (`tumorlens.data.annotations.view_sequence_mix`):
+    ``mix_nt_axial`` / ``mix_nt_t1`` for the no-tumour slices, ``mix_tumour_axial`` / ``mix_tumour_t1``
+    for the three tumour classes together, each ``"k of n"``."""
+    nt = mix["notumor"]
+    tumour = [m for cls, m in mix.items() if cls != "notumor"]
+
+    def of(group: list[dict], key: str, value: str) -> str:
+        return f"{sum(m[key][value]['k'] for m in group)} of {sum(m['n'] for m in group)}"
+
+    return {
+        "mix_nt_axial": of([nt], "view", "axial"),
+        "mix_nt_t1": of([nt], "sequence", "T1"),
+        "mix_tumour_axial": of(tumour, "view", "axial"),
+        "mix_tumour_t1": of(tumour, "sequence", "T1"),
+    }

@@ -41,7 +41,6 @@ __all__ = [
     "score_runs",
     "compact",
     "profile_runs",
-    "profile_hybrids",
     "HYBRID_FILES",
 ]
 
@@ -77,28 +76,22 @@ def compact(score: dict) -> dict:
     }
 
 
-def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None]:
-    """The profile's complete, current training runs (CNN and ViT; not the other profiles' evidence
-    runs) and the ensemble step's members (None when that step is not complete and current)."""
-    ok, _ = current_runs(profile)
-    jobs = [j for j in plan(profile) if j.params.get("profile") == profile and j.run_dir.resolve() in ok]
-    runs = [j.run_dir for j in jobs if j.notebook in ("02_train", "02_vit")]
-    ens = [j.run_dir / "ensembles.json" for j in jobs if j.notebook == "04_ensembles"]
-    members = read_json(ens[0], schema="ensembles")["members"] if ens and ens[0].is_file() else None
-    return runs, members
-
-
 #: The ensemble step's CNN-feature classifiers: system name (as in ``ensembles.json``) -> fitted pipeline file.
 HYBRID_FILES = {"CNN+LR": "hybrid_lr.joblib", "CNN+SVM": "hybrid_svm.joblib"}
 
 
-def profile_hybrids(profile: str) -> dict[str, Path]:
-    """The fitted CNN-feature classifiers of the profile's ensemble step, when it is complete and current."""
+def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None, dict[str, Path]]:
+    """The profile's complete, current training runs (CNN and ViT; not the other profiles' evidence
+    runs), the ensemble step's members and its fitted CNN-feature classifiers (`HYBRID_FILES`; None and
+    ``{}`` when that step is not complete and current)."""
     ok, _ = current_runs(profile)
-    for j in plan(profile):
-        if j.notebook == "04_ensembles" and j.run_dir.resolve() in ok:
-            return {k: j.run_dir / f for k, f in HYBRID_FILES.items() if (j.run_dir / f).is_file()}
-    return {}
+    jobs = [j for j in plan(profile) if j.params.get("profile") == profile and j.run_dir.resolve() in ok]
+    runs = [j.run_dir for j in jobs if j.notebook in ("02_train", "02_vit")]
+    ens = [j.run_dir for j in jobs if j.notebook == "04_ensembles"]
+    if not ens or not (ens[0] / "ensembles.json").is_file():
+        return runs, None, {}
+    members = read_json(ens[0] / "ensembles.json", schema="ensembles")["members"]
+    return runs, members, {k: ens[0] / f for k, f in HYBRID_FILES.items() if (ens[0] / f).is_file()}
 
 
 def score_runs(
@@ -199,7 +192,7 @@ def run_external(
     record = {"profile": profile, "models": {"single": mf["single"], "ensemble": mf["ensemble"]}, "sets": sets}
     res = results_dir(profile)
     target = Path(out) if out else res / "external.json"
-    run_dirs, members = profile_runs(profile) if runs else ([], None)
+    run_dirs, members, hybrids = profile_runs(profile) if runs else ([], None, {})
     if run_dirs:
         ext_sets = (  # the runs' size: the sets already read when the published models share it
             read
@@ -210,7 +203,7 @@ def run_external(
             run_dirs,
             ext_sets,
             members=members,
-            hybrids=profile_hybrids(profile),
+            hybrids=hybrids,
             n_boot=cfg.external.n_boot,
             show_progress=show_progress,
         )

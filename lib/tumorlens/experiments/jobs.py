@@ -264,23 +264,25 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         )
         for pooling in r.poolings
     ]
-    if r.intensity:  # the robustness ablation: the standard variant trained on remapped intensities
-        pooled.append(
+    # the robustness ablation: the standard variant trained on remapped intensities
+    intensity = (
+        [
             _train_job(
                 profile, root, bb, (), first, tag="intensity", overrides=dict(INTENSITY_ABLATION), part="supplementary"
             )
-        )
+        ]
+        if r.intensity
+        else []
+    )
     explain_params = {
         "profile": profile,
         "model_run": "",
         "candidate_runs": [str(p) for p in cnn_runs],
         "run_dir": str(root / "explain"),
     }
-    if r.poolings:
-        explain_params["ablation_runs"] = [str(root / bb / f"seed-{first}")] + [
-            str(j.run_dir) for j in pooled if "@pool-" in str(j.run_dir)
-        ]
-    extra[:0] = [*pooled, Job("03_explain", root / "explain", explain_params, part="supplementary")]
+    if pooled:
+        explain_params["ablation_runs"] = [str(root / bb / f"seed-{first}")] + [str(j.run_dir) for j in pooled]
+    extra[:0] = [*pooled, *intensity, Job("03_explain", root / "explain", explain_params, part="supplementary")]
     jobs.append(
         Job(
             "04_ensembles",

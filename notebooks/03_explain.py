@@ -71,7 +71,13 @@ if mode == "run" and candidate_runs:
     print(f"{choice['considered']} finished candidates; missing: {choice['missing'] or 'none'})")
 if mode == "run":
     trained = read_json(Path(model_run) / "config.json", schema="run")["config"]
-    cfg = cfg.override({"model.backbone": trained["model"]["backbone"], "model.modules": trained["model"]["modules"]})
+    cfg = cfg.override(
+        {
+            "model.backbone": trained["model"]["backbone"],
+            "model.modules": trained["model"]["modules"],
+            "data.image_size": trained["data"]["image_size"],  # another backbone may use its native size
+        }
+    )
     evaluate_segmentation(cfg, model_run, out_dir=run_dir, model_choice=choice if candidate_runs else None)
 if mode == "run" and ablation_runs:
     ablation_rows = localisation_ablation(cfg, ablation_runs)

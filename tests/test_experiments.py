@@ -192,6 +192,24 @@ def rq(results):
     return rq_tables(results, SMOKE, n_boot=N_BOOT)
 
 
+def test_further_backbones_get_a_seed_table_beside_the_standard_variant(tmp_path):
+    """`reproduce.backbones`: each one's standard runs over the seeds, summarised like RQ1's table."""
+    res = tmp_path / "results"
+    for (variant, seed), right in RIGHT.items():
+        if variant == STD:
+            write_run(published_run(res, variant, seed), right)
+    write_run(published_run(res, "efficientnet_lite1", S0), IDX < 12)  # 0.6
+    write_run(published_run(res, "efficientnet_lite1", S1), IDX < 16)  # 0.8
+    assert "backbones" not in rq_tables(res, SMOKE, n_boot=N_BOOT)  # none configured
+    cfg = SMOKE.override({"reproduce.backbones": ["efficientnet_lite1", "efficientnet_lite2"]})
+    out = rq_tables(res, cfg, n_boot=N_BOOT)["backbones"]
+    assert out["variants"] == [STD, "efficientnet_lite1"]  # Lite2 has no run: no row
+    r = row_of(out["seeds_table"], variant="efficientnet_lite1", test_set="official", metric="accuracy")
+    assert r["n"] == 2 and r["values"] == pytest.approx([0.6, 0.8]) and r["mean"] == pytest.approx(0.7)
+    std = row_of(out["seeds_table"], variant=STD, test_set="official", metric="accuracy")
+    assert std["values"] == pytest.approx([0.5, 0.6])
+
+
 def test_rq1_seed_table_averages_the_planted_accuracies(rq):
     assert rq["backbone"] == BB and rq["seeds"] == list(SMOKE.reproduce.seeds)
     table = rq["rq1"]["seeds_table"]

@@ -118,6 +118,23 @@ def test_every_run_is_scored_on_the_external_set_with_the_soft_vote_of_the_ensem
     assert score_runs(runs[:1], [ext], members=members, hybrids=hybrids, n_boot=50, show_progress=False)[1] == {}
     with pytest.raises(ValueError, match=r"seed-1: a 32 px model, but the external set .*ext was read at 48 px"):
         score_runs(runs[:1], [load_external(root, 48, show_progress=False)], show_progress=False)
+    # runs of several input sizes (Lite1/Lite2 at their native sides): each scored on the set read at its size
+    read_at: dict[int, list] = {}
+
+    def sets_at(side):
+        read_at.setdefault(side, [load_external(root, side, show_progress=False)])
+        return read_at[side]
+
+    keras.utils.set_random_seed(4)
+    wide = tmp_path / "runs" / "efficientnet_lite0@wide" / "seed-4"
+    wide.mkdir(parents=True)
+    build_classifier("efficientnet_lite0", (), image_size=48, weights="none").save(wide / "model.keras")
+    per_size, _ = score_runs([runs[0], wide], sets_at, n_boot=50, show_progress=False)
+    assert sorted(read_at) == [32, 48] and sorted(per_size) == [
+        "efficientnet_lite0/seed-1",
+        "efficientnet_lite0@wide/seed-4",
+    ]
+    assert per_size["efficientnet_lite0/seed-1"]["ext"] == per_run["efficientnet_lite0/seed-1"]["ext"]
 
 
 def test_the_rq_tables_and_the_runs_table_carry_the_external_scores(tmp_path):

@@ -472,12 +472,27 @@ def test_an_unreadable_file_is_reported_as_permission_denied(tmp_path, monkeypat
         read_image(f)
 
 
-def test_ensemble_members_of_another_input_size_are_refused_when_loading(tmp_path, model_dir):
+def test_ensemble_members_of_another_input_size_are_fed_the_images_resized(tmp_path, model_dir):
+    """A member trained at another input size (as EfficientNet-Lite1/Lite2 at their native 240/260 px)
+    votes on the same letterboxed images, resized to its side (bilinear when enlarging)."""
+    import keras
+
+    from tumorlens.evaluation.ensembles import soft_vote
+    from tumorlens.models.classifier import load_model
+    from tumorlens.models.inference import fit_to_input, predict_images
+
     other = tmp_path / "other"
     other.mkdir()
+    keras.utils.set_random_seed(3)
     build_classifier("mobilenetv2", (), image_size=96, weights="none").save(other / "model.keras")
-    with pytest.raises(ValueError, match=r"ensemble member .*other.* takes 96 px images but the model .* takes 64 px"):
-        Predictor.load(model_dir, [other])
+    pred = Predictor.load(model_dir, [other])
+    x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    probs, _, _ = pred.predict(x)
+    member = load_model(other)
+    up = np.stack([cv2.resize(im, (96, 96), interpolation=cv2.INTER_LINEAR) for im in x])
+    assert np.array_equal(fit_to_input(member, x), up) and fit_to_input(pred.model, x) is x
+    want = soft_vote([predict_images(pred.model, x), member.predict(up.astype("float32"), verbose=0)])
+    np.testing.assert_allclose(probs, want, atol=1e-5)
 
 
 def test_scan_reports_a_stray_file_at_the_root_of_the_kaggle_layout(tmp_path):

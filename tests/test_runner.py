@@ -6,6 +6,7 @@ import pytest
 from tumorlens.config import load_config
 from tumorlens.errors import NotebookFailed
 from tumorlens.experiments.runner import Job, execute, plan
+from tumorlens.models.backbones import get_spec
 
 NB = """# %% tags=["parameters"]
 value = 1
@@ -79,10 +80,17 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
         headline_nbs = {j.notebook for j in parts["headline"]}
         assert headline_nbs == {"01_data", "02_train", "04_ensembles"}
         # the explain step and the ensembles choose among the headline's CNN runs: standard and all modules
-        # over every seed, each module alone
+        # over every seed, each module alone, and each further backbone (standard) over every seed at its
+        # native input size
         rq1 = [j.run_dir for j in parts["headline"] if j.notebook == "02_train"]
-        r = load_config(profile).reproduce
-        assert len(rq1) == 2 * len(r.seeds) + (3 if r.ablations else 0)
+        cfg = load_config(profile)
+        r = cfg.reproduce
+        assert len(rq1) == (2 + len(r.backbones)) * len(r.seeds) + (3 if r.ablations else 0)
+        for other in r.backbones:
+            jobs = [j for j in parts["headline"] if j.params.get("backbone") == other]
+            assert [j.params["seed"] for j in jobs] == list(r.seeds) and all(not j.params["modules"] for j in jobs)
+            native = get_spec(other).native_size
+            assert all(j.params["overrides"] == {"data.image_size": native} for j in jobs)
         for job in every:
             if job.notebook in ("03_explain", "04_ensembles"):
                 chosen = job.params.get("candidate_runs", job.params.get("member_runs"))
@@ -99,6 +107,7 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
     assert (
         len([j for j in plan("cpu") if "@pool-" in str(j.run_dir)]) == 2 and not load_config("smoke").reproduce.poolings
     )
+    assert load_config("cpu").reproduce.backbones == ("efficientnet_lite1", "efficientnet_lite2")
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):

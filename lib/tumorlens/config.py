@@ -273,6 +273,12 @@ class ReproduceConfig:
         choices=BACKBONES,
         doc="trained on the smoke profile only, as labelled evidence",
     )
+    backbones: tuple[str, ...] = _spec(
+        (),
+        choices=BACKBONES,
+        doc="more ImageNet backbones, the standard variant over every seed at the backbone's native input size: "
+        "candidates of the ensembles and the explain step",
+    )
     poolings: tuple[str, ...] = _spec(
         (),
         choices=POOLINGS[1:],

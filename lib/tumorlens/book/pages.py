@@ -198,6 +198,26 @@ def external_ablation_words(ext: dict | None, backbone: str, seed: int) -> str:
     return f"the standard run (seed {seed}) {words(ref[name])} on {name}; " + "; ".join(parts)
 
 
+def backbones_words(rq: dict) -> str:
+    """The further backbones' seed summaries (``rq.json["backbones"]``) beside the standard variant's:
+    accuracy mean ± sd over the seeds on the official split, the de-duplicated subset and (when scored)
+    the external set; what to run when absent."""
+    block = rq.get("backbones")
+    if not block:
+        return "not run for these results (set reproduce.backbones and run the headline part)"
+    parts = []
+    for v in block["variants"]:
+        cells, n = [], 0
+        for ts, label in (("official", "official"), ("dedup", "de-duplicated"), ("external", "external")):
+            row = find_row(block["seeds_table"], variant=v, test_set=ts, metric="accuracy")
+            if row and row["n"]:
+                sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
+                cells.append(f"{label} {row['mean']:.4f}{sd}")
+                n = max(n, row["n"])
+        parts.append(f"{v}: {', '.join(cells)} ({n} seed{'s' if n != 1 else ''})")
+    return "; ".join(parts)
+
+
 def verify_glue(v: dict | None) -> dict[str, str]:
     """The rerun check's sentence parts (``verify.json`` from `tumorlens verify`), or what to run."""
     if not v:
@@ -268,6 +288,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     ext = read_optional(res / "external.json", "external")
     out |= external_glue(ext)
     out["ext_ablations"] = external_ablation_words(ext, bb, first)
+    out["res_backbones"] = backbones_words(rq)
     out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1
     rq1 = rq["rq1"]

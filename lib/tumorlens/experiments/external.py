@@ -103,8 +103,11 @@ def score_runs(
     n_boot: int = 2000,
     show_progress: bool = True,
 ) -> tuple[dict, dict]:
-    """Score every run's ``model.keras`` on each external set (`load_external`'s `ExternalSet`, read at
-    the runs' image size). Returns ``({run name: {set name: compact score}}, {system: {set: score}})``,
+    """Score every run's ``model.keras`` on each external set (`load_external`'s `ExternalSet`). ``sets``:
+    the sets read at the runs' image size, or a function from an image size to the sets read at it (for
+    runs of several input sizes, e.g. EfficientNet-Lite1/Lite2 at their native 240/260 px; each run
+    then sees the external images read at its own size). Returns
+    ``({run name: {set name: compact score}}, {system: {set: score}})``,
     the second holding the soft vote of ``members`` (the ensemble step's chosen runs, by name) when all
     of them were scored, and each of ``hybrids`` (``{system name: fitted pipeline file}``, the ensemble
     step's CNN-feature classifiers) on the members' concatenated penultimate features. Run names are
@@ -113,12 +116,14 @@ def score_runs(
     probs: dict[str, dict[str, np.ndarray]] = {}
     feats: dict[str, dict[str, np.ndarray]] = {}
     names = [m["name"] for m in members or []]
+    ref = [] if callable(sets) else sets
     for run in progress(runs, desc="external (every run)", unit="run", disable=not show_progress):
         name = f"{Path(run).parent.name}/{Path(run).name}"
         model = load_model(run)
         size = int(model.input_shape[1])
         per_run[name], probs[name] = {}, {}
-        for ext in sets:
+        ref = sets(size) if callable(sets) else sets  # the same files, labels and views at any size
+        for ext in ref:
             if ext.images.shape[1] != size:
                 raise ValueError(
                     f"{run}: a {size} px model, but the external set {ext.root} was read at {ext.images.shape[1]} px"
@@ -133,9 +138,9 @@ def score_runs(
             ext.root.name: compact(
                 score_external(soft_vote([probs[n][ext.root.name] for n in names]), ext, n_boot=n_boot)
             )
-            for ext in sets
+            for ext in ref
         }
-        systems["single best"] = {ext.root.name: per_run[names[0]][ext.root.name] for ext in sets}
+        systems["single best"] = {ext.root.name: per_run[names[0]][ext.root.name] for ext in ref}
     for system, file in (hybrids or {}).items():
         if not (names and all(n in feats for n in names)) or not Path(file).is_file():
             continue
@@ -150,7 +155,7 @@ def score_runs(
                     n_boot=n_boot,
                 )
             )
-            for ext in sets
+            for ext in ref
         }
     return per_run, systems
 
@@ -177,14 +182,22 @@ def run_external(
     single = published.load(mf["single"], profile)
     members = [published.load(n, profile) for n in mf["ensemble"] if n != mf["single"]]
     size = int(mf["models"][mf["single"]]["recipe"]["image_size"])
-    sets, read = [], []
-    for root in roots:
-        ext = load_external(root, size, show_progress=show_progress)
-        read.append(ext)
+    by_size: dict[int, list] = {}  # each model sees the sets read at its own input size, each size read once
+
+    def sets_at(side: int) -> list:
+        if side not in by_size:
+            by_size[side] = [load_external(r, side, show_progress=show_progress) for r in roots]
+        return by_size[side]
+
+    sets = []
+    for i, root in enumerate(roots):
+        ext = sets_at(size)[i]
         p_single = predict_images(single, ext.images)
         systems = {f"single: {mf['single']}": score_external(p_single, ext, n_boot=cfg.external.n_boot)}
         if members and mf["single"] in mf["ensemble"]:
-            p_ens = soft_vote([p_single, *[predict_images(m, ext.images) for m in members]])
+            p_ens = soft_vote(
+                [p_single, *[predict_images(m, sets_at(int(m.inputs[0].shape[1]))[i].images) for m in members]]
+            )
             systems[f"soft voting: {' + '.join(mf['ensemble'])}"] = score_external(
                 p_ens, ext, n_boot=cfg.external.n_boot
             )
@@ -194,14 +207,9 @@ def run_external(
     target = Path(out) if out else res / "external.json"
     run_dirs, members, hybrids = profile_runs(profile) if runs else ([], None, {})
     if run_dirs:
-        ext_sets = (  # the runs' size: the sets already read when the published models share it
-            read
-            if size == cfg.data.image_size
-            else [load_external(r, cfg.data.image_size, show_progress=False) for r in roots]
-        )
         record["runs"], record["ensemble_systems"] = score_runs(
             run_dirs,
-            ext_sets,
+            sets_at,
             members=members,
             hybrids=hybrids,
             n_boot=cfg.external.n_boot,

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config, settings_fingerprint, variant_name
+from tumorlens.models.backbones import get_spec
 
 __all__ = [
     "Job",
@@ -206,6 +207,11 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     if r.ablations:
         for mod in PAPER_MODULES:
             jobs.append(_train_job(profile, root, bb, (mod,), first))
+    for other in r.backbones:  # more backbones, each at its native input size (Lite1: 240 px, Lite2: 260 px)
+        native = get_spec(other).native_size
+        sized = {"data.image_size": native} if native and native != cfg.data.image_size else {}
+        for seed in seeds:
+            jobs.append(_train_job(profile, root, other, (), seed, overrides=sized))
     cnn_runs = [j.run_dir for j in jobs[1:]]  # every CNN run: the explain step's candidates, the ensemble's members
     extra = []
     if r.warmup_only:

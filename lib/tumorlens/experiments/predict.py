@@ -206,19 +206,12 @@ class Predictor:
 
         m, backbone, mid = one(model)
         members = [one(e) for e in ensemble]
-        size = int(m.inputs[0].shape[1])
-        for mm, _, eid in members:  # soft voting needs one input size: refuse at load, not at the first batch
-            if int(mm.inputs[0].shape[1]) != size:
-                raise ValueError(
-                    f"ensemble member {eid} takes {mm.inputs[0].shape[1]} px images but the model {mid} takes "
-                    f"{size} px; an ensemble's members must share one input size"
-                )
         sg = find_segmentation(model, segmentation)
         return cls(
             m,
             mid,
             backbone,
-            int(m.inputs[0].shape[1]),
+            int(m.inputs[0].shape[1]),  # members of another input size get the images resized (fit_to_input)
             [x[0] for x in members],
             [x[2] for x in members],
             sg,

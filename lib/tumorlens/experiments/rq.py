@@ -50,18 +50,21 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     def get(variant, seed=first):
         return runs.get(f"{variant}/seed-{seed}")
 
+    def seed_rows(variants):  # mean and sd over the seeds per variant, test set and metric
+        rows = []
+        for v in variants:
+            for test_set in TEST_SETS:
+                for metric in ("accuracy", "macro_f1"):
+                    vals = [get(v, s)["metrics"][test_set].get(metric) for s in seeds if get(v, s)]
+                    rows.append({"variant": v, "test_set": test_set, "metric": metric, **seed_summary(vals)})
+            for metric in ("accuracy", "macro_f1") if ext_runs else ():  # another release (`tumorlens external`)
+                vals = [ext_runs[n][metric] for n in (f"{v}/seed-{s}" for s in seeds) if n in ext_runs]
+                if vals:
+                    rows.append({"variant": v, "test_set": "external", "metric": metric, **seed_summary(vals)})
+        return rows
+
     # RQ1: standard vs all modules over seeds, plus each module alone
-    per_seed = []
-    for v in (std, allm):
-        for test_set in TEST_SETS:
-            for metric in ("accuracy", "macro_f1"):
-                vals = [get(v, s)["metrics"][test_set].get(metric) for s in seeds if get(v, s)]
-                per_seed.append({"variant": v, "test_set": test_set, "metric": metric, **seed_summary(vals)})
-        for metric in ("accuracy", "macro_f1") if ext_runs else ():  # another release (`tumorlens external`)
-            vals = [ext_runs[n][metric] for n in (f"{v}/seed-{s}" for s in seeds) if n in ext_runs]
-            if vals:
-                per_seed.append({"variant": v, "test_set": "external", "metric": metric, **seed_summary(vals)})
-    rq1 = {"seeds_table": per_seed, "comparisons": []}
+    rq1 = {"seeds_table": seed_rows((std, allm)), "comparisons": []}
     for s in seeds:
         if get(std, s) and get(allm, s):
             rq1["comparisons"] += [
@@ -74,6 +77,10 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
                 {**r, "seed": first, "ablation": mod} for r in compare_runs(get(v), get(std), v, std, n_boot, seed0)
             ]
     out["rq1"] = rq1
+    # more ImageNet backbones (`reproduce.backbones`, standard variant at each one's native input size)
+    others = [b for b in profile_cfg.reproduce.backbones if any(get(b, s_) for s_ in seeds)]
+    if others:
+        out["backbones"] = {"variants": [std, *others], "seeds_table": seed_rows((std, *others))}
     # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
     ens_file = res / "ensembles" / "ensembles.json"
     if ens_file.is_file():

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import weakref
 
+import cv2
 import keras
 import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.utils.progress import progress
 
-__all__ = ["batched_predict", "predict_images", "penultimate_features"]
+__all__ = ["batched_predict", "fit_to_input", "predict_images", "penultimate_features"]
 
 
 _CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -47,11 +48,27 @@ def batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str,
     return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
 
 
+def fit_to_input(model, images: np.ndarray) -> np.ndarray:
+    """``images (N, H, W, C)`` resized to the model's input side when the model has a fixed one that
+    differs, else unchanged. An ensemble member trained at its backbone's native size (EfficientNet-Lite1:
+    240 px, Lite2: 260 px) is then fed the same letterboxed images as the others (area averaging when
+    shrinking, bilinear when enlarging; the Kaggle copy here is 224 px, so a larger side adds no detail)."""
+    images = np.asarray(images)
+    h, w = model.inputs[0].shape[1:3] if model.inputs else (None, None)
+    if images.ndim != 4 or h is None or w is None or images.shape[1:3] == (h, w) or not len(images):
+        return images
+    interp = cv2.INTER_AREA if h < images.shape[1] else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(im, (w, h), interpolation=interp) for im in images])
+    return out.reshape(len(images), h, w, -1)  # a single channel keeps its axis
+
+
 def predict_images(model, images: np.ndarray, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-    """Class probabilities ``(N, 4)`` for uint8 images ``(N, S, S, 3)``."""
+    """Class probabilities ``(N, 4)`` for uint8 images ``(N, S, S, 3)`` (resized to the model's input
+    side first when it differs: `fit_to_input`)."""
     if len(images) == 0:
         return np.zeros((0, len(CLASSES)), np.float32)
-    return batched_predict(model, [images.astype("float32")], batch_size, "predicting", show_progress)[0]
+    x = fit_to_input(model, images).astype("float32")
+    return batched_predict(model, [x], batch_size, "predicting", show_progress)[0]
 
 
 def penultimate_features(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:

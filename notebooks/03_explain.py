@@ -159,8 +159,9 @@ if ablation:
 # Trained on {glue:text}`net_n_train` training images ({glue:text}`net_n_tumour` with a tumour label,
 # of which {glue:text}`net_empty` got an empty pseudo-mask); pseudo-masks from
 # {glue:text}`net_from` + GrabCut cover {glue:text}`net_area` of a tumour image on average.
-# Decoder: {glue:text}`net_params` parameters, {glue:text}`net_epochs` epochs; the whole second stage
-# (pseudo-masks, features, training) took {glue:text}`net_minutes` minutes on this machine.
+# Decoder: {glue:text}`net_params` parameters, {glue:text}`net_epochs` epochs a round,
+# {glue:text}`net_rounds`. The whole second stage (pseudo-masks, features, training) took
+# {glue:text}`net_minutes` minutes on this machine.
 
 # %%
 if summary.get("network"):

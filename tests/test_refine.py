@@ -6,10 +6,13 @@ import pytest
 from tumorlens.config import CLASSES
 from tumorlens.explain.refine import (
     DECODER_STRIDES,
+    TUMOUR_CLASSES,
+    _targets,
     build_decoder,
     build_segmenter,
     encoder_features,
     load_segmenter,
+    mask_channels,
     mask_probabilities,
     network_mask,
     pseudo_masks,
@@ -79,6 +82,50 @@ def test_the_decoder_learns_a_mask_it_is_shown(tiny_classifier):
     assert maps[:, 18:38, 10:30].mean() > maps[:, 44:, 40:].mean() + 0.3
     with pytest.raises(ValueError, match="one row per mask"):
         train_decoder(feats, masks[:3], epochs=1)
+
+
+def test_a_per_class_decoder_has_a_map_per_tumour_class_and_reads_the_right_one():
+    """Targets put each pseudo-mask in its labelled class's channel (no tumour: all empty); the map read
+    is the given class's, else the predicted class's, else (no-tumour prediction) the likeliest tumour's."""
+    assert TUMOUR_CLASSES == ("glioma", "meningioma", "pituitary")
+    masks = np.zeros((3, 8, 8), bool)
+    masks[:, 2:6, 2:6] = True
+    labels = np.array([CLASSES.index(c) for c in ("glioma", "notumor", "pituitary")])
+    t = _targets(masks, 4, labels)
+    assert t.shape == (3, 4, 4, 3) and t[0, ..., 0].sum() == 4 and t[0, ..., 1:].sum() == 0
+    assert t.sum(axis=(1, 2, 3))[1] == 0 and t[2, ..., 2].sum() == 4 and t[2, ..., :2].sum() == 0
+    assert _targets(masks, 4).shape == (3, 4, 4, 1)
+    low = np.random.default_rng(0).random((3, 4, 4, 3)).astype(np.float32)
+    probs = np.zeros((3, len(CLASSES)), np.float32)
+    probs[0, CLASSES.index("glioma")] = 1
+    probs[1, CLASSES.index("notumor")], probs[1, CLASSES.index("pituitary")] = 0.7, 0.2
+    probs[2, CLASSES.index("meningioma")] = 1
+    got = mask_channels(probs, low)
+    assert np.array_equal(got, np.stack([low[0, ..., 0], low[1, ..., 2], low[2, ..., 1]]))
+    given = mask_channels(probs, low, [CLASSES.index("pituitary")] * 3)
+    assert np.array_equal(given, low[..., 2])
+    assert np.array_equal(mask_channels(probs, low[..., :1]), low[..., 0])  # one map: the map
+    with pytest.raises(ValueError, match="outputs=2"):
+        build_decoder([(2, 2, 8), (4, 4, 6), (8, 8, 4), (16, 16, 3)], width=4, outputs=2)
+
+
+def test_a_per_class_decoder_learns_where_each_class_has_its_mask(tiny_classifier):
+    """Bright images labelled glioma with a square top left, dark ones labelled pituitary with a square
+    bottom right: each image's own class's map is higher in its own square than in the other."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 60, (16, 64, 64, 3)).astype("uint8")
+    x[:8] += 160
+    labels = np.array([CLASSES.index("glioma")] * 8 + [CLASSES.index("pituitary")] * 8)
+    masks = np.zeros((16, 64, 64), bool)
+    masks[:8, 4:24, 4:24] = True
+    masks[8:, 40:60, 40:60] = True
+    feats = encoder_features(tiny_classifier, "efficientnet_lite0", x, show_progress=False)
+    dec, _ = train_decoder(feats, masks, epochs=40, width=8, lr=3e-3, flip=False, labels=labels, show_progress=False)
+    assert dec.output.shape[-1] == 3
+    seg = build_segmenter(tiny_classifier, "efficientnet_lite0", dec)
+    _, maps = mask_probabilities(seg, x, class_index=labels)
+    assert maps[:8, 6:22, 6:22].mean() > maps[:8, 42:58, 42:58].mean() + 0.3
+    assert maps[8:, 42:58, 42:58].mean() > maps[8:, 6:22, 6:22].mean() + 0.3
 
 
 def test_network_mask_is_empty_for_a_no_tumour_prediction():

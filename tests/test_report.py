@@ -191,6 +191,33 @@ def test_method_table_figure_and_words_come_from_the_explain_summary():
     assert rq3["verdict"] == "GrabCut helps" and rq3["adopted_dice"] == words["adopted_dice"]
     empty = rq3_words(None)
     assert empty["seg_source"] == "not measured" and set(empty) == set(rq3)
+    # the network's training in words: per-class maps and each self-training round's pseudo-masks
+    from tumorlens.book.text import network_rounds_words
+
+    net = {
+        "per_class": True,
+        "rounds": [
+            {
+                "round": 1,
+                "pseudo_masks": "layercam@fusion grabcut",
+                "pseudo_mask_area": 0.078,
+                "n_empty_pseudo_masks": 1,
+                "tune_dice": 0.478,
+            },
+            {
+                "round": 2,
+                "pseudo_masks": "the previous network grabcut",
+                "pseudo_mask_area": 0.041,
+                "n_empty_pseudo_masks": 21,
+            },
+        ],
+    }
+    w = network_rounds_words(net)
+    assert w.startswith("one map per tumour class, 2 rounds of self-training")
+    assert (
+        "round 2 learned the previous network grabcut (tuning-half Dice 0.478): 4.1% of a tumour image, 21 empty" in w
+    )
+    assert network_rounds_words({"rounds": net["rounds"][:1]}) == "one class-agnostic map, one round (no self-training)"
 
 
 def test_data_figures_are_rendered_for_a_book_without_the_dataset(tmp_path, phantom_root):

@@ -243,6 +243,12 @@ class SegmentConfig:
         1, lo=1, hi=5, doc="self-training: each round after the first learns the previous network's binarised map"
     )
     network_width: int = _spec(32, lo=4, hi=256)
+    network_per_class: bool = _spec(
+        False,
+        doc="one map per tumour class (the labelled class's pseudo-mask, the others empty); predict reads "
+        "the predicted class's",
+        added=True,
+    )
     threshold: str = _spec("otsu", choices=("otsu", "percentile", "fixed"))
     value: float = _spec(0.5, lo=0.0, hi=100.0, doc="percentile (0-100) or fixed level (0-1)")
     hi: float = _spec(0.7, lo=0.0, hi=1.0)

@@ -155,8 +155,29 @@ def explain_glue(summary: dict, model_run: str = "") -> dict[str, str]:
             "net_epochs": str(net["epochs"]),
             "net_params": f"{net['decoder_parameters']:,}",
             "net_minutes": f"{sum(net['seconds'].values()) / 60:.1f}",
+            "net_rounds": network_rounds_words(net),
         }
     return out
+
+
+def network_rounds_words(net: dict) -> str:
+    """How the weak-mask network was trained, from ``network.json``: one map or one per tumour class,
+    and each self-training round's pseudo-masks (their mean area on tumour images, empty ones, and the
+    tuning-half Dice of the network they came from)."""
+    head = "one map per tumour class" if net.get("per_class") else "one class-agnostic map"
+    rounds = net.get("rounds") or []
+    if len(rounds) <= 1:
+        return f"{head}, one round (no self-training)"
+    parts = []
+    for prev, r in zip([None, *rounds], rounds):
+        src = r["pseudo_masks"] + (
+            f" (tuning-half Dice {prev['tune_dice']:.3f})" if prev and "tune_dice" in prev else ""
+        )
+        parts.append(
+            f"round {r['round']} learned {src}: {r['pseudo_mask_area']:.1%} of a tumour image, "
+            f"{r['n_empty_pseudo_masks']:,} empty"
+        )
+    return f"{head}, {len(rounds)} rounds of self-training — " + "; ".join(parts)
 
 
 _RQ3_KEYS = (

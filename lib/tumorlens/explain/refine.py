@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import keras
@@ -50,18 +51,24 @@ __all__ = [
     "encoder_features",
     "train_decoder",
     "mask_probabilities",
+    "segmenter_outputs",
+    "upsample_maps",
     "network_mask",
     "train_segmenter",
     "network_pseudo_masks",
     "load_segmenter",
     "dice_bce_loss",
     "SEGMENTER_FILE",
+    "TUMOUR_CLASSES",
+    "mask_channels",
 ]
 
 #: Encoder strides the decoder reads, coarse to fine.
 DECODER_STRIDES: tuple[int, ...] = (32, 16, 8, 4)
 #: The segmenter's file name inside a run's explain folder.
 SEGMENTER_FILE = "segmenter.keras"
+#: The classes a per-class decoder has a map for, in channel order.
+TUMOUR_CLASSES: tuple[str, ...] = tuple(c for c in CLASSES if c != NO_TUMOUR)
 
 
 @dataclass
@@ -133,20 +140,28 @@ def skip_layer_names(backbone: str) -> list[str]:
     return [spec.skip_layers[s] for s in DECODER_STRIDES]
 
 
-def build_decoder(shapes: list[tuple[int, ...]], width: int = 32, name: str = "mask_decoder") -> keras.Model:
+def build_decoder(
+    shapes: list[tuple[int, ...]], width: int = 32, name: str = "mask_decoder", outputs: int = 1
+) -> keras.Model:
     """A U-Net-style decoder: encoder features at strides 32, 16, 8, 4 -> tumour probability at stride 4.
 
     Args:
         shapes: ``(h, w, c)`` of the four feature maps, coarse to fine (each twice the previous side).
         width: channels of the finest stage (coarser stages use 2x and 4x).
+        outputs: 1 (one class-agnostic tumour map) or one map per tumour class (`TUMOUR_CLASSES`).
 
     Returns:
-        A ``keras.Model`` from the four maps to ``(B, h4, w4, 1)`` sigmoid probabilities; layers named ``seg_*``.
+        A ``keras.Model`` from the four maps to ``(B, h4, w4, outputs)`` sigmoid probabilities; layers
+        named ``seg_*``.
     """
     if len(shapes) != len(DECODER_STRIDES):
         raise ValueError(f"need {len(DECODER_STRIDES)} feature shapes (strides {DECODER_STRIDES}); received {shapes}")
     if width < 4:
         raise ValueError(f"width must be >= 4; received width={width!r}")
+    if outputs not in (1, len(TUMOUR_CLASSES)):
+        raise ValueError(
+            f"outputs must be 1 or {len(TUMOUR_CLASSES)} (one per tumour class); received outputs={outputs!r}"
+        )
     inputs = [keras.Input(s, name=f"seg_in_s{st}") for s, st in zip(shapes, DECODER_STRIDES)]
     chans = [4 * width, 4 * width, 2 * width, width]
     x = keras.layers.Conv2D(chans[0], 1, name="seg_reduce_s32")(inputs[0])
@@ -159,7 +174,7 @@ def build_decoder(shapes: list[tuple[int, ...]], width: int = 32, name: str = "m
         x = keras.layers.Conv2D(chans[k], 3, padding="same", use_bias=False, name=f"seg_conv_s{st}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"seg_bn_s{st}")(x)
         x = keras.layers.ReLU(name=f"seg_relu_s{st}")(x)
-    out = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="seg_mask")(x)
+    out = keras.layers.Conv2D(outputs, 1, activation="sigmoid", dtype="float32", name="seg_mask")(x)
     return keras.Model(inputs, out, name=name)
 
 
@@ -190,12 +205,38 @@ def encoder_features(
     return [np.concatenate(o) for o in out]
 
 
-def _targets(masks: np.ndarray, side: int) -> np.ndarray:
-    """Bool masks ``(N, S, S)`` -> soft targets ``(N, side, side, 1)`` (area-averaged)."""
-    out = np.empty((len(masks), side, side, 1), np.float32)
+def _targets(masks: np.ndarray, side: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """Bool masks ``(N, S, S)`` -> soft targets ``(N, side, side, 1)`` (area-averaged); with ``labels``
+    ``(N, side, side, 3)``: the mask in its labelled class's channel (`TUMOUR_CLASSES`), the other
+    channels empty (the image label says there is no tumour of those classes)."""
+    out = np.zeros((len(masks), side, side, 1 if labels is None else len(TUMOUR_CLASSES)), np.float32)
     for i, m in enumerate(masks):
-        out[i, ..., 0] = cv2.resize(m.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+        ch = 0 if labels is None else _channel(int(labels[i]))
+        if ch is not None:
+            out[i, ..., ch] = cv2.resize(m.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
     return out
+
+
+def _channel(class_index: int) -> int | None:
+    """The per-class decoder's channel of a class index of `CLASSES` (None for no tumour)."""
+    name = CLASSES[class_index]
+    return TUMOUR_CLASSES.index(name) if name in TUMOUR_CLASSES else None
+
+
+def mask_channels(probs: np.ndarray, low: np.ndarray, class_index: Sequence[int] | None = None) -> np.ndarray:
+    """One map per image from the decoder's output ``low (N, h, w, C)``: the only channel (C = 1), else
+    the channel of ``class_index`` (per image, indices of `CLASSES`) or, without it, of the predicted
+    class (``probs (N, K)``); an image whose class is no tumour gets its likeliest tumour class's map
+    (the prediction gates the mask to empty anyway). Returns ``(N, h, w)``."""
+    low = np.asarray(low)
+    if low.shape[-1] == 1:
+        return low[..., 0]
+    idx = np.asarray(probs).argmax(1) if class_index is None else np.asarray(class_index, int)
+    tumour_p = np.asarray(probs)[:, [CLASSES.index(c) for c in TUMOUR_CLASSES]]
+    ch = np.array(
+        [_channel(int(k)) if _channel(int(k)) is not None else int(tumour_p[i].argmax()) for i, k in enumerate(idx)]
+    )
+    return low[np.arange(len(low)), :, :, ch] if len(low) else low[..., 0]
 
 
 @keras.saving.register_keras_serializable(package="tumorlens")
@@ -248,9 +289,11 @@ def train_decoder(
     width: int = 32,
     seed: int = 42,
     flip: bool = True,
+    labels: np.ndarray | None = None,
     show_progress: bool = True,
 ) -> tuple[keras.Model, list[dict]]:
-    """Train the decoder on cached encoder features and bool pseudo-masks ``(N, S, S)``.
+    """Train the decoder on cached encoder features and bool pseudo-masks ``(N, S, S)``; with the image
+    ``labels`` a per-class decoder (one map per tumour class, `_targets`).
 
     ``flip`` mirrors a random half of each batch (features and masks together: the encoder is nearly
     mirror-equivariant, and the tumour's side carries no class information). Batches are cast to
@@ -263,8 +306,8 @@ def train_decoder(
             f"received {[f.shape for f in features]}"
         )
     keras.utils.set_random_seed(seed)
-    y = _targets(masks, features[-1].shape[1])
-    decoder = build_decoder([tuple(f.shape[1:]) for f in features], width)
+    y = _targets(masks, features[-1].shape[1], labels)
+    decoder = build_decoder([tuple(f.shape[1:]) for f in features], width, outputs=y.shape[-1])
     decoder.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_bce_loss)
     history = decoder.fit(
         _FeatureBatches(features, y, batch_size, seed, flip), epochs=epochs, verbose=2 if show_progress else 0
@@ -274,16 +317,26 @@ def train_decoder(
 
 
 def network_pseudo_masks(
-    segmenter, images: np.ndarray, labels: np.ndarray, params: SegmentParams, *, flip: bool = False, chunk: int = 256
+    segmenter,
+    images: np.ndarray,
+    labels: np.ndarray,
+    params: SegmentParams,
+    *,
+    flip: bool = False,
+    kind: str = "cam",
+    chunk: int = 256,
 ) -> PseudoMasks:
     """The next round's pseudo-masks: a trained segmenter's tumour probability, binarised with
-    ``params`` inside the head, for the **labelled** class (no-tumour images: empty)."""
+    ``params`` inside the head (``kind="cam"``) or refined by GrabCut as ``params`` say (``"grabcut"``),
+    for the **labelled** class (no-tumour images: empty)."""
+    if kind not in ("cam", "grabcut"):
+        raise ValueError(f"kind must be cam or grabcut; received kind={kind!r}")
     masks = np.zeros(np.asarray(images).shape[:3], bool)
     with ThreadPoolExecutor(cpu_threads()) as pool:
         for s in range(0, len(images), chunk):
-            _, maps = mask_probabilities(segmenter, images[s : s + chunk], flip=flip)
+            _, maps = mask_probabilities(segmenter, images[s : s + chunk], flip=flip, class_index=labels[s : s + chunk])
             done = pool.map(
-                lambda k: weak_mask(images[s + k], maps[k], CLASSES[labels[s + k]], params, "cam"), range(len(maps))
+                lambda k: weak_mask(images[s + k], maps[k], CLASSES[labels[s + k]], params, kind), range(len(maps))
             )
             for k, m in enumerate(done):
                 masks[s + k] = m
@@ -306,9 +359,9 @@ def train_segmenter(
 
     Round 1 learns the map's pseudo-masks (``segment.pseudo_masks``: binarised or GrabCut, with
     ``params``). With ``segment.network_rounds`` > 1, each further round learns the previous
-    network's own binarised map of the training images (self-training); ``retune(segmenter) ->
-    (SegmentParams, tuning-half Dice)`` supplies that binarisation, chosen on the expert masks'
-    tuning half, never on the report half.
+    network's own mask of the training images, of the same kind (self-training: binarised, or refined
+    by GrabCut); ``retune(segmenter) -> (SegmentParams, tuning-half Dice)`` supplies its settings,
+    chosen on the expert masks' tuning half, never on the report half.
 
     ``prep``: the config's `tumorlens.data.prepared.Prepared`, when the caller has it already.
 
@@ -348,18 +401,24 @@ def train_segmenter(
             t0 = time.perf_counter()
             net_params, tune_dice = retune(segmenter)
             rounds[-1]["tune_dice"] = tune_dice
-            pm = network_pseudo_masks(segmenter, x, y, net_params, flip=s.network_flip)
+            pm = network_pseudo_masks(segmenter, x, y, net_params, flip=s.network_flip, kind=s.pseudo_masks)
             timings[f"round{r}_pseudo_masks_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         decoder, history = train_decoder(
-            feats, pm.masks, epochs=s.network_epochs, width=s.network_width, seed=cfg.seed, show_progress=show_progress
+            feats,
+            pm.masks,
+            epochs=s.network_epochs,
+            width=s.network_width,
+            seed=cfg.seed,
+            labels=y if s.network_per_class else None,
+            show_progress=show_progress,
         )
         timings[f"round{r}_train_s"] = time.perf_counter() - t0
         segmenter = build_segmenter(classifier, backbone, decoder)
         rounds.append(
             {
                 "round": r,
-                "pseudo_masks": f"{cam.name} {s.pseudo_masks}" if r == 1 else "the previous network, binarised",
+                "pseudo_masks": f"{cam.name} {s.pseudo_masks}" if r == 1 else f"the previous network {s.pseudo_masks}",
                 "params": (params if r == 1 else net_params).__dict__,
                 "n_empty_pseudo_masks": int((~pm.masks[tumour].any(axis=(1, 2))).sum()),
                 "pseudo_mask_area": pm.tumour_fraction,
@@ -381,6 +440,7 @@ def train_segmenter(
         "epochs": s.network_epochs,
         "rounds": rounds,
         "width": s.network_width,
+        "per_class": s.network_per_class,
         "decoder_parameters": int(decoder.count_params()),
         "history": [{**h, "round": rd["round"]} for rd in rounds for h in rd["history"]],
         "seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -398,14 +458,12 @@ def load_segmenter(path: str | Path) -> keras.Model:
     return load_model(p)
 
 
-def mask_probabilities(
+def segmenter_outputs(
     segmenter, images: np.ndarray, batch_size: int = 32, *, flip: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (N, K), tumour probability (N, S, S))`` from a segmenter, upsampled to the input size.
-
-    ``flip`` averages the map with the mirrored image's (mirrored back); the class probabilities are
-    the unmirrored image's.
-    """
+    """``(probs (N, K), decoder maps (N, S/4, S/4, C))`` of a segmenter at the decoder's resolution;
+    ``flip`` averages the maps with the mirrored image's (mirrored back), the class probabilities are
+    the unmirrored image's."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
@@ -414,9 +472,27 @@ def mask_probabilities(
     if flip:
         _, low_f = batched_predict(segmenter, [x[:, :, ::-1]], batch_size, "", False)
         low = (low + low_f[:, :, ::-1]) / 2
-    h, w = images.shape[1:3]
-    up = np.stack([cv2.resize(m[..., 0], (w, h), interpolation=cv2.INTER_LINEAR) for m in low]) if len(low) else low
-    return probs, np.clip(up, 0, 1).astype(np.float32)
+    return probs, low
+
+
+def upsample_maps(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(N, h, w)`` probabilities -> ``(N, H, W)`` (bilinear), clipped to [0, 1], float32."""
+    h, w = size
+    up = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in low]) if len(low) else low
+    return np.clip(up, 0, 1).astype(np.float32)
+
+
+def mask_probabilities(
+    segmenter, images: np.ndarray, batch_size: int = 32, *, flip: bool = False, class_index=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), tumour probability (N, S, S))`` from a segmenter, upsampled to the input size.
+
+    ``flip`` averages the map with the mirrored image's (mirrored back); the class probabilities are
+    the unmirrored image's. A per-class segmenter gives the map of ``class_index`` (per image) or of
+    the predicted class (`mask_channels`).
+    """
+    probs, low = segmenter_outputs(segmenter, images, batch_size, flip=flip)
+    return probs, upsample_maps(mask_channels(probs, low, class_index), np.asarray(images).shape[1:3])
 
 
 def network_mask(image: np.ndarray, prob: np.ndarray, predicted_class: str, threshold: float) -> np.ndarray:

@@ -39,7 +39,14 @@ from tumorlens.data.prepared import prepare
 from tumorlens.explain.cam import CamSetting, cam_maps, class_activation_maps, predict_and_explain, upsample_normalise
 from tumorlens.explain.gallery import draw_galleries, gallery_picks, jpeg_bytes, segmentation_gallery
 from tumorlens.explain.ground_truth import MaskItem, mask_items_for, split_items
-from tumorlens.explain.refine import SEGMENTER_FILE, mask_probabilities, train_segmenter
+from tumorlens.explain.refine import (
+    SEGMENTER_FILE,
+    mask_channels,
+    mask_probabilities,
+    segmenter_outputs,
+    train_segmenter,
+    upsample_maps,
+)
 from tumorlens.explain.weak_masks import SegmentParams, grabcut_mask, head_mask, map_mask, segment, weak_mask
 from tumorlens.metrics.segmentation import dice, iou, pointing_game
 from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
@@ -166,18 +173,22 @@ def explain_items(
 
 
 def network_items(segmenter, data: MaskSet, batch_size: int = 16, *, flip: bool = False) -> ItemCams:
-    """The weak-mask network's tumour probability as the map (the same map for the predicted and
-    the true class: the network is class-agnostic; the classifier's prediction still gates it)."""
+    """The weak-mask network's tumour probability as the map: a class-agnostic network's one map for
+    the predicted and the true class alike (the classifier's prediction still gates it), a per-class
+    network's map of the predicted class and of the true class."""
     t0 = time.perf_counter()
-    probs, maps = mask_probabilities(segmenter, data.images, batch_size, flip=flip)
+    probs, low = segmenter_outputs(segmenter, data.images, batch_size, flip=flip)
+    maps = upsample_maps(mask_channels(probs, low), data.images.shape[1:3])
     seconds = time.perf_counter() - t0
+    true_idx = [CLASSES.index(it.cls) for it in data.items]
+    maps_true = maps if low.shape[-1] == 1 else upsample_maps(mask_channels(probs, low, true_idx), maps.shape[1:3])
     side = max(1, data.images.shape[1] // 4)
     low = np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_AREA) for m in maps]) if len(maps) else maps
     return ItemCams(
         items=data.items,
         images=data.images,
         cams=maps,
-        cams_true=maps,
+        cams_true=maps_true,
         cams_raw=low.astype(np.float32),
         probs=probs,
         truths=data.truths,
@@ -573,7 +584,8 @@ def evaluate_segmentation(
 
         def retune(segmenter):
             p, grid = tune_params(network_items(segmenter, data, flip=s.network_flip), tune_part, base, show_progress)
-            return p, max(g["mean_dice"] for g in grid if g["step"] == "cam")
+            step = s.pseudo_masks  # the tuning-half Dice of the kind of mask the next round learns
+            return p, max(g["mean_dice"] for g in grid if g["step"] == step and g["mean_dice"] is not None)
 
         seg, network_info = train_segmenter(
             cfg,

@@ -37,6 +37,21 @@ def test_decoder_shapes_and_argument_checks():
         build_decoder([(2, 2, 8), (4, 4, 6), (8, 8, 4), (16, 16, 3)], width=2)
     with pytest.raises(ValueError, match="4 feature shapes"):
         build_decoder([(2, 2, 8)])
+    # a side that is not a multiple of 32 (EfficientNet-Lite1 at 240 px: 8, 15, 30, 60)
+    odd = [(8, 8, 8), (15, 15, 6), (30, 30, 4), (60, 60, 3)]
+    out = build_decoder(odd, width=4)([np.zeros((1, *s), "float32") for s in odd])
+    assert tuple(out.shape) == (1, 60, 60, 1)
+    with pytest.raises(ValueError, match="twice the previous"):
+        build_decoder([(8, 8, 8), (12, 12, 6), (24, 24, 4), (48, 48, 3)], width=4)
+
+
+def test_a_segmenter_at_a_side_not_a_multiple_of_32_outlines_at_its_input_size():
+    """EfficientNet-Lite1 runs at its native 240 px; 80 px has the same odd finer maps (3, 5, 10, 20)."""
+    clf = build_classifier("efficientnet_lite1", (), image_size=80, weights="none")
+    seg = build_segmenter(clf, "efficientnet_lite1", width=4)
+    x = np.random.default_rng(0).integers(0, 255, (2, 80, 80, 3)).astype("uint8")
+    probs, maps = mask_probabilities(seg, x, flip=True)
+    assert probs.shape == (2, len(CLASSES)) and maps.shape == (2, 80, 80)
 
 
 def test_segmenter_classifies_as_the_classifier_and_survives_a_keras_round_trip(tiny_classifier, tmp_path):

@@ -146,7 +146,8 @@ def build_decoder(
     """A U-Net-style decoder: encoder features at strides 32, 16, 8, 4 -> tumour probability at stride 4.
 
     Args:
-        shapes: ``(h, w, c)`` of the four feature maps, coarse to fine (each twice the previous side).
+        shapes: ``(h, w, c)`` of the four feature maps, coarse to fine (each twice the previous side, or
+            one less: "same" padding rounds odd sides up).
         width: channels of the finest stage (coarser stages use 2x and 4x).
         outputs: 1 (one class-agnostic tumour map) or one map per tumour class (`TUMOUR_CLASSES`).
 
@@ -158,6 +159,12 @@ def build_decoder(
         raise ValueError(f"need {len(DECODER_STRIDES)} feature shapes (strides {DECODER_STRIDES}); received {shapes}")
     if width < 4:
         raise ValueError(f"width must be >= 4; received width={width!r}")
+    for k in range(1, len(shapes)):
+        for a in (0, 1):
+            if 2 * shapes[k - 1][a] - shapes[k][a] not in (0, 1):
+                raise ValueError(
+                    f"each feature map must be twice the previous one's side (or one less); received shapes {shapes}"
+                )
     if outputs not in (1, len(TUMOUR_CLASSES)):
         raise ValueError(
             f"outputs must be 1 or {len(TUMOUR_CLASSES)} (one per tumour class); received outputs={outputs!r}"
@@ -169,6 +176,11 @@ def build_decoder(
     x = keras.layers.ReLU(name="seg_relu_s32")(x)
     for k, (inp, st) in enumerate(zip(inputs[1:], DECODER_STRIDES[1:]), start=1):
         x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"seg_up_s{st}")(x)
+        # an input side that is not a multiple of 32 (Lite1: 240 px, Lite2: 260 px) gives odd finer maps
+        # ("same" padding rounds up): the doubled coarse map is then one row/column longer; crop it
+        dh, dw = int(x.shape[1]) - shapes[k][0], int(x.shape[2]) - shapes[k][1]
+        if (dh, dw) != (0, 0):
+            x = keras.layers.Cropping2D(((0, dh), (0, dw)), name=f"seg_crop_s{st}")(x)
         skip = keras.layers.Conv2D(chans[k] // 2, 1, name=f"seg_skip_s{st}")(inp)
         x = keras.layers.Concatenate(name=f"seg_cat_s{st}")([x, skip])
         x = keras.layers.Conv2D(chans[k], 3, padding="same", use_bias=False, name=f"seg_conv_s{st}")(x)

@@ -684,7 +684,7 @@ def localisation_ablation(
     split, de-duplicated, validation macro-F1) from its ``run.json``.
 
     Args:
-        cfg: the settings (``segment`` and the mask source; ``data.image_size`` of the runs).
+        cfg: the settings (``segment`` and the mask source); each run is scored at its own input size.
         run_dirs: finished runs of one backbone; the first is the reference of the paired differences.
         maps: the map settings scored (default: the paper's Grad-CAM and the configured map).
 
@@ -697,8 +697,7 @@ def localisation_ablation(
     if not items:
         raise FileNotFoundError("no ground-truth masks found: set segment.masks (see data/README.md)")
     maps = list({c.name: c for c in (maps or [PAPER_MAP, CamSetting.from_config(s)])}.values())
-    size = cfg.data.image_size
-    data = load_mask_set(items, size)
+    sets: dict[int, MaskSet] = {}  # the masks' images letterboxed at each run's own input size, once
     tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
     base = SegmentParams.from_config(s)
     rows, reference = [], {}
@@ -706,6 +705,10 @@ def localisation_ablation(
         info = read_json(run / records.CONFIG, schema="run")
         ranked, _ = records.rank_by_validation([run])
         backbone = info["config"]["model"]["backbone"]
+        size = int(info["config"]["data"]["image_size"])
+        if size not in sets:
+            sets[size] = load_mask_set(items, size)
+        data = sets[size]
         model = load_model(run)
         for cs in maps:
             ic = explain_items(model, backbone, items, size, cam=cs, data=data, show_progress=show_progress)

@@ -1,4 +1,4 @@
-"""Benchmark (not a test): latency of predict + explain + segment for one 224 px image, as `tumorlens predict`.
+"""Benchmark (not a test): latency of predict + explain + segment for one image (at the model's input size), as `tumorlens predict`.
 
     python benchmarks/explain_latency.py RUN_DIR [--segmentation DIR] [--images N] [--batch 16] [--out DIR]
 
@@ -37,7 +37,11 @@ def main() -> None:
     info = read_json(Path(args.run_dir) / "config.json", schema="run")["config"]
     cfg = load_config(
         info["profile"],
-        overrides={"model.backbone": info["model"]["backbone"], "model.modules": info["model"]["modules"]},
+        overrides={
+            "model.backbone": info["model"]["backbone"],
+            "model.modules": info["model"]["modules"],
+            "data.image_size": info["data"]["image_size"],  # e.g. Lite1 at its native 240 px
+        },
     )
     predictor = Predictor.load(args.run_dir, segmentation=args.segmentation)
     sg = predictor.segmentation

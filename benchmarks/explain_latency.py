@@ -1,11 +1,11 @@
-"""Benchmark (not a test): latency of predict + explain + segment for one image (at the model's input size), as `tumorlens predict`.
+"""Benchmark (not a test): latency of predict + explain + segment for one image, as `tumorlens predict`.
 
     python benchmarks/explain_latency.py RUN_DIR [--segmentation DIR] [--images N] [--batch 16] [--out DIR]
 
 RUN_DIR is a trained run (its ``model.keras`` and ``config.json``); the map, the mask and the
 thresholds are the ones predict would use (``segment.json`` from the explain step, found beside the
 model or given with ``--segmentation``; the weak-mask network when it is adopted). Images are the
-run's dataset's Testing images (or phantoms for the smoke profile). Writes
+run's dataset's Testing images at the run's input size (or phantoms for the smoke profile). Writes
 ``explain_latency_<profile>.json``. The target is at most 150 ms per image on 2 CPU cores.
 """
 

@@ -126,6 +126,15 @@ def test_targets_and_claims_come_from_the_measured_results():
     t = targets(rq, {"total_minutes": 59.0, "jobs": [1, 2]}, load_config("cpu"))
     assert t["accuracy"]["best"] == "soft voting" and not t["accuracy"]["met"]  # macro-F1 below 0.99
     assert t["minutes"]["met"] and t["minutes"]["jobs"] == 2
+    # an uninterrupted headline run judges the target while none of its jobs ran again; after that, the
+    # headline part's summed notebook times do
+    e2e = {"part": "headline", "minutes": 29.0, "jobs_rerun_since": []}
+    timing = {"total_minutes": 115.0, "jobs": [1], "part_minutes": {"headline": 65.0}, "end_to_end": e2e}
+    t = targets(rq, timing, load_config("cpu"))["minutes"]
+    assert t["met"] and t["judged_minutes"] == 29.0 and "uninterrupted" in t["basis"]
+    timing["end_to_end"] = e2e | {"jobs_rerun_since": ["efficientnet_lite1/seed-42"]}
+    t = targets(rq, timing, load_config("cpu"))["minutes"]
+    assert not t["met"] and t["judged_minutes"] == 65.0 and "summed" in t["basis"]
     blocks = [
         {"backbone": "b", "block": k, "parameters": n} for k, n in (("se", 10), ("cbam", 12), ("mab", 40), ("sbr", 3))
     ]

@@ -281,7 +281,8 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "tgt_acc": f"{tgt_acc['accuracy']:.4f}",
         "tgt_f1": f"{tgt_acc['macro_f1']:.4f}",
         "tgt_acc_met": "met" if tgt_acc["met"] else "not met",
-        "tgt_time_met": "met" if tgt_min["met"] else "not met",
+        "tgt_time_met": ("met" if tgt_min["met"] else "not met")
+        + (f" ({tgt_min['judged_minutes']:.0f} minutes: {tgt_min['basis']})" if "basis" in tgt_min else ""),
         "res_jobs": str(tgt_min["jobs"]),
     }
     out |= verify_glue(read_optional(res / "verify.json", "verify"))

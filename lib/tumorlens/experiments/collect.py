@@ -418,6 +418,17 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
     )
     best = max(systems, key=lambda k: systems[k]["accuracy"])
     t = cfg.reproduce
+    # the time the target is judged on: the uninterrupted run's while none of its jobs ran again after
+    # it; else that part's notebook times summed (its jobs changed since); else all notebook times summed
+    e2e = timing.get("end_to_end") or {}
+    scope = e2e.get("part")
+    if e2e and not e2e.get("jobs_rerun_since"):
+        judged, basis = e2e["minutes"], f"the uninterrupted run of the {scope} part" if scope != "all" else "one run"
+    elif scope in (timing.get("part_minutes") or {}):
+        judged = timing["part_minutes"][scope]
+        basis = f"the {scope} part's notebook times summed (jobs of it ran again after its uninterrupted run)"
+    else:
+        judged, basis = timing["total_minutes"], "all notebook times summed"
     return {
         "accuracy": {
             "target": t.target_accuracy,
@@ -429,7 +440,9 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
             "target": t.target_minutes,
             "measured": timing["total_minutes"],
             "jobs": len(timing["jobs"]),
-            "met": timing.get("end_to_end_minutes", timing["total_minutes"]) <= t.target_minutes,
+            "met": judged <= t.target_minutes,
+            "judged_minutes": round(judged, 1),
+            "basis": basis,
             # one uninterrupted run when recorded (the headline part's when the parts were run one by
             # one, see `tumorlens.experiments.jobs.PLAN_PARTS`), else the per-job times added up
             "end_to_end": timing.get("end_to_end_minutes"),

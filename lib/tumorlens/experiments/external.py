@@ -116,13 +116,14 @@ def score_runs(
     probs: dict[str, dict[str, np.ndarray]] = {}
     feats: dict[str, dict[str, np.ndarray]] = {}
     names = [m["name"] for m in members or []]
-    ref = [] if callable(sets) else sets
+    sets_at = sets if callable(sets) else (lambda _size: sets)
+    ref = [] if callable(sets) else sets  # the same files, labels and views at any size
     for run in progress(runs, desc="external (every run)", unit="run", disable=not show_progress):
         name = f"{Path(run).parent.name}/{Path(run).name}"
         model = load_model(run)
         size = int(model.input_shape[1])
         per_run[name], probs[name] = {}, {}
-        ref = sets(size) if callable(sets) else sets  # the same files, labels and views at any size
+        ref = sets_at(size)
         for ext in ref:
             if ext.images.shape[1] != size:
                 raise ValueError(

@@ -243,11 +243,10 @@ def mask_channels(probs: np.ndarray, low: np.ndarray, class_index: Sequence[int]
     low = np.asarray(low)
     if low.shape[-1] == 1:
         return low[..., 0]
-    idx = np.asarray(probs).argmax(1) if class_index is None else np.asarray(class_index, int)
-    tumour_p = np.asarray(probs)[:, [CLASSES.index(c) for c in TUMOUR_CLASSES]]
-    ch = np.array(
-        [_channel(int(k)) if _channel(int(k)) is not None else int(tumour_p[i].argmax()) for i, k in enumerate(idx)]
-    )
+    probs = np.asarray(probs)
+    idx = probs.argmax(1) if class_index is None else np.asarray(class_index, int)
+    likeliest = probs[:, [CLASSES.index(c) for c in TUMOUR_CLASSES]].argmax(1)  # for a no-tumour class
+    ch = np.array([likeliest[i] if (c := _channel(int(k))) is None else c for i, k in enumerate(idx)], int)
     return low[np.arange(len(low)), :, :, ch] if len(low) else low[..., 0]
 
 

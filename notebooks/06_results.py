@@ -179,6 +179,16 @@ elif rq3:
 # map is {glue:text}`rq3_grabcut_diff` in Dice: {glue:text}`rq3_verdict`. The comparison of every
 # map is in the [explain-and-segment chapter](03_explain).
 #
+# Does it hold for another seed of the same classifier? The explain step once more (pseudo-masks,
+# self-training, thresholds on the tuning half) on the explained recipe's other seeds:
+
+# %%
+if rq3 and rq3.get("seeds"):
+    display(tables.explain_seeds_table(rq3["seeds"]["rows"]))
+
+# %% [markdown]
+# {glue:text}`rq3_seeds`
+#
 # Would a head that lets the strongest locations decide put the evidence on the tumour? The
 # localisation ablation (the standard variant retrained with other poolings, first seed):
 # {glue:text}`rq3_localisation`

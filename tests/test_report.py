@@ -403,3 +403,54 @@ def test_a_captioned_table_keeps_the_book_table_style():
         pd.DataFrame({"accuracy": [0.97561234]}, index=["soft voting"]), "Official test split"
     ).to_html()
     assert "Official test split" in html and 'class="dataframe"' in html and "0.9756<" in html
+
+
+def test_the_explain_step_over_seeds_as_rows_words_and_a_table(tmp_path):
+    """``rq.json["rq3"]["seeds"]``: each explain run's adopted row, its GrabCut - map difference from its
+    own per-image scores, and the sentence that says how many seeds reach the target."""
+    import csv
+
+    from tumorlens.book.text import explain_seeds_words
+    from tumorlens.experiments.rq import explain_seed_row
+    from tumorlens.explain.scoring import method_table
+    from tumorlens.metrics.stats import seed_summary
+    from tumorlens.utils.files import write_json
+
+    def explained(folder, seed, dice):
+        per = [
+            {"id": f"i{k}", "class": "glioma", "correct": True, "dice_cam": dice - 0.1, "iou_cam": 0.1}
+            | {"dice_grabcut": dice, "iou_grabcut": 0.1, "pointing": k < 15, "pointing_near": True}
+            | {"centre_pointing": k < 2, "centre_pointing_near": k < 2}
+            for k in range(20)
+        ]
+        paper = [r | {"dice_cam": 0.1, "dice_grabcut": 0.12} for r in per]
+        methods = method_table({"gradcam@top": paper, "network": per}, tune_scores={}, latency_ms={})
+        folder.mkdir(parents=True)
+        summary = {"model": f"runs/cpu/efficientnet_lite1/seed-{seed}", "map": "network", "mask": "grabcut"}
+        summary |= {"n_report": 20, "params": {}, "per_class": {}}
+        write_json(folder / "summary.json", summary | {"methods": methods}, schema="segmentation")
+        with open(folder / "per_image.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(per[0]))
+            w.writeheader()
+            w.writerows(per)
+        return folder / "summary.json"
+
+    runs = {"efficientnet_lite1/seed-43": {"metrics": {"official": {"accuracy": 0.97}}}}
+    rows = [
+        explain_seed_row(explained(tmp_path / "main", 43, 0.55), runs, n_boot=200),
+        explain_seed_row(explained(tmp_path / "s44", 44, 0.45), runs, n_boot=200),
+    ]
+    assert [r["seed"] for r in rows] == [43, 44] and rows[0]["model"] == "efficientnet_lite1/seed-43"
+    assert rows[0]["adopted"] == "network, map + GrabCut" and rows[0]["official_accuracy"] == 0.97
+    assert rows[1]["official_accuracy"] is None
+    assert rows[0]["dice_mean"] == pytest.approx(0.55) and rows[0]["map_only_dice"] == pytest.approx(0.45)
+    assert rows[0]["gc_minus_map"] == pytest.approx(0.1) and rows[0]["gc_minus_map_lo"] == pytest.approx(0.1)
+    assert rows[0]["paper_dice"] == pytest.approx(0.12) and rows[0]["pointing"] == 0.75
+    seeds = {"rows": rows} | {k: seed_summary([r[k] for r in rows]) for k in ("dice_mean", "pointing")}
+    words = explain_seeds_words(seeds)
+    assert "seed 43 0.550, seed 44 0.450 (mean 0.500 ± 0.071); 1 of 2 reach 0.50" in words
+    assert "lowest interval starts at 0.450 (seed 44)" in words and "on 2 of 2 seeds" in words
+    assert explain_seeds_words(None).startswith("not measured")
+    frame = tables.explain_seeds_table(rows)
+    assert list(frame.index) == [43, 44] and frame.loc[44, "official accuracy"] == "—"
+    assert frame.loc[43, "GrabCut − map [95% CI]"].startswith("+0.100") and frame.loc[43, "pointing"] == "75%"

@@ -261,3 +261,36 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     words = end_to_end_words({"total_minutes": 3.0, **timing})
     assert f"the headline part ran its {head['jobs']} jobs" in words
     assert f"the supplementary part ran its {sup['jobs']} jobs" in words and "1 worker of" in words
+
+
+def test_the_explain_step_is_replicated_on_its_chosen_recipe_once_it_has_chosen(tmp_path, monkeypatch):
+    """``reproduce.explain_seeds``: after the explain step has chosen a classifier, `tumorlens run` plans
+    the explain step again for that recipe's other seeds (and runs them in the same invocation)."""
+    from tumorlens.experiments import runner
+    from tumorlens.experiments.jobs import DONE, EXPLAIN_SEEDS
+
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    root = load_config("cpu").runs_root
+    assert load_config("cpu").reproduce.explain_seeds and not load_config("smoke").reproduce.explain_seeds
+    assert not [j for j in plan("cpu") if EXPLAIN_SEEDS in str(j.run_dir)]  # nothing chosen yet
+    chosen = root / "efficientnet_lite1" / "seed-43"
+    batches = []
+
+    def fake_run_jobs(jobs, **kw):
+        batches.append(jobs)
+        for j in jobs:
+            j.run_dir.mkdir(parents=True, exist_ok=True)
+            (j.run_dir / DONE).write_text("{}")
+            j.output.write_text("{}")
+            if j.run_dir == root / "explain":
+                (j.run_dir / "summary.json").write_text(json.dumps({"model": str(chosen)}))
+        return [(j, "ran") for j in jobs]
+
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs)
+    runner.run_profile("cpu", collect_results=False, show_progress=False)
+    assert len(batches) == 2  # the plan, then the replicates it grew once the explain step had chosen
+    again = batches[1]
+    assert [j.run_dir for j in again] == [root / EXPLAIN_SEEDS / "seed-42", root / EXPLAIN_SEEDS / "seed-44"]
+    assert [j.params["model_run"] for j in again] == [str(chosen.parent / f"seed-{s}") for s in (42, 44)]
+    assert {j.notebook for j in again} == {"03_explain"} and not any("ablation_runs" in j.params for j in again)
+    assert [j.run_dir for j in plan("cpu") if EXPLAIN_SEEDS in str(j.run_dir)] == [j.run_dir for j in again]

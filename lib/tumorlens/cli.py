@@ -162,6 +162,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_run(args) -> int:
     from tumorlens.experiments.collect import results_dir
+    from tumorlens.experiments.jobs import explained_run
     from tumorlens.experiments.runner import plan, run_profile, stale_reasons
 
     if args.status:  # what a run would do, and why; runs nothing
@@ -172,6 +173,9 @@ def _cmd_run(args) -> int:
                     f"{'current' if not why else 'to run':8s} {job.part:13s} {job.notebook:14s} "
                     f"{paths.relative(job.run_dir)}" + (f"  ({'; '.join(why)})" if why else "")
                 )
+        cfg = load_config(args.profile)
+        if cfg.reproduce.explain_seeds and args.part != "headline" and explained_run(cfg.runs_root) is None:
+            print("later    supplementary 03_explain     the explain step's seed replicates (planned once it has run)")
         return 0
 
     for job, status in run_profile(

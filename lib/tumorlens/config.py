@@ -295,6 +295,11 @@ class ReproduceConfig:
         doc="the robustness ablation: the standard variant trained with intensity remapping "
         "(`tumorlens.experiments.jobs.INTENSITY_ABLATION`; seed: the first)",
     )
+    explain_seeds: bool = _spec(
+        False,
+        doc="the explain step again on the explained classifier's recipe at each other seed (its choice "
+        "stays by validation): does the weak-mask result hold over classifier seeds?",
+    )
     ensemble_k: int = _spec(3, lo=1, hi=20)
     target_accuracy: float = _spec(
         0.99,

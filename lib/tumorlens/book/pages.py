@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from tumorlens.book.text import diff_text, find_row, localisation_words, module_cost_claim, rq3_words, verdict
+from tumorlens.book.text import (
+    diff_text,
+    explain_seeds_words,
+    find_row,
+    localisation_words,
+    module_cost_claim,
+    rq3_words,
+    verdict,
+)
 from tumorlens.experiments.grid import projected_minutes
 from tumorlens.experiments.jobs import PLAN_PARTS
 from tumorlens.utils.files import read_json
@@ -313,6 +321,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     # RQ3
     out |= {f"rq3_{k}": v for k, v in rq3.items()}
     cam = rq["rq3"]["summary"].get("cam") if rq.get("rq3") else None
+    out["rq3_seeds"] = explain_seeds_words((rq.get("rq3") or {}).get("seeds"))
     out["rq3_localisation"] = localisation_words(
         read_optional(res / "segmentation" / "localisation.json", "localisation"), cam
     )

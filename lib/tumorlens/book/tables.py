@@ -23,6 +23,7 @@ __all__ = [
     "comparisons_table",
     "runs_table",
     "seeds_table",
+    "explain_seeds_table",
     "costs_table",
     "robustness_frame",
     "bench_table",
@@ -282,6 +283,39 @@ def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
     df = pd.DataFrame.from_dict(out, orient="index")
     df.index.names = ["variant", "test set"]
     return df
+
+
+def explain_seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """The explain step on one classifier recipe over its seeds (``rq.json["rq3"]["seeds"]["rows"]``): per
+    seed the classifier's official accuracy, the adopted map and mask (each run chooses its own on the
+    tuning half), its Dice [95% CI] on the report half, the same map without GrabCut and the paired
+    GrabCut - map difference, the pointing game against the head centre, and the paper's Grad-CAM row."""
+
+    def num(v, digits=3):
+        return "—" if v is None else f"{v:.{digits}f}"
+
+    out = []
+    for r in rows:
+        out.append(
+            {
+                "seed": r["seed"],
+                "classifier": r["model"].split("/")[0],
+                "official accuracy": num(r.get("official_accuracy"), 4),
+                "adopted": r["adopted"],
+                "Dice [95% CI]": ci_text(r["dice_mean"], r["dice_lo"], r["dice_hi"], digits=3),
+                "median": num(r["dice_median"]),
+                "map only": num(r["map_only_dice"]),
+                "GrabCut − map [95% CI]": ci_text(
+                    r["gc_minus_map"], r["gc_minus_map_lo"], r["gc_minus_map_hi"], digits=3, signed=True
+                )
+                if r.get("gc_minus_map") is not None
+                else "—",
+                "pointing": f"{r['pointing']:.0%}",
+                "head centre": f"{r['centre_pointing']:.0%}",
+                "paper's Grad-CAM + GrabCut": num(r["paper_dice"]),
+            }
+        )
+    return pd.DataFrame(out).set_index("seed")
 
 
 def costs_table(blocks: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821

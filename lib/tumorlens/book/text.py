@@ -12,6 +12,7 @@ __all__ = [
     "explain_glue",
     "grabcut_words",
     "rq3_words",
+    "explain_seeds_words",
 ]
 
 
@@ -213,6 +214,32 @@ def rq3_words(rq3: dict | None) -> dict[str, str]:
     else:
         out["grabcut_diff"], out["verdict"] = "n/a", "not measured"
     return out
+
+
+def explain_seeds_words(seeds: dict | None, target: float = 0.5) -> str:
+    """The explain step over the explained recipe's seeds (``rq.json["rq3"]["seeds"]``) in one sentence:
+    the adopted Dice per seed, its mean ± sd, how many seeds reach ``target`` and the lowest interval;
+    ``not measured`` without replicates (``reproduce.explain_seeds``)."""
+    rows = (seeds or {}).get("rows") or []
+    if len(rows) < 2:
+        return "not measured (the profile does not rerun the explain step over seeds: reproduce.explain_seeds)"
+    d, p = seeds["dice_mean"], seeds["pointing"]
+    per = ", ".join(f"seed {r['seed']} {r['dice_mean']:.3f}" for r in rows)
+    reach = sum(r["dice_mean"] >= target for r in rows)
+    low = min(rows, key=lambda r: r["dice_lo"])
+    gc = [r for r in rows if r.get("gc_minus_map") is not None]
+    gc_words = (
+        f"; GrabCut adds to the map on {sum(r['gc_minus_map_lo'] > 0 for r in gc)} of {len(gc)} seeds "
+        "(paired interval above zero)"
+        if gc
+        else ""
+    )
+    return (
+        f"over {len(rows)} seeds of {rows[0]['model'].split('/')[0]} the adopted mask scores Dice {per} "
+        f"(mean {d['mean']:.3f} ± {d['sd']:.3f}); {reach} of {len(rows)} reach {target:.2f}, and the lowest "
+        f"interval starts at {low['dice_lo']:.3f} (seed {low['seed']}). Pointing: {p['mean']:.0%} ± {p['sd']:.0%}"
+        f"{gc_words}."
+    )
 
 
 #: The head poolings (`tumorlens.config.POOLINGS`) in words.

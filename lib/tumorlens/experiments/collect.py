@@ -28,7 +28,7 @@ from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.experiments.jobs import DONE, PLAN_PARTS, current_runs, plan
+from tumorlens.experiments.jobs import DONE, EXPLAIN_SEEDS, PLAN_PARTS, current_runs, plan
 from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
 from tumorlens.records import (
@@ -135,6 +135,14 @@ def collect(
             (res / sub / "figures").mkdir(exist_ok=True)
             for f in sorted((src / "figures").glob("*.jpg")):
                 shutil.copy2(f, res / sub / "figures" / f.name)
+    if (
+        cfg.reproduce.explain_seeds and "segmentation" in parts and (res / "segmentation").is_dir()
+    ):  # its seed replicates
+        for run in sorted((runs_root / EXPLAIN_SEEDS).glob("seed-*")):
+            if (run / "summary.json").is_file() and usable(run):
+                (res / "segmentation" / "seeds" / run.name).mkdir(parents=True, exist_ok=True)
+                for name in ("summary.json", "per_image.csv"):
+                    shutil.copy2(run / name, res / "segmentation" / "seeds" / run.name / name)
     make_portable(res, cfg)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq, schema="rq")
@@ -388,6 +396,11 @@ def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
                 seg_h["paper_dice_mean"] = r["dice_mean"]
             if (r["map"], r["mask"]) == (summ.get("map"), summ.get("mask")):
                 seg_h["adopted_dice_mean"], seg_h["adopted_pointing"] = r["dice_mean"], r["pointing"]
+        over_seeds = rq["rq3"].get("seeds")
+        if over_seeds:  # the same explain step on the explained recipe's other seeds
+            seg_h["seeds"] = [r["seed"] for r in over_seeds["rows"]]
+            for key in ("dice_mean", "pointing"):
+                seg_h[f"adopted_{key}_over_seeds"] = {k: over_seeds[key][k] for k in ("mean", "sd", "n")}
     return {
         "profile": cfg.profile,
         "data": "synthetic phantoms" if cfg.data.source == "phantoms" else "Kaggle Brain Tumor MRI",

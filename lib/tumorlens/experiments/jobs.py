@@ -32,6 +32,9 @@ __all__ = [
     "job_inputs",
     "stale_reasons",
     "current_runs",
+    "EXPLAIN_SEEDS",
+    "explained_run",
+    "explain_seed_jobs",
 ]
 
 DONE = ".done.json"
@@ -289,6 +292,10 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
     if pooled:
         explain_params["ablation_runs"] = [str(root / bb / f"seed-{first}")] + [str(j.run_dir) for j in pooled]
     extra[:0] = [*pooled, *intensity, Job("03_explain", root / "explain", explain_params, part="supplementary")]
+    if r.explain_seeds:
+        extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
+            profile, root, cnn_runs, seeds
+        )
     jobs.append(
         Job(
             "04_ensembles",
@@ -310,6 +317,45 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         )
     )
     return [j for j in jobs + extra if part is None or j.part == part]
+
+
+#: Where the explain step's seed replicates run (``reproduce.explain_seeds``): ``<runs_root>/explain-seeds/seed-<n>``.
+EXPLAIN_SEEDS = "explain-seeds"
+
+
+def explained_run(root: Path) -> Path | None:
+    """The classifier run the finished explain step chose (``<root>/explain/summary.json``), or None
+    while it has not run."""
+    summary = root / "explain" / "summary.json"
+    if not (root / "explain" / DONE).is_file() or not summary.is_file():
+        return None
+    model = json.loads(summary.read_text()).get("model")
+    return paths.resolve(model) if model else None
+
+
+def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds: Sequence[int]) -> list[Job]:
+    """``reproduce.explain_seeds``: the explain step once more for each other seed of the classifier
+    recipe the explain step chose (same backbone and modules; its choice stays by validation), in
+    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation.
+
+    These jobs follow a result: they are planned once the explain step has run (`tumorlens run` plans
+    again after its jobs and runs the new ones), and they are stale when its choice moves to another
+    recipe (their ``model_run`` parameter changes)."""
+    chosen = explained_run(root)
+    if chosen is None:
+        return []
+    planned = {Path(p).resolve() for p in cnn_runs}
+    jobs = []
+    for seed in seeds:
+        run = chosen.parent / f"seed-{seed}"
+        if run.resolve() == chosen.resolve() or run.resolve() not in planned:
+            continue
+        out = root / EXPLAIN_SEEDS / f"seed-{seed}"
+        params = {"profile": profile, "model_run": str(root / chosen.parent.name / run.name), "run_dir": str(out)}
+        jobs.append(
+            Job("03_explain", out, params, title=f"Explain: {chosen.parent.name} (seed {seed})", part="supplementary")
+        )
+    return jobs
 
 
 def current_runs(profile: str) -> tuple[set[Path], dict[Path, list[str]]]:

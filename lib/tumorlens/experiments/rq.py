@@ -10,7 +10,7 @@ from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, re
 from tumorlens.utils.files import read_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["compare_runs", "rq_tables", "external_scores"]
+__all__ = ["compare_runs", "rq_tables", "explain_seed_row", "external_scores"]
 
 
 def compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -109,6 +109,18 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
                 seed=seed0,
             )
             rq3["grabcut_minus_cam"] = {"n": d["n"], "mean_diff": d["diff"], "lo": d["lo"], "hi": d["hi"]}
+        replicates = sorted((res / "segmentation" / "seeds").glob("seed-*/summary.json"))
+        if replicates:  # the explain step on the same recipe at the other seeds (``reproduce.explain_seeds``)
+            rows = [explain_seed_row(seg_file, runs, n_boot, seed0)]
+            rows += [explain_seed_row(f, runs, n_boot, seed0) for f in replicates]
+            rows.sort(key=lambda r: r["seed"])
+            rq3["seeds"] = {
+                "rows": rows,
+                **{
+                    k: seed_summary([r.get(k) for r in rows])
+                    for k in ("dice_mean", "map_only_dice", "gc_minus_map", "pointing", "paper_dice")
+                },
+            }
         out["rq3"] = rq3
     # RQ4: warm-up only vs warm-up + fine-tuning (all modules)
     wo = runs.get(f"{allm}@warmup-only/seed-{first}")
@@ -142,6 +154,41 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
             row["external_notumor_recall"] = e["notumor_recall"]
         out["runs"][k] = row
     return out
+
+
+def explain_seed_row(summary_file: Path, runs: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """One explain step's headline (``summary.json`` and the ``per_image.csv`` beside it) as a row of the
+    seed table: the classifier explained and its seed, the adopted map and mask (each run chooses its own
+    on the tuning half), its Dice on the report half with the interval, the same map without GrabCut
+    and the paired GrabCut - map difference, the pointing game against the head centre, the paper's
+    Grad-CAM row, and the classifier's official accuracy when ``runs`` (`load_run` by name) holds it."""
+    seg = read_json(summary_file, schema="segmentation")
+    methods = {(m["map"], m["mask"]): m for m in seg["methods"]}
+    adopted = methods[(seg["map"], seg["mask"])]
+    map_only = methods.get((seg["map"], "cam"), adopted)
+    paper = next((m for m in seg["methods"] if m.get("paper")), adopted)
+    name = "/".join(Path(seg["model"]).parts[-2:])
+    row = {
+        "seed": int(name.rsplit("-", 1)[-1]),
+        "model": name,
+        "adopted": adopted["label"],
+        "n": adopted["n"],
+        "tune_dice": adopted.get("tune_dice"),
+        **{k: adopted[k] for k in ("dice_mean", "dice_lo", "dice_hi", "dice_median", "pointing")},
+        **{k: adopted[k] for k in ("centre_pointing", "pointing_vs_centre_lo", "pointing_vs_centre_hi")},
+        "map_only_dice": map_only["dice_mean"],
+        "paper_dice": paper["dice_mean"],
+        **{f"dice_{c}": adopted.get(f"dice_{c}") for c in ("glioma", "meningioma", "pituitary")},
+        "official_accuracy": runs[name]["metrics"]["official"]["accuracy"] if name in runs else None,
+    }
+    per_image = summary_file.parent / "per_image.csv"
+    if per_image.is_file():
+        rows = read_rows(per_image)
+        d = paired_mean_diff(
+            [float(r["dice_grabcut"]) for r in rows], [float(r["dice_cam"]) for r in rows], n_boot=n_boot, seed=seed
+        )
+        row |= {"gc_minus_map": d["diff"], "gc_minus_map_lo": d["lo"], "gc_minus_map_hi": d["hi"]}
+    return row
 
 
 def external_scores(res: Path) -> tuple[str | None, dict, dict]:

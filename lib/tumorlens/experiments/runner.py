@@ -149,6 +149,13 @@ def run_profile(
     kernel_threads(cfg.train)
     t0, started = time.perf_counter(), datetime.now(timezone.utc)
     done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
+    while True:  # jobs that follow a result (the explain step's seed replicates) join the plan once it exists
+        seen = {j.run_dir.resolve() for j in jobs}
+        more = [j for j in plan(profile, part) if (not only or j.notebook in only) and j.run_dir.resolve() not in seen]
+        if not more:
+            break
+        jobs += more
+        done += run_jobs(more, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
     if not only and done and all(status.startswith("ran") for _, status in done):
         record_end_to_end(cfg, done, time.perf_counter() - t0, started, workers=workers, scheduler=scheduler, part=part)
     if collect_results and not only:

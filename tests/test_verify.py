@@ -62,3 +62,14 @@ def test_verify_retrains_a_published_smoke_recipe_and_compares(tmp_path, monkeyp
     assert "widest spread" in r["seed_spread"]["source"]
     assert read_json(res / "verify.json", schema="verify")["recipe"] == "efficientnet_lite0+sbr/seed-42"
     assert format_verify(r).splitlines()[-1].startswith("reproduced")
+
+
+def test_verify_retrains_a_recipe_with_the_settings_the_plan_gives_it():
+    """Another backbone is planned at its native input size: verify must retrain it there, not at the
+    profile's default size (a Lite1 rerun at 224 px once agreed on only 98% of the test images)."""
+    from tumorlens.experiments.verify import recipe_overrides
+
+    assert recipe_overrides("cpu", "efficientnet_lite1", 43) == {"data.image_size": 240}
+    assert recipe_overrides("cpu", "efficientnet_lite2", 42) == {"data.image_size": 260}
+    assert recipe_overrides("cpu", "efficientnet_lite0+sbr", 42) == {}
+    assert recipe_overrides("cpu", "efficientnet_lite0+sbr", 99) == {}  # not planned: the profile's own settings

@@ -25,12 +25,13 @@ import numpy as np
 from tumorlens import paths, records
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.experiments.jobs import plan
 from tumorlens.experiments.published import MANIFEST as MODELS_MANIFEST
 from tumorlens.experiments.published import models_dir
 from tumorlens.training.run import train_run
 from tumorlens.utils.files import read_json, write_json
 
-__all__ = ["seed_spread", "compare_runs", "verify", "format_verify"]
+__all__ = ["seed_spread", "compare_runs", "recipe_overrides", "verify", "format_verify"]
 
 _KEYS = ("accuracy", "macro_f1")
 
@@ -97,6 +98,14 @@ def compare_runs(published: str | os.PathLike, rerun: str | os.PathLike, spread:
     }
 
 
+def recipe_overrides(profile: str, variant: str, seed: int) -> dict:
+    """The settings ``profile``'s plan trains ``<variant>/seed-<seed>`` with beyond the profile's own (e.g.
+    another backbone's native input size, ``{"data.image_size": 240}``); ``{}`` for a recipe it does not plan."""
+    planned = load_config(profile).runs_root / variant / f"seed-{seed}"
+    job = next((j for j in plan(profile) if j.notebook == "02_train" and j.run_dir == planned), None)
+    return dict(job.params.get("overrides") or {}) if job else {}
+
+
 def verify(
     profile: str = "cpu",
     recipe: str | None = None,
@@ -125,7 +134,10 @@ def verify(
     if "@" in variant:
         raise ValueError(f"verify retrains plain recipes; {variant!r} is a schedule variant")
     backbone, *modules = variant.split("+")
-    cfg = load_config(profile, overrides={"model.backbone": backbone, "model.modules": modules, "seed": seed})
+    overrides = recipe_overrides(profile, variant, seed)
+    cfg = load_config(
+        profile, overrides={**overrides, "model.backbone": backbone, "model.modules": modules, "seed": seed}
+    )
     run_dir = cfg.runs_root / "verify" / variant / f"seed-{seed}"
     train = train_run(cfg, run_dir=run_dir, show_progress=show_progress)
     rerun_env = read_json(run_dir / "config.json", schema="run")["environment"]
@@ -133,6 +145,7 @@ def verify(
     record = {
         "profile": profile,
         "recipe": recipe,
+        "overrides": overrides,
         "rerun": paths.relative(run_dir),
         "published_cpu": (info or {}).get("environment", {}).get("cpu_model"),
         "rerun_cpu": rerun_env.get("cpu_model"),

@@ -81,7 +81,19 @@ for name, text in pages.results_glue(res, profile).items():
 # {glue:text}`ext_ablations`.
 
 # %%
-tables.external_table(pages.read_optional(res / "external.json", "external"))
+external = pages.read_optional(res / "external.json", "external")
+tables.external_table(external)
+
+# %% [markdown]
+# Can the weak-mask network (RQ3), whose evidence sits on the tumour in the Kaggle and BRISC tumour
+# images, veto the shortcut? The evidence gate turns a tumour prediction into "no tumour" when the
+# network's tumour probability inside the head stays below a threshold (its 99th percentile; the
+# published single model's network; threshold chosen on validation, `tumorlens external`):
+# {glue:text}`ext_gate`.
+
+# %%
+if external and external.get("evidence_gate"):
+    display(figures.gate_curve(external["evidence_gate"]))
 
 # %% [markdown]
 # ## All runs

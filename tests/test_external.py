@@ -176,3 +176,85 @@ def test_the_rq_tables_and_the_runs_table_carry_the_external_scores(tmp_path):
     assert table.loc["b/seed-42", "accuracy (external)"] == "not scored"
     ext_table = systems_table({"systems": {"soft voting": {"external": score}, "CNN+LR": {}}}, "external")
     assert list(ext_table.index) == ["soft voting"] and ext_table.loc["soft voting", "no-tumour recall"] == "0.700"
+
+
+def test_the_evidence_gate_vetoes_tumour_calls_without_evidence_and_is_chosen_on_validation():
+    """`gate_predictions`: a tumour prediction below the threshold becomes no tumour, others stay;
+    `choose_threshold` takes the best validation accuracy (no gate when none helps there)."""
+    from tumorlens.evaluation.gate import NO_TUMOUR_INDEX, choose_threshold, evidence_quantiles, gate_curve
+    from tumorlens.evaluation.gate import gate_predictions as gate
+
+    menin, no = CLASSES.index("meningioma"), NO_TUMOUR_INDEX
+    probs = np.eye(4)[[menin, menin, no, menin]]
+    evidence = np.array([0.9, 0.1, 0.0, 0.5])
+    assert gate(probs, evidence, 0.0).tolist() == [menin, menin, no, menin]  # threshold 0: the argmax
+    assert gate(probs, evidence, 0.3).tolist() == [menin, no, no, menin]
+    assert gate(probs, evidence, 0.95).tolist() == [no, no, no, no]
+    with pytest.raises(ValueError, match=r"evidence \(N,\); received shapes \(4, 4\) and \(3,\)"):
+        gate(probs, evidence[:3], 0.5)
+    # validation: the low-evidence image is a real meningioma (the gate would hurt); elsewhere it is healthy
+    val = (np.array([menin, menin, no, menin]), probs, evidence)
+    ext = (np.array([menin, no, no, menin]), probs, evidence)
+    rows = gate_curve({"validation": val, "external": ext}, [0.0, 0.3, 0.6])
+    assert [r["validation_accuracy"] for r in rows] == [1.0, 0.75, 0.5]
+    assert [r["external_accuracy"] for r in rows] == [0.75, 1.0, 0.75]
+    assert [r["external_notumor_recall"] for r in rows] == [0.5, 1.0, 1.0]
+    assert rows[0]["validation_notumor_recall"] == 1.0
+    assert choose_threshold(rows, "validation")["threshold"] == 0.0  # chosen where it is allowed to be chosen
+    assert choose_threshold(rows, "external")["threshold"] == 0.3
+    with pytest.raises(ValueError, match="'test'"):
+        choose_threshold(rows, "test")
+    q = evidence_quantiles(val[0], evidence)
+    assert q["meningioma"]["n"] == 3 and q["meningioma"]["quantiles"]["0.5"] == 0.5 and q["glioma"]["n"] == 0
+
+
+def test_tumour_evidence_is_a_percentile_inside_the_head_and_zero_without_one(tmp_path):
+    """`tumour_evidence` on a tiny segmenter: one value in [0, 1] per image, 0 for a flat (headless)
+    image; and the record `tumorlens external` keeps of the gate, on the smoke profile's validation split."""
+    from tumorlens.experiments.external import GATE_THRESHOLDS, evidence_gate_record
+    from tumorlens.explain.refine import build_segmenter, tumour_evidence
+    from tumorlens.models.classifier import build_classifier
+
+    clf = build_classifier("efficientnet_lite0", (), image_size=64, weights="none")
+    seg = build_segmenter(clf, "efficientnet_lite0", width=4)
+    ext = load_external(_external(tmp_path / "ext", bad=False), 64, show_progress=False)
+    x = np.concatenate([ext.images[:3], np.zeros((1, 64, 64, 3), np.uint8)])
+    probs, ev = tumour_evidence(seg, x, flip=True)
+    assert probs.shape == (4, 4) and ev.shape == (4,) and ev[-1] == 0.0
+    assert ((ev[:3] > 0) & (ev[:3] <= 1)).all()
+    assert (tumour_evidence(seg, x, q=50)[1][:3] <= ev[:3] + 1e-6).all()  # a lower percentile, no more evidence
+    with pytest.raises(ValueError, match="q=150"):
+        tumour_evidence(seg, x, q=150)
+    rec = evidence_gate_record("smoke", seg, 64, [ext], {"single": "tiny", "segmentation": {"network_flip": True}})
+    assert rec["sets"] == ["validation", "ext"] and rec["flip"] is True and rec["model"] == "tiny"
+    assert len(rec["curve"]) == len(GATE_THRESHOLDS) and rec["curve"][0]["threshold"] == 0.0
+    assert rec["chosen"]["validation_accuracy"] == max(r["validation_accuracy"] for r in rec["curve"])
+    assert rec["evidence"]["ext"]["glioma"]["n"] == 3
+
+
+def test_the_evidence_gate_in_words_and_as_a_figure():
+    from tumorlens.book.figures import gate_curve as gate_figure
+    from tumorlens.book.pages import evidence_gate_words
+    from tumorlens.evaluation.gate import choose_threshold, evidence_quantiles, gate_curve
+
+    menin, no = CLASSES.index("meningioma"), CLASSES.index("notumor")
+    probs = np.eye(4)[[menin, menin, no, menin]]
+    evidence = np.array([0.9, 0.1, 0.0, 0.5])
+    sets = {"validation": (np.array([menin, menin, no, menin]), probs, evidence)}
+    sets["brisc"] = (np.array([menin, no, no, menin]), probs, evidence)
+    rows = gate_curve(sets, [0.0, 0.3, 0.6])
+    gate = {
+        "sets": list(sets),
+        "evidence": {k: evidence_quantiles(y, e) for k, (y, _, e) in sets.items()},
+        "curve": rows,
+        "chosen": choose_threshold(rows),
+    }
+    words = evidence_gate_words({"evidence_gate": gate})
+    assert (
+        "Chosen on validation, the threshold is 0.00 (no gate; validation accuracy 1.000, brisc accuracy 0.750" in words
+    )
+    assert "highest brisc no-tumour recall any threshold reaches is 1.00 (at 0.30)" in words
+    assert "validation accuracy falls from 1.000 to 0.750" in words
+    assert evidence_gate_words({}).startswith("not measured")
+    fig = gate_figure(gate)
+    assert len(fig.data) == 4 and list(fig.data[0].x) == [0.0, 0.3, 0.6]

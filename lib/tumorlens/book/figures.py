@@ -27,6 +27,7 @@ __all__ = [
     "ablation_bars",
     "reliability_diagram",
     "robustness_lines",
+    "gate_curve",
 ]
 
 
@@ -345,5 +346,33 @@ def robustness_lines(rows: Sequence[Mapping], test_set: str = "official", metric
         yaxis_title=metric,
         height=400,
         xaxis=dict(tickmode="array", tickvals=[0, 1, 2, 3]),
+    )
+    return fig
+
+
+def gate_curve(gate: Mapping, title: str = ""):
+    """The evidence gate (``external.json["evidence_gate"]``): accuracy and no-tumour recall of each set
+    against the threshold below which a tumour prediction becomes no tumour; the chosen threshold (on
+    validation) marked."""
+    import plotly.graph_objects as go
+
+    rows = gate["curve"]
+    t = [r["threshold"] for r in rows]
+    fig = go.Figure()
+    for name in gate["sets"]:
+        for metric, dash in (("accuracy", "solid"), ("notumor_recall", "dot")):
+            fig.add_scatter(
+                x=t,
+                y=[r[f"{name}_{metric}"] for r in rows],
+                mode="lines",
+                name=f"{name}: {metric.replace('_', ' ')}",
+                line=dict(dash=dash),
+            )
+    fig.add_vline(x=gate["chosen"]["threshold"], line_dash="dash", line_color="gray")
+    fig.update_layout(
+        title=title or "Evidence gate: a tumour call with network evidence below the threshold becomes no tumour",
+        xaxis_title="threshold on the weak-mask network's evidence (its 99th-percentile tumour probability in the head)",
+        yaxis_title="share",
+        height=420,
     )
     return fig

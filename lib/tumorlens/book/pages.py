@@ -31,6 +31,7 @@ __all__ = [
     "verify_glue",
     "grid_glue",
     "external_glue",
+    "evidence_gate_words",
     "ablation_variants",
     "smoke_backbones_frame",
     "published_comparison",
@@ -172,6 +173,39 @@ def external_glue(ext: dict | None) -> dict[str, str]:
     return {"ext_summary": "; ".join(parts), "abs_external": abs_external}
 
 
+def evidence_gate_words(ext: dict | None) -> str:
+    """The evidence gate (``external.json["evidence_gate"]``) in two sentences: how the network's evidence
+    lies per class on validation and on the external set (no-tumour median and upper quartile against
+    the tumour classes'), and what the threshold chosen on validation does to both; ``not measured``
+    without a record."""
+    gate = (ext or {}).get("evidence_gate")
+    if not gate:
+        return "not measured (run `tumorlens external --profile P` with a published weak-mask network)"
+    val, other = gate["sets"][0], gate["sets"][1]
+    ev = gate["evidence"]
+
+    def q(name: str, cls: str, at: str) -> str:
+        v = ev[name][cls]["quantiles"].get(at)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    low_glioma = q(val, "glioma", "0.05")
+    chosen = gate["chosen"]
+    base = gate["curve"][0]
+    best_nt = max(gate["curve"], key=lambda r: (r[f"{other}_notumor_recall"] or 0, -r["threshold"]))
+    return (
+        f"the network's evidence on no-tumour scans has median {q(val, 'notumor', '0.5')} and upper quartile "
+        f"{q(val, 'notumor', '0.75')} on validation but {q(other, 'notumor', '0.5')} and "
+        f"{q(other, 'notumor', '0.75')} on {other}, while 5% of validation gliomas lie below {low_glioma}: "
+        f"on {other} the network sees a tumour in many healthy scans too. Chosen on validation, the threshold "
+        f"is {chosen['threshold']:.2f} ({'no gate' if chosen['threshold'] == 0 else 'a gate'}; validation "
+        f"accuracy {chosen[f'{val}_accuracy']:.3f}, {other} accuracy {chosen[f'{other}_accuracy']:.3f}, "
+        f"no-tumour recall {chosen[f'{other}_notumor_recall']:.2f}). The highest {other} no-tumour recall any "
+        f"threshold reaches is {best_nt[f'{other}_notumor_recall']:.2f} (at {best_nt['threshold']:.2f}), where "
+        f"validation accuracy falls from {base[f'{val}_accuracy']:.3f} to {best_nt[f'{val}_accuracy']:.3f} and "
+        f"{other} accuracy moves from {base[f'{other}_accuracy']:.3f} to {best_nt[f'{other}_accuracy']:.3f}"
+    )
+
+
 #: What the tags of the ablation runs of the standard variant change, for the results page's prose.
 ABLATION_TAGS = {
     "intensity": "trained with intensity remapping",
@@ -297,6 +331,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     ext = read_optional(res / "external.json", "external")
     out |= external_glue(ext)
     out["ext_ablations"] = external_ablation_words(ext, bb, first)
+    out["ext_gate"] = evidence_gate_words(ext)
     out["res_backbones"] = backbones_words(rq)
     out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1

@@ -3,6 +3,7 @@
 ensembles   soft voting and CNN features + LR / SVM, members chosen on validation
 robustness  corruptions at three severities; temperature scaling
 external    a model scored on another release's images (BRISC 2025): intervals, per view
+gate        the weak-mask network's evidence as a veto on tumour predictions (threshold chosen on validation)
 """
 
 from tumorlens.utils.lazy import lazy_exports
@@ -19,6 +20,9 @@ _EXPORTS = {
     "load_external": "external",
     "score_external": "external",
     "view_of": "external",
+    "gate_predictions": "gate",
+    "gate_curve": "gate",
+    "choose_threshold": "gate",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -26,10 +26,14 @@ import numpy as np
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.evaluation.ensembles import load_pipeline, soft_vote
+from tumorlens.data.prepared import prepare
+from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.external import load_external, score_external
+from tumorlens.evaluation.gate import choose_threshold, evidence_quantiles, gate_curve
 from tumorlens.experiments import published
 from tumorlens.experiments.collect import MANIFEST, refresh_tables, results_dir, write_manifest
 from tumorlens.experiments.jobs import current_runs, plan
+from tumorlens.explain.refine import tumour_evidence
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import penultimate_features, predict_images
 from tumorlens.utils.files import read_json, write_json
@@ -42,6 +46,7 @@ __all__ = [
     "compact",
     "profile_runs",
     "HYBRID_FILES",
+    "evidence_gate_record",
 ]
 
 #: The development copy of BRISC 2025's classification images, beside the repository.
@@ -161,6 +166,40 @@ def score_runs(
     return per_run, systems
 
 
+#: The gate thresholds tried (evidence is a probability) and the percentile that makes an image's evidence.
+GATE_THRESHOLDS = tuple(np.round(np.linspace(0.0, 0.9, 46), 2))
+GATE_PERCENTILE = 99.0
+
+
+def evidence_gate_record(profile: str, segmenter, size: int, ext_sets: Sequence, mf: dict, *, show_progress=True):
+    """The evidence gate (`tumorlens.evaluation.gate`) of the published single model's weak-mask network:
+    each image's evidence on the validation split and on each external set, per class, and the gate
+    curve over `GATE_THRESHOLDS` with the threshold chosen on validation. ``None`` (with a note) when the
+    dataset is not here to read the validation split from."""
+    cfg = load_config(profile, overrides={"data.image_size": size})
+    flip = bool((mf.get("segmentation") or {}).get("network_flip", False))
+    try:
+        prep = prepare(cfg, show_progress=show_progress)
+        x_val, y_val = prep.images("val", show_progress=show_progress), prep.labels("val")
+    except (FileNotFoundError, TumorlensError) as e:
+        print(f"external: no evidence gate (the validation split is not readable here: {e})", file=sys.stderr)
+        return None
+    sets = {"validation": (y_val, *tumour_evidence(segmenter, x_val, flip=flip, q=GATE_PERCENTILE))}
+    for ext in ext_sets:
+        sets[ext.root.name] = (ext.y, *tumour_evidence(segmenter, ext.images, flip=flip, q=GATE_PERCENTILE))
+    rows = gate_curve(sets, GATE_THRESHOLDS)
+    return {
+        "model": mf["single"],
+        "percentile": GATE_PERCENTILE,
+        "flip": flip,
+        "sets": list(sets),
+        "evidence": {name: evidence_quantiles(y, e) for name, (y, _, e) in sets.items()},
+        "curve": rows,
+        "chosen": choose_threshold(rows, "validation")
+        | {"rule": "best validation accuracy (lowest threshold on ties)"},
+    }
+
+
 def run_external(
     profile: str = published.PUBLISHED_PROFILE,
     folders: Sequence[str | os.PathLike] | None = None,
@@ -204,6 +243,11 @@ def run_external(
             )
         sets.append({"name": root.name, "systems": systems})
     record = {"profile": profile, "models": {"single": mf["single"], "ensemble": mf["ensemble"]}, "sets": sets}
+    segmenter = published.load_segmenter(single, profile) if mf.get("segmentation") else None
+    if segmenter is not None:
+        record["evidence_gate"] = evidence_gate_record(
+            profile, segmenter, size, sets_at(size), mf, show_progress=show_progress
+        )
     res = results_dir(profile)
     target = Path(out) if out else res / "external.json"
     run_dirs, members, hybrids = profile_runs(profile) if runs else ([], None, {})

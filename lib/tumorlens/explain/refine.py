@@ -54,6 +54,7 @@ __all__ = [
     "segmenter_outputs",
     "upsample_maps",
     "network_mask",
+    "tumour_evidence",
     "train_segmenter",
     "network_pseudo_masks",
     "load_segmenter",
@@ -504,6 +505,23 @@ def mask_probabilities(
     """
     probs, low = segmenter_outputs(segmenter, images, batch_size, flip=flip)
     return probs, upsample_maps(mask_channels(probs, low, class_index), np.asarray(images).shape[1:3])
+
+
+def tumour_evidence(
+    segmenter, images: np.ndarray, batch_size: int = 32, *, flip: bool = False, q: float = 99.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), evidence (N,))``: how strongly the weak-mask network sees a tumour in each image,
+    the ``q``-th percentile of its tumour probability inside the head (`head_mask`; 0 for an image
+    without one), beside the class probabilities. A per-class segmenter gives the predicted class's map.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be a percentile in [0, 100]; received q={q}")
+    probs, maps = mask_probabilities(segmenter, images, batch_size, flip=flip)
+    evidence = np.zeros(len(maps), np.float32)
+    for i, (image, prob) in enumerate(zip(np.asarray(images), maps)):
+        head = head_mask(image)
+        evidence[i] = np.percentile(prob[head], q) if head.any() else 0.0
+    return probs, evidence
 
 
 def network_mask(image: np.ndarray, prob: np.ndarray, predicted_class: str, threshold: float) -> np.ndarray:

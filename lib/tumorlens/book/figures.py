@@ -371,7 +371,7 @@ def gate_curve(gate: Mapping, title: str = ""):
     fig.add_vline(x=gate["chosen"]["threshold"], line_dash="dash", line_color="gray")
     fig.update_layout(
         title=title or "Evidence gate: a tumour call with network evidence below the threshold becomes no tumour",
-        xaxis_title="threshold on the weak-mask network's evidence (its 99th-percentile tumour probability in the head)",
+        xaxis_title="threshold on the weak-mask network's evidence (99th-percentile tumour probability in the head)",
         yaxis_title="share",
         height=420,
     )

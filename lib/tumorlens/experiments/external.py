@@ -25,9 +25,9 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.evaluation.ensembles import load_pipeline, soft_vote
 from tumorlens.data.prepared import prepare
 from tumorlens.errors import TumorlensError
+from tumorlens.evaluation.ensembles import load_pipeline, soft_vote
 from tumorlens.evaluation.external import load_external, score_external
 from tumorlens.evaluation.gate import choose_threshold, evidence_quantiles, gate_curve
 from tumorlens.experiments import published

@@ -225,7 +225,7 @@ def test_tumour_evidence_is_a_percentile_inside_the_head_and_zero_without_one(tm
     assert (tumour_evidence(seg, x, q=50)[1][:3] <= ev[:3] + 1e-6).all()  # a lower percentile, no more evidence
     with pytest.raises(ValueError, match="q=150"):
         tumour_evidence(seg, x, q=150)
-    rec = evidence_gate_record("smoke", seg, 64, [ext], {"single": "tiny", "segmentation": {"network_flip": True}})
+    rec = evidence_gate_record("smoke", seg, 64, [ext], "tiny", flip=True)
     assert rec["sets"] == ["validation", "ext"] and rec["flip"] is True and rec["model"] == "tiny"
     assert len(rec["curve"]) == len(GATE_THRESHOLDS) and rec["curve"][0]["threshold"] == 0.0
     assert rec["chosen"]["validation_accuracy"] == max(r["validation_accuracy"] for r in rec["curve"])

@@ -171,13 +171,22 @@ GATE_THRESHOLDS = tuple(np.round(np.linspace(0.0, 0.9, 46), 2))
 GATE_PERCENTILE = 99.0
 
 
-def evidence_gate_record(profile: str, segmenter, size: int, ext_sets: Sequence, mf: dict, *, show_progress=True):
-    """The evidence gate (`tumorlens.evaluation.gate`) of the published single model's weak-mask network:
-    each image's evidence on the validation split and on each external set, per class, and the gate
-    curve over `GATE_THRESHOLDS` with the threshold chosen on validation. ``None`` (with a note) when the
-    dataset is not here to read the validation split from."""
+def evidence_gate_record(
+    profile: str,
+    segmenter,
+    size: int,
+    ext_sets: Sequence,
+    model: str,
+    *,
+    flip: bool = False,
+    show_progress: bool = True,
+) -> dict | None:
+    """The evidence gate (`tumorlens.evaluation.gate`) of ``model``'s weak-mask network (``segmenter``, at
+    input ``size``; ``flip`` as its explain step adopted): each image's evidence on the validation split
+    and on each external set, per class, and the gate curve over `GATE_THRESHOLDS` with the threshold
+    chosen on validation. ``None`` (with a note) when the dataset is not here to read the validation
+    split from."""
     cfg = load_config(profile, overrides={"data.image_size": size})
-    flip = bool((mf.get("segmentation") or {}).get("network_flip", False))
     try:
         prep = prepare(cfg, show_progress=show_progress)
         x_val, y_val = prep.images("val", show_progress=show_progress), prep.labels("val")
@@ -189,7 +198,7 @@ def evidence_gate_record(profile: str, segmenter, size: int, ext_sets: Sequence,
         sets[ext.root.name] = (ext.y, *tumour_evidence(segmenter, ext.images, flip=flip, q=GATE_PERCENTILE))
     rows = gate_curve(sets, GATE_THRESHOLDS)
     return {
-        "model": mf["single"],
+        "model": model,
         "percentile": GATE_PERCENTILE,
         "flip": flip,
         "sets": list(sets),
@@ -245,8 +254,15 @@ def run_external(
     record = {"profile": profile, "models": {"single": mf["single"], "ensemble": mf["ensemble"]}, "sets": sets}
     segmenter = published.load_segmenter(single, profile) if mf.get("segmentation") else None
     if segmenter is not None:
+        segment = read_json(published.models_dir(profile) / mf["segmentation"]["segment"], schema="segment")
         record["evidence_gate"] = evidence_gate_record(
-            profile, segmenter, size, sets_at(size), mf, show_progress=show_progress
+            profile,
+            segmenter,
+            size,
+            sets_at(size),
+            mf["single"],
+            flip=bool(segment.get("network_flip", False)),
+            show_progress=show_progress,
         )
     res = results_dir(profile)
     target = Path(out) if out else res / "external.json"

@@ -253,7 +253,7 @@ def test_the_evidence_gate_in_words_and_as_a_figure():
     assert (
         "Chosen on validation, the threshold is 0.00 (no gate; validation accuracy 1.000, brisc accuracy 0.750" in words
     )
-    assert "highest brisc no-tumour recall any threshold reaches is 1.00 (at 0.30)" in words
+    assert "lowest threshold that lifts the brisc no-tumour recall to 0.90 or more is 0.30 (recall 1.00)" in words
     assert "validation accuracy falls from 1.000 to 0.750" in words
     assert evidence_gate_words({}).startswith("not measured")
     fig = gate_figure(gate)

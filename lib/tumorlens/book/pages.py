@@ -187,7 +187,7 @@ def evidence_gate_words(ext: dict | None, bar: float = 0.9) -> str:
 
     def q(name: str, cls: str, at: str) -> str:
         v = ev[name][cls]["quantiles"].get(at)
-        return "n/a" if v is None else f"{v:.2f}"
+        return "n/a" if v is None else f"{v:.3f}"
 
     low_glioma = q(val, "glioma", "0.05")
     chosen = gate["chosen"]

@@ -317,6 +317,38 @@ def test_random_intensity_remaps_within_range_keeps_background_and_grey_and_roun
     assert batch.shape == (2, 32, 32, 3) and 0 <= float(np.min(batch)) and float(np.max(batch)) <= 255
 
 
+def test_contrast_inversion_reverses_the_order_inside_the_head_and_keeps_the_background_black(tmp_path):
+    """`RandomIntensity(invert=p)`: with p = 1 every image is inverted inside the head (bright fluid
+    becomes dark), at the image's own mean brightness there, the background stays black; p = 0 leaves
+    images alone; a bad probability is an error naming it; the setting survives a .keras round trip."""
+    import keras
+
+    from tumorlens.config import load_config
+    from tumorlens.data.intensity import RandomIntensity
+    from tumorlens.training.prefix_cache import augmentation_for
+
+    x = np.zeros((2, 32, 32, 3), np.float32)
+    x[:, 8:24, 8:24] = 60.0  # grey tissue ...
+    x[:, 12:16, 12:16] = 220.0  # ... with bright fluid
+    y = np.asarray(RandomIntensity(invert=1.0, seed=1)(x, training=True))
+    assert np.array_equal(y[:, :8], x[:, :8])  # black stays black
+    assert (y[:, 13, 13] < y[:, 20, 20]).all()  # the fluid is now darker than the tissue
+    head = x[..., 0] > 0
+    assert np.allclose(y[..., 0][head].mean(), x[..., 0][head].mean(), rtol=0.05)  # the same mean brightness
+    assert np.array_equal(y[..., 0], y[..., 2]) and 0 <= y.min() and y.max() <= 255
+    assert np.array_equal(np.asarray(RandomIntensity(invert=0.0, gamma=0.0)(x, training=True)), x)
+    some = np.asarray(RandomIntensity(invert=0.5, seed=3)(np.repeat(x, 16, 0), training=True))
+    flipped = (some[:, 13, 13, 0] < some[:, 20, 20, 0]).sum()
+    assert 0 < flipped < 32  # about half of the images
+    with pytest.raises(ValueError, match="invert=1.5"):
+        RandomIntensity(invert=1.5)
+    a = load_config("smoke", overrides={"augment.invert": 0.5}).augment
+    assert [layer.name for layer in augmentation_for(a, 4).layers][-1] == "aug_intensity"
+    model = keras.Sequential([keras.Input((32, 32, 3)), RandomIntensity(invert=0.5)])
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").layers[-1].get_config()["invert"] == 0.5
+
+
 def test_the_view_labels_are_checked_and_their_mix_has_intervals(tmp_path):
     import csv
 

@@ -108,6 +108,10 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
         len([j for j in plan("cpu") if "@pool-" in str(j.run_dir)]) == 2 and not load_config("smoke").reproduce.poolings
     )
     assert load_config("cpu").reproduce.backbones == ("efficientnet_lite1", "efficientnet_lite2")
+    inverted = [j for j in plan("cpu") if "@invert" in str(j.run_dir)]  # the sequence-shortcut ablation, every seed
+    assert [j.params["seed"] for j in inverted] == list(load_config("cpu").reproduce.seeds)
+    assert all(j.params["overrides"] == {"augment.invert": 0.5} and j.part == "supplementary" for j in inverted)
+    assert not load_config("smoke").reproduce.inversion
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):

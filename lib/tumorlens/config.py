@@ -153,6 +153,13 @@ class AugmentConfig:
         0.0, lo=0.0, hi=2.0, doc="max coefficient of a random smooth multiplicative field (0: off)", added=True
     )
     noise: float = _spec(0.0, lo=0.0, hi=0.5, doc="Gaussian noise sd as a fraction of 255 (0: off)", added=True)
+    invert: float = _spec(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="probability of inverting an image's intensities inside the head (T2 <-> T1-like contrast; 0: off)",
+        added=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -299,6 +306,11 @@ class ReproduceConfig:
         False,
         doc="the explain step again on the explained classifier's recipe at each other seed (its choice "
         "stays by validation): does the weak-mask result hold over classifier seeds?",
+    )
+    inversion: bool = _spec(
+        False,
+        doc="the sequence-shortcut ablation: the standard variant trained with contrast inversion "
+        "(`tumorlens.experiments.jobs.INVERSION_ABLATION`) over every seed",
     )
     ensemble_k: int = _spec(3, lo=1, hi=20)
     target_accuracy: float = _spec(

@@ -60,6 +60,10 @@ SETTINGS_READ: dict[str, tuple[str, ...]] = {
 #: any external score was seen: gamma exponents within e^+-0.4 (about 0.67-1.5), a bias field of up to
 #: e^+-0.3 at the corners, noise of 2% of full scale.
 INTENSITY_ABLATION = {"augment.gamma": 0.4, "augment.bias_field": 0.3, "augment.noise": 0.02}
+#: The sequence-shortcut ablation (``reproduce.inversion``): half of the cached augmented views get their
+#: intensities inverted inside the head (a T2/FLAIR slice takes a T1-like contrast and the other way
+#: round), set before any external score of it was seen.
+INVERSION_ABLATION = {"augment.invert": 0.5}
 #: Parameters that name other runs: a job is stale when one of them completed again after it.
 _UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run", "ablation_runs")
 
@@ -283,6 +287,17 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         if r.intensity
         else []
     )
+    # the sequence-shortcut ablation: the standard variant trained with contrast inversion, every seed
+    inversion = (
+        [
+            _train_job(
+                profile, root, bb, (), seed, tag="invert", overrides=dict(INVERSION_ABLATION), part="supplementary"
+            )
+            for seed in seeds
+        ]
+        if r.inversion
+        else []
+    )
     explain_params = {
         "profile": profile,
         "model_run": "",
@@ -296,6 +311,7 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
             profile, root, cnn_runs, seeds
         )
+    extra += inversion
     jobs.append(
         Job(
             "04_ensembles",

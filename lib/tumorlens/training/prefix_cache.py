@@ -58,8 +58,8 @@ def augmentation_for(a, seed: int | None = None):
     """The training augmentation of an ``augment`` settings section (`tumorlens.config.AugmentConfig`):
     the paper's block, then intensity remapping when any of its strengths is set."""
     extra = (
-        [RandomIntensity(a.gamma, a.bias_field, a.noise, seed=seed, name="aug_intensity")]
-        if (a.gamma or a.bias_field or a.noise)
+        [RandomIntensity(a.gamma, a.bias_field, a.noise, seed=seed, invert=a.invert, name="aug_intensity")]
+        if (a.gamma or a.bias_field or a.noise or a.invert)
         else []
     )
     return augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed, extra=extra)
@@ -103,6 +103,8 @@ def cache_keys(cfg: Config, prep) -> dict[str, str]:
     # the intensity remapping (settings added later) enters the key only when on: existing caches stay valid
     if a.gamma or a.bias_field or a.noise:
         base += f"|intensity:{a.gamma}|{a.bias_field}|{a.noise}"
+    if a.invert:
+        base += f"|invert:{a.invert}"
     out = {}
     for split in ("train", "val", "test"):
         h = hash_files(hashlib.sha1(base.encode()), ((r.rel, r.path) for r in prep.splits[split]))

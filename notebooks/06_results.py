@@ -96,6 +96,18 @@ if external and external.get("evidence_gate"):
     display(figures.gate_curve(external["evidence_gate"]))
 
 # %% [markdown]
+# The data invite a second shortcut: Kaggle's no-tumour slices are mostly T2- or FLAIR-weighted (bright
+# fluid), its tumour slices contrast-enhanced T1, and BRISC's no-tumour scans are T1 (data chapter).
+# Contrast inversion breaks that cue in training: half of the augmented views have their intensities
+# inverted inside the head (a T2 slice takes a T1-like contrast, and the other way round;
+# `augment.invert`), the standard variant retrained so over every seed (`reproduce.inversion`; nothing
+# chosen on the external set): {glue:text}`ext_inversion`.
+
+# %%
+if rq.get("inversion"):
+    display(tables.seeds_table(rq["inversion"]["seeds_table"]))
+
+# %% [markdown]
 # ## All runs
 
 # %%

@@ -454,3 +454,24 @@ def test_the_explain_step_over_seeds_as_rows_words_and_a_table(tmp_path):
     frame = tables.explain_seeds_table(rows)
     assert list(frame.index) == [43, 44] and frame.loc[44, "official accuracy"] == "—"
     assert frame.loc[43, "GrabCut − map [95% CI]"].startswith("+0.100") and frame.loc[43, "pointing"] == "75%"
+
+
+def test_the_inversion_ablation_in_words():
+    from tumorlens.book.pages import inversion_words
+
+    def row(v, ts, mean, sd, n=3):
+        return {"variant": v, "test_set": ts, "metric": "accuracy", "mean": mean, "sd": sd, "n": n}
+
+    std, inv = "efficientnet_lite0", "efficientnet_lite0@invert"
+    rq = {
+        "inversion": {
+            "variants": [std, inv],
+            "seeds_table": [row(std, "official", 0.97, 0.01), row(inv, "official", 0.96, 0.02)]
+            + [row(std, "external", 0.91, 0.02), row(inv, "external", 0.93, 0.01)],
+        },
+        "runs": {f"{inv}/seed-{s}": {"external_notumor_recall": r} for s, r in ((42, 0.9), (43, 0.8))},
+    }
+    words = inversion_words(rq)
+    assert words.startswith("efficientnet_lite0: official 0.9700 ± 0.0100, external 0.9100 ± 0.0200 (3 seeds)")
+    assert "external no-tumour recall 0.85 (seeds: 0.90, 0.80) (3 seeds)" in words
+    assert inversion_words({}).startswith("not run")

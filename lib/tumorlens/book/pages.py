@@ -32,6 +32,7 @@ __all__ = [
     "grid_glue",
     "external_glue",
     "evidence_gate_words",
+    "inversion_words",
     "ablation_variants",
     "smoke_backbones_frame",
     "published_comparison",
@@ -222,6 +223,7 @@ def evidence_gate_words(ext: dict | None, bar: float = 0.9) -> str:
 #: What the tags of the ablation runs of the standard variant change, for the results page's prose.
 ABLATION_TAGS = {
     "intensity": "trained with intensity remapping",
+    "invert": "trained with contrast inversion",
     "pool-lse": "with a log-sum-exp head",
     "pool-topk": "with a top-k head",
 }
@@ -269,6 +271,34 @@ def backbones_words(rq: dict) -> str:
                 sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
                 cells.append(f"{label} {row['mean']:.4f}{sd}")
                 n = max(n, row["n"])
+        parts.append(f"{v}: {', '.join(cells)} ({n} seed{'s' if n != 1 else ''})")
+    return "; ".join(parts)
+
+
+def inversion_words(rq: dict) -> str:
+    """The sequence-shortcut ablation (``rq.json["inversion"]``): the standard variant with and without
+    contrast inversion, mean ± sd over the seeds of accuracy on each test set and of the external
+    no-tumour recall; what to run when absent."""
+    block = rq.get("inversion")
+    if not block:
+        return "not run for these results (set reproduce.inversion and run the supplementary part)"
+    parts = []
+    for v in block["variants"]:
+        cells, n = [], 0
+        for ts, label in (("official", "official"), ("dedup", "de-duplicated"), ("external", "external")):
+            row = find_row(block["seeds_table"], variant=v, test_set=ts, metric="accuracy")
+            if row and row["n"]:
+                sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
+                cells.append(f"{label} {row['mean']:.4f}{sd}")
+                n = max(n, row["n"])
+        recalls = [
+            r["external_notumor_recall"]
+            for k, r in rq.get("runs", {}).items()
+            if k.startswith(f"{v}/seed-") and r.get("external_notumor_recall") is not None
+        ]
+        if recalls:
+            mean = sum(recalls) / len(recalls)
+            cells.append(f"external no-tumour recall {mean:.2f} (seeds: {', '.join(f'{x:.2f}' for x in recalls)})")
         parts.append(f"{v}: {', '.join(cells)} ({n} seed{'s' if n != 1 else ''})")
     return "; ".join(parts)
 
@@ -345,6 +375,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     out |= external_glue(ext)
     out["ext_ablations"] = external_ablation_words(ext, bb, first)
     out["ext_gate"] = evidence_gate_words(ext)
+    out["ext_inversion"] = inversion_words(rq)
     out["res_backbones"] = backbones_words(rq)
     out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1

@@ -81,6 +81,15 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     others = [b for b in profile_cfg.reproduce.backbones if any(get(b, s_) for s_ in seeds)]
     if others:
         out["backbones"] = {"variants": [std, *others], "seeds_table": seed_rows((std, *others))}
+    # the sequence-shortcut ablation (`reproduce.inversion`): the standard variant with contrast inversion
+    inv = f"{std}@invert"
+    if any(get(inv, s_) for s_ in seeds):
+        out["inversion"] = {"variants": [std, inv], "seeds_table": seed_rows((std, inv)), "comparisons": []}
+        for s_ in seeds:
+            if get(inv, s_) and get(std, s_):
+                out["inversion"]["comparisons"] += [
+                    {**r, "seed": s_} for r in compare_runs(get(inv, s_), get(std, s_), inv, std, n_boot, s_)
+                ]
     # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
     ens_file = res / "ensembles" / "ensembles.json"
     if ens_file.is_file():

@@ -357,6 +357,13 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     rq3 = rq3_words(rq.get("rq3"))
     out["abs_dice_gc"], out["abs_seg_method"] = rq3["adopted_dice"], rq3["adopted"]
     out["abs_seg_source"] = rq["rq3"]["summary"]["source"] if rq.get("rq3") else "no masks"
+    over = (rq.get("rq3") or {}).get("seeds")
+    out["abs_dice_seeds"] = (
+        f"{over['dice_mean']['mean']:.3f} ± {over['dice_mean']['sd']:.3f} over {over['dice_mean']['n']} classifier "
+        "seeds of the same recipe"
+        if over and over["dice_mean"]["n"] > 1
+        else "one classifier seed"
+    )
     # the targets set before the run (reproduce.target_*), against what was measured
     tgt_acc, tgt_min = summary["targets"]["accuracy"], summary["targets"]["minutes"]
     out |= {

@@ -448,6 +448,7 @@ def test_the_explain_step_over_seeds_as_rows_words_and_a_table(tmp_path):
     assert rows[0]["paper_dice"] == pytest.approx(0.12) and rows[0]["pointing"] == 0.75
     seeds = {"rows": rows} | {k: seed_summary([r[k] for r in rows]) for k in ("dice_mean", "pointing")}
     words = explain_seeds_words(seeds)
+    assert words.startswith("Over 2 seeds of efficientnet_lite1 the adopted mask scores Dice seed 43 0.550")
     assert "seed 43 0.550, seed 44 0.450 (mean 0.500 ± 0.071); 1 of 2 reach 0.50" in words
     assert "lowest interval starts at 0.450 (seed 44)" in words and "on 2 of 2 seeds" in words
     assert explain_seeds_words(None).startswith("not measured")
@@ -472,6 +473,9 @@ def test_the_inversion_ablation_in_words():
         "runs": {f"{inv}/seed-{s}": {"external_notumor_recall": r} for s, r in ((42, 0.9), (43, 0.8))},
     }
     words = inversion_words(rq)
-    assert words.startswith("efficientnet_lite0: official 0.9700 ± 0.0100, external 0.9100 ± 0.0200 (3 seeds)")
-    assert "external no-tumour recall 0.85 (seeds: 0.90, 0.80) (3 seeds)" in words
+    assert words.startswith("efficientnet_lite0 (3 seeds): official 0.9700 ± 0.0100, external 0.9100 ± 0.0200;")
+    assert words.endswith(
+        "@invert (3 seeds): official 0.9600 ± 0.0200, external 0.9300 ± 0.0100, external no-tumour "
+        "recall 0.85 (per seed 0.90, 0.80)"
+    )
     assert inversion_words({}).startswith("not run")

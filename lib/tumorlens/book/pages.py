@@ -298,8 +298,8 @@ def inversion_words(rq: dict) -> str:
         ]
         if recalls:
             mean = sum(recalls) / len(recalls)
-            cells.append(f"external no-tumour recall {mean:.2f} (seeds: {', '.join(f'{x:.2f}' for x in recalls)})")
-        parts.append(f"{v}: {', '.join(cells)} ({n} seed{'s' if n != 1 else ''})")
+            cells.append(f"external no-tumour recall {mean:.2f} (per seed {', '.join(f'{x:.2f}' for x in recalls)})")
+        parts.append(f"{v} ({n} seed{'s' if n != 1 else ''}): {', '.join(cells)}")
     return "; ".join(parts)
 
 

@@ -235,7 +235,7 @@ def explain_seeds_words(seeds: dict | None, target: float = 0.5) -> str:
         else ""
     )
     return (
-        f"over {len(rows)} seeds of {rows[0]['model'].split('/')[0]} the adopted mask scores Dice {per} "
+        f"Over {len(rows)} seeds of {rows[0]['model'].split('/')[0]} the adopted mask scores Dice {per} "
         f"(mean {d['mean']:.3f} ± {d['sd']:.3f}); {reach} of {len(rows)} reach {target:.2f}, and the lowest "
         f"interval starts at {low['dice_lo']:.3f} (seed {low['seed']}). Pointing: {p['mean']:.0%} ± {p['sd']:.0%}"
         f"{gc_words}."

@@ -255,6 +255,19 @@ def external_ablation_words(ext: dict | None, backbone: str, seed: int) -> str:
     return f"the standard run (seed {seed}) {words(ref[name])} on {name}; " + "; ".join(parts)
 
 
+def _seed_accuracy_cells(seeds_table: list[dict], variant: str) -> tuple[list[str], int]:
+    """``variant``'s accuracy mean ± sd over seeds per test set (official, de-duplicated, external when
+    scored) as text cells, and the largest number of seeds behind them."""
+    cells, n = [], 0
+    for ts, label in (("official", "official"), ("dedup", "de-duplicated"), ("external", "external")):
+        row = find_row(seeds_table, variant=variant, test_set=ts, metric="accuracy")
+        if row and row["n"]:
+            sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
+            cells.append(f"{label} {row['mean']:.4f}{sd}")
+            n = max(n, row["n"])
+    return cells, n
+
+
 def backbones_words(rq: dict) -> str:
     """The further backbones' seed summaries (``rq.json["backbones"]``) beside the standard variant's:
     accuracy mean ± sd over the seeds on the official split, the de-duplicated subset and (when scored)
@@ -264,13 +277,7 @@ def backbones_words(rq: dict) -> str:
         return "not run for these results (set reproduce.backbones and run the headline part)"
     parts = []
     for v in block["variants"]:
-        cells, n = [], 0
-        for ts, label in (("official", "official"), ("dedup", "de-duplicated"), ("external", "external")):
-            row = find_row(block["seeds_table"], variant=v, test_set=ts, metric="accuracy")
-            if row and row["n"]:
-                sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
-                cells.append(f"{label} {row['mean']:.4f}{sd}")
-                n = max(n, row["n"])
+        cells, n = _seed_accuracy_cells(block["seeds_table"], v)
         parts.append(f"{v}: {', '.join(cells)} ({n} seed{'s' if n != 1 else ''})")
     return "; ".join(parts)
 
@@ -284,13 +291,7 @@ def inversion_words(rq: dict) -> str:
         return "not run for these results (set reproduce.inversion and run the supplementary part)"
     parts = []
     for v in block["variants"]:
-        cells, n = [], 0
-        for ts, label in (("official", "official"), ("dedup", "de-duplicated"), ("external", "external")):
-            row = find_row(block["seeds_table"], variant=v, test_set=ts, metric="accuracy")
-            if row and row["n"]:
-                sd = "" if row["n"] < 2 else f" ± {row['sd']:.4f}"
-                cells.append(f"{label} {row['mean']:.4f}{sd}")
-                n = max(n, row["n"])
+        cells, n = _seed_accuracy_cells(block["seeds_table"], v)
         recalls = [
             r["external_notumor_recall"]
             for k, r in rq.get("runs", {}).items()

@@ -213,6 +213,14 @@ class TrainConfig:
     reduce_lr_patience: int = _spec(2, lo=1)
     reduce_lr_factor: float = _spec(0.5, lo=0.01, hi=0.99)
     class_weights: bool = _spec(True)
+    view_balance: float = _spec(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="weight the training images so the slice planes (estimated, `tumorlens.training.views`) even out "
+        "within each class: 0 off, 1 every plane of a class the same total weight",
+        added=True,
+    )
     prefix_cache: bool = _spec(True)
     cached_views: int = _spec(2, lo=1, hi=32)
     finetune_views: int = _spec(0, lo=0, hi=32, doc="views used in phase 2 (0: all cached views)")
@@ -311,6 +319,11 @@ class ReproduceConfig:
         False,
         doc="the sequence-shortcut ablation: the standard variant trained with contrast inversion "
         "(`tumorlens.experiments.jobs.INVERSION_ABLATION`) over every seed",
+    )
+    view_balance: bool = _spec(
+        False,
+        doc="the view-shortcut ablation: the standard variant trained with plane-balanced weights "
+        "(`tumorlens.experiments.jobs.VIEW_ABLATION`) over every seed",
     )
     ensemble_k: int = _spec(3, lo=1, hi=20)
     target_accuracy: float = _spec(

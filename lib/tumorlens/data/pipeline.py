@@ -140,8 +140,10 @@ def make_dataset(
     training: bool = False,
     augment=None,
     seed: int = 42,
+    sample_weight: np.ndarray | None = None,
 ):
     """A ``tf.data`` pipeline over cached uint8 images: (shuffle, augment if training), float 0..255, prefetch.
+    With ``sample_weight`` (and labels) its elements are ``(image, label, weight)``.
 
     Validation and test pipelines (``training=False``) are never shuffled nor augmented.
     """
@@ -149,7 +151,16 @@ def make_dataset(
 
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
-    ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
+    if sample_weight is not None and labels is None:
+        raise ValueError("sample_weight needs labels")
+    if sample_weight is not None and len(sample_weight) != len(images):
+        raise ValueError(f"sample_weight must hold one weight per image ({len(images)}); got {len(sample_weight)}")
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(images)
+    elif sample_weight is None:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels, np.asarray(sample_weight, np.float32)))
     if training:
         ds = ds.shuffle(min(len(images), 4096), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)

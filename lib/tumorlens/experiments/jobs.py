@@ -64,6 +64,11 @@ INTENSITY_ABLATION = {"augment.gamma": 0.4, "augment.bias_field": 0.3, "augment.
 #: intensities inverted inside the head (a T2/FLAIR slice takes a T1-like contrast and the other way
 #: round), set before any external score of it was seen.
 INVERSION_ABLATION = {"augment.invert": 0.5}
+#: The view-shortcut ablation (``reproduce.view_balance``): training weights that even out the estimated
+#: slice planes within each class, square-root tempered (0.5: a no-tumour coronal slice weighs about 5
+#: axial ones instead of 15 at full balance, which would lean on a few dozen images), set before any
+#: external score of it was seen.
+VIEW_ABLATION = {"train.view_balance": 0.5}
 #: Parameters that name other runs: a job is stale when one of them completed again after it.
 _UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run", "ablation_runs")
 
@@ -298,6 +303,15 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         if r.inversion
         else []
     )
+    # the view-shortcut ablation: the standard variant trained with plane-balanced weights, every seed
+    views = (
+        [
+            _train_job(profile, root, bb, (), seed, tag="views", overrides=dict(VIEW_ABLATION), part="supplementary")
+            for seed in seeds
+        ]
+        if r.view_balance
+        else []
+    )
     explain_params = {
         "profile": profile,
         "model_run": "",
@@ -311,7 +325,7 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
             profile, root, cnn_runs, seeds
         )
-    extra += inversion
+    extra += inversion + views
     jobs.append(
         Job(
             "04_ensembles",

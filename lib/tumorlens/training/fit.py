@@ -114,6 +114,7 @@ def train_model(
     x_test: np.ndarray | None = None,
     checkpoint_path: Path | None = None,
     cache_keys: dict[str, str] | None = None,
+    sample_weight: np.ndarray | None = None,
     shuffle: bool = True,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
@@ -126,6 +127,9 @@ def train_model(
     (`prefix_outputs`): runs that share a backbone, a cut and images reuse the frozen prefix's
     outputs instead of recomputing them. Augmented views are drawn with ``data.seed`` so that runs
     with different model seeds share them.
+
+    ``sample_weight`` ``(N,)``: a weight per training image (e.g. `tumorlens.data.views.view_balance_weights`),
+    multiplied by the class weight of its label when ``train.class_weights`` is on.
     """
 
     t, a = cfg.train, cfg.augment
@@ -133,6 +137,15 @@ def train_model(
     keras.utils.set_random_seed(cfg.seed)
     aug = augmentation_for(a, seed=cfg.seed)
     cw = _class_weights(y_train) if t.class_weights else None
+    sw = None
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if sample_weight.shape != (len(y_train),):
+            raise ValueError(
+                f"sample_weight must be ({len(y_train)},), one per training image; got {sample_weight.shape}"
+            )
+        sw = sample_weight * (np.array([cw[int(c)] for c in y_train], np.float32) if cw else 1.0)
+        cw = None  # folded into the per-image weights
     elog = _EpochLog()
     ckpt = _checkpoint(model, checkpoint_path) if checkpoint_path else None
     timings: dict = {}
@@ -194,6 +207,7 @@ def train_model(
         val_c = cached(keys.get("val"), lambda: x_val, "caching val", half=False)
         train_cut = [np.concatenate([vw[0] for vw in views]), np.concatenate([vw[1] for vw in views])]
         y_views = np.concatenate([y_train] * n_views)
+        w_views = None if sw is None else np.concatenate([sw] * n_views)
 
         def inputs(c):  # (cut activations, edges) -> the inputs a head/suffix model expects
             return [c[0], c[1]] if extra_t else [c[0]]
@@ -217,6 +231,7 @@ def train_model(
                 epochs=t.warmup_epochs,
                 batch_size=bs,
                 class_weight=cw,
+                sample_weight=w_views,
                 shuffle=shuffle,
                 callbacks=callbacks("warmup"),
                 verbose=2,
@@ -237,6 +252,7 @@ def train_model(
                 epochs=t.finetune_epochs,
                 batch_size=bs,
                 class_weight=cw,
+                sample_weight=None if w_views is None else w_views[: nv * len(y_train)],
                 shuffle=shuffle,
                 callbacks=callbacks("finetune"),
                 verbose=2,
@@ -249,9 +265,11 @@ def train_model(
             test_c = cached(keys.get("test"), lambda: x_test, "caching test", half=False)
             predictions["test"] = batched_predict(suffix, inputs(test_c), bs, "predicting test", False)[0]
     else:
-        ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed)
+        ds_tr = make_dataset(
+            x_train, y_train, batch_size=bs, training=shuffle, augment=aug, seed=cfg.seed, sample_weight=sw
+        )
         if not shuffle:  # deterministic order: no shuffling and no augmentation
-            ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=False, seed=cfg.seed)
+            ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=False, seed=cfg.seed, sample_weight=sw)
         ds_va = make_dataset(x_val, y_val, batch_size=bs)
         if t.warmup_epochs > 0:
             compile_(model, t.warmup_lr)

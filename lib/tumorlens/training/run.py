@@ -87,6 +87,34 @@ def _check_finite(model, probs: dict[str, np.ndarray]) -> None:
             raise RuntimeError(f"training produced non-finite {split} predictions; the run is not saved")
 
 
+def _view_weights(cfg: Config, prep, x_tr, y_tr, keys, show_progress: bool, log) -> tuple:
+    """``train.view_balance``: per-image weights from the estimated planes, and their record
+    (the estimate's check, the planes per class, the weights per class and plane); ``(None, None)`` off."""
+    balance = cfg.train.view_balance
+    if not balance:
+        return None, None
+    from tumorlens.config import CLASSES
+    from tumorlens.data.views import view_balance_weights, view_counts
+    from tumorlens.training.views import estimate_views
+
+    key = f"{keys['train']}-views" if keys and keys.get("train") else None
+    planes, record = estimate_views(
+        x_tr, prep.root, batch_size=cfg.data.batch_size, cache_key=key, show_progress=show_progress
+    )
+    w = view_balance_weights(y_tr, planes, balance)
+    counts = view_counts(y_tr, planes, CLASSES)
+    per_cell = {
+        cls: {v: round(float(w[(y_tr == i) & (planes == v)][0]), 4) for v in counts[cls] if counts[cls][v]}
+        for i, cls in enumerate(CLASSES)
+    }
+    acc = record["labelled"]["cv_accuracy"]
+    log(
+        f"view balance {balance}: planes estimated (cross-validated accuracy on {record['labelled']['n']} "
+        f"hand labels {acc if acc is None else round(acc, 3)}); no-tumour {counts.get('notumor')}"
+    )
+    return w, {**record, "balance": balance, "train_counts": counts, "weights": per_cell}
+
+
 def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float, det: dict) -> dict:
     prep = prep or prepare(cfg, show_progress=show_progress)
     x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
@@ -97,6 +125,7 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     strategy = make_strategy(cfg.train.strategy)
     keys = cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
     x_te = prep.images("test", show_progress)
+    weights, views = _view_weights(cfg, prep, x_tr, y_tr, keys, show_progress, log)
     with strategy.scope():  # variables (model and optimiser) live on the strategy's devices
         model = build_classifier(
             m.backbone,
@@ -118,6 +147,7 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
             x_test=x_te,
             checkpoint_path=run_dir / records.MODEL,
             cache_keys=keys,
+            sample_weight=weights,
             show_progress=show_progress,
             log=log,
         )
@@ -167,6 +197,8 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
         "timings": result.timings,
         "cut": result.cut,
     }
+    if views is not None:
+        summary["views"] = views
     write_json(
         run_dir / records.CONFIG,
         {

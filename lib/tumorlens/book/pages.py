@@ -33,6 +33,8 @@ __all__ = [
     "external_glue",
     "evidence_gate_words",
     "inversion_words",
+    "seed_ablation_words",
+    "view_balance_words",
     "ablation_variants",
     "smoke_backbones_frame",
     "published_comparison",
@@ -224,6 +226,7 @@ def evidence_gate_words(ext: dict | None, bar: float = 0.9) -> str:
 ABLATION_TAGS = {
     "intensity": "trained with intensity remapping",
     "invert": "trained with contrast inversion",
+    "views": "trained with plane-balanced weights",
     "pool-lse": "with a log-sum-exp head",
     "pool-topk": "with a top-k head",
 }
@@ -282,13 +285,14 @@ def backbones_words(rq: dict) -> str:
     return "; ".join(parts)
 
 
-def inversion_words(rq: dict) -> str:
-    """The sequence-shortcut ablation (``rq.json["inversion"]``): the standard variant with and without
-    contrast inversion, mean ± sd over the seeds of accuracy on each test set and of the external
-    no-tumour recall; what to run when absent."""
-    block = rq.get("inversion")
+def seed_ablation_words(rq: dict, key: str = "inversion") -> str:
+    """A shortcut ablation over seeds (``rq.json[key]``, `tumorlens.experiments.rq.SEED_ABLATIONS`): the
+    standard variant with and without the change, mean ± sd over the seeds of accuracy on each test set
+    and of the external no-tumour recall; what to run when absent."""
+    block = rq.get(key)
     if not block:
-        return "not run for these results (set reproduce.inversion and run the supplementary part)"
+        setting = {"inversion": "reproduce.inversion", "views": "reproduce.view_balance"}.get(key, key)
+        return f"not run for these results (set {setting} and run the supplementary part)"
     parts = []
     for v in block["variants"]:
         cells, n = _seed_accuracy_cells(block["seeds_table"], v)
@@ -302,6 +306,38 @@ def inversion_words(rq: dict) -> str:
             cells.append(f"external no-tumour recall {mean:.2f} (per seed {', '.join(f'{x:.2f}' for x in recalls)})")
         parts.append(f"{v} ({n} seed{'s' if n != 1 else ''}): {', '.join(cells)}")
     return "; ".join(parts)
+
+
+def inversion_words(rq: dict) -> str:
+    """`seed_ablation_words` of the contrast-inversion ablation (``rq.json["inversion"]``)."""
+    return seed_ablation_words(rq, "inversion")
+
+
+def view_balance_words(rq: dict) -> str:
+    """The view-shortcut ablation (``rq.json["views"]``) as `seed_ablation_words`, led by what its
+    runs estimated to weight by: the non-axial no-tumour training slices, the estimate's accuracy on
+    the hand labels and the weights the balance gave."""
+    words = seed_ablation_words(rq, "views")
+    est = (rq.get("views") or {}).get("estimate")
+    if not est:
+        return words
+    nt = est["train_counts"].get("notumor", {})
+    w = est["weights"].get("notumor", {})
+    total, lab = sum(nt.values()), est["labelled"]
+    acc = lab.get("cv_accuracy")
+    lead = "the plane estimate" + (
+        f" ({acc:.0%} correct in {lab['folds']}-fold cross-validation on {lab['n']} hand labels)"
+        if acc is not None
+        else ""
+    )
+    lead += (
+        f" finds {total - nt.get('axial', 0):,} of {total:,} no-tumour training slices not axial "
+        f"({nt.get('coronal', 0):,} coronal, {nt.get('sagittal', 0):,} sagittal); with balance {est['balance']:g} "
+        "a no-tumour slice weighs "
+        + ", ".join(f"{w[v]:.2f} ({v})" for v in ("axial", "coronal", "sagittal") if v in w)
+        + " within its class: "
+    )
+    return lead + words
 
 
 def verify_glue(v: dict | None) -> dict[str, str]:
@@ -384,6 +420,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     out["ext_ablations"] = external_ablation_words(ext, bb, first)
     out["ext_gate"] = evidence_gate_words(ext)
     out["ext_inversion"] = inversion_words(rq)
+    out["ext_views"] = view_balance_words(rq)
     out["res_backbones"] = backbones_words(rq)
     out |= grid_glue(res, profile or summary.get("profile", ""), timing, read_optional(res / "grid.json", "grid"))
     # RQ1

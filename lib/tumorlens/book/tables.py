@@ -19,6 +19,7 @@ __all__ = [
     "methods_table",
     "localisation_table",
     "view_mix_table",
+    "plane_estimate_table",
     "systems_table",
     "comparisons_table",
     "runs_table",
@@ -282,6 +283,26 @@ def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
         )
     df = pd.DataFrame.from_dict(out, orient="index")
     df.index.names = ["variant", "test set"]
+    return df
+
+
+def plane_estimate_table(estimate: Mapping) -> "pandas.DataFrame":  # noqa: F821
+    """The estimated slice planes of the training images per class (``rq.json["views"]["estimate"]``,
+    from the view-balance runs): count and share of each plane, and the training weight it gets."""
+    rows = {}
+    for cls in CLASSES:
+        counts = estimate["train_counts"].get(cls)
+        if not counts:
+            continue
+        total = sum(counts.values())
+        row = {"images": f"{total:,}"}
+        for plane, k in counts.items():
+            row[plane] = f"{k:,} ({k / total:.0%})" if total else "0"
+        for plane, w in estimate["weights"].get(cls, {}).items():
+            row[f"weight {plane}"] = f"{w:.2f}"
+        rows[PRETTY.get(cls, cls)] = row
+    df = pd.DataFrame.from_dict(rows, orient="index").fillna("—")
+    df.index.name = "class"
     return df
 
 

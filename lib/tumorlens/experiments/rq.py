@@ -10,7 +10,11 @@ from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, re
 from tumorlens.utils.files import read_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["compare_runs", "rq_tables", "explain_seed_row", "external_scores"]
+__all__ = ["SEED_ABLATIONS", "compare_runs", "rq_tables", "explain_seed_row", "external_scores"]
+
+#: The ablations of the standard variant run over every seed: ``rq.json`` key -> the runs' tag
+#: (``<backbone>@<tag>``; `tumorlens.experiments.jobs`).
+SEED_ABLATIONS = {"inversion": "invert", "views": "views"}
 
 
 def compare_runs(a: dict, b: dict, label_a: str, label_b: str, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -81,15 +85,21 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     others = [b for b in profile_cfg.reproduce.backbones if any(get(b, s_) for s_ in seeds)]
     if others:
         out["backbones"] = {"variants": [std, *others], "seeds_table": seed_rows((std, *others))}
-    # the sequence-shortcut ablation (`reproduce.inversion`): the standard variant with contrast inversion
-    inv = f"{std}@invert"
-    if any(get(inv, s_) for s_ in seeds):
-        out["inversion"] = {"variants": [std, inv], "seeds_table": seed_rows((std, inv)), "comparisons": []}
-        for s_ in seeds:
-            if get(inv, s_) and get(std, s_):
-                out["inversion"]["comparisons"] += [
-                    {**r, "seed": s_} for r in compare_runs(get(inv, s_), get(std, s_), inv, std, n_boot, s_)
-                ]
+    # the shortcut ablations over every seed: the standard variant with contrast inversion
+    # (`reproduce.inversion`) and with plane-balanced weights (`reproduce.view_balance`)
+    for key, tag in SEED_ABLATIONS.items():
+        alt = f"{std}@{tag}"
+        if any(get(alt, s_) for s_ in seeds):
+            out[key] = {"variants": [std, alt], "seeds_table": seed_rows((std, alt)), "comparisons": []}
+            # what the runs estimated to weight by (the plane estimate; the same for every seed)
+            est = next((get(alt, s_)["summary"].get("views") for s_ in seeds if get(alt, s_)), None)
+            if est:
+                out[key]["estimate"] = est
+            for s_ in seeds:
+                if get(alt, s_) and get(std, s_):
+                    out[key]["comparisons"] += [
+                        {**r, "seed": s_} for r in compare_runs(get(alt, s_), get(std, s_), alt, std, n_boot, s_)
+                    ]
     # RQ2: ensembles (computed by tumorlens.ensemble.evaluate_ensembles)
     ens_file = res / "ensembles" / "ensembles.json"
     if ens_file.is_file():

@@ -603,6 +603,7 @@ def test_make_portable_rewrites_absolute_paths_in_results(tmp_path, monkeypatch)
             "model": str(tmp_path / "cache" / "phantoms" / "p1"),
             "masks": "/somewhere/else/brisc",
             "note": "/not/a/path/key",
+            "config": {"paths": {"runs": str(paths.repo_root() / "runs")}},  # a TUMORLENS_RUNS override
         },
     )
     write_json(res / "clean.json", {"root": "relative/already"})
@@ -615,6 +616,7 @@ def test_make_portable_rewrites_absolute_paths_in_results(tmp_path, monkeypatch)
         "model": "$TUMORLENS_CACHE/phantoms/p1",
         "masks": "<outside>/brisc",
         "note": "/not/a/path/key",
+        "config": {"paths": {"runs": "runs"}},
     }
     assert collect_mod.make_portable(res, cfg) == 0  # idempotent
 

@@ -256,7 +256,7 @@ def _portable_path(value: str, cfg) -> str:
     return f"<outside>/{Path(value).name}"
 
 
-_PATH_KEYS = frozenset({"root", "data_root", "run_dir", "model", "masks", "missing", "candidate_runs"})
+_PATH_KEYS = frozenset({"root", "data_root", "run_dir", "model", "masks", "missing", "candidate_runs", "runs"})
 
 
 def make_portable(res: Path, cfg) -> int:

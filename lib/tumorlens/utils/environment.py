@@ -39,7 +39,8 @@ _PACKAGES = (
 
 def git_commit() -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool}`` of the repository checkout; ``dirty`` means tracked files
-    other than the published results (``results/``, which collecting itself rewrites) differ from the commit."""
+    other than the published outputs (``results/``, which collecting rewrites, and ``models/``, which
+    ``tumorlens publish`` rewrites) differ from the commit."""
     root = paths.repo_root()
     try:
         sha = (
@@ -50,7 +51,16 @@ def git_commit() -> dict[str, Any]:
         )
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                [
+                    "git",
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                    "--",
+                    ".",
+                    ":(exclude)results",
+                    ":(exclude)models",
+                ],
                 cwd=root,
                 capture_output=True,
                 text=True,

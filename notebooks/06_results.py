@@ -46,7 +46,8 @@ for name, text in pages.results_glue(res, profile).items():
 # - **Accuracy and macro-F1 ≥ {glue:text}`tgt_acc_target` on the official split** for the best model
 #   or ensemble: the best
 #   is {glue:text}`tgt_best` with accuracy {glue:text}`tgt_acc` and macro-F1 {glue:text}`tgt_f1` —
-#   target **{glue:text}`tgt_acc_met`** (picked here by its test score, so if anything optimistic).
+#   target **{glue:text}`tgt_acc_met`** (picked here by its test score, so if anything optimistic;
+#   the ablation runs, `@tag`, measure one change and are not candidates).
 # - **The headline reproduction in ≤ {glue:text}`tgt_min_target` minutes** — target
 #   **{glue:text}`tgt_time_met`**: {glue:text}`repro_end_to_end`. The plan runs in two parts, each on its
 #   own (`tumorlens run --part`): {glue:text}`repro_parts`. The {glue:text}`res_jobs` notebooks' own wall

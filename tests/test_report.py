@@ -120,7 +120,10 @@ def test_targets_and_claims_come_from_the_measured_results():
     from tumorlens.experiments.collect import targets
 
     rq = {
-        "runs": {"a/seed-1": {"official_accuracy": 0.95, "official_macro_f1": 0.94}},
+        "runs": {
+            "a/seed-1": {"official_accuracy": 0.95, "official_macro_f1": 0.94},
+            "a@views/seed-1": {"official_accuracy": 0.999, "official_macro_f1": 0.999},  # an ablation: not a system
+        },
         "rq2": {"systems": {"soft voting": {"official": {"accuracy": 0.991, "macro_f1": 0.989}}}},
     }
     t = targets(rq, {"total_minutes": 59.0, "jobs": [1, 2]}, load_config("cpu"))

@@ -11,13 +11,15 @@ import keras
 import numpy as np
 
 from tumorlens import records
-from tumorlens.config import Config
+from tumorlens.config import CLASSES, Config
 from tumorlens.data.prepared import prepare
+from tumorlens.data.views import view_balance_weights, view_counts
 from tumorlens.models.classifier import build_classifier, load_model, variant_name
 from tumorlens.models.inference import predict_images
 from tumorlens.training.fit import train_model
 from tumorlens.training.prefix_cache import cache_keys
 from tumorlens.training.strategy import describe, make_strategy
+from tumorlens.training.views import estimate_views
 from tumorlens.utils import determinism
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
@@ -93,10 +95,6 @@ def _view_weights(cfg: Config, prep, x_tr, y_tr, keys, show_progress: bool, log)
     balance = cfg.train.view_balance
     if not balance:
         return None, None
-    from tumorlens.config import CLASSES
-    from tumorlens.data.views import view_balance_weights, view_counts
-    from tumorlens.training.views import estimate_views
-
     key = f"{keys['train']}-views" if keys and keys.get("train") else None
     planes, record = estimate_views(
         x_tr, prep.root, batch_size=cfg.data.batch_size, cache_key=key, show_progress=show_progress

@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import keras
 import numpy as np
 
 from tumorlens import paths
 from tumorlens.data.annotations import read_view_labels, view_labels_file
 from tumorlens.data.io import letterbox, read_any
 from tumorlens.data.views import fit_view_estimator
+from tumorlens.models.backbones import build_backbone
 from tumorlens.models.inference import batched_predict
 from tumorlens.utils.files import cached, save_npy
 
@@ -27,10 +29,6 @@ VIEW_FEATURES = ("efficientnet_lite0", "imagenet", 224)
 
 
 def _feature_model():
-    import keras
-
-    from tumorlens.models.backbones import build_backbone
-
     name, weights, size = VIEW_FEATURES
     inp = keras.Input((size, size, 3), name="image")
     body = build_backbone(name, inp, weights=weights)

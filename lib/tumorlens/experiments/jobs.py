@@ -292,26 +292,17 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         if r.intensity
         else []
     )
-    # the sequence-shortcut ablation: the standard variant trained with contrast inversion, every seed
-    inversion = (
-        [
-            _train_job(
-                profile, root, bb, (), seed, tag="invert", overrides=dict(INVERSION_ABLATION), part="supplementary"
-            )
-            for seed in seeds
-        ]
-        if r.inversion
-        else []
-    )
-    # the view-shortcut ablation: the standard variant trained with plane-balanced weights, every seed
-    views = (
-        [
-            _train_job(profile, root, bb, (), seed, tag="views", overrides=dict(VIEW_ABLATION), part="supplementary")
-            for seed in seeds
-        ]
-        if r.view_balance
-        else []
-    )
+    # the shortcut ablations, every seed: the standard variant trained with contrast inversion (the
+    # sequence shortcut) and with plane-balanced weights (the view shortcut)
+    shortcut = [
+        _train_job(profile, root, bb, (), seed, tag=tag, overrides=dict(overrides), part="supplementary")
+        for tag, on, overrides in (
+            ("invert", r.inversion, INVERSION_ABLATION),
+            ("views", r.view_balance, VIEW_ABLATION),
+        )
+        if on
+        for seed in seeds
+    ]
     explain_params = {
         "profile": profile,
         "model_run": "",
@@ -325,7 +316,7 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
             profile, root, cnn_runs, seeds
         )
-    extra += inversion + views
+    extra += shortcut
     jobs.append(
         Job(
             "04_ensembles",

@@ -4,6 +4,8 @@ import pytest
 from tumorlens.config import CLASSES
 from tumorlens.evaluation.ensembles import fit_hybrid, load_pipeline, save_pipeline, select_members, soft_vote
 from tumorlens.metrics.stats import (
+    METRICS,
+    _resampled,
     bootstrap_ci,
     compare,
     macro_f1,
@@ -108,6 +110,24 @@ def test_bootstrap_intervals():
     assert d["diff"] == 0.5 and d["lo"] > 0.4 and d["hi"] < 0.6
     with pytest.raises(ValueError, match="metric='auc'"):
         bootstrap_ci(y, pred, "auc")
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_the_bootstrap_computed_at_once_equals_the_plain_loop_exactly(metric):
+    """Every resample's value, counted by confusion matrices at once, is the plain loop's to the last bit:
+    random predictions, a class absent from both, one image, and labels that are not class indices."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 300)
+    cases = [
+        (y, np.where(rng.random(300) < 0.8, y, rng.integers(0, 4, 300))),
+        (y % 3, (y + 1) % 3),  # class 3 in neither
+        (y[:1], y[:1]),
+        (y.astype(float), y.astype(float)),  # not integer labels: the loop itself
+    ]
+    for yy, pp in cases:
+        idx = rng.integers(0, len(yy), (300, len(yy)))
+        loop = np.array([METRICS[metric](yy[i], pp[i]) for i in idx])
+        assert np.array_equal(_resampled(metric, yy, pp, idx, chunk=64), loop)
 
 
 def test_macro_f1_matches_sklearn_and_seed_summary():

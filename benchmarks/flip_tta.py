@@ -44,16 +44,8 @@ def main() -> None:
     sets: dict[str, dict] = {}  # set name -> {"y", "plain": [member probs], "mirrored": [...]}
     t0 = time.perf_counter()
     for name in mf["ensemble"]:
-        recipe = mf["models"][name]["recipe"]
-        size = recipe["image_size"]
-        cfg = load_config(
-            args.profile,
-            overrides={
-                "model.backbone": recipe["backbone"],
-                "model.modules": recipe["modules"],
-                "data.image_size": size,
-            },
-        )
+        cfg = published.recipe_config(name, args.profile)
+        size = cfg.data.image_size
         prep = prepare(cfg, show_progress=False)
         model = published.load(name, args.profile)
         parts = {s: (prep.images(s, show_progress=False), prep.labels(s)) for s in ("val", "test")}

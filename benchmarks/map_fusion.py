@@ -38,7 +38,6 @@ FUSIONS = {
 
 
 def main() -> None:
-    from tumorlens.config import load_config
     from tumorlens.experiments import published
     from tumorlens.explain.cam import CamSetting
     from tumorlens.explain.ground_truth import mask_items_for, split_items
@@ -53,12 +52,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     mf = published.read_manifest(args.profile)
-    recipe = mf["models"][mf["single"]]["recipe"]
-    backbone, size = recipe["backbone"], recipe["image_size"]
-    cfg = load_config(
-        args.profile,
-        overrides={"model.backbone": backbone, "model.modules": recipe["modules"], "data.image_size": size},
-    )
+    cfg = published.recipe_config(profile=args.profile)
+    backbone, size = cfg.model.backbone, cfg.data.image_size
     s = cfg.segment
     model = published.load(profile=args.profile)
     segmenter = published.load_segmenter(model, args.profile)

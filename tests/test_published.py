@@ -61,6 +61,10 @@ def test_publish_load_round_trip_and_the_ensemble(two_runs, tmp_path, monkeypatc
         assert mf["models"][name]["recipe"]["base"] == "none"
         expected = predict_images(load_model(run), x)
         assert np.array_equal(predict_images(published.load(name, "smoke", out), x), expected)
+    cfg = published.recipe_config("mobilenetv2+mab/seed-2", "smoke", out, overrides={"seed": 9})
+    assert (cfg.model.backbone, cfg.model.modules, cfg.data.image_size, cfg.seed) == ("mobilenetv2", ("mab",), 64, 9)
+    with pytest.raises(published.PublishedModelError, match="no published model 'vgg16/seed-1'"):
+        published.recipe_config("vgg16/seed-1", "smoke", out)
     pr = Predictor.published(ensemble=True, profile="smoke", folder=out)
     assert pr.model_id == "published:mobilenetv2+sbr/seed-1" and len(pr.members) == 1
     probs, _, _ = pr.predict(x)

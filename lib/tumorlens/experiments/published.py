@@ -351,6 +351,29 @@ def load(name: str | None = None, profile: str = PUBLISHED_PROFILE, folder: str 
     return model
 
 
+def recipe_config(
+    name: str | None = None,
+    profile: str = PUBLISHED_PROFILE,
+    folder: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+):
+    """``profile``'s settings for a published model's recipe (``name``: ``<variant>/seed-<n>``, default the
+    single model): its backbone, modules, input size and head pooling over the profile's, then ``overrides``
+    — what reading its data and drawing its maps need."""
+    mf = read_manifest(profile, folder)
+    name = name or mf["single"]
+    if name not in mf["models"]:
+        raise PublishedModelError(f"no published model {name!r}; published: {', '.join(mf['models'])}")
+    r = mf["models"][name]["recipe"]
+    recipe = {
+        "model.backbone": r["backbone"],
+        "model.modules": list(r["modules"]),
+        "model.pooling": r.get("pooling", "gap"),
+        "data.image_size": int(r["image_size"]),
+    }
+    return load_config(profile, overrides={**recipe, **(overrides or {})})
+
+
 def segmentation_dir(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path | None:
     """The folder holding the published ``segment.json`` (None when none was published)."""
     folder = Path(folder) if folder else models_dir(profile)

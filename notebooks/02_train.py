@@ -33,14 +33,14 @@ from myst_nb import glue
 
 from tumorlens.book import figures, tables
 from tumorlens.config import load_config
+from tumorlens.experiments.counterfactual import train
 from tumorlens.records import read_rows
-from tumorlens.training.run import train_run
 from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides={"model.backbone": backbone, "model.modules": modules, "seed": seed, **overrides})
 if mode == "run":
-    train_run(cfg, run_dir=run_dir)
+    train(cfg, run_dir=run_dir)  # with the published weak lesion masks when train.counterfactual is on
 run = Path(run_dir)
 info = read_json(run / ("run.json" if (run / "run.json").is_file() else "config.json"), schema="run")
 summary = info["summary"]

@@ -13,6 +13,8 @@ tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--expl
                                            without --model: the published model (models/cpu)
 tumorlens external --profile P [--folder DIR ...] [--no-runs]
                                            the published models and every run on another release (per view)
+tumorlens evaluate lesion --profile P [--model RUN ...] [--images-out DIR]
+                                           the lesion-removal test (expert masks): removed -> no tumour?
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
 tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
@@ -144,7 +146,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from tumorlens.training.run import train_run
+    from tumorlens.experiments.counterfactual import train
 
     overrides = {"seed": args.seed} if args.seed is not None else {}
     if args.backbone:
@@ -155,7 +157,7 @@ def _cmd_train(args) -> int:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     cfg = load_config(args.profile, overrides=overrides)
-    summary = train_run(cfg, run_dir=args.out)
+    summary = train(cfg, run_dir=args.out)
     _print_json(summary)
     return 0
 
@@ -213,6 +215,31 @@ def _cmd_external(args) -> int:
                 f"macro-F1 {m['macro_f1']:.4f}, no-tumour recall {'n/a' if nt is None else f'{nt:.3f}'}; {views}"
                 + (f"; {m['n_bad']} unreadable file(s) not scored" if m["n_bad"] else "")
             )
+    return 0
+
+
+def _cmd_evaluate_lesion(args) -> int:
+    from tumorlens.experiments.lesion import run_lesion_test
+
+    r = run_lesion_test(
+        args.profile,
+        runs=args.model or (),
+        include_published=not args.no_published,
+        masks=args.masks,
+        dilation=args.dilation,
+        methods=args.methods,
+        out="" if args.no_write else args.out,
+        images_out=args.images_out,
+        show_progress=not args.quiet,
+    )
+    for name, sc in r["models"].items():
+        o = sc["overall"]
+        rates = "; ".join(
+            f"{m}: removed -> no tumour {o[m]['removed_notumor']['value']:.3f}, control -> no tumour "
+            f"{o[m]['control_notumor']['value']:.3f}, control kept {o[m]['control_kept']['value']:.3f}"
+            for m in sc["methods"]
+        )
+        print(f"{name}: originals -> no tumour {o['original']['notumor']['value']:.3f}; {rates}")
     return 0
 
 
@@ -407,6 +434,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the published models only, not every current run of the profile (and its ensemble)",
     )
     ex.set_defaults(func=_cmd_external)
+
+    ev = sub.add_parser("evaluate", help="tests of a model beyond its scores").add_subparsers(
+        dest="test", required=True
+    )
+    le = _results_command(ev, "lesion", "the lesion-removal test: remove the expert-marked lesion, then classify")
+    le.add_argument("--model", nargs="*", default=None, metavar="RUN", help="trained runs to test as well")
+    le.add_argument("--no-published", action="store_true", help="test only the --model runs")
+    le.add_argument(
+        "--masks", default=None, metavar="DIR", help="BRISC-layout images/ + masks/ (default: segment.masks)"
+    )
+    le.add_argument("--dilation", type=float, default=0.03, help="the lesion grown by this share of the side")
+    le.add_argument("--methods", nargs="+", default=["telea", "ns", "ring"], choices=["telea", "ns", "ring"])
+    le.add_argument("--out", default=None, help="the record's file (default results/<profile>/lesion.json)")
+    le.add_argument("--images-out", default=None, metavar="DIR", help="also write every removed/control image here")
+    le.set_defaults(func=_cmd_evaluate_lesion)
 
     ve = _results_command(sub, "verify", "retrain a published recipe and compare it with the published record")
     ve.add_argument("--recipe", default=None, help="<variant>/seed-<n> (default: the published single model)")

@@ -160,6 +160,13 @@ class AugmentConfig:
         doc="probability of inverting an image's intensities inside the head (T2 <-> T1-like contrast; 0: off)",
         added=True,
     )
+    gin: float = _spec(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="probability of a random shallow-convolution contrast remap of an image (GIN; 0: off)",
+        added=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,30 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class CounterfactualConfig:
+    share: float = _spec(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="share of the trusted lesion masks of tumour training images whose lesion is removed to make a "
+        "no-tumour image (0: off; tumorlens.experiments.counterfactual)",
+    )
+    keep: float = _spec(
+        1.0, lo=0.01, hi=1.0, doc="the most confident share of the weak lesion masks trusted (by filter)"
+    )
+    filter: str = _spec("p_in", choices=("p_in", "peak"), doc="the mask confidence the keep share ranks by")
+    dilation: float = _spec(0.05, lo=0.0, hi=0.3, doc="each lesion mask grown by this share of the side")
+    method: str = _spec("ns", choices=("telea", "ns", "ring"), doc="how the removed region is filled")
+    control: float = _spec(
+        0.5,
+        lo=0.0,
+        hi=1.0,
+        doc="share of no-tumour training images given a same-shaped control removal (the tumour classes' "
+        "share follows, so a removed region is no class cue; 0: no controls)",
+    )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     warmup_epochs: int = _spec(5, lo=0)
     finetune_epochs: int = _spec(10, lo=0)
@@ -221,6 +252,7 @@ class TrainConfig:
         "within each class: 0 off, 1 every plane of a class the same total weight",
         added=True,
     )
+    counterfactual: CounterfactualConfig = _spec(factory=CounterfactualConfig, added=True)
     prefix_cache: bool = _spec(True)
     cached_views: int = _spec(2, lo=1, hi=32)
     finetune_views: int = _spec(0, lo=0, hi=32, doc="views used in phase 2 (0: all cached views)")
@@ -400,6 +432,11 @@ class Config:
         return _build(Config, _deep_merge(self.to_dict(), nested), "")
 
 
+def _default_of(f: dataclasses.Field) -> Any:
+    """A field's default, built when it has a factory (a nested settings section)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _plain(v: Any, *, drop_added_defaults: bool = False) -> Any:
     """Settings as plain data (lists for tuples); ``drop_added_defaults``: without the settings marked
     ``added`` that are at their default."""
@@ -407,7 +444,7 @@ def _plain(v: Any, *, drop_added_defaults: bool = False) -> Any:
         return {
             f.name: _plain(getattr(v, f.name), drop_added_defaults=drop_added_defaults)
             for f in dataclasses.fields(v)
-            if not (drop_added_defaults and f.metadata.get("added") and getattr(v, f.name) == f.default)
+            if not (drop_added_defaults and f.metadata.get("added") and getattr(v, f.name) == _default_of(f))
         }
     if isinstance(v, tuple):
         return [_plain(x, drop_added_defaults=drop_added_defaults) for x in v]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["RandomIntensity"]
+__all__ = ["RandomIntensity", "RandomConvIntensity"]
 
 
 @keras.saving.register_keras_serializable(package="tumorlens")
@@ -113,3 +113,85 @@ class RandomIntensity(keras.layers.Layer):
             "invert": self.invert,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="tumorlens")
+class RandomConvIntensity(keras.layers.Layer):
+    """Global intensity non-linear augmentation (GIN; Ouyang et al., arXiv 2111.12525): a shallow network
+    of random 3x3 convolutions remaps each image's gray levels, so that no contrast -- no sequence --
+    can stand in for the class. Identity at inference.
+
+    Per image, with probability ``p``: the gray image goes through ``depth`` random convolutions (``width``
+    channels, weights ``~ N(0, 1)`` drawn per image, LeakyReLU between), the result is rescaled to the
+    image's own mean and spread inside the head, mixed with the image by ``alpha ~ U(0, 1)``, and the
+    background (the darkest pixels) stays black. Grey images stay grey (one value in every channel).
+
+    Args:
+        p: probability of remapping an image (in [0, 1]).
+        width: channels of the hidden convolutions (>= 1).
+        depth: number of convolutions (>= 2).
+        seed: makes the draws reproducible.
+
+    Shapes: ``(B, H, W, C)`` float 0..255 -> ``(B, H, W, C)``.
+    """
+
+    def __init__(self, p: float = 0.5, width: int = 4, depth: int = 3, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"p must be a probability in [0, 1]; received p={p!r}")
+        for name, v, lo in (("width", width, 1), ("depth", depth, 2)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}; received {name}={v!r}")
+        self.p, self.width, self.depth, self.seed = float(p), int(width), int(depth), seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"RandomConvIntensity expects (B, H, W, C) images; received shape {tuple(input_shape)}")
+        super().build(input_shape)
+
+    def _conv(self, x, cin: int, cout: int):
+        """A 3x3 convolution with its own random kernel per image: patches (B, H, W, 9 cin) times
+        kernels (B, 9 cin, cout)."""
+        b = ops.shape(x)[0]
+        patches = ops.image.extract_patches(x, size=3, strides=1, padding="same")
+        k = keras.random.normal((b, 9 * cin, cout), seed=self.generator) / (3.0 * cin**0.5)
+        return ops.einsum("bhwk,bko->bhwo", patches, k)
+
+    def call(self, x, training=True):
+        if not training or not self.p:
+            return x
+        x = ops.convert_to_tensor(x, "float32")
+        b = ops.shape(x)[0]
+        gray = ops.mean(x, axis=-1, keepdims=True) / 255.0
+        head = ops.cast(gray > 0.04, "float32")
+        h = gray
+        channels = [1] + [self.width] * (self.depth - 1) + [1]
+        for i in range(self.depth):
+            h = self._conv(h, channels[i], channels[i + 1])
+            if i < self.depth - 1:
+                h = ops.leaky_relu(h, negative_slope=0.2)
+        n = ops.sum(head, axis=(1, 2, 3), keepdims=True) + 1.0
+
+        def stats(a):
+            mean = ops.sum(a * head, axis=(1, 2, 3), keepdims=True) / n
+            sd = ops.sqrt(ops.sum(((a - mean) * head) ** 2, axis=(1, 2, 3), keepdims=True) / n + 1e-8)
+            return mean, sd
+
+        m0, s0 = stats(gray)
+        m1, s1 = stats(h)
+        remapped = ops.clip((h - m1) / s1 * s0 + m0, 0.0, 1.0)
+        alpha = keras.random.uniform((b, 1, 1, 1), seed=self.generator)
+        mixed = alpha * remapped + (1.0 - alpha) * gray
+        on = ops.cast(keras.random.uniform((b, 1, 1, 1), seed=self.generator) < self.p, "float32")
+        out = head * mixed + (1.0 - head) * gray
+        y = on * out + (1.0 - on) * gray
+        # grey in, grey out; a colour image keeps its colour where it was not remapped
+        y = ops.repeat(y, ops.shape(x)[-1], axis=-1) * 255.0
+        return on * y + (1.0 - on) * x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "width": self.width, "depth": self.depth, "seed": self.seed}

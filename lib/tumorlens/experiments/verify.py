@@ -25,10 +25,10 @@ import numpy as np
 from tumorlens import paths, records
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.experiments.counterfactual import train as train_run
 from tumorlens.experiments.jobs import plan
 from tumorlens.experiments.published import MANIFEST as MODELS_MANIFEST
 from tumorlens.experiments.published import models_dir
-from tumorlens.training.run import train_run
 from tumorlens.utils.files import read_json, write_json
 
 __all__ = ["seed_spread", "compare_runs", "recipe_overrides", "verify", "format_verify"]

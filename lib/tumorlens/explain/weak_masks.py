@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from tumorlens.config import SegmentConfig
+from tumorlens.data.lesion import head_mask  # one definition of the head, shared with the lesion-removal test
 
 __all__ = [
     "NO_TUMOUR",
@@ -117,27 +118,6 @@ def binarise(cam: np.ndarray, method: str = "otsu", value: float = 0.5) -> np.nd
             raise ValueError(f"a fixed threshold must be in [0, 1]; received value={value!r}")
         return cam > value
     raise ValueError(f"method must be otsu, percentile or fixed; received method={method!r}")
-
-
-def head_mask(image: np.ndarray) -> np.ndarray:
-    """A cheap foreground (head) mask: Otsu on the gray image, largest component, holes filled."""
-    gray = image if image.ndim == 2 else cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2GRAY)
-    gray = np.asarray(gray, np.uint8)
-    if int(gray.max()) - int(gray.min()) < 2:
-        return np.zeros(gray.shape, bool)
-    blur = cv2.GaussianBlur(gray, (5, 5), 0)
-    level, _ = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    fg = (blur > min(level, 0.5 * level + 10)).astype(np.uint8)  # low: keep dark brain tissue inside the skull
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n <= 1:
-        return np.zeros(gray.shape, bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    comp = (labels == largest).astype(np.uint8)
-    # fill holes: flood the outside from a padded border; background pixels it cannot reach are inside
-    padded = np.pad(comp, 1)
-    cv2.floodFill(padded, np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8), (0, 0), 2)
-    return comp.astype(bool) | (padded[1:-1, 1:-1] == 0)
 
 
 def keep_peak_component(mask: np.ndarray, cam: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import Config
-from tumorlens.data.intensity import RandomIntensity
+from tumorlens.data.intensity import RandomConvIntensity, RandomIntensity
 from tumorlens.data.pipeline import augmentation
 from tumorlens.models.classifier import head_input_names
 from tumorlens.models.inference import batched_predict
@@ -56,12 +56,11 @@ def prefix_outputs(
 
 def augmentation_for(a, seed: int | None = None):
     """The training augmentation of an ``augment`` settings section (`tumorlens.config.AugmentConfig`):
-    the paper's block, then intensity remapping when any of its strengths is set."""
-    extra = (
-        [RandomIntensity(a.gamma, a.bias_field, a.noise, seed=seed, invert=a.invert, name="aug_intensity")]
-        if (a.gamma or a.bias_field or a.noise or a.invert)
-        else []
-    )
+    the paper's block, then the random-convolution contrast remap (GIN) and intensity remapping when
+    their strengths are set."""
+    extra = [RandomConvIntensity(a.gin, seed=seed, name="aug_gin")] if a.gin else []
+    if a.gamma or a.bias_field or a.noise or a.invert:
+        extra.append(RandomIntensity(a.gamma, a.bias_field, a.noise, seed=seed, invert=a.invert, name="aug_intensity"))
     return augmentation(a.rotation, a.zoom, a.translation, a.contrast, seed=seed, extra=extra)
 
 
@@ -105,6 +104,8 @@ def cache_keys(cfg: Config, prep) -> dict[str, str]:
         base += f"|intensity:{a.gamma}|{a.bias_field}|{a.noise}"
     if a.invert:
         base += f"|invert:{a.invert}"
+    if a.gin:
+        base += f"|gin:{a.gin}"
     out = {}
     for split in ("train", "val", "test"):
         h = hash_files(hashlib.sha1(base.encode()), ((r.rel, r.path) for r in prep.splits[split]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ import numpy as np
 
 from tumorlens import records
 from tumorlens.config import CLASSES, Config
+from tumorlens.data.lesion import counterfactual_set
 from tumorlens.data.prepared import prepare
 from tumorlens.data.views import view_balance_weights, view_counts
 from tumorlens.models.classifier import build_classifier, load_model, variant_name
@@ -39,8 +43,13 @@ def train_run(
     *,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
+    lesion_masks=None,
 ) -> dict:
     """Train one configuration end to end and write its run directory; returns the summary dict.
+
+    ``lesion_masks``: the weak lesion masks of the training split's tumour images (an object with
+    ``trusted(keep, score) -> {split index: bool (S, S)}`` and a ``source`` dict, e.g.
+    `tumorlens.experiments.counterfactual.LesionMasks`), needed when ``train.counterfactual.share`` is on.
 
     The run is written to a fresh staging folder beside ``run_dir`` and moved into place only when it
     completed and its model and predictions are finite; a failed (re)run therefore never leaves a
@@ -56,7 +65,7 @@ def train_run(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
     try:
-        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start, det)
+        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start, det, lesion_masks)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -113,7 +122,53 @@ def _view_weights(cfg: Config, prep, x_tr, y_tr, keys, show_progress: bool, log)
     return w, {**record, "balance": balance, "train_counts": counts, "weights": per_cell}
 
 
-def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float, det: dict) -> dict:
+def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
+    """``train.counterfactual``: the training images with lesion-removed no-tumour copies and controls
+    added (`tumorlens.data.lesion.counterfactual_set`), the prefix-cache key of the new training set,
+    and the record; unchanged ``(x, y, keys, None)`` when off."""
+    cf = cfg.train.counterfactual
+    if not cf.share:
+        return x_tr, y_tr, keys, None
+    if lesion_masks is None:
+        raise ValueError(
+            "train.counterfactual.share is on but no lesion masks were given: train through "
+            "tumorlens.experiments.counterfactual.train (as `tumorlens train` and the notebooks do)"
+        )
+    trusted = lesion_masks.trusted(cf.keep, cf.filter)
+    shape = next(iter(trusted.values())).shape if trusted else x_tr.shape[1:3]
+    if tuple(shape) != tuple(x_tr.shape[1:3]):
+        raise ValueError(f"lesion masks of {shape} px do not fit the training images of {x_tr.shape[1:3]} px")
+    x, y, record = counterfactual_set(
+        x_tr,
+        y_tr,
+        trusted,
+        notumor=CLASSES.index("notumor"),
+        share=cf.share,
+        dilation=cf.dilation,
+        method=cf.method,
+        control=cf.control,
+        seed=cfg.data.seed,
+    )
+    settings = json.dumps([dataclasses.asdict(cf), lesion_masks.source], sort_keys=True, default=str)
+    tag = hashlib.sha1(settings.encode()).hexdigest()[:12]
+    if keys:
+        keys = {**keys, "train": f"{keys['train']}-cf{tag}"}
+    log(
+        f"counterfactuals: {record['counterfactuals']} lesion-removed no-tumour images from {len(trusted)} trusted "
+        f"masks; controls per class {record['controls']} ({record['no_place']} found no place)"
+    )
+    record = {
+        **{k: v for k, v in record.items() if k != "sources"},
+        "trusted": len(trusted),
+        "masks": lesion_masks.source,
+        "tag": tag,
+    }
+    return x, y, keys, record
+
+
+def _train_into(
+    cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float, det: dict, lesion_masks=None
+) -> dict:
     prep = prep or prepare(cfg, show_progress=show_progress)
     x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
     x_va, y_va = prep.images("val", show_progress), prep.labels("val")
@@ -122,6 +177,7 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     vit = cfg.to_dict()["model"]["vit"] if m.backbone == "vit" else None
     strategy = make_strategy(cfg.train.strategy)
     keys = cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
+    x_tr, y_tr, keys, counterfactual = _counterfactuals(cfg, x_tr, y_tr, lesion_masks, keys, log)
     x_te = prep.images("test", show_progress)
     weights, views = _view_weights(cfg, prep, x_tr, y_tr, keys, show_progress, log)
     with strategy.scope():  # variables (model and optimiser) live on the strategy's devices
@@ -197,6 +253,8 @@ def _train_into(cfg, prep, run_dir: Path, final: Path, show_progress: bool, log,
     }
     if views is not None:
         summary["views"] = views
+    if counterfactual is not None:
+        summary["counterfactual"] = counterfactual
     write_json(
         run_dir / records.CONFIG,
         {

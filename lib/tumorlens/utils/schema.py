@@ -69,6 +69,9 @@ SCHEMAS: dict[str, Schema] = {
         ("profile", "recipe", "metrics", "same_class", "seed_spread", "inside_seed_spread"),
         "rerun `tumorlens verify --profile P`",
     ),
+    "lesion": Schema(
+        1, ("profile", "set", "dilation", "methods", "models"), "rerun `tumorlens evaluate lesion --profile P`"
+    ),
     "published_models": Schema(
         1, ("profile", "single", "ensemble", "models", "segmentation"), "rerun `tumorlens publish --profile P --force`"
     ),

@@ -164,12 +164,13 @@ def _cmd_train(args) -> int:
 
 def _cmd_run(args) -> int:
     from tumorlens.experiments.collect import results_dir
-    from tumorlens.experiments.jobs import explained_run
+    from tumorlens.experiments.jobs import explained_run, selected
     from tumorlens.experiments.runner import plan, run_profile, stale_reasons
 
     if args.status:  # what a run would do, and why; runs nothing
+        root = load_config(args.profile).runs_root
         for job in plan(args.profile, args.part):
-            if not args.only or job.notebook in args.only:
+            if selected(job, args.only, root):
                 why = stale_reasons(job)
                 print(
                     f"{'current' if not why else 'to run':8s} {job.part:13s} {job.notebook:14s} "
@@ -376,7 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
         "each module alone, ensembles) or supplementary (the rest, explanations included; reads headline runs). "
         "Default: every job",
     )
-    r.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
+    r.add_argument(
+        "--only",
+        nargs="*",
+        help="notebook stems (02_train) or job names (efficientnet_lite1@cf/seed-43) to run (default: all)",
+    )
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete and current")
     r.add_argument(
         "--status", action="store_true", help="list each job as current or to run (with why), and run nothing"

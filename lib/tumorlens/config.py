@@ -357,6 +357,14 @@ class ReproduceConfig:
         doc="the view-shortcut ablation: the standard variant trained with plane-balanced weights "
         "(`tumorlens.experiments.jobs.VIEW_ABLATION`) over every seed",
     )
+    counterfactual: tuple[str, ...] = _spec(
+        (),
+        doc="the lesion study: the published recipe retrained with each of these counterfactual/contrast "
+        "recipes (`tumorlens.experiments.jobs.COUNTERFACTUAL_STUDY`; seed: the published model's)",
+    )
+    counterfactual_seeds: tuple[str, ...] = _spec(
+        (), doc="of those, the recipes also trained at every other seed (the one chosen by validation)"
+    )
     ensemble_k: int = _spec(3, lo=1, hi=20)
     target_accuracy: float = _spec(
         0.99,

@@ -26,6 +26,7 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES, Config
+from tumorlens.data.lesion import dilate
 from tumorlens.data.prepared import prepare
 from tumorlens.experiments import published
 from tumorlens.explain.ground_truth import brisc_items, split_items
@@ -162,6 +163,7 @@ def mask_filter_curve(
     masks_root: str | Path | None = None,
     *,
     keeps: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    dilations: Sequence[float] = (0.03, 0.05, 0.08, 0.12),
     seed: int = 42,
     tune_fraction: float = 0.5,
     show_progress: bool = True,
@@ -169,7 +171,9 @@ def mask_filter_curve(
     """How a confidence filter trades count against Dice, on expert masks (BRISC layout): the published
     weak mask of each image for its true class, scored against the expert's, and per `CONFIDENCE` score
     the mean Dice of the ``keep`` most confident masks, on the tuning half and the report half
-    (`tumorlens.explain.ground_truth.split_items`). The masks are for measuring only."""
+    (`tumorlens.explain.ground_truth.split_items`), and what matters for a counterfactual: the share of
+    the expert lesion the mask covers once dilated by each of ``dilations`` (``coverage``, its mean) and
+    the share of masks that cover at least 90% of it (``covered``). The masks are for measuring only."""
     from tumorlens.config import load_config
     from tumorlens.experiments.lesion import load_lesion_masks
     from tumorlens.explain.ground_truth import default_mask_root
@@ -186,6 +190,9 @@ def mask_filter_curve(
         images, y, segmenter, seg.params, seg.mask, flip=seg.network_flip, show_progress=show_progress
     )
     d = np.array([dice(m, t) for m, t in zip(masks, truth)])
+    cover = {
+        dl: np.array([(dilate(m, dl) & t).sum() / max(1, t.sum()) for m, t in zip(masks, truth)]) for dl in dilations
+    }
     tune, report = split_items(brisc_items(root), tune_fraction, seed)
     halves = {"tune": {it.id for it in tune}, "report": {it.id for it in report}}
     out = {"set": root.name, "n": len(ids), "image_size": size, "source": _published_source(profile), "halves": {}}
@@ -196,11 +203,21 @@ def mask_filter_curve(
             order = np.argsort(-scores[k][sel], kind="stable")
             dd = d[sel][order]
             cls = y[sel][order]
+            cov = {dl: c[sel][order] for dl, c in cover.items()}
             rows[k] = []
             for q in keeps:
                 n = max(1, int(round(q * len(dd))))
                 per_class = {CLASSES[c]: float(dd[:n][cls[:n] == c].mean()) for c in sorted(set(cls[:n].tolist()))}
-                rows[k].append({"keep": q, "n": n, "dice": float(dd[:n].mean()), "dice_per_class": per_class})
+                rows[k].append(
+                    {
+                        "keep": q,
+                        "n": n,
+                        "dice": float(dd[:n].mean()),
+                        "dice_per_class": per_class,
+                        "coverage": {str(dl): float(c[:n].mean()) for dl, c in cov.items()},
+                        "covered": {str(dl): float((c[:n] >= 0.9).mean()) for dl, c in cov.items()},
+                    }
+                )
         out["halves"][half] = {"n": int(sel.sum()), "scores": rows}
     return out
 

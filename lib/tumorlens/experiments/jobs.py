@@ -35,6 +35,9 @@ __all__ = [
     "EXPLAIN_SEEDS",
     "explained_run",
     "explain_seed_jobs",
+    "COUNTERFACTUAL_STUDY",
+    "counterfactual_jobs",
+    "selected",
 ]
 
 DONE = ".done.json"
@@ -69,6 +72,23 @@ INVERSION_ABLATION = {"augment.invert": 0.5}
 #: axial ones instead of 15 at full balance, which would lean on a few dozen images), set before any
 #: external score of it was seen.
 VIEW_ABLATION = {"train.view_balance": 0.5}
+#: The lesion study (``reproduce.counterfactual``): the published single model's recipe retrained with
+#: lesion-removed no-tumour images (`tumorlens.experiments.counterfactual`) and/or random-convolution
+#: contrast remapping, each tag one recipe. ``cf`` is the study's main recipe, set before any BRISC score
+#: of it was seen: the 50% most confident published weak masks (the share whose 5%-dilated mask covers
+#: >= 90% of the expert lesion on the tuning half of the expert masks: 95%; `mask_filter_curve`), every
+#: one of them removed (Navier-Stokes; the test uses Telea and the ring fill), controls on half of the
+#: no-tumour images and the balancing share of the tumour images. The others change one thing.
+_CF = "train.counterfactual."
+COUNTERFACTUAL_STUDY: dict[str, dict[str, Any]] = {
+    "cf": {_CF + "share": 1.0, _CF + "keep": 0.5, _CF + "dilation": 0.05},
+    "cf-gin": {_CF + "share": 1.0, _CF + "keep": 0.5, _CF + "dilation": 0.05, "augment.gin": 0.5},
+    "gin": {"augment.gin": 0.5},
+    "cf-nofilter": {_CF + "share": 1.0, _CF + "keep": 1.0, _CF + "dilation": 0.05},
+    "cf-nocontrol": {_CF + "share": 1.0, _CF + "keep": 0.5, _CF + "dilation": 0.05, _CF + "control": 0.0},
+    "cf-dil10": {_CF + "share": 1.0, _CF + "keep": 0.5, _CF + "dilation": 0.10},
+    "cf-half": {_CF + "share": 0.5, _CF + "keep": 0.5, _CF + "dilation": 0.05},
+}
 #: Parameters that name other runs: a job is stale when one of them completed again after it.
 _UPSTREAM_PARAMS = ("candidate_runs", "member_runs", "model_run", "cnn_run", "ablation_runs")
 
@@ -317,6 +337,7 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
             profile, root, cnn_runs, seeds
         )
     extra += shortcut
+    extra += counterfactual_jobs(profile, cfg, root, seeds)
     jobs.append(
         Job(
             "04_ensembles",
@@ -338,6 +359,52 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         )
     )
     return [j for j in jobs + extra if part is None or j.part == part]
+
+
+def counterfactual_jobs(profile: str, cfg, root: Path, seeds: Sequence[int]) -> list[Job]:
+    """``reproduce.counterfactual``: the published single model's recipe (backbone, modules, input size and
+    seed of ``models/<profile>/models.json``; the profile's own backbone at its first seed when nothing is
+    published) retrained with each study recipe (`COUNTERFACTUAL_STUDY`), tagged ``@<recipe>``; those in
+    ``reproduce.counterfactual_seeds`` at every seed. Supplementary jobs."""
+    r = cfg.reproduce
+    unknown = sorted(set(r.counterfactual) - set(COUNTERFACTUAL_STUDY)) + sorted(
+        set(r.counterfactual_seeds) - set(r.counterfactual)
+    )
+    if unknown:
+        raise ValueError(
+            f"reproduce.counterfactual(_seeds): unknown or unplanned recipe(s) {unknown}; the study's recipes: "
+            f"{', '.join(COUNTERFACTUAL_STUDY)} (counterfactual_seeds must be planned in counterfactual)"
+        )
+    if not r.counterfactual:
+        return []
+    bb, modules, size, seed = cfg.model.backbone, (), cfg.data.image_size, seeds[0]
+    mf_file = paths.models_root() / profile / "models.json"
+    if mf_file.is_file():
+        mf = json.loads(mf_file.read_text())
+        recipe = mf["models"][mf["single"]]["recipe"]
+        bb, modules, size = recipe["backbone"], tuple(recipe["modules"]), int(recipe["image_size"])
+        seed = int(mf["single"].rsplit("seed-", 1)[1])
+    sized = {"data.image_size": size} if size != cfg.data.image_size else {}
+    out = []
+    for tag in r.counterfactual:
+        for s in [seed] + ([x for x in seeds if x != seed] if tag in r.counterfactual_seeds else []):
+            overrides = {**sized, **COUNTERFACTUAL_STUDY[tag]}
+            out.append(_train_job(profile, root, bb, modules, s, tag=tag, overrides=overrides, part="supplementary"))
+    return out
+
+
+def selected(job: Job, only: Sequence[str] | None, root: Path | None = None) -> bool:
+    """Whether ``job`` is one of ``only``: notebook stems (``02_train``) or job names, the run folder under
+    the runs root (``efficientnet_lite1@cf/seed-43``); everything when ``only`` is empty."""
+    if not only:
+        return True
+    name = job.run_dir.as_posix()
+    if root is not None:
+        try:
+            name = job.run_dir.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return job.notebook in only or name in only or any(name.endswith("/" + o) for o in only)
 
 
 #: Where the explain step's seed replicates run (``reproduce.explain_seeds``): ``<runs_root>/explain-seeds/seed-<n>``.

@@ -77,13 +77,14 @@ def published_predictors(profile: str) -> tuple[dict[str, Callable], dict[str, l
     return preds, ensembles, int(mf["models"][mf["single"]]["recipe"]["image_size"])
 
 
-def run_predictors(runs: Sequence[str | os.PathLike]) -> dict[str, Callable]:
-    """``{run folder (relative): images -> probabilities}`` for trained runs (their ``model.keras``)."""
-    out = {}
+def run_predictors(runs: Sequence[str | os.PathLike]) -> tuple[dict[str, Callable], list[int]]:
+    """``({run folder (relative): images -> probabilities}, their input sides)`` for trained runs."""
+    out, sides = {}, []
     for r in runs:
         m = load_model(r)
         out[f"run: {paths.relative(r)}"] = lambda x, m=m: predict_images(m, x)
-    return out
+        sides.append(int(m.inputs[0].shape[1]))
+    return out, sides
 
 
 def render_examples(rs: RemovalSet, preds: dict[str, np.ndarray], method: str, per_class: int = 1, tile: int = 150):
@@ -143,7 +144,10 @@ def run_lesion_test(
     if include_published:
         pub, ensembles, size = published_predictors(profile)
         predictors |= pub
-    predictors |= run_predictors(runs)
+    from_runs, sides = run_predictors(runs)
+    predictors |= from_runs
+    if not include_published and sides:  # the images at the (first) run's own input side
+        size = sides[0]
     if not predictors:
         raise ValueError("nothing to test: give runs or keep the published models")
     ids, images, lesion, y, views = load_lesion_masks(root, size, show_progress=show_progress)
@@ -163,11 +167,12 @@ def run_lesion_test(
     probs: dict[str, dict[str, np.ndarray]] = {}
     for name, fn in progress(list(predictors.items()), desc="models", unit="model", disable=not show_progress):
         probs[name] = predict_versions(rs, fn)
-        scores[name] = removal_scores(rs, probs[name])
+        scores[name] = {**removal_scores(rs, probs[name]), "image_size": size}
         if first_preds is None:
             first_preds = {k: v.argmax(1) for k, v in probs[name].items()}
     for name, members in ensembles.items():  # the members' probabilities, averaged (no second pass)
-        scores[name] = removal_scores(rs, {v: soft_vote([probs[m][v] for m in members]) for v, _ in rs.versions()})
+        voted = {v: soft_vote([probs[m][v] for m in members]) for v, _ in rs.versions()}
+        scores[name] = {**removal_scores(rs, voted), "image_size": size}
     record = {
         "profile": profile,
         "set": {"name": root.name, "n": len(ids), "ids": ids, "image_size": size},

@@ -29,6 +29,7 @@ from tumorlens.experiments.jobs import (
     job_inputs,
     notebook_dir,
     plan,
+    selected,
     stale_reasons,
     upstream_runs,
 )
@@ -132,7 +133,7 @@ def run_profile(
     they do not depend on each other. A part whose jobs read runs of another part that are not
     complete and current is refused before anything runs, naming them."""
     cfg = load_config(profile)
-    jobs = [j for j in plan(profile, part) if not only or j.notebook in only]
+    jobs = [j for j in plan(profile, part) if selected(j, only, cfg.runs_root)]
     if part is not None:
         outside = {Path(r).resolve() for j in jobs for r in upstream_runs(j)} - {j.run_dir.resolve() for j in jobs}
         missing = sorted(
@@ -151,7 +152,7 @@ def run_profile(
     done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
     while True:  # jobs that follow a result (the explain step's seed replicates) join the plan once it exists
         seen = {j.run_dir.resolve() for j in jobs}
-        more = [j for j in plan(profile, part) if (not only or j.notebook in only) and j.run_dir.resolve() not in seen]
+        more = [j for j in plan(profile, part) if selected(j, only, cfg.runs_root) and j.run_dir.resolve() not in seen]
         if not more:
             break
         jobs += more

@@ -165,20 +165,30 @@ def _cmd_train(args) -> int:
 def _cmd_run(args) -> int:
     from tumorlens.experiments.collect import results_dir
     from tumorlens.experiments.jobs import explained_run, selected
-    from tumorlens.experiments.runner import plan, run_profile, stale_reasons
+    from tumorlens.experiments.runner import plan, run_profile
 
     if args.status:  # what a run would do, and why; runs nothing
+        from tumorlens.experiments.jobs import job_state, run_name
+
         root = load_config(args.profile).runs_root
+        rows = []
         for job in plan(args.profile, args.part):
             if selected(job, args.only, root):
-                why = stale_reasons(job)
-                print(
-                    f"{'current' if not why else 'to run':8s} {job.part:13s} {job.notebook:14s} "
-                    f"{paths.relative(job.run_dir)}" + (f"  ({'; '.join(why)})" if why else "")
-                )
+                state, why = job_state(job, results_profile=args.profile)
+                rows.append({"job": run_name(job.run_dir, args.profile), "state": state, "why": why, "job_": job})
         cfg = load_config(args.profile)
-        if cfg.reproduce.explain_seeds and args.part != "headline" and explained_run(cfg.runs_root) is None:
-            print("later    supplementary 03_explain     the explain step's seed replicates (planned once it has run)")
+        later = cfg.reproduce.explain_seeds and args.part != "headline" and explained_run(cfg.runs_root) is None
+        if args.json:
+            _print_json([{k: r[k] for k in ("job", "state", "why")} for r in rows])
+            return 0
+        for r in rows:
+            j = r["job_"]
+            print(
+                f"{r['state']:9s} {j.part:13s} {j.notebook:14s} {r['job']}"
+                + (f"  ({'; '.join(r['why'])})" if r["why"] else "")
+            )
+        if later:
+            print("later     supplementary 03_explain     the explain step's seed replicates (planned once it has run)")
         return 0
 
     for job, status in run_profile(
@@ -384,8 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--force", action="store_true", help="rerun jobs whose outputs are complete and current")
     r.add_argument(
-        "--status", action="store_true", help="list each job as current or to run (with why), and run nothing"
+        "--status",
+        action="store_true",
+        help="list each job as current (in runs/), published (current in results/<profile>/) or to run, with why; "
+        "run nothing",
     )
+    r.add_argument("--json", action="store_true", help="with --status: a JSON list of {job, state, why}")
     r.add_argument(
         "--workers", type=int, default=None, help="run independent jobs side by side on N local Dask workers"
     )

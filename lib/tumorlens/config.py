@@ -27,6 +27,8 @@ from tumorlens import paths
 from tumorlens.errors import ConfigError
 
 __all__ = [
+    "TRACE_ENV",
+    "trace_sections",
     "check_modules",
     "variant_name",
     "BACKBONES",
@@ -390,9 +392,56 @@ class PathsConfig:
     runs: str = _spec("runs", doc="output root; relative paths are relative to the repository")
 
 
+#: The environment variable naming a file where every settings section a process reads is recorded
+#: (`trace_sections`): the runner sets it for each job's kernel and checks the sections against the
+#: step's declaration (`tumorlens.experiments.steps`).
+TRACE_ENV = "TUMORLENS_SETTINGS_TRACE"
+#: The sections traced (``paths`` says where things go, not what a result is, so it is not).
+TRACED_SECTIONS = frozenset({"data", "augment", "audit", "model", "train", "segment", "reproduce", "external"})
+_traced: set[tuple[str, str]] = set()
+_untraced_depth = 0
+
+
+class _untraced:
+    """Inside: reading every section for bookkeeping (`Config.to_dict`, a fingerprint) is not a read."""
+
+    def __enter__(self):
+        global _untraced_depth
+        _untraced_depth += 1
+
+    def __exit__(self, *exc):
+        global _untraced_depth
+        _untraced_depth -= 1
+
+
+def _note_section(name: str) -> None:
+    target = os.environ.get(TRACE_ENV)
+    if not target or (target, name) in _traced:
+        return
+    _traced.add((target, name))
+    try:
+        with open(target, "a") as fh:
+            fh.write(name + "\n")
+    except OSError:  # a trace that cannot be written must not break the run; the check then finds nothing
+        pass
+
+
+def trace_sections(file: str | os.PathLike) -> set[str]:
+    """The sections recorded in a trace file (see `TRACE_ENV`); empty when there is none."""
+    try:
+        return {line.strip() for line in Path(file).read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
 @dataclass(frozen=True)
 class Config:
     """The resolved settings of one run (frozen: use `override` to derive another)."""
+
+    def __getattribute__(self, name: str):
+        if name in TRACED_SECTIONS and not _untraced_depth:
+            _note_section(name)
+        return object.__getattribute__(self, name)
 
     profile: str = _spec("base")
     seed: int = _spec(42, lo=0, hi=2**31 - 1)
@@ -426,7 +475,8 @@ class Config:
         return _build(cls, d, "")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        with _untraced():
+            return _plain(self)
 
     def override(self, updates: Mapping[str, Any]) -> "Config":
         """Return a copy with dotted keys replaced, validated like the file: ``{"train.seed": 1}``."""
@@ -463,7 +513,8 @@ def settings_fingerprint(cfg: Config, sections: Sequence[str]) -> dict[str, Any]
     """The settings of ``sections`` as plain data, for a hash of what a job read: like `Config.to_dict`,
     less the settings marked ``added`` that are at their default (they do what runs recorded before
     them did)."""
-    return {k: _plain(getattr(cfg, k), drop_added_defaults=True) for k in sections if hasattr(cfg, k)}
+    with _untraced():
+        return {k: _plain(getattr(cfg, k), drop_added_defaults=True) for k in sections if hasattr(cfg, k)}
 
 
 def _phantom_key(cfg: Config) -> str:

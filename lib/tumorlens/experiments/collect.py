@@ -28,24 +28,48 @@ from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
-from tumorlens.experiments.jobs import DONE, EXPLAIN_SEEDS, PLAN_PARTS, current_runs, plan
+from tumorlens.experiments.jobs import (
+    DONE,
+    JOB_RECORDS,
+    PLAN_PARTS,
+    job_inputs,
+    job_state,
+    plan,
+    portable_inputs,
+    published_records,
+    results_location,
+    run_name,
+    upstream_runs,
+)
 from tumorlens.experiments.rq import rq_tables
+from tumorlens.experiments.steps import STEPS
 from tumorlens.models.costs import block_costs
 from tumorlens.records import (
     CONFIG,
+    MODEL,
     PUBLISHED_RUNS,
     RUN_FILES,
     RUN_INFO,
     TEST_SETS,
     end_to_end_file,
-    find_runs,
-    published_run,
 )
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
-__all__ = ["results_dir", "collect", "refresh_tables", "targets", "write_manifest", "check_results", "MANIFEST"]
+__all__ = [
+    "results_dir",
+    "collect",
+    "refresh_tables",
+    "targets",
+    "write_manifest",
+    "check_results",
+    "adopt_published",
+    "publish_job",
+    "restore_job",
+    "published_weights",
+    "MANIFEST",
+]
 
 
 def results_dir(profile: str) -> Path:
@@ -93,56 +117,7 @@ def collect(
     if only and not (res / "reproduction.json").is_file():
         raise FileNotFoundError(f"{res}: no earlier full collect to refresh parts of; run collect without only first")
     res.mkdir(parents=True, exist_ok=True)
-    for sub in parts:
-        shutil.rmtree(res / sub, ignore_errors=True)
-    _, stale = current_runs(profile)
-
-    def usable(run: Path) -> bool:  # a planned job that is incomplete or stale is never published
-        why = stale.get(run.resolve())
-        if why:
-            print(f"collect: leaving out {paths.relative(run)}: {'; '.join(why)}", file=sys.stderr)
-        return not why
-
-    if PUBLISHED_RUNS in parts:
-        for run in filter(usable, find_runs(runs_root)):
-            _copy_run(run, published_run(res, run.parent.name, int(run.name.split("-")[-1])))
-    smoke_root = load_config("smoke").runs_root
-    for bb in cfg.reproduce.other_backbones if "smoke_backbones" in parts else ():
-        for run in sorted((smoke_root / bb).glob("seed-*")):
-            if (run / "metrics.json").is_file() and usable(run):
-                _copy_run(run, res / "smoke_backbones" / bb / run.name)
-    for sub, names in (
-        ("data", ("scan.json", "audit.json", "dedup_test.csv", "splits.json")),
-        ("ensembles", None),
-        ("segmentation", None),
-        ("robustness", None),
-    ):
-        if sub not in parts:
-            continue
-        src = runs_root / ("explain" if sub == "segmentation" else sub)
-        if not src.is_dir() or not usable(src):
-            continue
-        (res / sub).mkdir(parents=True, exist_ok=True)
-        for f in sorted(src.iterdir()):
-            keep = (
-                f.name in names
-                if names
-                else f.suffix in (".json", ".csv", ".npz") or f.name.startswith("gallery_public_")
-            )
-            if f.is_file() and keep and not f.name.startswith("."):
-                shutil.copy2(f, res / sub / f.name)
-        if (src / "figures").is_dir():  # small rendered figures (JPEG) the book shows without the dataset
-            (res / sub / "figures").mkdir(exist_ok=True)
-            for f in sorted((src / "figures").glob("*.jpg")):
-                shutil.copy2(f, res / sub / "figures" / f.name)
-    if (
-        cfg.reproduce.explain_seeds and "segmentation" in parts and (res / "segmentation").is_dir()
-    ):  # its seed replicates
-        for run in sorted((runs_root / EXPLAIN_SEEDS).glob("seed-*")):
-            if (run / "summary.json").is_file() and usable(run):
-                (res / "segmentation" / "seeds" / run.name).mkdir(parents=True, exist_ok=True)
-                for name in ("summary.json", "per_image.csv"):
-                    shutil.copy2(run / name, res / "segmentation" / "seeds" / run.name / name)
+    records = _gather(profile, cfg, runs_root, res, parts)
     make_portable(res, cfg)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq, schema="rq")
@@ -152,13 +127,99 @@ def collect(
         schema="block_costs",
     )
     timing = _reproduction_time(runs_root, cfg.reproduce.other_backbones, profile)
-    if only:  # the jobs rerun since the last full collect replace their own entries; the others stay
-        timing = _merge_timing(read_json(res / "reproduction.json", schema="reproduction"), timing)
-    timing |= _end_to_end(runs_root, res if only else None, profile)
+    if (res / "reproduction.json").is_file():  # the jobs rerun since the last collect replace their own entries
+        old = read_json(res / "reproduction.json", schema="reproduction")
+        timing = _merge_timing(old, timing, keep={r for r in records})
+    timing |= _end_to_end(runs_root, res, profile)
     write_json(res / "reproduction.json", timing, schema="reproduction")
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
+    write_json(res / JOB_RECORDS, {"profile": profile, "jobs": dict(sorted(records.items()))}, schema="jobs")
     write_manifest(res, profile)
     return res
+
+
+#: What a job's published folder may hold besides its products: the folders of other jobs published inside
+#: it (the explain step's seed replicates under segmentation/seeds/).
+_NESTED = {"segmentation": ("seeds",)}
+
+
+def _clear(dest: Path) -> None:
+    """Empty a job's published folder, keeping the folders of jobs published inside it (`_NESTED`)."""
+    keep = _NESTED.get(dest.name, ())
+    if dest.is_dir():
+        for f in dest.iterdir():
+            if f.name not in keep:
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+
+
+def _publish_job(job, src: Path, dest: Path) -> None:
+    """Replace ``dest`` by the published products of the job that ran in ``src`` (`steps.STEPS`)."""
+    _clear(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    step = STEPS[job.notebook]
+    if job.notebook in ("02_train", "02_vit"):
+        _copy_run(src, dest)
+        return
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src).as_posix()
+        if f.is_file() and not rel.startswith(".") and any(p.published and p.matches(rel) for p in step.products):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+
+
+def _job_record(job, profile: str) -> dict:
+    """The published record of a job that completed in runs/ (its ``.done.json``, paths made portable)."""
+    done = json.loads((job.run_dir / DONE).read_text())
+    return {
+        "step": job.notebook,
+        "inputs": portable_inputs(done["inputs"], profile),
+        "finished": done.get("finished"),
+        "commit": done.get("commit"),
+        "code": done.get("code"),
+        "seconds": done.get("seconds"),
+    }
+
+
+def _gather(profile: str, cfg, runs_root: Path, res: Path, parts: Sequence[str]) -> dict[str, dict]:
+    """Publish each planned job of the ``parts`` into ``res``: a job complete and current in runs/ replaces
+    its published copy; a published copy that is still current (`jobs.job_state`) stays as it is; any
+    other published copy is removed (stale, or no longer planned). Returns the job records of everything
+    published (`jobs.JOB_RECORDS`)."""
+    old = published_records(profile)
+    records: dict[str, dict] = {}
+    located = set()
+    part_of = {"02_train": PUBLISHED_RUNS, "02_vit": PUBLISHED_RUNS, "01_data": "data", "03_explain": "segmentation"}
+    part_of |= {"04_ensembles": "ensembles", "05_robustness": "robustness"}
+    for job in plan(profile):
+        dest = results_location(job, res)
+        name = run_name(job.run_dir, profile)
+        part = "smoke_backbones" if "smoke_backbones" in dest.parts else part_of.get(job.notebook)
+        located.add(dest.resolve())
+        if part not in parts:
+            if name in old:
+                records[name] = old[name]
+            continue
+        state, why = job_state(job, results_profile=profile)
+        if state == "current":
+            _publish_job(job, job.run_dir, dest)
+            records[name] = _job_record(job, profile)
+        elif state == "published":
+            records[name] = old[name]
+        else:
+            if dest.exists() and job.run_dir.exists() or name in old:
+                print(f"collect: leaving out {name}: {'; '.join(why)}", file=sys.stderr)
+            _clear(dest)
+            if dest.is_dir() and not any(dest.iterdir()):
+                dest.rmdir()
+    for top in (PUBLISHED_RUNS, "smoke_backbones"):  # folders of jobs no longer planned
+        if top in parts and (res / top).is_dir():
+            for d in sorted((res / top).glob("*/seed-*")):
+                if d.resolve() not in located:
+                    shutil.rmtree(d)
+            for d in sorted((res / top).iterdir()):
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+    return records
 
 
 def refresh_tables(profile: str, *, n_boot: int = 2000) -> Path:
@@ -352,10 +413,12 @@ def _under(d: Path, root: Path) -> str:
     return str(d.relative_to(root)) if d.is_relative_to(root) else paths.relative(d)
 
 
-def _merge_timing(old: dict, new: dict) -> dict:
-    """``old``'s jobs with those also in ``new`` replaced by ``new``'s (rerun since); totals recomputed."""
+def _merge_timing(old: dict, new: dict, keep: set[str] | None = None) -> dict:
+    """``old``'s jobs with those also in ``new`` replaced by ``new``'s (rerun since), and ``new``'s others
+    added; with ``keep``, only jobs named in it (the published ones). Totals recomputed."""
     fresh = {j["job"]: j for j in new["jobs"]}
-    return _totals([fresh.get(j["job"], j) for j in old["jobs"]])
+    jobs = [fresh.pop(j["job"], j) for j in old["jobs"]] + list(fresh.values())
+    return _totals([j for j in jobs if keep is None or j["job"] in keep])
 
 
 def _headline(res: Path, rq: dict, cfg, timing: dict, env: dict) -> dict:
@@ -466,3 +529,157 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
             "end_to_end_scope": (timing.get("end_to_end") or {}).get("part"),
         },
     }
+
+
+def adopt_published(profile: str) -> dict[str, str]:
+    """Write job records (`jobs.JOB_RECORDS`) for the products already in ``results/<profile>/`` that have
+    none (collected before records existed), so that a machine without runs/ resumes from them.
+
+    A training run is adopted only when the settings sections its step reads, as its ``run.json``
+    recorded them, equal today's (then its record says so); the other steps recorded no settings, so
+    their records say that today's are taken for theirs (they were collected at the commit named in
+    ``summary.json``). Returns ``{job: what was done}``."""
+    res = results_dir(profile)
+    summary = read_json(res / "summary.json", schema="summary") if (res / "summary.json").is_file() else {}
+    commit = (summary.get("environment") or {}).get("git", {}).get("commit", "unknown")
+    timing = (
+        read_json(res / "reproduction.json", schema="reproduction") if (res / "reproduction.json").is_file() else {}
+    )
+    seconds = {j["job"]: j.get("seconds") for j in timing.get("jobs", [])}
+    records = dict(published_records(profile))
+    done: dict[str, str] = {}
+    jobs = plan(profile)
+    for rounds in range(3):  # upstream jobs first: a record's inputs name its upstream's stamp
+        for job in jobs:
+            name = run_name(job.run_dir, profile)
+            dest = results_location(job, res)
+            if name in records or not dest.is_dir():
+                continue
+            ups = [run_name(u, profile) for u in upstream_runs(job)]
+            if any(u not in records for u in ups if (results_location_of(u, jobs, profile, res) or res).exists()):
+                continue  # wait for the upstream's record (next round)
+            note = _adoptable(job, dest, profile)
+            if note is None:
+                done[name] = "not adopted: its recorded settings differ from today's"
+                continue
+            _write_records(res, profile, records)  # so that `stamp` sees the upstream records written so far
+            inputs = portable_inputs(job_inputs(job), profile)
+            inputs["notebook"] = None  # not recorded then
+            records[name] = {
+                "step": job.notebook,
+                "inputs": inputs,
+                "finished": f"adopted from the results collected at {commit[:12]} ({name})",
+                "commit": {"commit": commit, "dirty": None},
+                "code": None,
+                "seconds": seconds.get(name),
+                "adopted": note,
+            }
+            done[name] = "adopted"
+    _write_records(res, profile, records)
+    if (res / MANIFEST).is_file():
+        write_manifest(res, profile, files=[res / JOB_RECORDS])
+    return done
+
+
+def results_location_of(name: str, jobs, profile: str, res: Path) -> Path | None:
+    """The published folder of the planned job named ``name`` (None when it is not planned)."""
+    for j in jobs:
+        if run_name(j.run_dir, profile) == name:
+            return results_location(j, res)
+    return None
+
+
+def _write_records(res: Path, profile: str, records: dict) -> None:
+    write_json(res / JOB_RECORDS, {"profile": profile, "jobs": dict(sorted(records.items()))}, schema="jobs")
+
+
+def _adoptable(job, dest: Path, profile: str) -> str | None:
+    """Why a published product may be taken as made with today's settings, or None when it may not."""
+    from tumorlens.config import Config, settings_fingerprint
+
+    if job.notebook not in ("02_train", "02_vit"):
+        return "adopted: collected before job records existed; taken as made with today's settings"
+    run = read_json(dest / RUN_INFO, schema="run")
+    sections = STEPS[job.notebook].settings
+    recorded = settings_fingerprint(Config.from_dict(run["config"]), sections)
+    p = job.params
+    base = {"seed": p["seed"], **({"model.backbone": "vit", "model.modules": []} if job.notebook == "02_vit" else {})}
+    if job.notebook == "02_train":
+        base |= {"model.backbone": p["backbone"], "model.modules": p["modules"]}
+    now = settings_fingerprint(load_config(p["profile"], overrides={**base, **(p.get("overrides") or {})}), sections)
+    for fp in (recorded, now):  # where the dataset lay is no setting of the result (its identity is checked below)
+        fp.get("data", {}).pop("root", None)
+    scan = dest.parents[2] / "data" / "scan.json" if "variants" in dest.parts else None
+    same_data = scan is None or not scan.is_file() or read_json(scan, schema="scan")["dataset"] == run.get("dataset")
+    if recorded != now or not same_data:
+        return None
+    return "adopted: its run.json records today's settings (collected before job records existed)"
+
+
+def publish_job(job, profile: str) -> Path:
+    """Publish one finished job's products into ``results/<profile>/`` at once (its folder, its record in
+    `jobs.JOB_RECORDS`, the manifest), so that a study interrupted by the end of a session resumes in the
+    next from what was committed. The RQ tables and ``summary.json`` are recomputed by the next `collect`
+    (`tumorlens run` ends with one)."""
+    res = results_dir(profile)
+    dest = results_location(job, res)
+    _publish_job(job, job.run_dir, dest)
+    make_portable(dest, load_config(profile))
+    records = dict(published_records(profile))
+    records[run_name(job.run_dir, profile)] = _job_record(job, profile)
+    _write_records(res, profile, records)
+    if (res / MANIFEST).is_file():
+        write_manifest(res, profile)
+    return dest
+
+
+def restore_job(job, profile: str, *, weights: bool = True) -> Path:
+    """Put a published job back into its runs/ folder, so the jobs that read it run without rerunning it:
+    its published products (``config.json`` from ``run.json``), its ``model.keras`` rebuilt from
+    ``models/<profile>/`` when ``weights`` and that model is published there, and a completion record
+    carrying the published record's stamp (so what was made from it stays current). Returns the folder."""
+    from tumorlens.experiments import published  # published reads results_dir from here
+
+    res = results_dir(profile)
+    name = run_name(job.run_dir, profile)
+    rec = published_records(profile).get(name)
+    if rec is None:
+        raise FileNotFoundError(f"{name}: no published record in {paths.relative(res / JOB_RECORDS)}")
+    src, dest = results_location(job, res), job.run_dir
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src).as_posix()
+        if f.is_file() and not rel.startswith(("seeds/", ".")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+    if (dest / RUN_INFO).is_file():
+        shutil.copy2(dest / RUN_INFO, dest / CONFIG)
+    model_name = f"{job.run_dir.parent.name}/{job.run_dir.name}"
+    if weights and job.notebook in ("02_train", "02_vit") and model_name in published_weights(profile):
+        published.load(model_name, profile).save(dest / MODEL)
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell(f"Restored from the published results ({paths.relative(src)}).")]
+    )
+    nbformat.write(nb, dest / "notebook.ipynb")
+    write_json(
+        dest / DONE,
+        {
+            "notebook": job.notebook,
+            "params": job.params,
+            "seconds": rec.get("seconds"),
+            "finished": rec.get("finished"),
+            "inputs": job_inputs(job),
+            "commit": rec.get("commit"),
+            "code": rec.get("code"),
+            "restored": f"from {paths.relative(src)}",
+        },
+    )
+    return dest
+
+
+def published_weights(profile: str) -> set[str]:
+    """The runs (``<variant>/seed-<n>``) whose weights ``models/<profile>/`` publishes."""
+    mf = paths.models_root() / profile / "models.json"
+    return set(json.loads(mf.read_text()).get("models", {})) if mf.is_file() else set()

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Sequence
 
 from tumorlens import paths
-from tumorlens.config import load_config
+from tumorlens.config import TRACE_ENV, load_config, trace_sections
 from tumorlens.errors import NotebookFailed, TumorlensError
 from tumorlens.experiments.jobs import DONE, Job, job_inputs, notebook_dir, plan, stale_reasons, upstream_runs
+from tumorlens.experiments.steps import STEPS, check_run, code_fingerprint
 from tumorlens.utils.environment import git_commit
 from tumorlens.utils.files import write_json
 from tumorlens.utils.progress import progress
@@ -119,6 +120,12 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
     job.run_dir.mkdir(parents=True, exist_ok=True)
     (job.run_dir / DONE).unlink(missing_ok=True)
     source_nb = _to_ipynb(src, job.run_dir / "source.ipynb")
+    checked = job.notebook in STEPS and job.params.get("mode", "run") == "run"
+    trace = job.run_dir / ".settings-trace"
+    trace.unlink(missing_ok=True)
+    old_trace = os.environ.get(TRACE_ENV)
+    if checked:  # the kernel records every settings section it reads (checked against the step's declaration)
+        os.environ[TRACE_ENV] = str(trace)
     t0 = time.time()
     try:
         pm.execute_notebook(
@@ -139,6 +146,13 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
         ) from None
     finally:
         source_nb.unlink(missing_ok=True)
+        if old_trace is None:
+            os.environ.pop(TRACE_ENV, None)
+        else:
+            os.environ[TRACE_ENV] = old_trace
+    if checked:
+        check_run(job.notebook, job.run_dir, trace_sections(trace))
+        trace.unlink(missing_ok=True)
     write_json(
         job.run_dir / DONE,
         {
@@ -148,6 +162,7 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" ({time.time_ns()})",  # each completion differs
             "inputs": inputs,
             "commit": git_commit(),
+            "code": code_fingerprint(job.notebook) if job.notebook in STEPS else None,
         },
     )
     return "ran"
@@ -212,15 +227,20 @@ def run_jobs(
     scheduler: str | None = None,
     notebooks: Path | None = None,
     show_progress: bool = True,
+    after=None,
 ) -> list[tuple[Job, str]]:
     """Run ``jobs``: one after another (default), or on Dask with ``workers`` local processes or on the
     cluster at ``scheduler``. Returns ``[(job, "ran" | "skipped")]`` in plan order; raises
-    `NotebookFailed` naming every failed job (after the others finished, on Dask)."""
+    `NotebookFailed` naming every failed job (after the others finished, on Dask). ``after(job)`` is
+    called in this process for each job that ran, as soon as it finished."""
     if not workers and not scheduler:
-        return [
-            (job, execute(job, force=force, notebooks=notebooks))
-            for job in progress(jobs, desc="notebooks", unit="nb", disable=not show_progress)
-        ]
+        out = []
+        for job in progress(jobs, desc="notebooks", unit="nb", disable=not show_progress):
+            status = execute(job, force=force, notebooks=notebooks)
+            if status == "ran" and after is not None:
+                after(job)
+            out.append((job, status))
+        return out
     deps = dependencies(jobs)
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
     client, cluster = _client(workers, scheduler)
@@ -249,6 +269,8 @@ def run_jobs(
         for fut in progress(done, total=len(jobs), desc=f"notebooks ({n_workers} workers)", disable=not show_progress):
             i = where[fut.key]
             status[i] = fut.result()
+            if status[i] == "ran" and after is not None:
+                after(jobs[i])
             print(
                 f"{status[i].split(':')[0]:8s} {jobs[i].notebook}  {paths.relative(jobs[i].run_dir)}", file=sys.stderr
             )

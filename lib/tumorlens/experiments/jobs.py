@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config, settings_fingerprint, variant_name
+from tumorlens.experiments.steps import STEPS, code_fingerprint
 from tumorlens.models.backbones import get_spec
 
 __all__ = [
@@ -50,15 +51,9 @@ DONE = ".done.json"
 #: it runs after it.
 PLAN_PARTS = ("headline", "supplementary")
 
-#: The sections of the settings each notebook reads: a change elsewhere leaves its results current.
-SETTINGS_READ: dict[str, tuple[str, ...]] = {
-    "01_data": ("data", "audit", "augment"),
-    "02_train": ("data", "audit", "augment", "model", "train"),
-    "02_vit": ("data", "audit", "augment", "model", "train"),
-    "03_explain": ("data", "audit", "model", "segment"),
-    "04_ensembles": ("data", "audit"),
-    "05_robustness": ("data", "audit"),
-}
+#: The sections of the settings each notebook reads (declared in `tumorlens.experiments.steps`): a change
+#: elsewhere leaves its results current.
+SETTINGS_READ: dict[str, tuple[str, ...]] = {name: step.settings for name, step in STEPS.items()}
 #: The intensity-remapping strengths of the robustness ablation (``reproduce.intensity``), set before
 #: any external score was seen: gamma exponents within e^+-0.4 (about 0.67-1.5), a bias field of up to
 #: e^+-0.3 at the corners, noise of 2% of full scale.
@@ -128,6 +123,22 @@ def upstream_runs(job: Job) -> list[str]:
     return runs
 
 
+def stamp(run: str | Path, profile: str | None = None) -> str | None:
+    """The completion stamp of a run (its ``finished`` record: a new one each time it completes): from
+    its ``.done.json`` in ``runs/``, else from the published job record of ``profile``; None when it
+    has completed nowhere."""
+    done = Path(run) / DONE
+    if done.is_file():
+        try:
+            return json.loads(done.read_text()).get("finished") or _sha(done.read_bytes())
+        except (OSError, ValueError):
+            return _sha(done.read_bytes())
+    if profile is None:
+        return None
+    rec = published_records(profile).get(run_name(run, profile))
+    return rec.get("finished") if rec else None
+
+
 def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     """What a job's results depend on, as its completion record stores it: the parameters, the
     notebook's hash, the hash of the settings sections it reads (of the profile and overrides it runs
@@ -137,10 +148,7 @@ def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
     cfg = load_config(profile, overrides=job.params.get("overrides") or None)
     sections = SETTINGS_READ.get(job.notebook, tuple(sorted(cfg.to_dict())))
     settings = settings_fingerprint(cfg, sections)
-    upstream = {}
-    for run in upstream_runs(job):
-        done = Path(run) / DONE
-        upstream[run] = _sha(done.read_bytes()) if done.is_file() else None
+    upstream = {run: stamp(run, profile) for run in upstream_runs(job)}
     return {
         "params": json.loads(json.dumps(job.params, default=str)),
         "notebook": _sha(src.read_bytes()) if src.is_file() else None,
@@ -412,11 +420,17 @@ EXPLAIN_SEEDS = "explain-seeds"
 
 
 def explained_run(root: Path) -> Path | None:
-    """The classifier run the finished explain step chose (``<root>/explain/summary.json``), or None
-    while it has not run."""
+    """The classifier run the finished explain step chose: from ``<root>/explain/summary.json``, or, when
+    runs/ does not hold the step, from its published copy (``results/<profile>/segmentation/summary.json``
+    with a job record); None while it has run nowhere."""
     summary = root / "explain" / "summary.json"
-    if not (root / "explain" / DONE).is_file() or not summary.is_file():
-        return None
+    if not ((root / "explain" / DONE).is_file() and summary.is_file()):
+        profile = root.name
+        summary = paths.results_root() / profile / "segmentation" / "summary.json"
+        if not summary.is_file() or run_name(root / "explain", profile) not in published_records(profile):
+            return None
+        model = json.loads(summary.read_text()).get("model")
+        return (root / Path(model).parent.name / Path(model).name) if model else None
     model = json.loads(summary.read_text()).get("model")
     return paths.resolve(model) if model else None
 
@@ -459,3 +473,119 @@ def current_runs(profile: str) -> tuple[set[Path], dict[Path, list[str]]]:
         else:
             ok.add(job.run_dir.resolve())
     return ok, stale
+
+
+# -- published job records: a product in results/<profile>/ knows what made it ------------------------------
+
+#: ``results/<profile>/jobs.json``: for each job whose products `collect` published, the inputs it ran
+#: with (portable), its completion stamp, commit, code fingerprint and seconds.
+JOB_RECORDS = "jobs.json"
+#: A job's states in ``tumorlens run --status``: complete and current in runs/, current as published in
+#: results/<profile>/ (runs/ does not hold it), or to run.
+STATES = ("current", "published", "to run")
+
+
+def _base(profile: str) -> Path:
+    return load_config(profile).runs_root.parent
+
+
+def run_name(run: str | Path, profile: str) -> str:
+    """A run folder as the records name it: relative to the runs root's parent (``cpu/efficientnet_lite1/seed-43``,
+    ``smoke/mobilenetv2/seed-42``); absolute when it lies elsewhere."""
+    p = Path(run)
+    try:
+        return p.resolve().relative_to(_base(profile).resolve()).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def portable_inputs(inputs: dict, profile: str) -> dict:
+    """`job_inputs` with every run folder written as `run_name` (parameters and upstream keys), so a record
+    compares across machines and runs roots."""
+    base = str(_base(profile).resolve()) + "/"
+
+    def fix(v):
+        if isinstance(v, str):
+            return v[len(base) :] if v.startswith(base) else v
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        return v
+
+    return {**inputs, "params": fix(inputs["params"]), "upstream": {fix(k): v for k, v in inputs["upstream"].items()}}
+
+
+def results_location(job: Job, res: Path) -> Path:
+    """Where `collect` publishes ``job``'s products under ``res`` (``results/<profile>``)."""
+    name = job.run_dir.name
+    if job.notebook == "01_data":
+        return res / "data"
+    if job.notebook in ("02_train", "02_vit"):
+        if job.params.get("profile") == "smoke" and res.name != "smoke":  # the other backbones' smoke evidence
+            return res / "smoke_backbones" / job.run_dir.parent.name / name
+        return res / "variants" / job.run_dir.parent.name / name
+    if job.notebook == "03_explain":
+        return res / "segmentation" / ("seeds/" + name if job.run_dir.parent.name == EXPLAIN_SEEDS else "")
+    return res / job.run_dir.name  # ensembles, robustness
+
+
+_RECORDS_CACHE: dict[Path, tuple[int, dict]] = {}
+
+
+def published_records(profile: str) -> dict[str, dict]:
+    """``{run name: record}`` of ``results/<profile>/jobs.json`` (empty when there is none)."""
+    f = paths.results_root() / profile / JOB_RECORDS
+    if not f.is_file():
+        return {}
+    mtime = f.stat().st_mtime_ns
+    hit = _RECORDS_CACHE.get(f)
+    if hit and hit[0] == mtime:
+        return hit[1]
+    recs = json.loads(f.read_text()).get("jobs", {})
+    _RECORDS_CACHE[f] = (mtime, recs)
+    return recs
+
+
+def _differences(before: dict, now: dict, job: Job) -> list[str]:
+    out = []
+    if before.get("params") != now["params"]:
+        keys = sorted(
+            k
+            for k in set(before.get("params", {})) | set(now["params"])
+            if before["params"].get(k) != now["params"].get(k)
+        )
+        out.append(f"parameters changed ({', '.join(keys)})")
+    if before.get("settings") != now["settings"]:
+        out.append(f"settings changed (in {', '.join(now['settings_sections'])})")
+    for run, st in now["upstream"].items():
+        if before.get("upstream", {}).get(run) != st:
+            out.append(f"{run} was run again" if st else f"{run} has not run")
+    return out
+
+
+def job_state(job: Job, notebooks: Path | None = None, results_profile: str | None = None) -> tuple[str, list[str]]:
+    """``(state, why)`` with state one of `STATES`: ``current`` (complete and current in runs/),
+    ``published`` (runs/ does not hold it current, but ``results/<profile>/jobs.json`` records it made with
+    the parameters, settings and upstream runs it would use now -- an earlier notebook or library code is
+    noted in ``why`` but does not make it stale: rerun with ``--force``), or ``to run`` (with why)."""
+    why = stale_reasons(job, notebooks)
+    if not why:
+        return "current", []
+    profile = results_profile or job.params.get("profile", "smoke")
+    name = run_name(job.run_dir, profile)
+    rec = published_records(profile).get(name)
+    if rec is None:
+        return "to run", why
+    now = portable_inputs(job_inputs(job, notebooks), profile)
+    diff = _differences(rec.get("inputs", {}), now, job)
+    if diff:
+        return "to run", [f"published copy out of date: {d}" for d in diff]
+    notes = []
+    if rec.get("inputs", {}).get("notebook") not in (None, now["notebook"]):
+        notes.append(f"made with an earlier notebooks/{job.notebook}.py")
+    if job.notebook in STEPS and rec.get("code") not in (None, code_fingerprint(job.notebook)):
+        notes.append(f"made with other library code ({', '.join(STEPS[job.notebook].code)})")
+    if rec.get("adopted"):
+        notes.append(rec["adopted"])
+    return "published", notes

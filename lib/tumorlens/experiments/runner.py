@@ -11,6 +11,7 @@ with `NotebookFailed`, whose message names the notebook and the failing cell.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Sequence
 from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.errors import NotebookFailed
-from tumorlens.experiments.collect import collect
+from tumorlens.experiments.collect import collect, publish_job, published_weights, restore_job, results_dir
 from tumorlens.experiments.grid import execute, run_jobs
 from tumorlens.experiments.jobs import (
     DONE,
@@ -27,13 +28,16 @@ from tumorlens.experiments.jobs import (
     SETTINGS_READ,
     Job,
     job_inputs,
+    job_state,
     notebook_dir,
     plan,
+    results_location,
+    run_name,
     selected,
     stale_reasons,
     upstream_runs,
 )
-from tumorlens.records import end_to_end_file, published_run
+from tumorlens.records import best_by_validation, end_to_end_file, published_run
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
 
@@ -123,6 +127,7 @@ def run_profile(
     collect_results: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
+    publish: bool | None = None,
 ) -> list[tuple[Job, str]]:
     """Execute every job of ``profile`` (of its ``part``, one of `PLAN_PARTS`, when given; or those whose
     notebook is in ``only``), skipping complete ones, then gather the results into ``results/<profile>/``
@@ -131,7 +136,15 @@ def run_profile(
 
     ``workers``/``scheduler``: run the jobs on Dask (`tumorlens.experiments.grid`), side by side where
     they do not depend on each other. A part whose jobs read runs of another part that are not
-    complete and current is refused before anything runs, naming them."""
+    complete and current is refused before anything runs, naming them.
+
+    Resuming from what is published (`resume`): a job whose published copy in ``results/<profile>/`` is
+    current is not rerun (status ``published``), and the published jobs that a job to run reads are put
+    back into runs/ first (`tumorlens.experiments.collect.restore_job`: the published classifier's weights
+    from ``models/<profile>/``). ``publish`` (default: ``collect_results``): each job that finishes is
+    published at once (`tumorlens.experiments.collect.publish_job`), so an interrupted study resumes from a
+    commit."""
+    publish = collect_results if publish is None else publish
     cfg = load_config(profile)
     jobs = [j for j in plan(profile, part) if selected(j, only, cfg.runs_root)]
     if part is not None:
@@ -139,7 +152,7 @@ def run_profile(
         missing = sorted(
             paths.relative(job.run_dir)
             for job in plan(profile)
-            if job.part != part and job.run_dir.resolve() in outside and stale_reasons(job)
+            if job.part != part and job.run_dir.resolve() in outside and job_state(job)[0] == "to run"
         )
         if missing:
             raise ValueError(
@@ -149,19 +162,86 @@ def run_profile(
             )
     kernel_threads(cfg.train)
     t0, started = time.perf_counter(), datetime.now(timezone.utc)
-    done = run_jobs(jobs, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
+
+    def after(job: Job) -> None:  # each finished job's products go where a commit can keep them
+        if publish:
+            publish_job(job, profile)
+
+    def batch(todo: list[Job]) -> list[tuple[Job, str]]:
+        runnable, kept = resume(profile, todo, force=force)
+        ran = run_jobs(
+            runnable, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress, after=after
+        )
+        return ran + [(j, "published") for j in kept]
+
+    done = batch(jobs)
     while True:  # jobs that follow a result (the explain step's seed replicates) join the plan once it exists
         seen = {j.run_dir.resolve() for j in jobs}
         more = [j for j in plan(profile, part) if selected(j, only, cfg.runs_root) and j.run_dir.resolve() not in seen]
         if not more:
             break
         jobs += more
-        done += run_jobs(more, force=force, workers=workers, scheduler=scheduler, show_progress=show_progress)
+        done += batch(more)
     if not only and done and all(status.startswith("ran") for _, status in done):
         record_end_to_end(cfg, done, time.perf_counter() - t0, started, workers=workers, scheduler=scheduler, part=part)
     if collect_results and not only:
         collect(profile)
     return done
+
+
+def _needs_weights(job: Job, profile: str) -> set[Path]:
+    """The upstream runs whose trained weights ``job`` loads (all it names, but for the explain step only the
+    candidate it will choose by validation -- computed from the runs' or the published validation predictions
+    -- and the localisation ablation's runs)."""
+    ups = [Path(u) for u in upstream_runs(job)]
+    if job.notebook != "03_explain" or not job.params.get("candidate_runs"):
+        return {u.resolve() for u in ups}
+    res = results_dir(profile)
+    by_dir = {j.run_dir.resolve(): j for j in plan(profile)}
+    where = []
+    for c in job.params["candidate_runs"]:
+        cj = by_dir.get(Path(c).resolve())
+        here = Path(c) if (Path(c) / "val_predictions.csv").is_file() else (results_location(cj, res) if cj else None)
+        if here is not None and (here / "val_predictions.csv").is_file():
+            where.append((Path(c), here))
+    if not where:
+        return {u.resolve() for u in ups}
+    best = best_by_validation([h for _, h in where])
+    chosen = next(c for c, h in where if paths.relative(h) == best["run_dir"])
+    return {chosen.resolve(), *(Path(r).resolve() for r in job.params.get("ablation_runs") or [])}
+
+
+def resume(profile: str, jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job], list[Job]]:
+    """``(to execute, kept as published)``: the jobs whose published copy is current are kept (unless
+    ``force``); the published jobs that a job to execute reads are restored into runs/ (with their weights
+    when the job loads them and ``models/<profile>/`` publishes them); a published job whose weights a job
+    to execute needs but that are not published is executed again (retrained), before it."""
+    everything = plan(profile)
+    state = {j.run_dir.resolve(): job_state(j, results_profile=profile) for j in everything}
+    by_dir = {j.run_dir.resolve(): j for j in everything}
+    todo = [j for j in jobs if force or state[j.run_dir.resolve()][0] != "published"]
+    weights = published_weights(profile)
+    extra: list[Job] = []
+    for job in [j for j in todo if state[j.run_dir.resolve()][0] == "to run" or force]:
+        need = _needs_weights(job, profile)
+        for u in upstream_runs(job):
+            uj = by_dir.get(Path(u).resolve())
+            if uj is None or state[uj.run_dir.resolve()][0] != "published" or uj.done:
+                continue
+            named = f"{uj.run_dir.parent.name}/{uj.run_dir.name}"
+            if uj.run_dir.resolve() in need and uj.notebook in ("02_train", "02_vit") and named not in weights:
+                print(
+                    f"rerunning {run_name(uj.run_dir, profile)}: {job.notebook} ({run_name(job.run_dir, profile)}) "
+                    "loads its weights, which models/ does not publish",
+                    file=sys.stderr,
+                )
+                extra.append(uj)
+                continue
+            restore_job(uj, profile, weights=uj.run_dir.resolve() in need)
+    order = {j.run_dir.resolve(): i for i, j in enumerate(everything)}
+    runnable = sorted({j.run_dir.resolve(): j for j in todo + extra}.values(), key=lambda j: order[j.run_dir.resolve()])
+    kept = [j for j in jobs if j not in runnable]
+    return runnable, kept
 
 
 def record_end_to_end(

@@ -69,6 +69,7 @@ SCHEMAS: dict[str, Schema] = {
         ("profile", "recipe", "metrics", "same_class", "seed_spread", "inside_seed_spread"),
         "rerun `tumorlens verify --profile P`",
     ),
+    "jobs": Schema(1, ("profile", "jobs"), _COLLECT),
     "lesion": Schema(
         1, ("profile", "set", "dilation", "methods", "models"), "rerun `tumorlens evaluate lesion --profile P`"
     ),

@@ -62,6 +62,10 @@ def test_profiles_plan_their_own_run_folders():
     json.dumps([j.params for j in smoke])  # parameters are plain literals
 
 
+def plan_has_study(profile: str) -> bool:
+    return any("@cf" in str(j.run_dir) for j in plan(profile))
+
+
 def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part():
     from tumorlens.experiments.jobs import PLAN_PARTS, upstream_runs
 
@@ -91,15 +95,15 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
             assert [j.params["seed"] for j in jobs] == list(r.seeds) and all(not j.params["modules"] for j in jobs)
             native = get_spec(other).native_size
             assert all(j.params["overrides"] == {"data.image_size": native} for j in jobs)
-        for job in every:
-            if job.notebook in ("03_explain", "04_ensembles"):
+        for job in every:  # (the explain step's seed replicates explain one run each)
+            if job.notebook == "04_ensembles" or (job.notebook == "03_explain" and job.run_dir.name == "explain"):
                 chosen = job.params.get("candidate_runs", job.params.get("member_runs"))
                 assert [Path(r) for r in chosen] == rq1
         # the localisation ablation: the standard variant with each other head pooling, trained before the
         # explain step, which scores them against the standard run of the same seed
         pooled = [j for j in every if "@pool-" in str(j.run_dir)]
         assert [j.params["overrides"] for j in pooled] == [{"model.pooling": p} for p in r.poolings]
-        (explain,) = [j for j in every if j.notebook == "03_explain"]
+        (explain,) = [j for j in every if j.notebook == "03_explain" and j.run_dir.name == "explain"]
         assert all(j.part == "supplementary" and every.index(j) < every.index(explain) for j in pooled)
         ablation = explain.params.get("ablation_runs", [])
         assert ablation == ([str(rq1[0])] + [str(j.run_dir) for j in pooled] if pooled else [])
@@ -112,6 +116,11 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
     assert [j.params["seed"] for j in inverted] == list(load_config("cpu").reproduce.seeds)
     assert all(j.params["overrides"] == {"augment.invert": 0.5} and j.part == "supplementary" for j in inverted)
     assert not load_config("smoke").reproduce.inversion
+    # the lesion study: the published single model's recipe (Lite1, 240 px, seed 43) with each study recipe
+    study = [j for j in plan("cpu") if "@cf" in str(j.run_dir) or "@gin" in str(j.run_dir)]
+    assert len(study) == len(load_config("cpu").reproduce.counterfactual) and not plan_has_study("smoke")
+    assert all(j.params["backbone"] == "efficientnet_lite1" and j.params["seed"] == 43 for j in study)
+    assert all(j.params["overrides"]["data.image_size"] == 240 and j.part == "supplementary" for j in study)
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):
@@ -247,7 +256,7 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     # the target is about, and a part's rerun jobs are its own only
     runner.run_profile("smoke", part="headline", collect_results=False, show_progress=False, workers=2)
     time.sleep(0.01)
-    monkeypatch.setattr(runner, "stale_reasons", lambda job: [])  # the fake headline counts as complete
+    monkeypatch.setattr(runner, "job_state", lambda job, **kw: ("current", []))  # the fake headline counts as complete
     runner.run_profile("smoke", part="supplementary", collect_results=False, show_progress=False)
     head = read_json(root / end_to_end_file("headline"), schema="end_to_end")
     sup = read_json(root / end_to_end_file("supplementary"), schema="end_to_end")
@@ -275,6 +284,7 @@ def test_the_explain_step_is_replicated_on_its_chosen_recipe_once_it_has_chosen(
     from tumorlens.experiments.jobs import DONE, EXPLAIN_SEEDS
 
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TUMORLENS_RESULTS", str(tmp_path / "results"))  # nothing published either
     root = load_config("cpu").runs_root
     assert load_config("cpu").reproduce.explain_seeds and not load_config("smoke").reproduce.explain_seeds
     assert not [j for j in plan("cpu") if EXPLAIN_SEEDS in str(j.run_dir)]  # nothing chosen yet

@@ -48,7 +48,10 @@ def default_data_root() -> Path:
 
 
 def results_root() -> Path:
-    return repo_root() / "results"
+    """The published results (``results/<profile>/``); ``$TUMORLENS_RESULTS`` puts them elsewhere (a study
+    that must not touch the committed ones, a test)."""
+    env = os.environ.get("TUMORLENS_RESULTS")
+    return resolve(env) if env else repo_root() / "results"
 
 
 def models_root() -> Path:

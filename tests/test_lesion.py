@@ -194,3 +194,21 @@ def test_gin_remaps_contrast_keeps_background_and_serialises(tmp_path):
     m.save(tmp_path / "gin.keras")
     back = keras.models.load_model(tmp_path / "gin.keras")
     assert back.layers[0].get_config()["p"] == 0.5
+
+
+def test_prefix_cache_keys_share_the_images_across_augmentations(tmp_path):
+    """The images themselves (view 0, validation, test) are cached once whatever the augmentation; the
+    augmented views are keyed by it (GIN, inversion, ... included)."""
+    from types import SimpleNamespace
+
+    from tumorlens.training.prefix_cache import cache_keys
+
+    f = tmp_path / "a.png"
+    f.write_bytes(b"x")
+    rec = SimpleNamespace(rel="Training/glioma/a.png", path=f)
+    prep = SimpleNamespace(splits={"train": [rec], "val": [rec], "test": [rec]})
+    base = cache_keys(load_config("smoke"), prep)
+    gin = cache_keys(load_config("smoke", overrides={"augment.gin": 0.5}), prep)
+    rot = cache_keys(load_config("smoke", overrides={"augment.rotation": 0.2}), prep)
+    assert {k: base[k] for k in ("train", "val", "test")} == {k: gin[k] for k in ("train", "val", "test")}
+    assert len({base["train_aug"], gin["train_aug"], rot["train_aug"]}) == 3

@@ -196,9 +196,14 @@ def train_model(
             return prefix_outputs(prefix, images_fn, f"{key}-{tag}" if key else None, bs, desc, show_progress, half)
 
         n_views = t.cached_views
+
+        def view_key(v: int) -> str | None:  # view 0 is the images themselves; the others depend on the augmentation
+            k = keys.get("train") if v == 0 else keys.get("train_aug", keys.get("train"))
+            return f"{k}-v{v}" if k else None
+
         views = [
             cached(
-                f"{keys['train']}-v{v}" if keys.get("train") else None,
+                view_key(v),
                 (lambda v=v: x_train if v == 0 else augmented_view(x_train, a, aug_seed + v, bs)),
                 f"caching view {v + 1}/{n_views}",
             )

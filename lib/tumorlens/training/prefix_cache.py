@@ -77,7 +77,10 @@ def augmented_view(images: np.ndarray, a, seed: int, batch_size: int) -> np.ndar
 
 def cache_keys(cfg: Config, prep) -> dict[str, str]:
     """Names of the image sets for the shared prefix cache: everything the frozen prefix's outputs
-    depend on except the cut (added by `train_model`)."""
+    depend on except the cut (added by `train_model`). ``train``, ``val`` and ``test`` name the images
+    themselves (the backbone, its weights, the image size and the files), so runs that differ only in
+    their augmentation share them; ``train_aug`` names the training split's augmented views (the
+    augmentation settings and the data seed as well)."""
 
     m, a = cfg.model, cfg.augment
     weights = m.weights
@@ -86,30 +89,20 @@ def cache_keys(cfg: Config, prep) -> dict[str, str]:
         weights = f"{Path(weights).name}-{st.st_size}-{st.st_mtime_ns}"
     elif weights == "none":
         weights = f"random{cfg.seed}"  # a random backbone differs per model seed: nothing to share
-    base = "|".join(
-        str(v)
-        for v in (
-            m.backbone,
-            weights,
-            cfg.data.image_size,
-            a.rotation,
-            a.zoom,
-            a.translation,
-            a.contrast,
-            cfg.data.seed,
-        )
-    )
-    # the intensity remapping (settings added later) enters the key only when on: existing caches stay valid
+    images = "|".join(str(v) for v in (m.backbone, weights, cfg.data.image_size))
+    aug = "|".join(str(v) for v in (a.rotation, a.zoom, a.translation, a.contrast, cfg.data.seed))
+    # the intensity remappings (settings added later) enter the key only when on
     if a.gamma or a.bias_field or a.noise:
-        base += f"|intensity:{a.gamma}|{a.bias_field}|{a.noise}"
+        aug += f"|intensity:{a.gamma}|{a.bias_field}|{a.noise}"
     if a.invert:
-        base += f"|invert:{a.invert}"
+        aug += f"|invert:{a.invert}"
     if a.gin:
-        base += f"|gin:{a.gin}"
+        aug += f"|gin:{a.gin}"
     out = {}
     for split in ("train", "val", "test"):
-        h = hash_files(hashlib.sha1(base.encode()), ((r.rel, r.path) for r in prep.splits[split]))
+        h = hash_files(hashlib.sha1(images.encode()), ((r.rel, r.path) for r in prep.splits[split]))
         out[split] = f"{m.backbone}-{split}-{h.hexdigest()[:16]}"
+    out["train_aug"] = f"{out['train']}-aug{hashlib.sha1(aug.encode()).hexdigest()[:10]}"
     return out
 
 

@@ -152,7 +152,7 @@ def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
     settings = json.dumps([dataclasses.asdict(cf), lesion_masks.source], sort_keys=True, default=str)
     tag = hashlib.sha1(settings.encode()).hexdigest()[:12]
     if keys:
-        keys = {**keys, "train": f"{keys['train']}-cf{tag}"}
+        keys = {**keys, "train": f"{keys['train']}-cf{tag}", "train_aug": f"{keys['train_aug']}-cf{tag}"}
     log(
         f"counterfactuals: {record['counterfactuals']} lesion-removed no-tumour images from {len(trusted)} trusted "
         f"masks; controls per class {record['controls']} ({record['no_place']} found no place)"

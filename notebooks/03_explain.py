@@ -57,32 +57,15 @@ from tumorlens.config import load_config
 from tumorlens.explain import gallery
 from tumorlens.explain.gallery import draw_galleries
 from tumorlens.explain.ground_truth import mask_items_for
-from tumorlens.explain.scoring import evaluate_segmentation, localisation_ablation
+from tumorlens.explain.run import explain_run
 from tumorlens.explain.weak_masks import SegmentParams
-from tumorlens.records import best_by_validation, read_rows
-from tumorlens.utils.files import read_json, write_json
+from tumorlens.records import read_rows
+from tumorlens.utils.files import read_json
 
 figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
-if mode == "run" and candidate_runs:
-    choice = best_by_validation(candidate_runs) | {"rule": "best validation macro-F1 among the CNN runs"}
-    model_run = choice["run_dir"]
-    print(f"explaining {choice['name']} (validation macro-F1 {choice['val_macro_f1']:.4f}; best of", end=" ")
-    print(f"{choice['considered']} finished candidates; missing: {choice['missing'] or 'none'})")
 if mode == "run":
-    trained = read_json(Path(model_run) / "config.json", schema="run")["config"]
-    cfg = cfg.override(
-        {
-            "model.backbone": trained["model"]["backbone"],
-            "model.modules": trained["model"]["modules"],
-            "data.image_size": trained["data"]["image_size"],  # another backbone may use its native size
-        }
-    )
-    evaluate_segmentation(cfg, model_run, out_dir=run_dir, model_choice=choice if candidate_runs else None)
-if mode == "run" and ablation_runs:
-    ablation_rows = localisation_ablation(cfg, ablation_runs)
-    ablation = {"source": ablation_rows[0]["source"], "runs": [r["run"] for r in ablation_rows], "rows": ablation_rows}
-    write_json(Path(run_dir) / "localisation.json", ablation, schema="localisation")
+    explain_run(cfg, model_run, run_dir, candidate_runs=candidate_runs, ablation_runs=ablation_runs)
 summary = read_json(Path(run_dir) / "summary.json", schema="segmentation")
 rows = read_rows(Path(run_dir) / "per_image.csv")
 for name, text in explain_glue(summary, model_run).items():

@@ -230,8 +230,21 @@ def _cmd_external(args) -> int:
 
 
 def _cmd_evaluate_lesion(args) -> int:
-    from tumorlens.experiments.lesion import run_lesion_test
+    from tumorlens.experiments.lesion import run_lesion_test, run_validation_lesion_test
 
+    if args.validation:
+        v = run_validation_lesion_test(
+            args.profile, runs=args.model or (), include_published=not args.no_published, show_progress=not args.quiet
+        )
+        for name, sc in v["models"].items():
+            o = sc["overall"]
+            rates = "; ".join(
+                f"{m}: removed -> no tumour {o[m]['removed_notumor']['value']:.3f}, control -> no tumour "
+                f"{o[m]['control_notumor']['value']:.3f}"
+                for m in sc["methods"]
+            )
+            print(f"validation: {name}: originals -> no tumour {o['original']['notumor']['value']:.3f}; {rates}")
+        return 0
     r = run_lesion_test(
         args.profile,
         runs=args.model or (),
@@ -467,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--methods", nargs="+", default=["telea", "ns", "ring"], choices=["telea", "ns", "ring"])
     le.add_argument("--out", default=None, help="the record's file (default results/<profile>/lesion.json)")
     le.add_argument("--images-out", default=None, metavar="DIR", help="also write every removed/control image here")
+    le.add_argument(
+        "--validation",
+        action="store_true",
+        help="the test on the Kaggle validation split (published weak masks; where models may be chosen)",
+    )
     le.set_defaults(func=_cmd_evaluate_lesion)
 
     ve = _results_command(sub, "verify", "retrain a published recipe and compare it with the published record")

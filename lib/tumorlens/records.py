@@ -17,13 +17,14 @@ whole Testing split) and ``dedup`` (its de-duplicated subset).
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from tumorlens import paths
-from tumorlens.config import CLASSES
+from tumorlens.config import CLASSES, Config
 from tumorlens.metrics.classification import classification_metrics
 from tumorlens.metrics.stats import METRICS as SCORES
 from tumorlens.utils.files import atomic_path, read_json, write_json
@@ -53,6 +54,7 @@ __all__ = [
     "write_history",
     "find_runs",
     "load_run",
+    "RunInfo",
 ]
 
 CONFIG = "config.json"
@@ -233,3 +235,81 @@ def load_run(run_dir: str | Path) -> dict:
         "pred": pred,
         "dedup": pred.dedup,
     }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One record of a training run, read once (`RunInfo.read`) by every layer instead of re-parsing its
+    ``config.json`` (live, in runs/) or ``run.json`` (collected, in results/): the recipe that rebuilds the
+    model, the seed, the resolved settings, the input size, the commit and the profile.
+
+        info = RunInfo.read("runs/cpu/efficientnet_lite1/seed-43")
+        info.backbone, info.image_size, info.recipe     # 'efficientnet_lite1', 240, {...}
+    """
+
+    run_dir: Path
+    settings: Config
+    summary: dict
+    environment: dict
+    dataset: dict | None
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunInfo":
+        """From a run folder (``config.json`` or ``run.json``) or one of those files; `FileNotFoundError`
+        naming the folder when it holds neither."""
+        p = Path(run_dir)
+        folder = p.parent if p.is_file() else p
+        file = p if p.is_file() else next((folder / n for n in (CONFIG, RUN_INFO) if (folder / n).is_file()), None)
+        if file is None:
+            raise FileNotFoundError(f"{folder}: no {CONFIG} or {RUN_INFO}: is it a finished training run?")
+        info = read_json(file, schema="run")
+        return cls(folder, Config.from_dict(info["config"]), info["summary"], info["environment"], info.get("dataset"))
+
+    @property
+    def backbone(self) -> str:
+        return self.settings.model.backbone
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return tuple(self.settings.model.modules)
+
+    @property
+    def pooling(self) -> str:
+        return self.settings.model.pooling
+
+    @property
+    def seed(self) -> int:
+        return int(self.settings.seed)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.settings.data.image_size)
+
+    @property
+    def profile(self) -> str:
+        return self.settings.profile
+
+    @property
+    def commit(self) -> dict:
+        return self.environment.get("git") or {}
+
+    @property
+    def name(self) -> str:
+        """``<variant folder>/seed-<n>``, as the results and the published models name a run."""
+        return f"{self.run_dir.parent.name}/{self.run_dir.name}"
+
+    @property
+    def recipe(self) -> dict:
+        """What rebuilds the architecture (`tumorlens.models.build_classifier`), as ``models.json`` stores
+        it: backbone, modules, input size, dropout, the ViT's settings, a head pooling other than the
+        paper's, and the weights the library builds before trained ones are loaded over them (the ImageNet
+        backbone where the run started from it, else random)."""
+        m = self.settings.model
+        recipe = {"backbone": m.backbone, "modules": list(m.modules), "image_size": self.image_size}
+        recipe["dropout"] = float(m.dropout)
+        if m.backbone == "vit":
+            recipe["vit"] = self.settings.to_dict()["model"]["vit"]
+        if m.pooling != "gap":  # recipes from before the setting: gap
+            recipe["pooling"] = m.pooling
+        recipe["base"] = "imagenet" if m.weights == "imagenet" else "none"
+        return recipe

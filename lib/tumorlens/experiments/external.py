@@ -276,6 +276,10 @@ def run_external(
             n_boot=cfg.external.n_boot,
             show_progress=show_progress,
         )
+        if target.is_file():  # runs published but not in runs/ here keep the scores already recorded for them
+            old = read_json(target, schema="external")
+            record["runs"] = {**old.get("runs", {}), **record["runs"]}
+            record["ensemble_systems"] = record["ensemble_systems"] or old.get("ensemble_systems", {})
     elif runs and target.is_file():
         old = read_json(target, schema="external")
         record |= {k: old[k] for k in ("runs", "ensemble_systems") if k in old}

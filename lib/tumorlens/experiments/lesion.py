@@ -37,7 +37,15 @@ from tumorlens.models.inference import predict_images
 from tumorlens.utils.files import atomic_path, read_json, write_json
 from tumorlens.utils.progress import progress
 
-__all__ = ["LESION_FILE", "FIGURE_FILE", "load_lesion_masks", "published_predictors", "run_lesion_test"]
+__all__ = [
+    "LESION_FILE",
+    "FIGURE_FILE",
+    "VALIDATION_TEST",
+    "load_lesion_masks",
+    "published_predictors",
+    "run_lesion_test",
+    "run_validation_lesion_test",
+]
 
 LESION_FILE = "lesion.json"
 FIGURE_FILE = "lesion_examples.jpg"
@@ -181,6 +189,8 @@ def run_lesion_test(
         "seed": seed,
         "models": scores,
     }
+    if old.get("validation"):  # the validation test's record (`run_validation_lesion_test`) stays
+        record["validation"] = old["validation"]
     if out != "":
         write_json(target, record, schema="lesion")
         files = [target]
@@ -202,3 +212,81 @@ def _write_images(rs: RemovalSet, out: Path) -> None:
         d.mkdir(exist_ok=True)
         for i, stem in enumerate(rs.ids):
             cv2.imwrite(str(d / f"{stem}.png"), cv2.cvtColor(x[i], cv2.COLOR_RGB2BGR))
+
+
+#: The validation version of the test, set before any candidate was scored: the published weak masks of
+#: the Kaggle validation split's tumour images, the 50% most confident (as the study's main recipe
+#: trusts them), grown by 5% of the side, removed with the two fills training never uses.
+VALIDATION_TEST = {"keep": 0.5, "filter": "p_in", "dilation": 0.05, "methods": ("telea", "ring")}
+
+
+def run_validation_lesion_test(
+    profile: str = published.PUBLISHED_PROFILE,
+    *,
+    runs: Sequence[str | os.PathLike] = (),
+    include_published: bool = True,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """The lesion-removal test on the Kaggle **validation** split, where a choice between models may be
+    made (the expert-mask test on BRISC is for reporting only): the lesions are the published weak masks
+    (`VALIDATION_TEST`; no expert masks exist for Kaggle images), the views the estimated planes
+    (`tumorlens.training.views`). Adds ``validation`` (per model) to ``results/<profile>/lesion.json``."""
+    from tumorlens.data.prepared import prepare
+    from tumorlens.experiments.counterfactual import published_lesion_masks
+    from tumorlens.training.views import estimate_views
+
+    cfg = published.recipe_config(None, profile)
+    prep = prepare(cfg, show_progress=show_progress)
+    lm = published_lesion_masks(cfg, prep, "val", show_progress=show_progress)
+    trusted = lm.trusted(VALIDATION_TEST["keep"], VALIDATION_TEST["filter"])
+    idx = sorted(trusted)
+    x_all = prep.images("val", show_progress)
+    y_all = prep.labels("val")
+    planes, _ = estimate_views(x_all, prep.root, batch_size=cfg.data.batch_size, show_progress=show_progress)
+    x, masks = x_all[idx], np.stack([trusted[i] for i in idx])
+    ids = [prep.splits["val"][i].rel for i in idx]
+    rs = make_removal_set(
+        x,
+        masks,
+        y_all[idx],
+        [str(planes[i]) for i in idx],
+        ids,
+        dilation=VALIDATION_TEST["dilation"],
+        methods=VALIDATION_TEST["methods"],
+        seed=seed,
+        show_progress=show_progress,
+    )
+    predictors: dict[str, Callable] = {}
+    ensembles: dict[str, list[str]] = {}
+    if include_published:
+        pub, ensembles, _ = published_predictors(profile)
+        predictors |= pub
+    predictors |= run_predictors(runs)[0]
+    scores, probs = {}, {}
+    for name, fn in progress(list(predictors.items()), desc="models", unit="model", disable=not show_progress):
+        probs[name] = predict_versions(rs, fn)
+        scores[name] = removal_scores(rs, probs[name])
+    for name, members in ensembles.items():
+        scores[name] = removal_scores(rs, {v: soft_vote([probs[m][v] for m in members]) for v, _ in rs.versions()})
+    res = results_dir(profile)
+    target = Path(out) if out else res / LESION_FILE
+    record = read_json(target, schema="lesion") if target.is_file() else None
+    if record is None:
+        raise FileNotFoundError(f"{paths.relative(target)}: run the expert-mask test first (tumorlens evaluate lesion)")
+    val = record.get("validation") or {}
+    same = val.get("ids") == ids
+    models = {**(val.get("models", {}) if same else {}), **scores}
+    record["validation"] = {
+        "split": "Kaggle validation (tumour images with a trusted published weak mask)",
+        "masks": lm.source,
+        "n": len(ids),
+        "ids": ids,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in VALIDATION_TEST.items()},
+        "models": models,
+    }
+    write_json(target, record, schema="lesion")
+    if target.parent == res and (res / MANIFEST).is_file():
+        write_manifest(res, profile, files=[target])
+    return record["validation"]

@@ -33,6 +33,7 @@ from tumorlens.experiments.collect import results_dir
 from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
 from tumorlens.explain.refine import load_segmenter as load_full_segmenter
 from tumorlens.models.classifier import build_classifier, load_model
+from tumorlens.records import RunInfo
 from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
 
 __all__ = [
@@ -161,25 +162,6 @@ def _keep_if_unchanged(new: Path, folder: Path) -> Path:
     return new
 
 
-def _recipe(info: dict) -> dict:
-    c = info["config"]
-    m = c["model"]
-    recipe = {
-        "backbone": m["backbone"],
-        "modules": list(m["modules"]),
-        "image_size": int(c["data"]["image_size"]),
-        "dropout": float(m["dropout"]),
-    }
-    if m["backbone"] == "vit":
-        recipe["vit"] = m["vit"]
-    if m.get("pooling", "gap") != "gap":  # the head's pooling (recipes before the setting: gap)
-        recipe["pooling"] = m["pooling"]
-    # the weights the library builds before the published ones are loaded over them: the ImageNet
-    # backbone where the run started from it (shipped offline for efficientnet_lite0), else random
-    recipe["base"] = "imagenet" if m["weights"] == "imagenet" else "none"
-    return recipe
-
-
 def _build(recipe: dict):
     r = recipe
     return build_classifier(
@@ -240,11 +222,11 @@ def publish(
         raise ValueError("publish needs a single model (single=) or ensemble members")
     runs = list(dict.fromkeys([single, *members]))
     folder = Path(out) if out else models_dir(profile)
-    infos = {r: read_json(r / "config.json", schema="run") for r in runs}
+    infos = {r: RunInfo.read(r) for r in runs}
     if (folder / MANIFEST).is_file() and not force:
         old = read_manifest(profile, folder)
         same = old["single"] == _run_name(single) and old["ensemble"] == [_run_name(m) for m in members]
-        if same and all(old["models"][_run_name(r)]["recipe"] == _recipe(infos[r]) for r in runs):
+        if same and all(old["models"][_run_name(r)]["recipe"] == infos[r].recipe for r in runs):
             raise PublishedModelError(
                 f"{paths.relative(folder)}: these recipes are published already; pass force=True (--force) to "
                 "replace their weights (each replacement grows the repository's history)"
@@ -256,7 +238,7 @@ def publish(
     for r in runs:
         info, name = infos[r], _run_name(r)
         model = load_model(r)
-        recipe = _recipe(info)
+        recipe = info.recipe
         base = _build(recipe)
         f = _keep_if_unchanged(
             save_weights(model, staging / f"{r.parent.name}-{r.name}.npz", base=base, half=half), folder
@@ -269,10 +251,10 @@ def publish(
             "stored": f"the weights that differ from the recipe's {recipe['base']} build",
             "recipe": recipe,
             "parameters": int(model.count_params()),
-            "profile": info["config"]["profile"],
-            "seed": info["config"]["seed"],
-            "commit": info["environment"]["git"],
-            "dataset": info["dataset"],
+            "profile": info.profile,
+            "seed": info.seed,
+            "commit": info.commit,
+            "dataset": info.dataset,
             "metrics": {
                 split: {k: metrics[split].get(k) for k in ("n", "accuracy", "macro_f1")}
                 for split in ("official", "dedup")

@@ -140,7 +140,7 @@ def verify(
     )
     run_dir = cfg.runs_root / "verify" / variant / f"seed-{seed}"
     train = train_run(cfg, run_dir=run_dir, show_progress=show_progress)
-    rerun_env = read_json(run_dir / "config.json", schema="run")["environment"]
+    rerun_env = records.RunInfo.read(run_dir).environment
     spread = seed_spread(summary["models"], variant)
     record = {
         "profile": profile,

@@ -6,6 +6,7 @@ weak_masks    CAM -> binarised mask and CAM + GrabCut mask for one image (`segme
 refine        the weak-mask network: pseudo-masks of training images -> a decoder on the classifier's encoder
 ground_truth  BRISC 2025 expert masks or the phantoms' masks
 scoring       explain a mask set, tune thresholds on one part, score the other
+run           one explain-and-segment run end to end (`explain_run`, beside training's `train_run`)
 gallery       overlays and best/median/worst galleries (render only)
 """
 
@@ -33,6 +34,7 @@ _EXPORTS = {
     "phantom_items": "ground_truth",
     "split_items": "ground_truth",
     "evaluate_segmentation": "scoring",
+    "explain_run": "run",
     "explain_items": "scoring",
     "load_mask_set": "scoring",
     "method_table": "scoring",

@@ -54,7 +54,7 @@ from tumorlens.models.classifier import load_model
 from tumorlens.paths import relative
 from tumorlens.utils import determinism
 from tumorlens.utils.environment import cpu_threads
-from tumorlens.utils.files import atomic_path, read_json, write_json
+from tumorlens.utils.files import atomic_path, write_json
 from tumorlens.utils.progress import progress
 
 #: The map name of the weak-mask network in tables and files.
@@ -702,10 +702,9 @@ def localisation_ablation(
     base = SegmentParams.from_config(s)
     rows, reference = [], {}
     for run in map(Path, run_dirs):
-        info = read_json(run / records.CONFIG, schema="run")
+        info = records.RunInfo.read(run)
         ranked, _ = records.rank_by_validation([run])
-        backbone = info["config"]["model"]["backbone"]
-        size = int(info["config"]["data"]["image_size"])
+        backbone, size = info.backbone, info.image_size
         if size not in sets:
             sets[size] = load_mask_set(items, size)
         data = sets[size]
@@ -720,10 +719,10 @@ def localisation_ablation(
                 "dice_cam": [r["dice_cam"] for r in per],
                 "dice_grabcut": [r["dice_grabcut"] for r in per],
             }
-            summary = info["summary"]
+            summary = info.summary
             row = {
-                "run": f"{run.parent.name}/{run.name}",
-                "pooling": info["config"]["model"].get("pooling", "gap"),
+                "run": info.name,
+                "pooling": info.pooling,
                 "map": cs.name,
                 "n_report": len(per),
                 "source": source,

@@ -34,6 +34,12 @@ def _compiled_call(model):
     return fn
 
 
+def _batch(a: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Rows ``start:start+size`` of ``a`` as float32 (uint8 images are cast here, batch by batch)."""
+    b = np.asarray(a[start : start + size])
+    return b if b.dtype == np.float32 else b.astype(np.float32)
+
+
 def batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str, show: bool) -> list[np.ndarray]:
     """Run ``model`` over ``inputs`` (one array per model input, same length) in batches of
     ``batch_size``; returns one array per model output."""
@@ -41,7 +47,7 @@ def batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str,
     fn = _compiled_call(model)
     outs: list[list[np.ndarray]] = []
     for s in progress(range(0, n, batch_size), total=-(-n // batch_size), desc=desc, unit="batch", disable=not show):
-        r = fn(*[np.asarray(a[s : s + batch_size]) for a in inputs])
+        r = fn(*[_batch(a, s, batch_size) for a in inputs])
         outs.append([np.asarray(t) for t in (r if isinstance(r, (list, tuple)) else [r])])
     if not outs:
         raise ValueError("batched_predict needs at least one input row")
@@ -67,7 +73,7 @@ def predict_images(model, images: np.ndarray, batch_size: int = 32, show_progres
     side first when it differs: `fit_to_input`)."""
     if len(images) == 0:
         return np.zeros((0, len(CLASSES)), np.float32)
-    x = fit_to_input(model, images).astype("float32")
+    x = fit_to_input(model, images)  # uint8 stays uint8 until each batch (`batched_predict`)
     return batched_predict(model, [x], batch_size, "predicting", show_progress)[0]
 
 

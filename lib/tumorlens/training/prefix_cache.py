@@ -36,13 +36,14 @@ def prefix_outputs(
 ) -> list[np.ndarray]:
     """Outputs of the frozen prefix for a set of images, from ``$TUMORLENS_CACHE/prefix/<key>.npz``
     when present, else computed (and stored when ``key`` is given). Training views are stored as
-    float16 (``half``); evaluation sets in full precision, so predictions match the saved model."""
+    float16 (``half``); evaluation sets in full precision, so predictions match the saved model. The
+    images stay uint8 until each batch is cast (a float32 copy of a whole training set is gigabytes)."""
 
     if not key:
-        return batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+        return batched_predict(prefix, [images_fn()], batch_size, desc, show)
 
     def compute() -> list[np.ndarray]:  # a cache hit and a miss must train on identical numbers: round both alike
-        out = batched_predict(prefix, [images_fn().astype("float32")], batch_size, desc, show)
+        out = batched_predict(prefix, [images_fn()], batch_size, desc, show)
         return [o.astype(np.float16 if half else np.float32) for o in out]
 
     def load(f: Path) -> list[np.ndarray]:

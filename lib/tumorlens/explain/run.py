@@ -1,0 +1,64 @@
+"""One explain-and-segment run end to end, beside `tumorlens.training.run.train_run`: the classifier chosen
+(by validation), the maps compared and the weak-mask network trained on it (`scoring.evaluate_segmentation`),
+the localisation ablation, and every product written into the run folder.
+
+    summary = explain_run(cfg, "runs/cpu/efficientnet_lite1/seed-43", "runs/cpu/explain")
+    summary = explain_run(cfg, None, out, candidate_runs=runs)      # the best of ``runs`` by validation
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tumorlens.config import Config
+from tumorlens.explain.scoring import evaluate_segmentation, localisation_ablation
+from tumorlens.records import RunInfo, best_by_validation
+from tumorlens.utils.files import write_json
+
+__all__ = ["CHOICE_RULE", "explain_run"]
+
+CHOICE_RULE = "best validation macro-F1 among the CNN runs"
+
+
+def explain_run(
+    cfg: Config,
+    model_run: str | Path | None,
+    out: str | Path,
+    *,
+    candidate_runs: Sequence[str | Path] = (),
+    ablation_runs: Sequence[str | Path] = (),
+    show_progress: bool = True,
+    log=print,
+) -> dict:
+    """Explain ``model_run`` (or, given ``candidate_runs``, the one with the best validation macro-F1) on
+    the expert masks with ``cfg``'s ``segment`` settings, read at the classifier's own recipe (backbone,
+    modules, input size from its run record); with ``ablation_runs``, also score their maps alike
+    (``localisation.json``). Writes everything into ``out``; returns the summary (``summary.json``)."""
+    choice = None
+    if candidate_runs:
+        choice = best_by_validation(candidate_runs) | {"rule": CHOICE_RULE}
+        model_run = choice["run_dir"]
+        log(
+            f"explaining {choice['name']} (validation macro-F1 {choice['val_macro_f1']:.4f}; best of "
+            f"{choice['considered']} finished candidates; missing: {choice['missing'] or 'none'})"
+        )
+    if not model_run:
+        raise ValueError("explain_run needs a model_run or candidate_runs")
+    info = RunInfo.read(model_run)
+    cfg = cfg.override(
+        {
+            "model.backbone": info.backbone,
+            "model.modules": list(info.modules),
+            "data.image_size": info.image_size,  # another backbone may use its native size
+        }
+    )
+    summary = evaluate_segmentation(cfg, model_run, out_dir=out, model_choice=choice, show_progress=show_progress)
+    if ablation_runs:
+        rows = localisation_ablation(cfg, ablation_runs, show_progress=show_progress)
+        write_json(
+            Path(out) / "localisation.json",
+            {"source": rows[0]["source"], "runs": [r["run"] for r in rows], "rows": rows},
+            schema="localisation",
+        )
+    return summary

@@ -86,11 +86,12 @@ def published_predictors(profile: str) -> tuple[dict[str, Callable], dict[str, l
 
 
 def run_predictors(runs: Sequence[str | os.PathLike]) -> tuple[dict[str, Callable], list[int]]:
-    """``({run folder (relative): images -> probabilities}, their input sides)`` for trained runs."""
+    """``({<variant>/seed-<n>: images -> probabilities}, their input sides)`` for trained runs (named as the
+    results and ``external.json`` name them)."""
     out, sides = {}, []
     for r in runs:
         m = load_model(r)
-        out[f"run: {paths.relative(r)}"] = lambda x, m=m: predict_images(m, x)
+        out[f"{Path(r).parent.name}/{Path(r).name}"] = lambda x, m=m: predict_images(m, x)
         sides.append(int(m.inputs[0].shape[1]))
     return out, sides
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tumorlens import paths
 from tumorlens.config import PAPER_MODULES
 from tumorlens.metrics.stats import bootstrap_ci, compare, paired_mean_diff, seed_summary
-from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, read_rows, test_sets
+from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, read_predictions, read_rows, test_sets
 from tumorlens.utils.files import read_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
@@ -172,6 +173,11 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
             row |= {"external_macro_f1_lo": e["macro_f1_lo"], "external_macro_f1_hi": e["macro_f1_hi"]}
             row["external_notumor_recall"] = e["notumor_recall"]
         out["runs"][k] = row
+    mf = paths.models_root() / profile_cfg.profile / "models.json"
+    baseline = read_json(mf, schema="published_models")["single"] if mf.is_file() else None
+    study = lesion_study(res, runs, ext_runs, baseline, list(profile_cfg.reproduce.counterfactual))
+    if study is not None:
+        out["lesion"] = study
     return out
 
 
@@ -221,3 +227,94 @@ def external_scores(res: Path) -> tuple[str | None, dict, dict]:
     runs = {k: v[name] for k, v in (ext.get("runs") or {}).items() if name in v}
     systems = {k: v[name] for k, v in (ext.get("ensemble_systems") or {}).items() if name in v}
     return name, runs, systems
+
+
+#: How the lesion study chooses its recipe, set before any candidate was scored: on the Kaggle validation
+#: split only (the expert-mask test and BRISC are for reporting). A candidate qualifies when its
+#: validation accuracy is at most 1 point below the baseline's and its validation controls (Telea) are
+#: called no tumour at most 5% of the time; among those, the highest validation removed -> no tumour rate
+#: (Telea and ring fill averaged) wins; no candidate qualifying leaves the baseline.
+LESION_RULE = {"max_val_accuracy_drop": 0.01, "max_val_control_notumor": 0.05}
+
+
+def _rate(scores: dict | None, method: str, key: str) -> float | None:
+    try:
+        return scores["overall"][method][key]["value"]
+    except (KeyError, TypeError):
+        return None
+
+
+def lesion_study(res: Path, runs: dict, ext_runs: dict, baseline: str | None, tags: list[str]) -> dict | None:
+    """The lesion study's table (``rq.json["lesion"]``) from ``lesion.json`` (`tumorlens evaluate lesion`,
+    expert masks and validation), the runs' records and ``external.json``: per model (the published
+    baseline and each study run ``<backbone>@<tag>/seed-<n>``) its validation accuracy and lesion rates,
+    official and de-duplicated scores, the expert-mask lesion rates of every fill, the external accuracy,
+    no-tumour recall and per view; and the recipe chosen by `LESION_RULE` (validation only)."""
+    f = res / "lesion.json"
+    if not f.is_file() or baseline is None:
+        return None
+    les = read_json(f, schema="lesion")
+    brisc = les.get("models", {})
+    val = (les.get("validation") or {}).get("models", {})
+    methods = les.get("methods", [])
+    rows = []
+    for name in [baseline] + sorted(
+        n for n in runs if "@" in n.split("/")[0] and n.split("/")[0].split("@")[1] in tags
+    ):
+        run = runs.get(name)
+        key = f"published: {name}" if name == baseline else name
+        tag = name.split("/")[0].split("@")[1] if "@" in name.split("/")[0] else "published recipe"
+        row = {"model": name, "tag": tag, "seed": int(name.rsplit("-", 1)[1])}
+        if run is not None:
+            folder = res / PUBLISHED_RUNS / name
+            vp = read_predictions(folder, "val") if (folder / "val_predictions.csv").is_file() else None
+            m = run["metrics"]
+            row |= {
+                "official_accuracy": m["official"]["accuracy"],
+                "official_macro_f1": m["official"]["macro_f1"],
+                "dedup_accuracy": m["dedup"].get("accuracy"),
+                "dedup_macro_f1": m["dedup"].get("macro_f1"),
+            }
+            if vp is not None:
+                row["val_accuracy"] = float((vp.y == vp.pred).mean())
+        v = val.get(key) or val.get(f"published: {name}")
+        for meth in ("telea", "ring"):
+            row[f"val_removed_notumor_{meth}"] = _rate(v, meth, "removed_notumor")
+            row[f"val_control_notumor_{meth}"] = _rate(v, meth, "control_notumor")
+        row["val_original_notumor"] = (v or {}).get("overall", {}).get("original", {}).get("notumor", {}).get("value")
+        b = brisc.get(key)
+        row["original_notumor"] = (b or {}).get("overall", {}).get("original", {}).get("notumor", {}).get("value")
+        for meth in methods:
+            for k in ("removed_notumor", "control_notumor", "control_kept"):
+                row[f"{k}_{meth}"] = _rate(b, meth, k)
+        e = ext_runs.get(name)
+        if e:
+            row |= {"external_accuracy": e["accuracy"], "external_notumor_recall": e["notumor_recall"]}
+            row |= {f"external_{v_}": d["accuracy"] for v_, d in e.get("per_view", {}).items()}
+        rows.append(row)
+    base = rows[0]
+
+    def qualifies(r: dict) -> bool:
+        need = (r.get("val_accuracy"), base.get("val_accuracy"), r.get("val_control_notumor_telea"))
+        if any(x is None for x in need):
+            return False
+        return (
+            r["val_accuracy"] >= base["val_accuracy"] - LESION_RULE["max_val_accuracy_drop"]
+            and r["val_control_notumor_telea"] <= LESION_RULE["max_val_control_notumor"]
+        )
+
+    def score(r: dict) -> float:
+        vals = [r.get(f"val_removed_notumor_{m}") for m in ("telea", "ring")]
+        return sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
+
+    ok = [r for r in rows[1:] if qualifies(r)]
+    best = max(ok, key=score) if ok else None
+    chosen_tag = best["tag"] if best and score(best) > score(base) else None
+    return {
+        "baseline": baseline,
+        "methods": methods,
+        "rule": LESION_RULE,
+        "rows": rows,
+        "qualified": [r["model"] for r in ok],
+        "choice": chosen_tag,
+    }

@@ -439,7 +439,7 @@ class Config:
     """The resolved settings of one run (frozen: use `override` to derive another)."""
 
     def __getattribute__(self, name: str):
-        if name in TRACED_SECTIONS and not _untraced_depth:
+        if name in TRACED_SECTIONS and not _untraced_depth and object.__getattribute__(self, "__dict__").get("_job"):
             _note_section(name)
         return object.__getattribute__(self, name)
 
@@ -487,7 +487,10 @@ class Config:
             for p in parts[:-1]:
                 node = node.setdefault(p, {})
             node[parts[-1]] = value
-        return _build(Config, _deep_merge(self.to_dict(), nested), "")
+        out = _build(Config, _deep_merge(self.to_dict(), nested), "")
+        if object.__getattribute__(self, "__dict__").get("_job"):
+            object.__setattr__(out, "_job", True)
+        return out
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -512,9 +515,13 @@ def _plain(v: Any, *, drop_added_defaults: bool = False) -> Any:
 def settings_fingerprint(cfg: Config, sections: Sequence[str]) -> dict[str, Any]:
     """The settings of ``sections`` as plain data, for a hash of what a job read: like `Config.to_dict`,
     less the settings marked ``added`` that are at their default (they do what runs recorded before
-    them did)."""
+    them did) and less ``data.root`` (where the dataset lies: a published record must compare on another
+    machine)."""
     with _untraced():
-        return {k: _plain(getattr(cfg, k), drop_added_defaults=True) for k in sections if hasattr(cfg, k)}
+        out = {k: _plain(getattr(cfg, k), drop_added_defaults=True) for k in sections if hasattr(cfg, k)}
+    if "data" in out:  # where the dataset lies is no setting of a result (a run records the dataset's identity)
+        out["data"].pop("root", None)
+    return out
 
 
 def _phantom_key(cfg: Config) -> str:
@@ -655,4 +662,5 @@ def load_config(
     if env.get("TUMORLENS_RUNS"):
         raw = _deep_merge(raw, {"paths": {"runs": env["TUMORLENS_RUNS"]}})
     cfg = _build(Config, raw, "")
+    object.__setattr__(cfg, "_job", True)  # the settings a job reads (traced); a run's recorded config is not
     return cfg.override(overrides) if overrides else cfg

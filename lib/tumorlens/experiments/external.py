@@ -209,6 +209,20 @@ def evidence_gate_record(
     }
 
 
+def _report_unscored(ext) -> None:
+    """Say on stderr which entries of an external folder were not scored, and why (nothing goes unsaid)."""
+    items = [*ext.report.bad, *ext.report.ignored]
+    if not items:
+        return
+    print(
+        f"external: {ext.root.name}: {len(ext.report.bad)} unreadable image(s) and {len(ext.report.ignored)} "
+        "other item(s) not scored:",
+        file=sys.stderr,
+    )
+    for b in items:
+        print(f"  {b['path']}: {b['reason']}", file=sys.stderr)
+
+
 def run_external(
     profile: str = published.PUBLISHED_PROFILE,
     folders: Sequence[str | os.PathLike] | None = None,
@@ -241,6 +255,7 @@ def run_external(
     sets = []
     for i, root in enumerate(roots):
         ext = sets_at(size)[i]
+        _report_unscored(ext)
         p_single = predict_images(single, ext.images)
         systems = {f"single: {mf['single']}": score_external(p_single, ext, n_boot=cfg.external.n_boot)}
         if members and mf["single"] in mf["ensemble"]:

@@ -10,7 +10,8 @@ tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set K
 tumorlens run --profile P [--part headline|supplementary] [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
-                                           without --model: the published model (models/cpu)
+                                           without --model: the published model (models/cpu); exit 0 when
+                                           an image was predicted, 1 when none could be, 2 on a usage error
 tumorlens external --profile P [--folder DIR ...] [--no-runs]
                                            the published models and every run on another release (per view)
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
@@ -419,8 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder with segment.json from the explain step (default: found beside the model; see docs)",
     )
+    pr.add_argument(
+        "--guard",
+        default=None,
+        metavar="FILE",
+        help="input-guard statistics fitted for --model (a guard.npz); the published model has its own",
+    )
     pr.add_argument("--out", default=None, help="output folder (default runs/predict/<time>); never an input folder")
-    pr.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its older files are kept)")
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an earlier predict run's --out, removing that run's results first (other files stay)",
+    )
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 

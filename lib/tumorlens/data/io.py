@@ -253,8 +253,6 @@ def _decode_dicom(path: str | os.PathLike) -> Decoded:
                 )
             if frames > 1:
                 raise BadImageError(path, f"a multi-frame DICOM ({frames} frames): export single slices")
-            if 0 < rows < MIN_SIDE or 0 < cols < MIN_SIDE:  # from the header, whatever the photometric form
-                raise BadImageError(path, f"image too small ({cols}x{rows} px; at least {MIN_SIDE} px per side needed)")
             photometric = str(getattr(ds, "PhotometricInterpretation", "") or "").upper()
             arr = ds.pixel_array
             if photometric == "PALETTE COLOR":

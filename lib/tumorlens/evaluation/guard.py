@@ -1,18 +1,23 @@
 """The input-validity guard of `tumorlens predict`: is this image one the model can be trusted on?
 
-Three checks, each a reason when it fails; an image with any reason is flagged ``warning`` (else
+Four checks, each a reason when it fails; an image with any reason is flagged ``warning`` (else
 ``valid``) in ``predictions.csv`` and its JSON -- its class is still given, never silently:
 
 * **non-finite pixels**: NaN or infinite values in the decoded file (float TIFF, DICOM); the reader sets
   them to black and counts them (`tumorlens.data.io.decode`);
 * **blank or near-constant**: the decoded image's grey levels span less than `MIN_SPREAD` between their
   1st and 99th percentiles (an all-black or all-grey image holds no anatomy);
+* **bright background**: the median grey level of the image's outer frame (`background_level`; MRI slices
+  lie on black, an inverted or photographed image does not) above its threshold;
 * **outside the training distribution**: the pooled features before the classifier's head (the input of
   its ``predictions`` layer, ``D`` values) scored by a Gaussian model of the training images' features --
   the class means and a shared within-class covariance, kept as its top ``k`` principal directions plus one
   isotropic variance for the rest (probabilistic PCA, so it stays small: ``D x k`` numbers). The score is
-  the smallest squared Mahalanobis distance to a class mean; the threshold is its quantile on the Kaggle
-  **validation** split at a stated false-alarm rate (`fit_guard`), never chosen on test or external data.
+  the smallest squared Mahalanobis distance to a class mean.
+
+The two measured criteria (background, features) each have their threshold at their quantile on the Kaggle
+**validation** split at a stated false-alarm rate (`fit_guard`), never chosen on test or external data;
+the pixel checks are fixed (no Kaggle, Testing or BRISC image fails them: benchmarks/guard.py).
 
 The statistics are stored as ``.npz`` (arrays) with a JSON header inside -- no pickle -- and published
 beside the models (`tumorlens.experiments.published.load_guard`); `benchmarks/guard.py` fits them and
@@ -33,7 +38,9 @@ from tumorlens.utils.files import atomic_path
 
 __all__ = [
     "MIN_SPREAD",
+    "BORDER",
     "GuardError",
+    "background_level",
     "GuardStats",
     "fit_guard",
     "image_reasons",
@@ -47,6 +54,9 @@ MIN_SPREAD = 8.0
 
 #: Pixels sampled for the spread (a regular subsample of larger images: the percentiles barely move).
 _SPREAD_PIXELS = 1 << 20
+
+#: The outer frame `background_level` reads: this share of each side.
+BORDER = 0.04
 
 _FORMAT = "tumorlens-guard"
 _VERSION = 1
@@ -82,13 +92,23 @@ def image_reasons(image: np.ndarray, n_nonfinite: int = 0) -> list[str]:
     return reasons
 
 
+def background_level(image: np.ndarray) -> float:
+    """The median grey level (0-255) of the outer frame of a decoded image (`BORDER` of each side)."""
+    image = np.asarray(image)
+    g = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
+    h, w = g.shape
+    bh, bw = max(1, round(h * BORDER)), max(1, round(w * BORDER))
+    frame = np.concatenate([g[:bh].ravel(), g[-bh:].ravel(), g[:, :bw].ravel(), g[:, -bw:].ravel()])
+    return float(np.median(frame))
+
+
 @dataclass(frozen=True)
 class GuardStats:
     """A fitted out-of-distribution model of pooled features (see the module docstring).
 
     Shapes: ``class_means (C, D)``, ``components (D, k)`` orthonormal columns, ``variances (k,)`` the
     within-class variance along each, ``residual_variance`` the mean variance of the other ``D - k``
-    directions; ``threshold`` on `score`.
+    directions; ``threshold`` on `score`; ``background_threshold`` on `background_level` (inf: not checked).
     """
 
     class_means: np.ndarray
@@ -97,6 +117,7 @@ class GuardStats:
     residual_variance: float
     threshold: float
     info: dict = field(default_factory=dict)  # model, false-alarm rate, the data it was fitted and set on
+    background_threshold: float = np.inf
 
     @property
     def dim(self) -> int:
@@ -124,6 +145,7 @@ class GuardStats:
             "version": _VERSION,
             "residual_variance": float(self.residual_variance),
             "threshold": float(self.threshold),
+            "background_threshold": float(self.background_threshold),
             "info": self.info,
         }
         with atomic_path(path, ".npz") as tmp:
@@ -162,22 +184,42 @@ class GuardStats:
             raise GuardError(f"{path}: inconsistent shapes {c.shape}, {p.shape}, {v.shape}")
         if not (np.isfinite(c).all() and np.isfinite(p).all() and (v > 0).all()):
             raise GuardError(f"{path}: non-finite statistics or non-positive variances")
-        q, r = np.linalg.qr(p)  # float16 storage: orthonormal again (the same subspace, signs kept)
-        p = q * np.sign(np.diag(r))
-        return cls(c, p, v, float(header["residual_variance"]), float(header["threshold"]), header.get("info", {}))
+        p = _orthonormal(p)
+        return cls(
+            c,
+            p,
+            v,
+            float(header["residual_variance"]),
+            float(header["threshold"]),
+            header.get("info", {}),
+            float(header["background_threshold"]),
+        )
+
+
+def _as_stored(a: np.ndarray) -> np.ndarray:
+    """``a`` as `GuardStats.save` stores it (float16), back in float64."""
+    return np.asarray(a, np.float16).astype(np.float64)
+
+
+def _orthonormal(p: np.ndarray) -> np.ndarray:
+    """Columns made orthonormal again after float16 storage (the same subspace, the same signs)."""
+    q, r = np.linalg.qr(p)
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
 def fit_guard(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     val_features: np.ndarray,
+    val_backgrounds: np.ndarray | None = None,
     *,
     k: int = 16,
     false_alarm: float = 0.01,
     info: dict | None = None,
 ) -> GuardStats:
-    """Fit the Gaussian model on ``train_features (N, D)`` with ``train_labels (N,)`` and set the
-    threshold at the ``1 - false_alarm`` quantile of the validation images' scores (``val_features``).
+    """Fit the Gaussian model on ``train_features (N, D)`` with ``train_labels (N,)`` and set each
+    threshold at the ``1 - false_alarm`` quantile of the validation images' values: their feature scores
+    (``val_features (M, D)``) and their `background_level` (``val_backgrounds (M,)``; None: not checked).
 
     Args:
         k: principal directions kept (``1 <= k < D``); the stored file holds ``D x k`` float16 numbers
@@ -206,20 +248,30 @@ def fit_guard(
     eigval, eigvec = np.maximum(eigval[order], 0), eigvec[:, order]
     tiny = 1e-12 * max(float(eigval[0]), 1e-30)
     resid = max(float(eigval[k:].mean()), tiny)
-    stats = GuardStats(means, eigvec[:, :k], np.maximum(eigval[:k], tiny), resid, np.inf, {})
+    means, comps = _as_stored(means), _orthonormal(_as_stored(eigvec[:, :k]))  # thresholds fit what is stored
+    stats = GuardStats(means, comps, np.maximum(eigval[:k], tiny), resid, np.inf, {})
     val_scores = stats.score(v)
     threshold = float(np.quantile(val_scores, 1 - false_alarm))
+    bg_threshold = np.inf
+    if val_backgrounds is not None:
+        b = np.asarray(val_backgrounds, np.float64)
+        if b.shape != (len(v),) or not np.isfinite(b).all():
+            raise ValueError(f"val_backgrounds must be ({len(v)},) finite levels; received shape {b.shape}")
+        bg_threshold = float(np.quantile(b, 1 - false_alarm))
+    flagged = val_scores > threshold
+    if val_backgrounds is not None:
+        flagged = flagged | (b > bg_threshold)
     meta = {
         "k": int(k),
         "dim": int(x.shape[1]),
         "classes": [int(c) for c in classes],
         "false_alarm_target": float(false_alarm),
-        "false_alarm_validation": float((val_scores > threshold).mean()),
+        "false_alarm_validation": float(flagged.mean()),
         "n_train": int(len(x)),
         "n_validation": int(len(v)),
         **(info or {}),
     }
-    return GuardStats(means, eigvec[:, :k], np.maximum(eigval[:k], tiny), resid, threshold, meta)
+    return GuardStats(means, comps, np.maximum(eigval[:k], tiny), resid, threshold, meta, bg_threshold)
 
 
 @dataclass(frozen=True)
@@ -241,16 +293,27 @@ class Verdict:
 
 
 def verdicts(
-    pixel_reasons: list[list[str]], features: np.ndarray | None = None, stats: GuardStats | None = None
+    pixel_reasons: list[list[str]],
+    features: np.ndarray | None = None,
+    stats: GuardStats | None = None,
+    backgrounds: list[float] | None = None,
 ) -> list[Verdict]:
-    """Combine each image's pixel reasons (`image_reasons`) with its out-of-distribution score under
-    ``stats`` (on ``features (N, D)``; both None: the score is not checked, and no verdict claims it was)."""
-    scores = stats.score(features) if stats is not None else [None] * len(pixel_reasons)
-    if len(scores) != len(pixel_reasons):
-        raise ValueError(f"{len(pixel_reasons)} images but {len(scores)} feature rows")
+    """Combine each image's pixel reasons (`image_reasons`) with the measured criteria of ``stats``: its
+    `background_level` (``backgrounds``) and its feature score (on ``features (N, D)``). Without ``stats``
+    only the pixel reasons count, and no verdict claims more was checked."""
+    n = len(pixel_reasons)
+    scores = stats.score(features) if stats is not None else [None] * n
+    bgs = list(backgrounds) if backgrounds is not None else [None] * n
+    if len(scores) != n or len(bgs) != n:
+        raise ValueError(f"{n} images but {len(scores)} feature rows and {len(bgs)} background levels")
     out = []
-    for reasons, s in zip(pixel_reasons, scores):
+    for reasons, s, bg in zip(pixel_reasons, scores, bgs):
         r = list(reasons)
+        if stats is not None and bg is not None and bg > stats.background_threshold:
+            r.append(
+                f"bright background: the image's border has median grey level {bg:.0f}, above "
+                f"{stats.background_threshold:.0f} (MRI slices lie on black: inverted contrast, or not a scan?)"
+            )
         if s is not None and not np.isfinite(s):
             r.append("the model's features are not finite")
         elif s is not None and s > stats.threshold:

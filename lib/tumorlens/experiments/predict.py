@@ -56,7 +56,7 @@ from tumorlens.data.inventory import walk_files
 from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, decode, is_dicom, letterbox, unletterbox_mask
 from tumorlens.errors import OutputLockedError, UsageError
 from tumorlens.evaluation.ensembles import soft_vote
-from tumorlens.evaluation.guard import GuardStats, image_reasons, verdicts
+from tumorlens.evaluation.guard import GuardStats, background_level, image_reasons, verdicts
 from tumorlens.experiments import published as published_models
 from tumorlens.explain.cam import CamSetting, predict_and_explain
 from tumorlens.explain.gallery import overlay
@@ -675,13 +675,15 @@ def _predict_files(files, problems, rows, predictor, out, record, explain, segme
                 problems.append({"path": str(f), "reason": f"unreadable ({type(exc).__name__}: {exc})"})
                 continue
             batch.append(letterbox(d.array, size))
-            meta.append((f, stem, d.array.shape[:2], d.note, image_reasons(d.array, d.nonfinite)))
+            meta.append(
+                (f, stem, d.array.shape[:2], d.note, image_reasons(d.array, d.nonfinite), background_level(d.array))
+            )
         if not batch:
             continue
         x = np.stack(batch)
         probs, cams, maps, feats = predictor.predict_checked(x, explain, segment)
-        checks = verdicts([m[4] for m in meta], feats, predictor.guard)
-        for i, (f, stem, hw, note, _) in enumerate(meta):
+        checks = verdicts([m[4] for m in meta], feats, predictor.guard, [m[5] for m in meta])
+        for i, (f, stem, hw, note, _, _) in enumerate(meta):
             if not np.all(np.isfinite(probs[i])):  # a broken model: no answer rather than NaN in the JSON
                 problems.append({"path": str(f), "reason": "the model gave non-finite probabilities (broken weights?)"})
                 continue

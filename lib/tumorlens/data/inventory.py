@@ -218,13 +218,15 @@ def walk_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, 
                 skipped.append((p, f"hidden {kind} (the name starts with '.'): skipped"))
                 continue
             try:
-                is_link, is_dir = e.is_symlink(), e.is_dir()
+                is_link = e.is_symlink()
+                if is_link and not p.exists():  # dangling, or a loop: named, never a crash
+                    skipped.append((p, "broken symbolic link (no target, or a loop)"))
+                    continue
+                is_dir = e.is_dir()
             except OSError as exc:
                 skipped.append((p, f"not readable ({exc.strerror or exc})"))
                 continue
-            if is_link and not p.exists():  # dangling, or a loop: named, never a crash
-                skipped.append((p, "broken symbolic link (no target, or a loop)"))
-            elif is_link and is_dir:
+            if is_link and is_dir:
                 skipped.append((p, "symbolic link to a folder: not followed (pass its target, or copy the folder in)"))
             elif is_dir:
                 pending.append(p)

@@ -82,11 +82,9 @@ def test_an_input_named_dot_dot_jpg_writes_nothing_beside_out(tmp_path, predicto
 
 
 def test_a_240_byte_file_name_is_shortened_with_a_hash_and_mapped_in_the_csv(tmp_path, predictor):
-    from tumorlens.experiments.predict import MAX_PART_BYTES, safe_part
-
     src = tmp_path / "src"
     src.mkdir()
-    long_a, long_b = "a" * 236 + ".png", "a" * 235 + "b.png"  # 240 bytes each, alike for their first 235
+    long_a, long_b = "a" * 240 + ".png", "a" * 239 + "b.png"  # 240-byte stems, alike for their first 239
     for n in (long_a, long_b):
         _phantom(src / n)
     rep = _predict([src], predictor, tmp_path / "out", explain=True)
@@ -94,6 +92,8 @@ def test_a_240_byte_file_name_is_shortened_with_a_hash_and_mapped_in_the_csv(tmp
     assert rep.n_ok == 2 and len(rows) == 2 and not rep.problems
     names = {Path(r["input"]).name: r["output"] for r in rows}
     assert set(names) == {long_a, long_b} and len(set(names.values())) == 2
+    from tumorlens.experiments.predict import MAX_PART_BYTES, safe_part
+
     for name, output in names.items():
         leaf = Path(output).name
         assert len(leaf.encode()) <= MAX_PART_BYTES + len(".json") and "~" in leaf
@@ -158,30 +158,31 @@ def test_a_second_run_into_a_held_out_is_refused_and_a_dead_holder_s_lock_is_tak
 
 
 def test_an_interrupted_run_leaves_incomplete_and_its_tables_and_releases_the_lock(tmp_path, predictor, monkeypatch):
-    from tumorlens.experiments.predict import INCOMPLETE, LOCK_FILE, Predictor
+    import tumorlens.experiments.predict as predict_mod
 
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):
         _phantom(src / f"s{i}.png", seed=i)
     calls = []
-    real = Predictor.predict_checked
+    real = predict_mod.letterbox
 
-    def interrupted(self, *a, **k):
+    def interrupted(*a, **k):  # Ctrl-C while the second image is being prepared
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, *a, **k)
+        return real(*a, **k)
 
-    monkeypatch.setattr(Predictor, "predict_checked", interrupted)
+    monkeypatch.setattr(predict_mod, "letterbox", interrupted)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         _predict([src], predictor, out, batch_size=1)
-    assert (out / INCOMPLETE).is_file() and not (out / LOCK_FILE).exists()
+    assert (out / "INCOMPLETE").is_file()
     assert len(_rows(out / "predictions.csv")) == 1  # what was done before the interrupt
-    monkeypatch.setattr(Predictor, "predict_checked", real)
+    assert not (out / predict_mod.LOCK_FILE).exists()
+    monkeypatch.setattr(predict_mod, "letterbox", real)
     rep = _predict([src], predictor, out, overwrite=True)
-    assert rep.n_ok == 3 and not (out / INCOMPLETE).exists()
+    assert rep.n_ok == 3 and not (out / "INCOMPLETE").exists()
 
 
 def test_overwrite_clears_the_earlier_run_and_nothing_else(tmp_path, predictor):
@@ -320,7 +321,7 @@ def test_dicom_size_slope_and_window_are_checked(tmp_path):
 
 
 def test_exif_orientation_is_applied_and_noted(tmp_path):
-    from tumorlens.data.io import decode
+    from tumorlens.data.io import read_any_noted
 
     a = np.zeros((40, 80), np.uint8)
     a[:, :10] = 255  # a bright band on the left
@@ -328,9 +329,9 @@ def test_exif_orientation_is_applied_and_noted(tmp_path):
     exif = im.getexif()
     exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise to show
     im.save(tmp_path / "turned.jpg", exif=exif, quality=100)
-    d = decode(tmp_path / "turned.jpg")
-    assert d.array.shape == (80, 40, 3) and "EXIF orientation 6" in d.note
-    assert d.array[:10, :, 0].mean() > 200 and d.array[-10:, :, 0].mean() < 50  # the band is now on top
+    arr, note = read_any_noted(tmp_path / "turned.jpg")
+    assert arr.shape == (80, 40, 3) and "EXIF orientation 6" in note
+    assert arr[:10, :, 0].mean() > 200 and arr[-10:, :, 0].mean() < 50  # the band is now on top
 
 
 # 5. usage errors, numeric options, YAML -------------------------------------------------------------------

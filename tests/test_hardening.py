@@ -560,3 +560,18 @@ def test_parsing_the_command_line_imports_no_stage():
     from tumorlens.experiments.jobs import PLAN_PARTS as jobs_parts
 
     assert tuple(PLAN_PARTS) == tuple(jobs_parts)
+
+
+def test_the_readme_reports_the_measured_guard_rates():
+    import re
+
+    rec = json.loads((REPO / "benchmarks" / "results" / "guard_cpu.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    for label, key in (("Kaggle validation", "validation"), ("Kaggle Testing", "Testing"), ("BRISC 2025 dev", None)):
+        m = rec["false_alarms"][key] if key else next(v for k, v in rec["false_alarms"].items() if "brisc" in k)
+        row = re.search(rf"^\| {re.escape(label)}[^|]*\| ([\d,]+) \| ([\d.]+)% \|", readme, re.M)
+        assert row, label
+        assert int(row.group(1).replace(",", "")) == m["n"] and float(row.group(2)) == round(100 * m["flagged"], 1)
+    for label, key in (("uniform noise", "uniform noise"), ("Testing with contrast inverted", "inverted Testing")):
+        row = re.search(rf"^\| {re.escape(label)}[^|]*\| ([\d,]+) \| ([\d.]+)% \|", readme, re.M)
+        assert row and float(row.group(2)) == round(100 * rec["catch"][key]["flagged"], 1), label

@@ -302,6 +302,7 @@ def _dicom(path, pixels, **tags):
     return path
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # the NaN window is written on purpose
 def test_dicom_size_slope_and_window_are_checked(tmp_path):
     pytest.importorskip("pydicom")
     from tumorlens.data.io import read_dicom

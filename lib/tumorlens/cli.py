@@ -10,7 +10,8 @@ tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set K
 tumorlens run --profile P [--part headline|supplementary] [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
-                                           without --model: the published model (models/cpu)
+                                           without --model: the published model (models/cpu); exit 0 when
+                                           an image was predicted, 1 when none could be, 2 on a usage error
 tumorlens external --profile P [--folder DIR ...] [--no-runs]
                                            the published models and every run on another release (per view)
 tumorlens evaluate lesion --profile P [--model RUN ...] [--images-out DIR]
@@ -27,26 +28,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from tumorlens import __version__, paths
-from tumorlens.config import load_config
-from tumorlens.data.fetch import fetch_kaggle
-from tumorlens.data.inventory import scan
-from tumorlens.data.leakage import audit
-from tumorlens.data.phantoms import write_phantoms
 from tumorlens.errors import TumorlensError
-from tumorlens.utils.files import write_json, write_text
 from tumorlens.utils.quiet import quiet_native_logs
 
-# Commands that build or run models import their stage inside the function: TensorFlow takes seconds to
-# import, and `tumorlens data scan` or `config show` must not wait for it.
+# Every command imports its stage inside its function, and parsing imports none: TensorFlow takes seconds
+# to import, NumPy a tenth of one, and `tumorlens --help`, `data scan` or `config show` must not wait for
+# them (`tumorlens --help` starts in about 0.1 s; tests/test_hardening.py checks that parsing loads neither).
 
 __all__ = ["main"]
+
+#: The plan's parts (`tumorlens.experiments.jobs.PLAN_PARTS`, which imports the model stages; equal, tested).
+PLAN_PARTS = ("headline", "supplementary")
+
+
+def _number(kind: type, test, what: str):
+    """An argparse ``type``: ``kind(text)`` that passes ``test``, else a usage error naming the value."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_unit_interval = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def _print_json(obj) -> None:
@@ -55,6 +74,8 @@ def _print_json(obj) -> None:
 
 
 def _cmd_data_scan(args) -> int:
+    from tumorlens.data.inventory import scan
+
     report = scan(args.path, show_progress=not args.json and not args.quiet, use_cache=not args.no_cache)
     if args.json:
         _print_json(report.to_dict())
@@ -64,6 +85,11 @@ def _cmd_data_scan(args) -> int:
 
 
 def _cmd_data_audit(args) -> int:
+    from tumorlens.config import load_config
+    from tumorlens.data.inventory import scan
+    from tumorlens.data.leakage import audit
+    from tumorlens.utils.files import write_json, write_text
+
     a = load_config(args.profile).audit
     report = scan(args.path, show_progress=not args.json and not args.quiet)
     result = audit(
@@ -103,12 +129,16 @@ def _cmd_data_audit(args) -> int:
 
 
 def _cmd_data_fetch(args) -> int:
+    from tumorlens.data.fetch import fetch_kaggle
+
     path = fetch_kaggle(args.dest)
     print(f"dataset ready at {path}")
     return 0
 
 
 def _cmd_data_phantoms(args) -> int:
+    from tumorlens.data.phantoms import write_phantoms
+
     ps = write_phantoms(
         args.out,
         size=args.size,
@@ -122,6 +152,8 @@ def _cmd_data_phantoms(args) -> int:
 
 
 def _cmd_config_show(args) -> int:
+    from tumorlens.config import load_config
+
     cfg = load_config(args.profile)
     _print_json({**cfg.to_dict(), "resolved": {"data_root": str(cfg.data_root), "runs_root": str(cfg.runs_root)}})
     return 0
@@ -146,6 +178,9 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    import yaml
+
+    from tumorlens.config import load_config
     from tumorlens.experiments.counterfactual import train
 
     overrides = {"seed": args.seed} if args.seed is not None else {}
@@ -163,6 +198,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    from tumorlens.config import load_config
     from tumorlens.experiments.collect import results_dir
     from tumorlens.experiments.jobs import explained_run, selected
     from tumorlens.experiments.runner import plan, run_profile
@@ -291,7 +327,9 @@ def _cmd_publish(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    from tumorlens.config import load_config
     from tumorlens.experiments.bench import format_table, run_bench
+    from tumorlens.utils.files import write_json
 
     res = run_bench(
         load_config(args.profile), args.model, args.ensemble or (), peer=not args.no_peer, show_progress=not args.quiet
@@ -332,8 +370,6 @@ def _results_command(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tumorlens.experiments.jobs import PLAN_PARTS  # light: settings only
-
     p = argparse.ArgumentParser(
         prog="tumorlens",
         description="Brain MRI tumour classification toolkit (research use only; not a diagnostic device).",
@@ -358,8 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-cache", action="store_true")
     a.add_argument("--out", help="folder to write audit.json and dedup_test.csv into")
     a.add_argument("--profile", default=None, help="take the audit thresholds from this profile")
-    a.add_argument("--hash-distance", type=int, default=None)
-    a.add_argument("--correlation", type=float, default=None)
+    a.add_argument(
+        "--hash-distance", type=_non_negative_int, default=None, help="largest perceptual-hash distance of a pair"
+    )
+    a.add_argument("--correlation", type=_unit_interval, default=None, help="smallest thumbnail correlation, (0, 1]")
     a.set_defaults(func=_cmd_data_audit)
 
     f = data.add_parser("fetch", help="download the Kaggle dataset with kagglehub")
@@ -368,16 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ph = data.add_parser("phantoms", help="write the synthetic phantom dataset (with masks)")
     ph.add_argument("out")
-    ph.add_argument("--size", type=int, default=64)
-    ph.add_argument("--train-per-class", type=int, default=60)
-    ph.add_argument("--test-per-class", type=int, default=15)
-    ph.add_argument("--duplicates", type=int, default=4)
+    ph.add_argument("--size", type=_positive_int, default=64)
+    ph.add_argument("--train-per-class", type=_positive_int, default=60)
+    ph.add_argument("--test-per-class", type=_positive_int, default=15)
+    ph.add_argument("--duplicates", type=_non_negative_int, default=4)
     ph.add_argument("--seed", type=int, default=42)
     ph.set_defaults(func=_cmd_data_phantoms)
 
     mo = sub.add_parser("models", help="parameters and FLOPs of MAB, ResPath, SBR vs SE and CBAM on each backbone")
     mo.add_argument("--json", action="store_true")
-    mo.add_argument("--image-size", type=int, default=224)
+    mo.add_argument("--image-size", type=_positive_int, default=224)
     mo.add_argument("--backbones", nargs="*", help="default: all")
     mo.set_defaults(func=_cmd_models)
 
@@ -414,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--json", action="store_true", help="with --status: a JSON list of {job, state, why}")
     r.add_argument(
-        "--workers", type=int, default=None, help="run independent jobs side by side on N local Dask workers"
+        "--workers", type=_positive_int, default=None, help="run independent jobs side by side on N local Dask workers"
     )
     r.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the jobs on an existing Dask cluster")
     r.set_defaults(func=_cmd_run)
@@ -441,8 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder with segment.json from the explain step (default: found beside the model; see docs)",
     )
+    pr.add_argument(
+        "--guard",
+        default=None,
+        metavar="FILE",
+        help="input-guard statistics fitted for --model (a guard.npz); the published model has its own",
+    )
     pr.add_argument("--out", default=None, help="output folder (default runs/predict/<time>); never an input folder")
-    pr.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its older files are kept)")
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an earlier predict run's --out, removing that run's results first (other files stay)",
+    )
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 
@@ -521,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the profile's experiments first (default: smoke yes, others only without results)",
     )
     g.add_argument("--no-run", dest="run", action="store_false", help="render from results/<profile> only")
-    b.add_argument("--workers", type=int, default=None, help="run the notebooks on N local Dask workers")
+    b.add_argument("--workers", type=_positive_int, default=None, help="run the notebooks on N local Dask workers")
     b.set_defaults(func=_cmd_book)
 
     c = sub.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
@@ -538,12 +586,20 @@ def entry() -> int:
     return main()
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command. Exit status: the command's own (0 done; predict 1 when no image
+    could be processed, verify 1 outside the seed spread), 2 for a usage error or any error the library
+    reports (`tumorlens.errors`, a file that cannot be read or written, a bad value) -- printed as one line,
+    ``tumorlens: error: ...``, as argparse prints its own --, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (TumorlensError, OSError, ValueError, RuntimeError) as exc:  # OSError: FileNotFound, IsADirectory, ...
-        print(f"tumorlens: error: {exc}", file=sys.stderr)
+        print(f"tumorlens: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tumorlens: interrupted", file=sys.stderr)

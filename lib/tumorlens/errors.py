@@ -11,6 +11,8 @@ import os
 __all__ = [
     "TumorlensError",
     "ConfigError",
+    "UsageError",
+    "OutputLockedError",
     "DatasetNotFoundError",
     "BadImageError",
     "WeightsUnavailableError",
@@ -24,6 +26,15 @@ class TumorlensError(Exception):
 
 class ConfigError(TumorlensError, ValueError):
     """A key or value in the experiment settings is wrong; the message names both."""
+
+
+class UsageError(TumorlensError, ValueError):
+    """Options or arguments that do not fit together or lie outside their range; the message names the
+    option and the value received (the command exits 2, as for argparse's own usage errors)."""
+
+
+class OutputLockedError(TumorlensError, RuntimeError):
+    """An output folder another running process is writing into (its lock file names the process)."""
 
 
 class DatasetNotFoundError(TumorlensError, FileNotFoundError):

@@ -1,5 +1,10 @@
 """Scan a dataset folder: find every image, decode each once, name every bad file, keep the rest.
 
+Nothing is skipped without a word: besides bad images, every entry not read is listed with its reason
+(``ignored``): files of other kinds (DICOM slices included: scan and external read image files), hidden
+entries, symbolic links to folders (not followed: a link may loop or lead out of the dataset), folders
+that cannot be read, broken links (`walk_files`).
+
 Layouts read (class folders ``glioma``, ``meningioma``, ``notumor`` — or ``no_tumor`` —, ``pituitary``)::
 
     ROOT/Training/<class>/*  and  ROOT/Testing/<class>/*     the Kaggle layout ("kaggle")
@@ -22,7 +27,7 @@ from PIL import Image
 
 from tumorlens import paths
 from tumorlens.config import CLASSES
-from tumorlens.data.io import IMAGE_EXTENSIONS, BadImageError, read_image
+from tumorlens.data.io import DECODE_VERSION, IMAGE_EXTENSIONS, BadImageError, is_dicom, read_image
 from tumorlens.errors import DatasetNotFoundError
 from tumorlens.utils.files import hash_files, read_json, write_text
 from tumorlens.utils.progress import progress
@@ -36,6 +41,7 @@ __all__ = [
     "ScanReport",
     "scan",
     "fingerprint",
+    "walk_files",
     "dataset_identity",
     "read_scan_json",
 ]
@@ -182,6 +188,53 @@ def _class_name(folder: str) -> str | None:
     return name if name in CLASSES else None
 
 
+def walk_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every file under ``folder`` (recursively, sorted by path) and every entry not walked, with why.
+
+    Skipped, each with its reason: hidden entries (a name starting with ``.``; a hidden folder once, not its
+    contents), symbolic links to folders (not followed: they can loop, or lead outside the folder given),
+    folders that cannot be listed (permissions, I/O errors), and broken or looping symbolic links. Links to
+    files are followed (they are returned as found). The folder itself must be listable (else OSError).
+    """
+    folder = Path(folder)
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError as exc:
+            if here == folder:
+                raise
+            why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+            skipped.append((here, f"folder not readable ({why}): its files were not looked at"))
+            continue
+        for e in entries:
+            p = here / e.name
+            if e.name.startswith("."):
+                kind = "folder" if e.is_dir(follow_symlinks=False) else "file"
+                skipped.append((p, f"hidden {kind} (the name starts with '.'): skipped"))
+                continue
+            try:
+                is_link = e.is_symlink()
+                if is_link and not p.exists():  # dangling, or a loop: named, never a crash
+                    skipped.append((p, "broken symbolic link (no target, or a loop)"))
+                    continue
+                is_dir = e.is_dir()
+            except OSError as exc:
+                skipped.append((p, f"not readable ({exc.strerror or exc})"))
+                continue
+            if is_link and is_dir:
+                skipped.append((p, "symbolic link to a folder: not followed (pass its target, or copy the folder in)"))
+            elif is_dir:
+                pending.append(p)
+            else:
+                files.append(p)
+    return sorted(files), sorted(skipped)
+
+
 def _discover(root: Path) -> tuple[str, list[tuple[str, str, Path]], list[dict], list[str]]:
     """Walk the layout: (layout, [(split, cls, file)], ignored, warnings)."""
     if not root.exists():
@@ -228,26 +281,23 @@ def _discover(root: Path) -> tuple[str, list[tuple[str, str, Path]], list[dict],
             if cls in seen:
                 warnings.append(f"{rel}/: a second folder for class {cls!r}; its images are added to it")
             seen.add(cls)
-            for f in sorted(entry.rglob("*")):
-                if any(part.startswith(".") for part in f.relative_to(entry).parts):
-                    continue
-                if f.is_symlink() and not f.exists():  # dangling, or a loop: named, never a crash
-                    ignored.append(
-                        {
-                            "path": f.relative_to(root).as_posix(),
-                            "reason": "broken symbolic link (no target, or a loop)",
-                        }
-                    )
-                    continue
-                if f.is_dir():
-                    continue
+            try:
+                found, skipped = walk_files(entry)
+            except OSError as exc:
+                why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+                ignored.append({"path": rel + "/", "reason": f"class folder not readable ({why}): not scanned"})
+                continue
+            for f, reason in skipped:
+                ignored.append({"path": f.relative_to(root).as_posix(), "reason": reason})
+            for f in found:
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                    ignored.append(
-                        {
-                            "path": f.relative_to(root).as_posix(),
-                            "reason": f"not an image file extension ({f.suffix or 'none'})",
-                        }
+                    reason = (
+                        "a DICOM file: `data scan` and `external` read image files (JPEG, PNG, ...); "
+                        "`tumorlens predict` reads DICOM"
+                        if is_dicom(f)
+                        else f"not an image file extension ({f.suffix or 'none'})"
                     )
+                    ignored.append({"path": f.relative_to(root).as_posix(), "reason": reason})
                     continue
                 files.append((split, cls, f))
         for cls in CLASSES:
@@ -281,7 +331,7 @@ def _check(path: Path) -> tuple[str, str | None, str | None]:
 
 def fingerprint(files: Iterable[Path], root: Path) -> str:
     """A short key for a set of files under ``root``: their relative paths, sizes and modification times."""
-    h = hashlib.sha1(str(root.resolve()).encode())
+    h = hashlib.sha1(f"{root.resolve()}|decode-v{DECODE_VERSION}".encode())  # a decoder change re-decodes
     return hash_files(h, ((f.relative_to(root).as_posix(), f) for f in files)).hexdigest()[:20]
 
 

@@ -36,10 +36,11 @@ from tumorlens import paths
 from tumorlens.config import CLASSES
 from tumorlens.data.inventory import ImageRecord, ScanReport, dataset_identity
 from tumorlens.data.io import letterbox, read_image
+from tumorlens.errors import UsageError
 from tumorlens.utils.files import hash_files, write_text
 from tumorlens.utils.progress import progress
 
-__all__ = ["Fingerprints", "fingerprints", "find_pairs", "AuditReport", "audit", "dedup_subset"]
+__all__ = ["Fingerprints", "fingerprints", "check_thresholds", "find_pairs", "AuditReport", "audit", "dedup_subset"]
 
 _AUDIT_VERSION = 1
 
@@ -89,10 +90,28 @@ def fingerprints(records: Sequence[ImageRecord], thumb_size: int = 32, show_prog
     )
 
 
+def check_thresholds(hash_distance, correlation, thumb_size=32) -> None:
+    """Refuse thresholds that would silently change what counts as a duplicate: ``hash_distance`` an integer
+    >= 0 (bits of the 64-bit hash), ``correlation`` a finite number in (0, 1] (NaN would compare false and
+    find no near duplicate at all), ``thumb_size`` an integer >= 8. `UsageError` names the value received."""
+    if isinstance(hash_distance, bool) or not isinstance(hash_distance, (int, np.integer)) or hash_distance < 0:
+        raise UsageError(f"hash_distance must be an integer >= 0; received hash_distance={hash_distance!r}")
+    if (
+        isinstance(correlation, bool)
+        or not isinstance(correlation, (int, float, np.floating, np.integer))
+        or not np.isfinite(correlation)
+        or not 0 < correlation <= 1
+    ):
+        raise UsageError(f"correlation must be a finite number in (0, 1]; received correlation={correlation!r}")
+    if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 8:
+        raise UsageError(f"thumb_size must be an integer >= 8; received thumb_size={thumb_size!r}")
+
+
 def find_pairs(
     fp: Fingerprints, hash_distance: int, correlation: float, chunk: int = 1024
 ) -> list[tuple[int, int, str, int, float]]:
     """All duplicate pairs ``(i, j, kind, hamming, corr)`` with ``i < j``; kind is exact | near."""
+    check_thresholds(hash_distance, correlation)
     n = len(fp.sha256)
     pairs: dict[tuple[int, int], tuple[str, int, float]] = {}
     by_sha: dict[str, list[int]] = defaultdict(list)
@@ -260,7 +279,10 @@ def audit(
     use_cache: bool = True,
     show_progress: bool = True,
 ) -> AuditReport:
-    """Find duplicate pairs and groups among all images of a scan (cached by content and settings)."""
+    """Find duplicate pairs and groups among all images of a scan (cached by content and settings).
+
+    Raises `UsageError` for thresholds outside their range (`check_thresholds`)."""
+    check_thresholds(hash_distance, correlation, thumb_size)
     recs = report.records
     params = {
         "thumb_size": thumb_size,

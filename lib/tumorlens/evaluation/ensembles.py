@@ -10,14 +10,17 @@ decision values, scikit-learn's ``CalibratedClassifierCV``; the SVM after PCA to
 dimensions, to keep it affordable on CPUs), with hyperparameters chosen by
 stratified cross-validation on the training split only.
 
-Saved pipelines are joblib files, i.e. **Python pickles: loading one can run arbitrary code.** Load
-only files you produced yourself (`load_pipeline` says so every time).
+Fitted pipelines are saved as ``.npz`` files -- their arrays and a JSON description, no pickle -- and
+loaded as a `HybridClassifier` that computes the same probabilities with NumPy (`save_pipeline`,
+`load_pipeline`; tested against scikit-learn). A joblib file (a Python pickle, which loading would
+execute) is refused by `load_pipeline`, never opened.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
+import json
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +30,14 @@ import numpy as np
 from tumorlens import paths
 from tumorlens.config import Config
 from tumorlens.data.prepared import prepare
+from tumorlens.errors import TumorlensError
 from tumorlens.metrics.classification import classification_metrics
 from tumorlens.metrics.stats import bootstrap_ci, compare
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import penultimate_features
 from tumorlens.records import rank_by_validation, read_predictions, test_sets, write_predictions
 from tumorlens.training.prefix_cache import cached_prefix_file
-from tumorlens.utils.files import read_json, save_npz, write_json
+from tumorlens.utils.files import atomic_path, read_json, save_npz, write_json
 
 __all__ = [
     "soft_vote",
@@ -42,6 +46,8 @@ __all__ = [
     "fit_hybrid",
     "save_pipeline",
     "load_pipeline",
+    "HybridClassifier",
+    "HybridFileError",
     "evaluate_ensembles",
 ]
 
@@ -169,27 +175,160 @@ def fit_hybrid(
     return best
 
 
-def save_pipeline(pipeline, path: str | Path) -> Path:
-    import joblib
+class HybridFileError(TumorlensError, ValueError):
+    """A hybrid pipeline file that is not one `save_pipeline` wrote (a joblib pickle is never loaded)."""
 
+
+_HYBRID_FORMAT, _HYBRID_VERSION = "tumorlens-hybrid", 1
+
+
+def _pipeline_steps(pipeline) -> list:
+    return [est for _, est in pipeline.steps] if hasattr(pipeline, "steps") else [pipeline]
+
+
+def save_pipeline(pipeline, path: str | Path) -> Path:
+    """Write a fitted hybrid (`fit_hybrid`: ``StandardScaler`` [+ ``PCA``] + ``LogisticRegression`` or
+    sigmoid-calibrated RBF ``SVC``; or such a classifier alone) as ``.npz``: the arrays, and a JSON header
+    naming the steps. No pickle. Raises `HybridFileError` for any other kind of step."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    arrays: dict[str, np.ndarray] = {}
+    steps: list[dict] = []
+    for i, est in enumerate(_pipeline_steps(pipeline)):
+        key = f"s{i}_"
+        if isinstance(est, StandardScaler):
+            arrays[key + "mean"] = np.zeros(est.n_features_in_) if est.mean_ is None else est.mean_
+            arrays[key + "scale"] = np.ones(est.n_features_in_) if est.scale_ is None else est.scale_
+            steps.append({"op": "standardise"})
+        elif isinstance(est, PCA) and not est.whiten:
+            arrays[key + "mean"], arrays[key + "components"] = est.mean_, est.components_
+            steps.append({"op": "project"})
+        elif isinstance(est, LogisticRegression):
+            arrays[key + "coef"], arrays[key + "intercept"] = est.coef_, est.intercept_
+            arrays[key + "classes"] = np.asarray(est.classes_)
+            steps.append({"op": "logistic"})
+        elif (
+            isinstance(est, CalibratedClassifierCV)
+            and len(est.calibrated_classifiers_) == 1
+            and est.calibrated_classifiers_[0].method == "sigmoid"
+            and isinstance(est.calibrated_classifiers_[0].estimator, SVC)
+            and est.calibrated_classifiers_[0].estimator.kernel == "rbf"
+            and len(est.classes_) > 2
+        ):
+            cal = est.calibrated_classifiers_[0]
+            svc = cal.estimator
+            arrays[key + "support_vectors"] = svc.support_vectors_
+            arrays[key + "dual_coef"] = svc.dual_coef_
+            arrays[key + "intercept"] = svc.intercept_
+            arrays[key + "n_support"] = np.asarray(svc.n_support_, np.int64)
+            arrays[key + "classes"] = np.asarray(est.classes_)
+            arrays[key + "cal_a"] = np.array([c.a_ for c in cal.calibrators], np.float64)
+            arrays[key + "cal_b"] = np.array([c.b_ for c in cal.calibrators], np.float64)
+            steps.append({"op": "calibrated_rbf_svm", "gamma": float(svc._gamma), "break_ties": bool(svc.break_ties)})
+        else:
+            raise HybridFileError(f"{path}: cannot store a {type(est).__name__} step without pickle")
+    if steps[-1]["op"] not in ("logistic", "calibrated_rbf_svm"):
+        raise HybridFileError(f"{path}: a hybrid must end in a classifier; received steps {[s['op'] for s in steps]}")
+    header = {
+        "format": _HYBRID_FORMAT,
+        "version": _HYBRID_VERSION,
+        "steps": steps,
+        "best_params": {k: str(v) for k, v in getattr(pipeline, "best_params_", {}).items()},
+    }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, path)
+    with atomic_path(path, ".npz") as tmp:
+        np.savez_compressed(tmp, header=np.array(json.dumps(header)), **arrays)
     return path
 
 
-def load_pipeline(path: str | Path):
-    """Load a saved hybrid pipeline. A joblib file is a Python pickle: loading it can execute
-    arbitrary code, so load only files you produced yourself."""
-    import joblib
+class HybridClassifier:
+    """A hybrid pipeline read back by `load_pipeline`: ``predict_proba (N, D) -> (N, K)`` and ``predict``
+    as scikit-learn computes them (standardise, project, then multinomial logistic regression or the RBF
+    SVM's one-vs-rest decision values calibrated by per-class sigmoids), in NumPy."""
 
-    warnings.warn(
-        f"{path}: joblib files are Python pickles and loading one can run arbitrary code; "
-        "load only pipelines you saved yourself",
-        UserWarning,
-        stacklevel=2,
-    )
-    return joblib.load(path)
+    def __init__(self, steps: list[dict], arrays: dict[str, np.ndarray], best_params: dict | None = None):
+        self.steps, self.arrays, self.best_params_ = steps, arrays, best_params or {}
+        last = len(steps) - 1
+        self.classes_ = arrays[f"s{last}_classes"]
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        for i, st in enumerate(self.steps[:-1]):
+            a = {k[len(f"s{i}_") :]: v for k, v in self.arrays.items() if k.startswith(f"s{i}_")}
+            if st["op"] == "standardise":
+                x = (x - a["mean"]) / a["scale"]
+            elif st["op"] == "project":
+                x = (x - a["mean"]) @ a["components"].T
+        return x
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features must be (N, D); received shape {x.shape}")
+        x = self._transform(x)
+        i = len(self.steps) - 1
+        a = {k[len(f"s{i}_") :]: v for k, v in self.arrays.items() if k.startswith(f"s{i}_")}
+        if self.steps[-1]["op"] == "logistic":
+            z = x @ a["coef"].T + a["intercept"]
+            if z.shape[1] == 1:  # binary
+                p1 = 1 / (1 + np.exp(-z[:, 0]))
+                return np.stack([1 - p1, p1], axis=1)
+            z = z - z.max(1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(1, keepdims=True)
+        dec = self._svm_decision(x, a, self.steps[-1]["gamma"])
+        proba = 1 / (1 + np.exp(a["cal_a"] * dec + a["cal_b"]))  # expit(-(a f + b)), per class
+        total = proba.sum(1, keepdims=True)
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
+
+    @staticmethod
+    def _svm_decision(x: np.ndarray, a: dict, gamma: float) -> np.ndarray:
+        """libsvm's one-vs-one decision values, turned into scikit-learn's one-vs-rest shape."""
+        sv, coef, n_sup = a["support_vectors"], a["dual_coef"], a["n_support"]
+        k = np.exp(-gamma * (np.sum(x**2, 1)[:, None] - 2 * x @ sv.T + np.sum(sv**2, 1)[None, :]))
+        starts = np.concatenate([[0], np.cumsum(n_sup)])
+        n_cls = len(n_sup)
+        votes = np.zeros((len(x), n_cls))
+        conf = np.zeros((len(x), n_cls))
+        p = 0
+        for i in range(n_cls):
+            for j in range(i + 1, n_cls):
+                si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
+                d = k[:, si] @ coef[j - 1, si] + k[:, sj] @ coef[i, sj] + a["intercept"][p]
+                conf[:, i] += d  # sklearn: sum_of_confidences[:, i] -= -d
+                conf[:, j] -= d
+                votes[:, i] += d >= 0  # sklearn: predictions = dec < 0 -> class j
+                votes[:, j] += d < 0
+                p += 1
+        return votes + conf / (3 * (np.abs(conf) + 1))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(1)]
+
+
+def load_pipeline(path: str | Path) -> HybridClassifier:
+    """Read a hybrid written by `save_pipeline` (``allow_pickle=False``). Anything else -- a joblib or pickle
+    file above all, whose loading could run arbitrary code -- raises `HybridFileError` naming it, unopened."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise HybridFileError(
+            f"{path}: not a tumorlens hybrid file (.npz); joblib and pickle files are never loaded, since loading "
+            "one can run arbitrary code: rerun the ensemble step (tumorlens run --only 04_ensembles --force)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            arrays = {k: z[k] for k in z.files if k != "header"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise HybridFileError(f"{path}: not a readable hybrid file ({type(exc).__name__}: {exc})") from None
+    if header.get("format") != _HYBRID_FORMAT or header.get("version") != _HYBRID_VERSION:
+        raise HybridFileError(f"{path}: format {header.get('format')!r} v{header.get('version')!r}, not a hybrid file")
+    return HybridClassifier(header["steps"], arrays, header.get("best_params"))
 
 
 def _system_metrics(name: str, y: np.ndarray, probs: np.ndarray, dedup: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -221,7 +360,7 @@ def evaluate_ensembles(
     fitted with cross-validation on the training split. Every system is scored on the official test
     split and the de-duplicated subset (bootstrap 95% CIs), and each ensemble is compared with the
     single best model (paired bootstrap CI of the difference, McNemar p-value). Writes
-    ``ensembles.json``, ``<system>_predictions.csv`` and the fitted pipelines (``hybrid_<kind>.joblib``).
+    ``ensembles.json``, ``<system>_predictions.csv`` and the fitted pipelines (``hybrid_<kind>.npz``).
     """
 
     out = Path(out_dir)
@@ -243,7 +382,7 @@ def evaluate_ensembles(
         y_tr = prep.labels("train")
         for kind in hybrids:
             pipe = fit_hybrid(x["train"], y_tr, kind, seed=cfg.seed)
-            save_pipeline(pipe, out / f"hybrid_{kind}.joblib")
+            save_pipeline(pipe, out / f"hybrid_{kind}.npz")
             name = f"CNN+{kind.upper()}"
             systems[name] = pipe.predict_proba(x["test"])
             val_pred = pipe.predict(x["val"])

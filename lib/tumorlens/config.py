@@ -233,6 +233,12 @@ class CounterfactualConfig:
         doc="share of no-tumour training images given a same-shaped control removal (the tumour classes' "
         "share follows, so a removed region is no class cue; 0: no controls)",
     )
+    transplant: float = _spec(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="share of no-tumour training images also shown with a trusted lesion pasted in (labelled its class)",
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["METHODS", "head_mask", "dilate", "remove", "control_region", "control_shares", "counterfactual_set"]
+__all__ = [
+    "METHODS",
+    "head_mask",
+    "dilate",
+    "remove",
+    "control_region",
+    "control_shares",
+    "counterfactual_set",
+    "transplant_lesion",
+]
 
 #: The region fills (see the module docstring).
 METHODS = ("telea", "ns", "ring")
@@ -187,6 +196,7 @@ def counterfactual_set(
     dilation: float = 0.05,
     method: str = "ns",
     control: float = 0.5,
+    transplant: float = 0.0,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Training images with counterfactuals: each lesion removed becomes a *no tumour* image, and
@@ -201,6 +211,9 @@ def counterfactual_set(
         dilation, method: how each region is grown and filled (`dilate`, `remove`).
         control: the share of original no-tumour images given a control removal (the tumour classes'
             share follows from it, `control_shares`); 0: no controls.
+        transplant: the share of no-tumour images that also appear with a trusted lesion pasted into
+            their head (`transplant_lesion`), labelled with the lesion's class (the other direction: a
+            lesion on a healthy slice of any look makes a tumour).
         seed: the draws (which lesions, which images get controls, where the controls go).
 
     Returns ``(images', labels', record)``: the originals (controls applied in place) followed by the
@@ -248,13 +261,62 @@ def counterfactual_set(
             continue
         out[i] = remove(images[i], region, method)
         made[int(labels[i])] = made.get(int(labels[i]), 0) + 1
-    x = np.concatenate([out, np.stack(cf)]) if cf else out
-    y = np.concatenate([labels, np.full(len(cf), notumor, labels.dtype)])
+    pasted, pasted_y = [], []
+    if transplant and keys:
+        for i in np.flatnonzero(labels == notumor):
+            if rng.random() >= transplant:
+                continue
+            k = int(keys[int(rng.integers(len(keys)))])
+            img = transplant_lesion(images[k], lesions[k], images[i], rng)
+            if img is not None:
+                pasted.append(img)
+                pasted_y.append(labels[k])
+    extra = cf + pasted
+    x = np.concatenate([out, np.stack(extra)]) if extra else out
+    y = np.concatenate([labels, np.full(len(cf), notumor, labels.dtype), np.asarray(pasted_y, labels.dtype)])
     record = {
         "counterfactuals": len(cf),
+        "transplants": len(pasted),
         "sources": [int(k) for k in regions],
         "controls": {str(k): v for k, v in sorted(made.items())},
         "control_shares": {"tumour": round(c_tumour, 4), "notumor": round(c_no, 4)},
         "no_place": no_place,
     }
     return x, y, record
+
+
+def transplant_lesion(
+    source: np.ndarray, lesion: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> np.ndarray | None:
+    """``target`` with ``source``'s lesion (bool mask ``lesion``) pasted into its head at a random place by
+    Poisson blending (`cv2.seamlessClone`), its grey levels scaled to the target's head. The blended
+    region is the lesion grown by 3% of the side and at least 6 pixels: blending keeps the gradients
+    inside the region, so one that ended on the lesion's border would blend the lesion away. None when
+    the lesion is empty or finds no place inside the target's head."""
+    lesion = _check_mask(lesion, source.shape, "lesion")
+    if not lesion.any():
+        return None
+    lesion = dilate(lesion, max(0.03, 6.5 / max(lesion.shape)))
+    head = head_mask(target)
+    place = control_region(lesion, head, rng, avoid=np.zeros_like(lesion), inside=1.0)
+    if place is None or not lesion.any():
+        return None
+    src = source.astype(np.float32)
+    t_head, s_head = head_mask(target), head_mask(source)
+    if s_head.any() and t_head.any():  # the lesion keeps its contrast to its own tissue, at the target's level
+        src = src * (target[t_head].mean() / max(1.0, source[s_head].mean()))
+    src = np.clip(src, 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(lesion)
+    ty, tx = np.nonzero(place)
+    dy, dx = int(ty.min() - ys.min()), int(tx.min() - xs.min())
+    shifted = np.zeros_like(src)
+    h, w = lesion.shape
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    shifted[y0 + dy : y1 + dy, x0 + dx : x1 + dx] = src[y0:y1, x0:x1]
+    mask = place.astype(np.uint8) * 255
+    cy, cx = (ty.min() + ty.max() + 1) // 2, (tx.min() + tx.max() + 1) // 2
+    try:
+        out = cv2.seamlessClone(shifted, np.ascontiguousarray(target), mask, (int(cx), int(cy)), cv2.NORMAL_CLONE)
+    except cv2.error:
+        return None
+    return np.where(place[..., None], out, target).astype(np.uint8)

@@ -26,8 +26,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import nbformat
+
 from tumorlens import paths
-from tumorlens.config import load_config
+from tumorlens.config import Config, load_config, settings_fingerprint
+from tumorlens.experiments import published
 from tumorlens.experiments.jobs import (
     DONE,
     JOB_RECORDS,
@@ -595,8 +598,6 @@ def _write_records(res: Path, profile: str, records: dict) -> None:
 
 def _adoptable(job, dest: Path, profile: str) -> str | None:
     """Why a published product may be taken as made with today's settings, or None when it may not."""
-    from tumorlens.config import Config, settings_fingerprint
-
     if job.notebook not in ("02_train", "02_vit"):
         return "adopted: collected before job records existed; taken as made with today's settings"
     run = read_json(dest / RUN_INFO, schema="run")
@@ -638,8 +639,6 @@ def restore_job(job, profile: str, *, weights: bool = True) -> Path:
     its published products (``config.json`` from ``run.json``), its ``model.keras`` rebuilt from
     ``models/<profile>/`` when ``weights`` and that model is published there, and a completion record
     carrying the published record's stamp (so what was made from it stays current). Returns the folder."""
-    from tumorlens.experiments import published  # published reads results_dir from here
-
     res = results_dir(profile)
     name = run_name(job.run_dir, profile)
     rec = published_records(profile).get(name)
@@ -657,8 +656,6 @@ def restore_job(job, profile: str, *, weights: bool = True) -> Path:
     model_name = f"{job.run_dir.parent.name}/{job.run_dir.name}"
     if weights and job.notebook in ("02_train", "02_vit") and model_name in published_weights(profile):
         published.load(model_name, profile).save(dest / MODEL)
-    import nbformat
-
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_markdown_cell(f"Restored from the published results ({paths.relative(src)}).")]
     )

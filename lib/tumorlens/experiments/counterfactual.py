@@ -25,11 +25,12 @@ from typing import Sequence
 import numpy as np
 
 from tumorlens import paths
-from tumorlens.config import CLASSES, Config
+from tumorlens.config import CLASSES, Config, load_config
 from tumorlens.data.lesion import dilate
 from tumorlens.data.prepared import prepare
 from tumorlens.experiments import published
-from tumorlens.explain.ground_truth import brisc_items, split_items
+from tumorlens.experiments.predict import Segmentation
+from tumorlens.explain.ground_truth import brisc_items, default_mask_root, load_lesion_masks, split_items
 from tumorlens.explain.refine import mask_probabilities
 from tumorlens.explain.weak_masks import weak_mask
 from tumorlens.metrics.segmentation import dice
@@ -119,8 +120,6 @@ def _published_source(profile: str) -> dict:
 
 
 def _segmentation(profile: str):
-    from tumorlens.experiments.predict import Segmentation  # predict is the owner of how a mask is made
-
     single = published.load(None, profile)
     seg = Segmentation.read(published.segmentation_dir(profile))
     return single, published.load_segmenter(single, profile), seg
@@ -174,10 +173,6 @@ def mask_filter_curve(
     (`tumorlens.explain.ground_truth.split_items`), and what matters for a counterfactual: the share of
     the expert lesion the mask covers once dilated by each of ``dilations`` (``coverage``, its mean) and
     the share of masks that cover at least 90% of it (``covered``). The masks are for measuring only."""
-    from tumorlens.config import load_config
-    from tumorlens.experiments.lesion import load_lesion_masks
-    from tumorlens.explain.ground_truth import default_mask_root
-
     profile = profile or published.PUBLISHED_PROFILE
     cfg = load_config(profile)
     root = Path(masks_root) if masks_root else default_mask_root(cfg)

@@ -24,16 +24,18 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES, load_config
-from tumorlens.data.io import letterbox, read_image
 from tumorlens.data.lesion import METHODS
+from tumorlens.data.prepared import prepare
 from tumorlens.evaluation.ensembles import soft_vote
 from tumorlens.evaluation.lesion import RemovalSet, make_removal_set, predict_versions, removal_scores
 from tumorlens.experiments import published
 from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
+from tumorlens.experiments.counterfactual import published_lesion_masks
 from tumorlens.explain.gallery import jpeg_bytes
-from tumorlens.explain.ground_truth import brisc_items, default_mask_root
+from tumorlens.explain.ground_truth import default_mask_root, load_lesion_masks
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import predict_images
+from tumorlens.training.views import estimate_views
 from tumorlens.utils.files import atomic_path, read_json, write_json
 from tumorlens.utils.progress import progress
 
@@ -41,7 +43,6 @@ __all__ = [
     "LESION_FILE",
     "FIGURE_FILE",
     "VALIDATION_TEST",
-    "load_lesion_masks",
     "published_predictors",
     "run_lesion_test",
     "run_validation_lesion_test",
@@ -49,23 +50,6 @@ __all__ = [
 
 LESION_FILE = "lesion.json"
 FIGURE_FILE = "lesion_examples.jpg"
-
-
-def load_lesion_masks(root: str | os.PathLike, size: int, *, show_progress: bool = True):
-    """``(ids, images uint8 (N, S, S, 3), masks bool (N, S, S), y, views)`` of a BRISC-layout folder
-    (``images/``, ``masks/``), letterboxed to ``size`` (the masks by nearest neighbour)."""
-    items = brisc_items(root)
-    images, masks = [], []
-    for it in progress(items, total=len(items), desc="reading masks", unit="img", disable=not show_progress):
-        arr, _ = read_image(it.image)
-        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
-        if m is None:
-            raise ValueError(f"{it.mask}: not a readable mask image")
-        m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST) > 127
-        images.append(letterbox(arr, size))
-        masks.append(letterbox(m.astype(np.uint8) * 255, size) > 127)
-    y = np.array([CLASSES.index(it.cls) for it in items])
-    return [it.id for it in items], np.stack(images), np.stack(masks), y, [it.view for it in items]
 
 
 def published_predictors(profile: str) -> tuple[dict[str, Callable], dict[str, list[str]], int]:
@@ -234,10 +218,6 @@ def run_validation_lesion_test(
     made (the expert-mask test on BRISC is for reporting only): the lesions are the published weak masks
     (`VALIDATION_TEST`; no expert masks exist for Kaggle images), the views the estimated planes
     (`tumorlens.training.views`). Adds ``validation`` (per model) to ``results/<profile>/lesion.json``."""
-    from tumorlens.data.prepared import prepare
-    from tumorlens.experiments.counterfactual import published_lesion_masks
-    from tumorlens.training.views import estimate_views
-
     cfg = published.recipe_config(None, profile)
     prep = prepare(cfg, show_progress=show_progress)
     lm = published_lesion_masks(cfg, prep, "val", show_progress=show_progress)

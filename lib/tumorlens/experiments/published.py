@@ -39,7 +39,6 @@ from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.guard import GuardStats
-from tumorlens.experiments.collect import results_dir
 from tumorlens.explain.refine import build_decoder, build_segmenter, skip_layer_names
 from tumorlens.explain.refine import load_segmenter as load_full_segmenter
 from tumorlens.models.classifier import build_classifier, load_model
@@ -261,7 +260,7 @@ def publish(
     runs_root = cfg.runs_root
     ens_file = runs_root / "ensembles" / "ensembles.json"
     if not ens_file.is_file():  # the published copy names the same members
-        ens_file = results_dir(profile) / "ensembles" / "ensembles.json"
+        ens_file = paths.results_root() / profile / "ensembles" / "ensembles.json"
     ens_info = read_json(ens_file, schema="ensembles") if ens_file.is_file() else None
     if ensemble is None:
         if ens_info is None:

@@ -11,10 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import cv2
+import numpy as np
+
 from tumorlens import paths
 from tumorlens.config import CLASSES
+from tumorlens.data.io import letterbox, read_image
+from tumorlens.utils.progress import progress
 
-__all__ = ["MaskItem", "brisc_items", "phantom_items", "split_items", "default_mask_root", "mask_items_for"]
+__all__ = [
+    "MaskItem",
+    "brisc_items",
+    "phantom_items",
+    "split_items",
+    "default_mask_root",
+    "mask_items_for",
+    "load_lesion_masks",
+]
 
 
 _BRISC = re.compile(r"brisc2025_(?P<split>\w+?)_(?P<id>\d+)_(?P<cls>gl|me|pi|no|nt)_(?P<view>ax|co|sa)_t1$")
@@ -97,3 +110,20 @@ def mask_items_for(cfg) -> tuple[str, list[MaskItem]]:
     if root is None:
         return "BRISC 2025 expert masks (not found)", []
     return f"BRISC 2025 expert masks ({root.name})", brisc_items(root)
+
+
+def load_lesion_masks(root: str | os.PathLike, size: int, *, show_progress: bool = True):
+    """``(ids, images uint8 (N, S, S, 3), masks bool (N, S, S), y, views)`` of a BRISC-layout folder
+    (``images/``, ``masks/``), letterboxed to ``size`` (the masks by nearest neighbour)."""
+    items = brisc_items(root)
+    images, masks = [], []
+    for it in progress(items, total=len(items), desc="reading masks", unit="img", disable=not show_progress):
+        arr, _ = read_image(it.image)
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise ValueError(f"{it.mask}: not a readable mask image")
+        m = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST) > 127
+        images.append(letterbox(arr, size))
+        masks.append(letterbox(m.astype(np.uint8) * 255, size) > 127)
+    y = np.array([CLASSES.index(it.cls) for it in items])
+    return [it.id for it in items], np.stack(images), np.stack(masks), y, [it.view for it in items]

@@ -147,6 +147,7 @@ def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
         dilation=cf.dilation,
         method=cf.method,
         control=cf.control,
+        transplant=cf.transplant,
         seed=cfg.data.seed,
     )
     settings = json.dumps([dataclasses.asdict(cf), lesion_masks.source], sort_keys=True, default=str)
@@ -155,7 +156,8 @@ def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
         keys = {**keys, "train": f"{keys['train']}-cf{tag}", "train_aug": f"{keys['train_aug']}-cf{tag}"}
     log(
         f"counterfactuals: {record['counterfactuals']} lesion-removed no-tumour images from {len(trusted)} trusted "
-        f"masks; controls per class {record['controls']} ({record['no_place']} found no place)"
+        f"masks, {record['transplants']} lesions pasted into no-tumour images; controls per class "
+        f"{record['controls']} ({record['no_place']} found no place)"
     )
     record = {
         **{k: v for k, v in record.items() if k != "sources"},

@@ -7,20 +7,22 @@ narrative pages; the book itself never executes anything (``execute_notebooks: o
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tumorlens import paths
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import check_results, results_dir
-from tumorlens.experiments.grid import run_jobs
+from tumorlens.experiments.grid import execute, run_jobs
 from tumorlens.experiments.runner import book_pages, run_profile
 from tumorlens.utils.files import read_json
 from tumorlens.utils.quiet import is_tf_noise
 
-__all__ = ["book_dir", "build_book"]
+__all__ = ["book_dir", "build_book", "copy_static", "remote_scripts", "machine_paths"]
 
 
 def book_dir() -> Path:
@@ -122,21 +124,35 @@ def build_book(
     gen.mkdir(parents=True)
     rel_res = res.relative_to(paths.repo_root()) if res.is_relative_to(paths.repo_root()) else res
     pages = book_pages(profile, rel_res, gen)
-    run_jobs(pages, force=True, workers=workers, show_progress=False)  # independent of each other
+    say(f"rendering {len(pages)} pages of the {profile} book from {paths.relative(res)}")
+    if workers:  # independent of each other; the grid prints each page as it finishes
+        run_jobs(pages, force=True, workers=workers, show_progress=False)
+    else:
+        for i, job in enumerate(pages, 1):
+            t0 = time.perf_counter()
+            say(f"page {i}/{len(pages)}: {job.page} ({job.notebook}.py) ...", end="")
+            execute(job, force=True)
+            say(f" {time.perf_counter() - t0:.0f} s; {len(pages) - i} left", prefix=False)
     for job in pages:
         _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
     shutil.rmtree(gen / ".jobs", ignore_errors=True)
     (gen / "build_info.md").write_text(_build_info(profile))
-    import plotly
-
-    static = book / "_static"
-    static.mkdir(exist_ok=True)
-    shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    copy_static(book / "_static", book / "_extra", strict=strict)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
+    say("building the HTML (jupyter-book; Sphinx reports its own progress)")
+    t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
+    say(f"HTML built in {time.perf_counter() - t0:.0f} s")
+    remote = remote_scripts(book / "_build" / "html")
+    if remote:
+        listing = "; ".join(f"{page}: {src}" for page, src in remote[:5])
+        message = f"the built pages load scripts from the network ({len(remote)} place(s)): {listing}"
+        if strict:
+            raise RuntimeError(message)
+        print(f"warning: {message}", file=sys.stderr)
     found = machine_paths(book / "_build" / "html", cfg)
     if found:
         listing = "; ".join(f"{page}: ...{snippet}..." for page, snippet in found[:5])
@@ -145,6 +161,71 @@ def build_book(
             raise RuntimeError(message)
         print(f"warning: {message}", file=sys.stderr)
     return book / "_build" / "html" / "index.html"
+
+
+def say(message: str, *, end: str = "\n", prefix: bool = True) -> None:
+    """A progress line of the build on stderr, flushed at once (a build run without a terminal, e.g. in
+    CI or ``make book > log``, shows where it is)."""
+    print(f"book: {message}" if prefix else message, end=end, file=sys.stderr, flush=True)
+
+
+#: MathJax 3 (the package ``django-static-mathjax`` ships its files): the combined TeX/MathML component
+#: and what it loads at run time, copied into the book's ``_extra/mathjax/``, which the site publishes
+#: at its root (``html_extra_path`` and ``mathjax_path`` in ``book/_config.yml``; not under ``_static/``,
+#: whose every ``.js`` file Jupyter Book adds to every page).
+MATHJAX_FILES = ("tex-mml-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "a11y", "sre")
+
+
+def mathjax_source() -> Path | None:
+    """The ``es5`` folder of the installed MathJax 3 copy; None when the package is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        es5 = Path(loc) / "static" / "mathjax" / "es5"
+        if (es5 / "tex-mml-chtml.js").is_file():
+            return es5
+    return None
+
+
+def copy_static(static: Path, extra: Path, *, strict: bool = False) -> None:
+    """Put the scripts the pages load into the book: Plotly's ``plotly.min.js`` (from the plotly package)
+    into ``static`` and MathJax (`MATHJAX_FILES`) into ``extra/mathjax``, so that no page loads a script
+    from the network."""
+    import plotly
+
+    static.mkdir(exist_ok=True)
+    shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static / "plotly.min.js")
+    es5 = mathjax_source()
+    if es5 is None:
+        message = "MathJax is not installed (pip install django-static-mathjax, or make install): formulas show as TeX"
+        if strict:
+            raise RuntimeError(message)
+        print(f"warning: {message}", file=sys.stderr)
+        return
+    dest = extra / "mathjax"
+    for rel in MATHJAX_FILES:
+        src = es5 / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, dirs_exist_ok=True)
+        elif src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+_SCRIPT_SRC = re.compile(r"""<script[^>]*\bsrc=["']((?:https?:)?//[^"']+)["']""", re.I)
+_IMPORT_URL = re.compile(r"""(?:import\(|require\(\[?|from\s)\s*["']((?:https?:)?//[^"']+)["']""")
+
+
+def remote_scripts(html_dir: Path) -> list[tuple[str, str]]:
+    """``(page, url)`` for every script a built page would fetch from the network: a ``<script src>``,
+    a module ``import()``/``from``, or a ``require`` of an absolute URL."""
+    found = []
+    for page in sorted(html_dir.rglob("*.html")):
+        text = page.read_text(errors="replace")
+        for rx in (_SCRIPT_SRC, _IMPORT_URL):
+            found += [(str(page.relative_to(html_dir)), m.group(1)) for m in rx.finditer(text)]
+    return found
 
 
 def machine_paths(html_dir: Path, cfg) -> list[tuple[str, str]]:

@@ -11,6 +11,10 @@ from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
 __all__ = [
+    "Table",
+    "show",
+    "book_frame",
+    "setup_display",
     "scan_table",
     "audit_table",
     "metrics_table",
@@ -31,9 +35,119 @@ __all__ = [
 ]
 
 
-def captioned(frame: "pandas.DataFrame", caption: str, precision: int = 4):  # noqa: F821
+#: What a missing cell shows, and the footnote that says so under the table.
+MISSING = "—"
+MISSING_NOTE = "— : not measured or not applicable for this row."
+
+
+def _cell(v, precision: int) -> str:
+    """One cell as the book prints it: missing values as `MISSING`, whole numbers without ``.0`` (with a
+    thousands separator from 10,000), other floats to ``precision`` decimals, text as it is."""
+    import math
+    import numbers
+
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return MISSING
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, numbers.Integral):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    if isinstance(v, numbers.Real):
+        if math.isinf(v):
+            return str(v)
+        return f"{v:.{precision}f}"
+    return str(v)
+
+
+def _column(col: "pandas.Series", precision: int) -> list[str]:  # noqa: F821
+    """A column's cells as text (`_cell`); a float column whose values are all whole numbers (counts
+    that a missing cell turned into floats, e.g. 930308.0) prints as whole numbers."""
+    import math
+
+    values = list(col)
+    floats = [v for v in values if isinstance(v, float) and not math.isnan(v) and not math.isinf(v)]
+    whole = bool(floats) and all(v.is_integer() for v in floats) and pd.api.types.is_float_dtype(col.dtype)
+    if whole:
+        return [_cell(int(v), precision) if isinstance(v, float) and v == v else _cell(v, precision) for v in values]
+    return [_cell(v, precision) if not isinstance(v, float) else _float(v, precision) for v in values]
+
+
+def _float(v: float, precision: int) -> str:
+    import math
+
+    return MISSING if math.isnan(v) else str(v) if math.isinf(v) else f"{v:.{precision}f}"
+
+
+def book_frame(frame: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
+    """``frame`` with its index as ordinary leading columns (a default 0, 1, 2, ... index dropped), as the
+    book shows every table: no index column that looks like data, every label a column header."""
+    df = frame.copy()
+    default = isinstance(df.index, pd.RangeIndex) and df.index.name is None and df.index.start == 0
+    if default:
+        return df.reset_index(drop=True)
+    names = [n if n is not None else "" for n in df.index.names]
+    df.index = df.index.set_names([f"__level{i}" if not n else n for i, n in enumerate(names)])
+    df = df.reset_index()
+    return df.rename(columns={f"__level{i}": "" for i in range(len(names))})
+
+
+class Table:
+    """A table as the book prints it (`book_frame`): no index column, missing cells as "—" with a
+    footnote, numbers formatted, inside a block that scrolls sideways when the table is wider than
+    the page; an optional caption above and notes below. ``to_html()`` / ``_repr_html_`` render it;
+    ``frame`` is the data."""
+
+    def __init__(self, frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4):
+        self.frame, self.caption, self.notes, self.precision = book_frame(frame), caption, list(notes), precision
+
+    def to_html(self) -> str:
+        import html
+
+        df = self.frame
+        cells = pd.DataFrame({i: _column(df.iloc[:, i], self.precision) for i in range(df.shape[1])}, index=df.index)
+        cells.columns = df.columns
+        notes = list(self.notes)
+        if (cells == MISSING).to_numpy().any() and MISSING_NOTE not in notes:
+            notes.append(MISSING_NOTE)
+        body = cells.to_html(index=False, escape=True, border=0, classes="tl-table", na_rep=MISSING)
+        if self.caption:
+            body = body.replace(">", f"><caption>{html.escape(self.caption)}</caption>", 1)
+        foot = "".join(f'<p class="tl-table-note">{html.escape(n)}</p>' for n in notes)
+        return f'<div class="tl-table-wrap">{body}{foot}</div>'
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False)
+
+
+def show(frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4) -> Table:
+    """`Table` of ``frame`` (a DataFrame, or a Styler whose data and caption are taken)."""
+    if hasattr(frame, "data") and hasattr(frame, "caption"):  # a pandas Styler
+        caption = caption or (frame.caption or "")
+        frame = frame.data
+    return Table(frame, caption, notes, precision)
+
+
+def setup_display() -> None:
+    """Make every DataFrame and Styler a notebook displays render as a `Table` (call once per notebook;
+    `tumorlens.book.figures.setup_plotly` calls it). Outside IPython, nothing happens."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the notebooks' kernel
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    html = ip.display_formatter.formatters["text/html"]
+    html.for_type(pd.DataFrame, lambda df: show(df).to_html())
+    html.for_type("pandas.io.formats.style.Styler", lambda st: show(st).to_html())
+
+
+def captioned(frame: "pandas.DataFrame", caption: str, precision: int = 4) -> Table:  # noqa: F821
     """A table with a caption above it, styled like the book's other tables (numbers to ``precision``)."""
-    return frame.style.set_caption(caption).format(precision=precision).set_table_attributes('class="dataframe"')
+    return Table(frame, caption, precision=precision)
 
 
 def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from tumorlens import paths
 from tumorlens.config import load_config
+from tumorlens.experiments.figures import render_figures
 from tumorlens.experiments.jobs import DONE, EXPLAIN_SEEDS, PLAN_PARTS, current_runs, plan
 from tumorlens.experiments.rq import rq_tables
 from tumorlens.models.costs import block_costs
@@ -62,8 +63,18 @@ def _copy_run(src: Path, dest: Path) -> None:
     write_json(dest / RUN_INFO, info, schema="run")
 
 
-#: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``).
-PARTS: tuple[str, ...] = (PUBLISHED_RUNS, "smoke_backbones", "data", "ensembles", "segmentation", "robustness")
+#: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``); ``figures``
+#: re-renders the figures of scans from the data at hand (`tumorlens.experiments.figures`) and nothing else.
+FIGURES_PART = "figures"
+PARTS: tuple[str, ...] = (
+    PUBLISHED_RUNS,
+    "smoke_backbones",
+    "data",
+    "ensembles",
+    "segmentation",
+    "robustness",
+    FIGURES_PART,
+)
 
 
 def collect(
@@ -92,9 +103,13 @@ def collect(
         raise ValueError(f"only: unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     if only and not (res / "reproduction.json").is_file():
         raise FileNotFoundError(f"{res}: no earlier full collect to refresh parts of; run collect without only first")
+    if parts == (FIGURES_PART,):  # the figures alone: no run is read, no table recomputed
+        render_figures(profile, res)
+        return res
     res.mkdir(parents=True, exist_ok=True)
     for sub in parts:
-        shutil.rmtree(res / sub, ignore_errors=True)
+        if sub != FIGURES_PART:
+            shutil.rmtree(res / sub, ignore_errors=True)
     _, stale = current_runs(profile)
 
     def usable(run: Path) -> bool:  # a planned job that is incomplete or stale is never published
@@ -144,6 +159,8 @@ def collect(
                 for name in ("summary.json", "per_image.csv"):
                     shutil.copy2(run / name, res / "segmentation" / "seeds" / run.name / name)
     make_portable(res, cfg)
+    if FIGURES_PART in parts:  # what the data at hand can redraw (the book shows them without the data)
+        render_figures(profile, res)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq, schema="rq")
     write_json(

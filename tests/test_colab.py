@@ -93,7 +93,9 @@ def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_ru
                 os.environ[k] = v
     clone = work / "tumorlens"
     assert subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout == head
-    cells = json.loads((tmp_path / "executed.ipynb").read_text())["cells"]
+    import nbformat
+
+    cells = nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells
     text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
     site = str(Path(python).parent.parent)
     installed = next(line for line in text.splitlines() if line.startswith("tumorlens "))

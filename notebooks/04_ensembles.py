@@ -30,12 +30,11 @@ from pathlib import Path
 
 from myst_nb import glue
 
-from tumorlens.book import figures, tables
+from tumorlens.book import tables
 from tumorlens.config import load_config
 from tumorlens.evaluation.ensembles import evaluate_ensembles
 from tumorlens.utils.files import read_json
 
-figures.setup_plotly()  # and the book's table display
 cfg = load_config(profile)
 if mode == "run":
     evaluate_ensembles(cfg, member_runs, run_dir, k=k, n_boot=n_boot)

@@ -69,6 +69,78 @@ def _drop_tf_noise(nb) -> None:
         cell["outputs"] = kept
 
 
+#: The cell every book page runs right after its parameters (and the book never shows): the page's
+#: display -- Plotly figures without CDN scripts, tables without index or NaN (`tumorlens.book.tables.Table`)
+#: -- whatever the notebook itself sets up, so the experiment notebooks need no book-only code.
+PAGE_SETUP = "from tumorlens.book.figures import setup_plotly as _setup_book_page\n\n_setup_book_page()"
+
+
+def page_sources(pages, out: Path) -> Path:
+    """Copies of the pages' notebooks (``notebooks/<name>.py``) in ``out``, each with `PAGE_SETUP` as a
+    hidden cell right after its parameters cell; returns ``out`` (the ``notebooks`` folder to execute from)."""
+    import jupytext
+    import nbformat
+
+    from tumorlens.experiments.jobs import notebook_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in sorted({job.notebook for job in pages}):
+        nb = jupytext.read(notebook_dir() / f"{name}.py")
+        at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), -1)
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(PAGE_SETUP, metadata={"tags": ["remove-cell"]}))
+        jupytext.write(nb, out / f"{name}.py", fmt="py:percent")
+    return out
+
+
+def _collapse_json(cell) -> None:
+    """A printed JSON object in a cell's output (a run's summary, a settings dump) becomes a collapsed
+    provenance table: no raw JSON on a page."""
+    import json
+
+    import nbformat
+
+    from tumorlens.book.tables import provenance
+
+    kept = []
+    for out in cell.get("outputs", []):
+        text = out.get("text", "") if out.get("output_type") == "stream" and out.get("name") == "stdout" else ""
+        body = text.strip()
+        if body.startswith("{") and body.endswith("}"):
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                html = provenance(data, title="Details (from the results files)")._repr_html_()
+                out = nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": body})
+        kept.append(out)
+    cell["outputs"] = kept
+
+
+#: One spelling of the class in the book's prose: "no tumour" (the files say ``notumor``).
+_PROSE = ((re.compile(r"\bno-tumour\b"), "no tumour"), (re.compile(r"\bNo-tumour\b"), "No tumour"))
+
+
+def normalise_prose(text: str) -> str:
+    """The book's spelling of the class names in ``text`` (``no-tumour`` -> ``no tumour``)."""
+    for rx, word in _PROSE:
+        text = rx.sub(word, text)
+    return text
+
+
+def _normalise_cell(cell) -> None:
+    """`normalise_prose` on what a reader sees of a cell: markdown, printed text, tables and glued values."""
+    if cell.cell_type == "markdown":
+        cell.source = normalise_prose(cell.source)
+        return
+    for out in cell.get("outputs", []):
+        if "text" in out:
+            out["text"] = normalise_prose(out["text"])
+        for mime in ("text/plain", "text/html", "text/markdown"):
+            if isinstance(out.get("data", {}).get(mime), str):
+                out["data"][mime] = normalise_prose(out["data"][mime])
+
+
 def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     """Copy an executed notebook into the book, retitled when ``title`` is given."""
     import nbformat
@@ -79,6 +151,10 @@ def _copy_page(src: Path, dest: Path, title: str | None) -> None:
     for key in ("input_path", "output_path"):  # where the page ran, on the machine that built it: not for readers
         if pm.get(key):
             pm[key] = Path(pm[key]).name
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            _collapse_json(cell)
+        _normalise_cell(cell)
     for cell in nb.cells:  # readers see results first; the code stays one click away
         if cell.cell_type == "code":
             tags = cell.metadata.setdefault("tags", [])
@@ -125,14 +201,16 @@ def build_book(
     rel_res = res.relative_to(paths.repo_root()) if res.is_relative_to(paths.repo_root()) else res
     pages = book_pages(profile, rel_res, gen)
     say(f"rendering {len(pages)} pages of the {profile} book from {paths.relative(res)}")
+    sources = page_sources(pages, gen / ".src")
     if workers:  # independent of each other; the grid prints each page as it finishes
-        run_jobs(pages, force=True, workers=workers, show_progress=False)
+        run_jobs(pages, force=True, workers=workers, show_progress=False, notebooks=sources)
     else:
         for i, job in enumerate(pages, 1):
             t0 = time.perf_counter()
             say(f"page {i}/{len(pages)}: {job.page} ({job.notebook}.py) ...", end="")
-            execute(job, force=True)
+            execute(job, force=True, notebooks=sources)
             say(f" {time.perf_counter() - t0:.0f} s; {len(pages) - i} left", prefix=False)
+    shutil.rmtree(sources, ignore_errors=True)
     for job in pages:
         _copy_page(job.output, gen / f"{job.page}.ipynb", job.title)
     shutil.rmtree(gen / ".jobs", ignore_errors=True)

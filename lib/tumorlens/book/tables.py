@@ -27,11 +27,18 @@ __all__ = [
     "systems_table",
     "comparisons_table",
     "runs_table",
+    "split_runs_table",
     "seeds_table",
     "explain_seeds_table",
     "costs_table",
     "robustness_frame",
     "bench_table",
+    "external_systems_table",
+    "class_report_table",
+    "view_table",
+    "overlap_table",
+    "provenance",
+    "records_table",
 ]
 
 
@@ -69,7 +76,12 @@ def _column(col: "pandas.Series", precision: int) -> list[str]:  # noqa: F821
     whole = bool(floats) and all(v.is_integer() for v in floats) and pd.api.types.is_float_dtype(col.dtype)
     if whole:
         return [_cell(int(v), precision) if isinstance(v, float) and v == v else _cell(v, precision) for v in values]
-    return [_cell(v, precision) if not isinstance(v, float) else _float(v, precision) for v in values]
+    # as many decimals as the column's values carry (a table function that rounded to 3 prints 3), at most precision
+    digits = max(
+        (next(d for d in range(precision + 1) if abs(round(v, d) - v) < 1e-9 or d == precision) for v in floats),
+        default=precision,
+    )
+    return [_cell(v, precision) if not isinstance(v, float) else _float(v, digits) for v in values]
 
 
 def _float(v: float, precision: int) -> str:
@@ -91,6 +103,26 @@ def book_frame(frame: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
     return df.rename(columns={f"__level{i}": "" for i in range(len(names))})
 
 
+#: Values and headers that the files spell for code, as the book prints them.
+LABELS = {
+    "macro_f1": "macro-F1",
+    "dedup": "de-duplicated",
+    "notumor": "no tumour",
+    "no_tumor": "no tumour",
+    "notumor_recall": "no tumour recall",
+}
+_NUMERIC = __import__("re").compile(r"^[+\-−]?[\d.,]+(%| points)?( [\[(±].*)?$|^—$")
+
+
+def _kind(cells: Sequence[str]) -> str:
+    """How a column is set: ``num`` (numbers, intervals: right-aligned, never broken), ``wrap`` (long
+    text: broken over lines) or ``text``."""
+    filled = [c for c in cells if c != MISSING]
+    if filled and all(_NUMERIC.match(c) for c in filled):
+        return "num"
+    return "wrap" if any(len(c) > 40 for c in filled) else "text"
+
+
 class Table:
     """A table as the book prints it (`book_frame`): no index column, missing cells as "—" with a
     footnote, numbers formatted, inside a block that scrolls sideways when the table is wider than
@@ -104,16 +136,30 @@ class Table:
         import html
 
         df = self.frame
-        cells = pd.DataFrame({i: _column(df.iloc[:, i], self.precision) for i in range(df.shape[1])}, index=df.index)
-        cells.columns = df.columns
+        cols = [[*_column(df.iloc[:, i], self.precision)] for i in range(df.shape[1])]
+        cols = [[LABELS.get(v, v) for v in c] for c in cols]
+        heads = [LABELS.get(str(h), str(h)) for h in df.columns]
         notes = list(self.notes)
-        if (cells == MISSING).to_numpy().any() and MISSING_NOTE not in notes:
+        if len(df) >= 4:  # a text column with one value in every row says it once, under the table
+            same = [j for j, c in enumerate(cols) if len(set(c)) == 1 and not _NUMERIC.match(c[0]) and heads[j]]
+            if same and len(same) < len(cols) - 1:
+                notes.insert(0, "In every row: " + "; ".join(f"{heads[j]} {cols[j][0]}" for j in same) + ".")
+                keep = [j for j in range(len(cols)) if j not in same]
+                cols, heads = [cols[j] for j in keep], [heads[j] for j in keep]
+        if any(MISSING in c for c in cols) and MISSING_NOTE not in notes:
             notes.append(MISSING_NOTE)
-        body = cells.to_html(index=False, escape=True, border=0, classes="tl-table", na_rep=MISSING)
-        if self.caption:
-            body = body.replace(">", f"><caption>{html.escape(self.caption)}</caption>", 1)
+        kinds = [_kind(c) for c in cols]
+        head = "".join(f'<th class="{k}">{html.escape(h)}</th>' for h, k in zip(heads, kinds))
+        rows = "".join(
+            "<tr>" + "".join(f'<td class="{k}">{html.escape(c[i])}</td>' for c, k in zip(cols, kinds)) + "</tr>"
+            for i in range(len(df))
+        )
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         foot = "".join(f'<p class="tl-table-note">{html.escape(n)}</p>' for n in notes)
-        return f'<div class="tl-table-wrap">{body}{foot}</div>'
+        return (
+            f'<div class="tl-table-wrap"><table class="dataframe tl-table">{caption}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>{foot}</div>"
+        )
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -123,7 +169,9 @@ class Table:
 
 
 def show(frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4) -> Table:
-    """`Table` of ``frame`` (a DataFrame, or a Styler whose data and caption are taken)."""
+    """`Table` of ``frame`` (a DataFrame, a `Table`, or a Styler whose data and caption are taken)."""
+    if isinstance(frame, Table):
+        return Table(frame.frame, caption or frame.caption, [*frame.notes, *notes], precision)
     if hasattr(frame, "data") and hasattr(frame, "caption"):  # a pandas Styler
         caption = caption or (frame.caption or "")
         frame = frame.data
@@ -155,7 +203,7 @@ def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
     rows = {
         split: {PRETTY[c]: v[c] for c in CLASSES} | {"total": v["total"]} for split, v in report_dict["counts"].items()
     }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
 
 
 def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
@@ -172,7 +220,7 @@ def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
         "kept (de-duplicated)",
     ]
     df["share with a copy"] = (df["any copy in Training"] / df["Testing images"]).map("{:.0%}".format)
-    return df
+    return df.rename_axis("class")
 
 
 def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -188,7 +236,8 @@ def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa
             "macro-F1": round(m["macro_f1"], 4),
             **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES},
         }
-    return pd.DataFrame.from_dict(rows, orient="index")  # per-column types: image counts stay integers
+    # per-column types: image counts stay integers
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("test set")
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
@@ -213,7 +262,7 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
             if tol and d.get(f"{key}_near") is not None:
                 row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("class")
 
 
 def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -260,7 +309,7 @@ def view_mix_table(mix: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F
             for v, d in m[key].items():
                 row[v] = f"{d['k']} ({pct_ci_text(d['share'], d['lo'], d['hi'])})"
         out[PRETTY[cls]] = row
-    return pd.DataFrame.from_dict(out, orient="index")
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("class")
 
 
 def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -325,7 +374,7 @@ def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataF
             "accuracy [95% CI]": ci_text(m["accuracy"], m["ci"]["accuracy"]["lo"], m["ci"]["accuracy"]["hi"]),
             "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["ci"]["macro_f1"]["lo"], m["ci"]["macro_f1"]["hi"]),
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
 
 
 def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -384,6 +433,18 @@ def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
             row["no-tumour recall (external)"] = f"{nt:.3f}" if nt is not None else "not scored"
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
+
+
+def split_runs_table(runs: "pandas.DataFrame") -> tuple["pandas.DataFrame", "pandas.DataFrame"]:  # noqa: F821
+    """`runs_table` in two narrower tables: per recipe (parameters, seeds, seed spread) and per run the
+    official and de-duplicated scores (the external columns are the external chapter's)."""
+    per_recipe = ["parameters", "seeds", "seed spread (official accuracy)"]
+    recipes = runs[per_recipe].copy()
+    recipes.index = [name.rpartition("/seed-")[0] for name in runs.index]
+    recipes = recipes[~recipes.index.duplicated()]
+    recipes.index.name = "recipe"
+    scores = runs[[c for c in runs.columns if c not in per_recipe and "external" not in c]]
+    return recipes, scores
 
 
 def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -501,10 +562,12 @@ def robustness_frame(
     return df
 
 
-def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
+def bench_table(bench: Mapping) -> Table:
     """A ``tumorlens bench`` result: accuracy and macro-F1 on both test sets, images per second
-    (batched), and the explain-and-segment latency per image where measured."""
-    return pd.DataFrame.from_dict(
+    (batched), and the explain-and-segment latency per image where measured. When the benchmark's
+    single model is not the profile's published one (``models/<profile>/models.json``), a note under the
+    table says so: its rows then describe an earlier model."""
+    frame = pd.DataFrame.from_dict(
         {
             name: {
                 "accuracy": round(s["official_accuracy"], 4),
@@ -519,7 +582,20 @@ def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
             for name, s in bench["systems"].items()
         },
         orient="index",
-    )
+    ).rename_axis("system")
+    from tumorlens.book.pages import read_published_models  # pages reads tables' neighbours only
+
+    notes = []
+    published = read_published_models(bench.get("profile", "")) if bench.get("profile") else None
+    ran = next((s.get("model") for s in bench["systems"].values() if s.get("model")), None)
+    if published and ran and "/".join(str(ran).split("/")[-2:]) != published["single"]:
+        notes.append(
+            f"Measured on an earlier model: the benchmark's single model is {'/'.join(str(ran).split('/')[-2:])}, "
+            f"the published one is {published['single']} (models/{bench['profile']}/models.json); the "
+            "tumorlens rows are not the published models' scores (those are in the classification chapter). "
+            "Rerun `tumorlens bench` to measure them."
+        )
+    return Table(frame, notes=notes)
 
 
 def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F821
@@ -542,3 +618,128 @@ def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F82
                 row[f"{v} (n={d['n']})"] = ci_text(d["accuracy"], d["accuracy_lo"], d["accuracy_hi"])
             rows.append(row)
     return pd.DataFrame(rows).set_index(["set", "system"]) if rows else pd.DataFrame()
+
+
+def _short_system(name: str) -> str:
+    """``single: efficientnet_lite1/seed-43`` -> ``single model``; a soft vote -> ``soft-voting ensemble``."""
+    return "single model" if name.startswith("single") else "soft-voting ensemble" if "voting" in name else name
+
+
+def external_systems_table(systems: Mapping[str, Mapping], key: str | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Per system (``external.json``'s ``systems``, or ``brisc_overlap.json``'s with ``key`` ``all`` /
+    ``no_copy``): images, accuracy and macro-F1 [95% CI], no tumour recall."""
+    rows = []
+    for name, m in systems.items():
+        m = m.get(key) if key else m
+        if not m:
+            continue
+        nt = m.get("notumor_recall")
+        rows.append(
+            {
+                "system": _short_system(name),
+                "models": name.partition(": ")[2] or name,
+                "images": m["n"],
+                "accuracy [95% CI]": ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"]),
+                "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["macro_f1_lo"], m["macro_f1_hi"]),
+                "no tumour recall": None if nt is None else f"{nt:.3f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def class_report_table(per_class: Mapping[str, Mapping], small: int = 20) -> Table:
+    """Precision, recall and F1 per class with the class's image count (a classification report's
+    ``per_class``); classes with fewer than ``small`` images are marked: their scores rest on few images."""
+    rows, few = [], False
+    for c in CLASSES:
+        d = per_class.get(c)
+        if not d:
+            continue
+        mark = "*" if d["support"] < small else ""
+        few |= bool(mark)
+        rows.append(
+            {
+                "class": PRETTY[c],
+                "images": f"{d['support']}{mark}",
+                "precision": f"{d['precision']:.3f}",
+                "recall": f"{d['recall']:.3f}",
+                "F1": f"{d['f1']:.3f}",
+            }
+        )
+    notes = [f"* fewer than {small} images: no interval is given, and one image moves the score a lot."] if few else []
+    return Table(pd.DataFrame(rows), notes=notes)
+
+
+def view_table(per_view: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Per view (an external score's ``per_view``): images, accuracy [95% CI] when given, no tumour recall."""
+    rows = []
+    for v, d in per_view.items():
+        row = {"view": v, "images": d["n"]}
+        if "accuracy_lo" in d:
+            row["accuracy [95% CI]"] = ci_text(d["accuracy"], d["accuracy_lo"], d["accuracy_hi"])
+        else:
+            row["accuracy"] = f"{d['accuracy']:.4f}"
+        if "n_notumor" in d:
+            row["no tumour images"] = d["n_notumor"]
+        nt = d.get("notumor_recall")
+        row["no tumour recall"] = None if nt is None else f"{nt:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overlap_table(s: Mapping, by: str = "per_class") -> "pandas.DataFrame":  # noqa: F821
+    """The cross-release audit of one external set (``brisc_overlap.json["sets"][i]``), per class (or
+    ``by="per_view"``) and in total: images, those with a copy in Kaggle Training (exact / near), with a
+    copy in Kaggle Testing, and those kept (no copy in Training)."""
+    rows = []
+    for k, d in [*s[by].items(), ("total", s["total"])]:
+        rows.append(
+            {
+                "class" if by == "per_class" else "view": PRETTY.get(k, k),
+                "images": d["n"],
+                "copy in Training": f"{d['any']} ({d['any'] / d['n']:.0%})" if d["n"] else "0",
+                "of which exact": d["exact"],
+                "copy in Testing": d["in_testing"],
+                "no copy in Training (kept)": d["kept"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def records_table(rows: Sequence[Mapping], precision: int = 4) -> Table:
+    """Any list of flat records (e.g. a new results file's rows) as a book table: one column per key in
+    order of appearance, nested values as compact text."""
+    import json
+
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    flat = [{k: json.dumps(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k) for k in cols} for r in rows]
+    return Table(pd.DataFrame(flat, columns=cols), precision=precision)
+
+
+class _Html:
+    def __init__(self, html: str):
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def provenance(items: Mapping[str, object], title: str = "Provenance") -> _Html:
+    """A collapsed block (HTML ``<details>``) with ``items`` as a two-column table: where the numbers on a
+    page come from (files, models, settings), one click away instead of a raw JSON dump."""
+    import html
+
+    def text(v) -> str:
+        if isinstance(v, Mapping):
+            return "; ".join(f"{k}: {text(x)}" for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            return ", ".join(text(x) for x in v)
+        return str(v) if not isinstance(v, float) else f"{v:g}"
+
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(text(v))}</td></tr>" for k, v in items.items())
+    return _Html(
+        f'<details class="tl-provenance"><summary>{html.escape(title)}</summary>'
+        f'<div class="tl-table-wrap"><table class="dataframe tl-table"><tbody>{rows}</tbody></table></div></details>'
+    )

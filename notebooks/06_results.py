@@ -67,7 +67,13 @@ for name, text in words.items():
 # %%
 recipes, scores = tables.split_runs_table(tables.runs_table(rq["runs"]))
 display(tables.show(recipes, caption="The recipes: parameters and seeds"))
-display(tables.show(scores, caption="Every run: official split and de-duplicated subset, 95% intervals"))
+for test_set in ("official", "de-duplicated"):
+    display(
+        tables.show(
+            scores[[c for c in scores.columns if f"({test_set})" in c]],
+            caption=f"Every run, {test_set} test {'split' if test_set == 'official' else 'subset'}: 95% intervals",
+        )
+    )
 
 # %%
 variants = pages.ablation_variants(rq)

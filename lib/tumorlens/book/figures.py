@@ -231,7 +231,11 @@ def per_class_f1(metrics: Mapping[str, Mapping], title: str = "F1 per class"):
             x=[PRETTY[c] for c in CLASSES],
             y=[m["per_class"][c]["f1"] for c in CLASSES],
             name=f"{name} ({m['n']} images)",
-            text=[f"{m['per_class'][c]['f1']:.3f}" for c in CLASSES],
+            text=[  # a class with few test images says how few, next to its score
+                f"{m['per_class'][c]['f1']:.3f}"
+                + (f" (n={m['per_class'][c]['support']})" if m["per_class"][c].get("support", 99) < 20 else "")
+                for c in CLASSES
+            ],
             hovertext=[f"{m['per_class'][c].get('support', '?')} images" for c in CLASSES],
         )
     fig.update_layout(title=title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05], height=380)

@@ -223,21 +223,27 @@ def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
     return df.rename_axis("class")
 
 
-def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1."""
+def metrics_table(metrics: Mapping[str, Mapping], small: int = 20) -> Table:
+    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1. A class with fewer
+    than ``small`` images in a test set shows its count beside its F1 (marked, with a note): one image
+    moves such a score a lot, and no interval is given for it."""
 
-    rows = {}
+    rows, few = {}, False
     for name, m in metrics.items():
         if not m.get("n"):
             continue
-        rows[name] = {
-            "images": m["n"],
-            "accuracy": round(m["accuracy"], 4),
-            "macro-F1": round(m["macro_f1"], 4),
-            **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES},
-        }
+        row = {"images": m["n"], "accuracy": round(m["accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
+        for c in CLASSES:
+            d = m["per_class"][c]
+            n = d.get("support")
+            mark = n is not None and n < small
+            few |= mark
+            row[f"F1 {PRETTY[c]}"] = f"{d['f1']:.4f}" + (f" (n = {n})*" if mark else "")
+        rows[name] = row
     # per-column types: image counts stay integers
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("test set")
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("test set")
+    notes = [f"* fewer than {small} images of the class in this test set: no interval, read with care."] if few else []
+    return Table(frame, notes=notes)
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821

@@ -678,3 +678,12 @@ def test_the_cpu_book_builds_from_a_clone_without_the_data_and_reads_as_a_paper(
     from tumorlens.book.pages import run_words
 
     assert run_words(single) in pages["intro.html"]  # the abstract names the model of models.json
+
+
+def test_every_glued_word_of_the_overlap_exists_without_a_record():
+    from tumorlens.book import pages
+
+    words = pages.overlap_glue(None)
+    assert set(words) == set(pages.OVERLAP_KEYS) and all(v.startswith("not measured") for v in words.values())
+    if (RESULTS / "data" / "brisc_overlap.json").is_file():
+        assert set(pages.overlap_glue(pages.read_overlap(RESULTS))) == set(pages.OVERLAP_KEYS)

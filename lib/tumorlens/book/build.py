@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 from tumorlens import paths
+from tumorlens.book.tables import provenance
 from tumorlens.config import load_config
 from tumorlens.experiments.collect import check_results, results_dir
 from tumorlens.experiments.grid import execute, run_jobs
+from tumorlens.experiments.jobs import notebook_dir
 from tumorlens.experiments.runner import book_pages, run_profile
 from tumorlens.utils.files import read_json
 from tumorlens.utils.quiet import is_tf_noise
@@ -72,7 +74,7 @@ def _drop_tf_noise(nb) -> None:
 #: The cell every book page runs right after its parameters (and the book never shows): the page's
 #: display -- Plotly figures without CDN scripts, tables without index or NaN (`tumorlens.book.tables.Table`)
 #: -- whatever the notebook itself sets up, so the experiment notebooks need no book-only code.
-PAGE_SETUP = "from tumorlens.book.figures import setup_plotly as _setup_book_page\n\n_setup_book_page()"
+PAGE_SETUP = "from tumorlens.book import figures as _f, tables as _t\n\n_f.setup_plotly()\n_t.setup_display()"
 
 
 def page_sources(pages, out: Path) -> Path:
@@ -80,8 +82,6 @@ def page_sources(pages, out: Path) -> Path:
     hidden cell right after its parameters cell; returns ``out`` (the ``notebooks`` folder to execute from)."""
     import jupytext
     import nbformat
-
-    from tumorlens.experiments.jobs import notebook_dir
 
     out.mkdir(parents=True, exist_ok=True)
     for name in sorted({job.notebook for job in pages}):
@@ -98,8 +98,6 @@ def _collapse_json(cell) -> None:
     import json
 
     import nbformat
-
-    from tumorlens.book.tables import provenance
 
     kept = []
     for out in cell.get("outputs", []):
@@ -222,7 +220,8 @@ def build_book(
         cmd += ["-W", "-n", "--keep-going"]
     say("building the HTML (jupyter-book; Sphinx reports its own progress)")
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise RuntimeError("jupyter-book could not build the HTML (its warnings and errors are above)")
     say(f"HTML built in {time.perf_counter() - t0:.0f} s")
     remote = remote_scripts(book / "_build" / "html")
     if remote:

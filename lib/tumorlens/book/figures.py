@@ -73,16 +73,13 @@ def _book_renderer():
 
 def setup_plotly() -> None:
     """Select the renderer the book expects (call once at the top of a notebook): `RENDERER`, whose
-    figures load nothing from the network, and the page's table display (`tumorlens.book.tables.setup_display`)."""
+    figures load nothing from the network."""
     import plotly.io as pio
-
-    from tumorlens.book.tables import setup_display  # tables imports this module: import at call time
 
     if RENDERER not in pio.renderers:
         pio.renderers[RENDERER] = _book_renderer()
     pio.renderers.default = RENDERER
     pio.templates.default = "plotly_white"
-    setup_display()
 
 
 def class_balance(counts: Mapping[str, Mapping[str, int]], title: str = "Images per class and split"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tumorlens import paths
 from tumorlens.book.figures import PRETTY
 from tumorlens.book.text import (
     ci_text,
@@ -23,6 +24,7 @@ from tumorlens.book.text import (
     rq3_words,
     verdict,
 )
+from tumorlens.config import load_config
 from tumorlens.experiments.grid import projected_minutes
 from tumorlens.experiments.jobs import PLAN_PARTS
 from tumorlens.utils.files import read_json
@@ -567,8 +569,6 @@ def run_words(name: str) -> str:
 
 def read_published_models(profile: str) -> dict | None:
     """``models/<profile>/models.json`` (the published single model and ensemble), or None."""
-    from tumorlens import paths
-
     f = paths.models_root() / profile / "models.json"
     return read_json(f, schema="published_models") if f.is_file() else None
 
@@ -627,13 +627,29 @@ def _score_words(m: dict) -> str:
     return ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"])
 
 
+#: Every key `overlap_glue` returns, measured or not.
+OVERLAP_KEYS = (
+    "ovl_set",
+    "ovl_n",
+    "ovl_any",
+    "ovl_in_testing",
+    "ovl_n_kept",
+    "ovl_per_class",
+    "ovl_rule",
+    "ovl_summary",
+    "ovl_single_all",
+    "ovl_single_nocopy",
+    "ovl_match",
+)
+
+
 def overlap_glue(overlap: dict | None, ext: dict | None = None) -> dict[str, str]:
     """The cross-release duplicate audit in words (``brisc_overlap.json``): how many external images have
     a copy in Kaggle Training (and Testing), per class, and the published single model's accuracy on
     all images and on those without a copy; ``not measured`` without the record."""
     if not overlap or not overlap["sets"]:
         missing = "not measured (tumorlens.experiments.external.overlap_audit writes data/brisc_overlap.json)"
-        return {k: missing for k in ("ovl_summary", "ovl_single_all", "ovl_single_nocopy", "ovl_n_kept", "ovl_any")}
+        return {k: missing for k in OVERLAP_KEYS}
     s = overlap["sets"][0]
     t = s["total"]
     per = "; ".join(f"{PRETTY.get(c, c)} {d['any']} of {d['n']}" for c, d in s["per_class"].items())
@@ -784,8 +800,6 @@ def reproduction_glue(timing: dict) -> dict[str, str]:
 
 def profile_note(profile: str) -> str:
     """What a profile's numbers are, in a few words, for the places that print them."""
-    from tumorlens.config import load_config
-
     cfg = load_config(profile)
     if cfg.data.source == "phantoms":
         return "smoke profile: synthetic phantoms, tiny models — not a result about MRI"

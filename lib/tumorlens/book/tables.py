@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tumorlens.book.figures import PRETTY
+from tumorlens.book.pages import read_published_models
 from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
@@ -179,8 +180,8 @@ def show(frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4
 
 
 def setup_display() -> None:
-    """Make every DataFrame and Styler a notebook displays render as a `Table` (call once per notebook;
-    `tumorlens.book.figures.setup_plotly` calls it). Outside IPython, nothing happens."""
+    """Make every DataFrame and Styler a notebook displays render as a `Table` (once per notebook; every
+    book page runs it, `tumorlens.book.build.PAGE_SETUP`). Outside IPython, nothing happens."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython ships with the notebooks' kernel
@@ -589,8 +590,6 @@ def bench_table(bench: Mapping) -> Table:
         },
         orient="index",
     ).rename_axis("system")
-    from tumorlens.book.pages import read_published_models  # pages reads tables' neighbours only
-
     notes = []
     published = read_published_models(bench.get("profile", "")) if bench.get("profile") else None
     ran = next((s.get("model") for s in bench["systems"].values() if s.get("model")), None)

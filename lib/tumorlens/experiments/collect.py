@@ -104,7 +104,9 @@ def collect(
     if only and not (res / "reproduction.json").is_file():
         raise FileNotFoundError(f"{res}: no earlier full collect to refresh parts of; run collect without only first")
     if parts == (FIGURES_PART,):  # the figures alone: no run is read, no table recomputed
-        render_figures(profile, res)
+        written = render_figures(profile, res)
+        if written:
+            write_manifest(res, profile, files=written)
         return res
     res.mkdir(parents=True, exist_ok=True)
     for sub in parts:

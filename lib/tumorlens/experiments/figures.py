@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tumorlens import paths
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data.inventory import scan
 from tumorlens.data.io import letterbox, read_image
@@ -155,13 +156,12 @@ def _dataset_matches(res: Path, report) -> bool:
 
 def render_figures(profile: str, res: str | Path | None = None, *, show_progress: bool = False) -> list[Path]:
     """Render every figure of `FIGURES` whose inputs are at hand into ``res`` (default
-    ``results/<profile>/``) and refresh their ``manifest.json`` entries; returns the files written. The
+    ``results/<profile>/``); returns the files written (the caller refreshes their ``manifest.json``
+    entries: `tumorlens.experiments.collect.collect` does). The
     duplicates figure needs the dataset the results were made from (same identity as ``data/scan.json``);
     the expert galleries need the expert masks (`tumorlens.explain.ground_truth.mask_items_for`)."""
-    from tumorlens.experiments.collect import MANIFEST, results_dir, write_manifest
-
     cfg = load_config(profile)
-    res = Path(res) if res else results_dir(profile)
+    res = Path(res) if res else paths.results_root() / profile
     written: list[Path] = []
     root = Path(cfg.data_root)
     if (root / "Training").is_dir() and (res / "data" / "scan.json").is_file():
@@ -183,6 +183,4 @@ def render_figures(profile: str, res: str | Path | None = None, *, show_progress
                 file=sys.stderr,
             )
     written += write_expert_galleries(res, cfg)
-    if written and (res / MANIFEST).is_file():
-        write_manifest(res, profile, files=written)
     return written

@@ -9,12 +9,13 @@
 # ---
 
 # %% [markdown]
-# # Results: RQ1–RQ5
+# # Classification: RQ1, RQ2, RQ4 and RQ5
 #
-# Every number on this page is read from `results/<profile>/`, written by `tumorlens collect` from
-# the runs of the profile named in the parameters cell. Each comparison pairs two systems on the
-# **same test images**: the difference with a paired bootstrap 95% interval and McNemar's test, on
-# the official Testing split and on its de-duplicated subset.
+# Every number on this page is read from `results/<profile>/`, written by `tumorlens collect` from the
+# runs of the profile named in the parameters cell. Each comparison pairs two systems on the **same test
+# images**: the difference with a paired bootstrap 95% interval and McNemar's test, on the official
+# Testing split and on its de-duplicated subset (the data chapter's leakage audit). RQ3, the
+# explanations, has its own chapter; so has the external validation.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -32,102 +33,47 @@ from tumorlens.utils.files import read_json
 figures.setup_plotly()
 res = Path(results)
 rq = read_json(res / "rq.json", schema="rq")
-for name, text in pages.results_glue(res, profile).items():
+timing = read_json(res / "reproduction.json", schema="reproduction")
+words = (
+    pages.results_glue(res, profile)
+    | pages.published_model_glue(res, profile)
+    | pages.overlap_glue(pages.read_overlap(res))
+    | pages.conclusion_glue(res, profile)
+    | pages.reproduction_glue(timing)
+    | {"res_note": pages.profile_note(profile)}
+)
+for name, text in words.items():
     glue(name, text, display=False)
 
 # %% [markdown]
-# Profile **{glue:text}`res_profile`**: {glue:text}`res_data`, {glue:text}`res_size` px; model
-# seeds {glue:text}`res_seeds`.
+# Profile **{glue:text}`res_profile`** ({glue:text}`res_note`): {glue:text}`res_data`,
+# {glue:text}`res_size` px; model seeds {glue:text}`res_seeds`.
 #
-# ## The targets
+# ## The published model
 #
-# Two targets were set before the run and are reported whatever they turned out to be:
+# The single model the repository ships (chosen on validation, never on a test set) is
+# **{glue:text}`pub_single_words`** ({glue:text}`pub_single`; {glue:text}`pub_source`). On the official
+# test split it reaches accuracy {glue:text}`pub_single_acc` and macro-F1 {glue:text}`pub_single_f1`; on
+# the {glue:text}`pub_n_dedup` de-duplicated test images, accuracy {glue:text}`pub_single_dedup`. The
+# published ensemble (soft voting of {glue:text}`pub_ensemble_words`) reaches {glue:text}`pub_ensemble_acc`
+# and {glue:text}`pub_ensemble_dedup`.
 #
-# - **Accuracy and macro-F1 ≥ {glue:text}`tgt_acc_target` on the official split** for the best model
-#   or ensemble: the best
-#   is {glue:text}`tgt_best` with accuracy {glue:text}`tgt_acc` and macro-F1 {glue:text}`tgt_f1` —
-#   target **{glue:text}`tgt_acc_met`** (picked here by its test score, so if anything optimistic;
-#   the ablation runs, `@tag`, measure one change and are not candidates).
-# - **The headline reproduction in ≤ {glue:text}`tgt_min_target` minutes** — target
-#   **{glue:text}`tgt_time_met`**: {glue:text}`repro_end_to_end`. The plan runs in two parts, each on its
-#   own (`tumorlens run --part`): {glue:text}`repro_parts`. The {glue:text}`res_jobs` notebooks' own wall
-#   times, as the runner measured them, add up to {glue:text}`res_minutes` minutes (one after another;
-#   collecting and the side benchmark excluded); `results/<profile>/reproduction.json` lists every job
-#   and its part.
-#
-# **Does a rerun reproduce these numbers?** `tumorlens verify` retrains the published single model's
-# recipe with today's code and compares it with the published record: {glue:text}`ver_summary` —
-# **{glue:text}`ver_verdict`** (every difference inside the seed spread). Training is deterministic on
-# one machine (`train.deterministic`: op determinism and one inter-op thread; two reruns give identical
-# weights); another CPU or core count can still move a run by about the seed spread, which is why the
-# runs table below marks each recipe run with a single seed.
-#
-# **On more workers.** `tumorlens run --workers N` (or `--scheduler ADDRESS` for an existing Dask
-# cluster) runs the jobs that do not depend on each other side by side. From the per-job times above
-# and the plan's dependencies, this profile's reproduction would take {glue:text}`grid_projection`,
-# each worker as fast as the one that timed the jobs and with the memory for its own training (two cpu-profile
-# trainings side by side did not fit in this machine's memory, so `make reproduce` runs one job at a time).
-# Measured: {glue:text}`grid_measured`.
-#
-# ## External validation
-#
-# The Kaggle test split shares near-duplicates and acquisition habits with its training split. The
-# published models were therefore also scored, without any retraining, tuning or choice, on images of
-# another release (BRISC 2025's classification images, plus no-tumour scans never in the Kaggle set;
-# `tumorlens external`): {glue:text}`ext_summary`. The views come from BRISC's file names; the table
-# gives the accuracy per view. The same command scores every run of the profile and the soft vote of
-# the ensemble's members on the same images: the runs table below and the RQ1 and RQ2 tables carry
-# those scores beside the official and de-duplicated ones (the "external" test set). The standard
-# variant retrained with one thing changed, on the same images (nothing here was chosen on them):
-# {glue:text}`ext_ablations`.
-
-# %%
-external = pages.read_optional(res / "external.json", "external")
-tables.external_table(external)
-
-# %% [markdown]
-# Can the weak-mask network (RQ3), whose evidence sits on the tumour in the Kaggle and BRISC tumour
-# images, veto the shortcut? The evidence gate turns a tumour prediction into "no tumour" when the
-# network's tumour probability inside the head stays below a threshold (its 99th percentile; the
-# published single model's network; threshold chosen on validation, `tumorlens external`):
-# {glue:text}`ext_gate`.
-
-# %%
-if external and external.get("evidence_gate"):
-    display(figures.gate_curve(external["evidence_gate"]))
-
-# %% [markdown]
-# The data invite a second shortcut: Kaggle's no-tumour slices are mostly T2- or FLAIR-weighted (bright
-# fluid), its tumour slices contrast-enhanced T1, and BRISC's no-tumour scans are T1 (data chapter).
-# Contrast inversion breaks that cue in training: half of the augmented views have their intensities
-# inverted inside the head (a T2 slice takes a T1-like contrast, and the other way round;
-# `augment.invert`), the standard variant retrained so over every seed (`reproduce.inversion`; nothing
-# chosen on the external set): {glue:text}`ext_inversion`.
-
-# %%
-if rq.get("inversion"):
-    display(tables.seeds_table(rq["inversion"]["seeds_table"]))
-
-# %% [markdown]
-# The view half of the shortcut: Kaggle's no-tumour slices are nearly all axial, its tumour slices come
-# in every plane, and BRISC's no-tumour scans in all three. The few coronal and sagittal no-tumour
-# slices the training split does hold can be made to count: each training image's plane is estimated
-# (ImageNet features and a logistic regression fitted to the data chapter's hand-labelled sample), and
-# the training weights even out the planes within each class (`train.view_balance`, square-root
-# tempered), the standard variant retrained so over every seed (`reproduce.view_balance`; nothing chosen
-# on the external set): {glue:text}`ext_views`.
-
-# %%
-if rq.get("views"):
-    if rq["views"].get("estimate"):
-        display(tables.plane_estimate_table(rq["views"]["estimate"]))
-    display(tables.seeds_table(rq["views"]["seeds_table"]))
-
-# %% [markdown]
 # ## All runs
+#
+# Accuracy and macro-F1 with 95% bootstrap intervals for every run, on the two test sets; the external
+# scores of the same runs are in the external-validation chapter. A recipe run with a single seed is
+# marked: a rerun can move it by about the spread of the recipes run with several.
 
 # %%
-tables.runs_table(rq["runs"])
+recipes, scores = tables.split_runs_table(tables.runs_table(rq["runs"]))
+display(tables.show(recipes, caption="The recipes: parameters and seeds"))
+for test_set in ("official", "de-duplicated"):
+    display(
+        tables.show(
+            scores[[c for c in scores.columns if f"({test_set})" in c]],
+            caption=f"Every run, {test_set} test {'split' if test_set == 'official' else 'subset'}: 95% intervals",
+        )
+    )
 
 # %%
 variants = pages.ablation_variants(rq)
@@ -140,30 +86,26 @@ figures.ablation_bars(rq["runs"], variants, "dedup", "accuracy", title="Accuracy
 # ## RQ1 — do MAB, ResPath and SBR improve on the standard backbone?
 
 # %%
-tables.seeds_table(rq["rq1"]["seeds_table"])
+tables.show(tables.seeds_table(rq["rq1"]["seeds_table"]), caption="Mean ± sd over the seeds")
 
 # %% [markdown]
 # With all three modules the accuracy on the official split changes by {glue:text}`rq1_diff_off`
-# (seed {glue:text}`res_first`; 95% CI in brackets):
-# {glue:text}`rq1_verdict_off`. On the de-duplicated subset the change is
-# {glue:text}`rq1_diff_dd`: {glue:text}`rq1_verdict_dd`. Over the seeds, official-split accuracy
-# (mean ± sd) is {glue:text}`rq1_seeds_std_official` for the standard backbone and
-# {glue:text}`rq1_seeds_all_official` with all three modules; on the de-duplicated subset
-# {glue:text}`rq1_seeds_std_dedup` and {glue:text}`rq1_seeds_all_dedup`. Every seed and each module
-# alone:
+# (seed {glue:text}`res_first`; 95% CI in brackets): {glue:text}`rq1_verdict_off`. On the
+# de-duplicated subset the change is {glue:text}`rq1_diff_dd`: {glue:text}`rq1_verdict_dd`. Over the
+# seeds, official-split accuracy (mean ± sd) is {glue:text}`rq1_seeds_std_official` for the standard
+# backbone and {glue:text}`rq1_seeds_all_official` with all three modules; on the de-duplicated subset
+# {glue:text}`rq1_seeds_std_dedup` and {glue:text}`rq1_seeds_all_dedup`. Every seed and each module alone:
 
 # %%
-tables.comparisons_table(rq["rq1"]["comparisons"])
+tables.show(tables.comparisons_table(rq["rq1"]["comparisons"]), caption="Paired comparisons with the standard backbone")
 
 # %% [markdown]
-# What the modules cost (parameters and FLOPs on each backbone's last feature map, measured):
+# What the modules cost (parameters and FLOPs on each backbone's last feature map, measured). The paper
+# says its modules need fewer parameters than SE blocks or CBAM. Measured on {glue:text}`res_backbone`:
+# {glue:text}`cost_claim`.
 
 # %%
-tables.costs_table(read_json(res / "block_costs.json", schema="block_costs")["blocks"])
-
-# %% [markdown]
-# The paper says its modules need fewer parameters than SE blocks or CBAM. Measured on
-# {glue:text}`res_backbone`: {glue:text}`cost_claim`.
+tables.show(tables.costs_table(read_json(res / "block_costs.json", schema="block_costs")["blocks"]))
 
 # %% [markdown]
 # ## More ImageNet backbones: EfficientNet-Lite1 and Lite2
@@ -186,9 +128,6 @@ rq2 = rq.get("rq2")
 if rq2:
     display(tables.captioned(tables.systems_table(rq2, "official"), "Official test split"))
     display(tables.captioned(tables.systems_table(rq2, "dedup"), "De-duplicated test subset"))
-    if any("external" in s for s in rq2["systems"].values()):  # scored by `tumorlens external`
-        caption = f"External set ({rq.get('external_set')}; nothing chosen on it)"
-        display(tables.captioned(tables.systems_table(rq2, "external"), caption))
     display(tables.captioned(tables.comparisons_table(rq2["comparisons"]), "Paired comparisons with the single best"))
 
 # %% [markdown]
@@ -199,39 +138,10 @@ if rq2:
 # - CNN features + logistic regression: {glue:text}`rq2_lr_official`; {glue:text}`rq2_lr_dedup`
 # - CNN features + SVM: {glue:text}`rq2_svm_official`; {glue:text}`rq2_svm_dedup`
 #
-# ## RQ3 — how well do the explanations outline the tumours?
-
-# %%
-rq3 = rq.get("rq3")
-if rq3 and rq3["summary"].get("methods"):
-    display(tables.methods_table(rq3["summary"]["methods"]))
-elif rq3:
-    display(tables.segmentation_table(rq3["summary"]))
-
-# %% [markdown]
-# Against {glue:text}`rq3_seg_source`: the paper's Grad-CAM + GrabCut reaches a mean Dice of
-# {glue:text}`rq3_paper_dice` and points inside the tumour for {glue:text}`rq3_paper_pointing` of the
-# images. The adopted mask — {glue:text}`rq3_adopted` — reaches {glue:text}`rq3_adopted_dice`
-# (paired difference to the paper's row {glue:text}`rq3_adopted_vs_paper`); its map points inside
-# the tumour for {glue:text}`rq3_adopted_pointing`, against {glue:text}`rq3_centre_pointing` for a
-# baseline that always points at the centre of the head (paired difference
-# {glue:text}`rq3_adopted_pointing_vs_centre`). For the adopted map, GrabCut minus the binarised
-# map is {glue:text}`rq3_grabcut_diff` in Dice: {glue:text}`rq3_verdict`. The comparison of every
-# map is in the [explain-and-segment chapter](03_explain).
+# ## RQ3 — in its own chapter
 #
-# Does it hold for another seed of the same classifier? The explain step once more (pseudo-masks,
-# self-training, thresholds on the tuning half) on the explained recipe's other seeds:
-
-# %%
-if rq3 and rq3.get("seeds"):
-    display(tables.explain_seeds_table(rq3["seeds"]["rows"]))
-
-# %% [markdown]
-# {glue:text}`rq3_seeds`
-#
-# Would a head that lets the strongest locations decide put the evidence on the tumour? The
-# localisation ablation (the standard variant retrained with other poolings, first seed):
-# {glue:text}`rq3_localisation`
+# The explanations and weak masks are scored against expert outlines in the
+# [interpretability chapter](08_interpretability): {glue:text}`concl_rq3`
 #
 # ## RQ4 — does partial fine-tuning improve on warm-up alone?
 
@@ -278,10 +188,49 @@ smoke if smoke is not None else print("no smoke runs of the other backbones were
 # %% [markdown]
 # ## Published results on this dataset
 #
-# Accuracies *reported by others* for the same Kaggle dataset (7,023 images, four classes), with the
-# split they state — most do not, and a random re-split of this dataset puts copies of training
-# images in the test set (see the leakage audit). Their numbers are quoted from the sources, not
-# reproduced here; this repository's own results follow in the last rows.
+# Accuracies *reported by others* for the same Kaggle dataset (published as 7,023 images in four
+# classes; the copy measured here holds {glue:text}`res_n_images`, see the data chapter), with the split
+# they state — most do not, and a random re-split of this dataset puts copies of training images in the
+# test set (see the leakage audit). Their numbers are quoted from the sources, not reproduced here; this
+# repository's own results follow in the last rows.
 
 # %%
-pages.published_comparison(res, res.parent.parent / "book" / "data" / "published_results.csv", profile)
+tables.show(
+    pages.published_comparison(res, res.parent.parent / "book" / "data" / "published_results.csv", profile),
+    caption="Reported accuracies (quoted) and this repository's (measured)",
+)
+
+# %% [markdown]
+# ## Reproducibility: the targets, a rerun, the time it takes
+#
+# Two targets were set before the run and are reported whatever they turned out to be:
+#
+# - **Accuracy and macro-F1 ≥ {glue:text}`tgt_acc_target` on the official split** for the best model or
+#   ensemble: the best is {glue:text}`tgt_best` with accuracy {glue:text}`tgt_acc` and macro-F1
+#   {glue:text}`tgt_f1` — target **{glue:text}`tgt_acc_met`** (picked here by its test score, so if
+#   anything optimistic; the ablation runs, `@tag`, measure one change and are not candidates).
+# - **The headline reproduction in ≤ {glue:text}`tgt_min_target` minutes** — target
+#   **{glue:text}`tgt_time_met`**. On this profile's machine {glue:text}`repro_short`. The
+#   {glue:text}`res_jobs` notebooks' own wall times add up to {glue:text}`res_minutes` minutes (one after
+#   another; collecting and the side benchmark excluded); the runs and their parts are listed below.
+#
+# **Does a rerun reproduce these numbers?** `tumorlens verify` retrains the published single model's
+# recipe with today's code and compares it with the published record: {glue:text}`ver_summary` —
+# **{glue:text}`ver_verdict`** (every difference inside the seed spread). Training is deterministic on
+# one machine (`train.deterministic`: op determinism and one inter-op thread); another CPU or core count
+# can still move a run by about the seed spread.
+#
+# **On more workers.** `tumorlens run --workers N` runs the jobs that do not depend on each other side by
+# side: projected from the per-job times and the plan's dependencies, {glue:text}`grid_projection`.
+# Measured: {glue:text}`grid_measured`.
+
+# %%
+tables.provenance(
+    {
+        "uninterrupted runs": pages.end_to_end_words(timing),
+        "the parts of the plan": pages.parts_words(timing),
+        "jobs (seconds each)": ", ".join(f"{j['job']} {j['seconds'] or 0:.0f}" for j in timing["jobs"]),
+        "results": f"{results} (manifest.json lists every file with its sha256)",
+    },
+    title="Provenance: the runs behind these numbers",
+)

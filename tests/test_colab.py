@@ -1,24 +1,106 @@
-"""The Colab walkthrough is executed, not only read: on the smoke profile (phantoms), from this checkout."""
+"""The Colab walkthrough is executed the way a Colab runtime runs it: in a kernel of a Python that does not
+have tumorlens, the notebook clones the repository (a local bare clone of this checkout's HEAD, so no
+network), installs it with pip and imports it in the same kernel, then runs on the smoke profile.
+
+Offline by construction: pip gets ``--no-index`` (``PIP_NO_INDEX``, no machine pip config) and builds
+without an isolated build environment (``PIP_NO_BUILD_ISOLATION``), so the dependencies must already be
+installed -- they are this test environment's own packages, which the fresh interpreter sees through a
+``.pth`` file (not tumorlens: the development install is editable, and its path hook is not read from
+there). The Kaggle download (kagglehub) is not exercised: the smoke profile uses the embedded phantoms,
+and the notebook stops with a message naming ``DATA_ROOT`` when kagglehub cannot download. The GPU cell
+runs and reports "none" on a machine without one. Note: what is tested is the committed HEAD, not
+uncommitted changes of the working tree.
+"""
 
 import json
+import os
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import cv2
+import pytest
 
 from tumorlens.config import CLASSES
-from tumorlens.experiments.runner import Job, execute
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_colab_walkthrough_runs_end_to_end_on_the_smoke_profile(tmp_path):
+def _fresh_python(tmp_path: Path) -> Path:
+    """A venv without tumorlens whose interpreter also sees this environment's site-packages (a .pth file)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(site, "_test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return py
+
+
+def _kernel(tmp_path: Path, python: Path) -> Path:
+    """A Jupyter kernel spec ``colab-test`` running ``python`` (found through ``JUPYTER_PATH``)."""
+    spec = tmp_path / "jupyter" / "kernels" / "colab-test"
+    spec.mkdir(parents=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "colab test", "language": "python"}))
+    return tmp_path / "jupyter"
+
+
+@pytest.mark.skipif(
+    subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode != 0,
+    reason="not a git checkout: nothing to clone",
+)
+def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_runs(tmp_path):
+    import papermill as pm
+
+    bare = tmp_path / "tumorlens.git"
+    subprocess.run(["git", "clone", "--bare", "--quiet", str(REPO), str(bare)], check=True)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    python = _fresh_python(tmp_path)
+    before = subprocess.run([str(python), "-c", "import tumorlens"], capture_output=True, text=True)
+    assert before.returncode != 0 and "No module named 'tumorlens'" in before.stderr  # as on a fresh runtime
+    work = tmp_path / "content"  # Colab's working folder: the clone goes here
+    work.mkdir()
     out = tmp_path / "colab"
-    job = Job(
-        "colab_walkthrough",
-        tmp_path / "run",
-        {"PROFILE": "smoke", "REPO": str(REPO), "DATA_ROOT": "", "OUT": str(out), "N_SCANS": 2},
-    )
-    assert execute(job) == "ran"
+    env = {
+        "JUPYTER_PATH": str(_kernel(tmp_path, python)),
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 as "turn build isolation off"
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(
+            str(REPO / "notebooks" / "colab_walkthrough.ipynb"),
+            str(tmp_path / "executed.ipynb"),
+            parameters={"PROFILE": "smoke", "REPO": str(bare), "DATA_ROOT": "", "OUT": str(out), "N_SCANS": 2},
+            kernel_name="colab-test",
+            cwd=str(work),
+            progress_bar=False,
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    clone = work / "tumorlens"
+    assert subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout == head
+    import nbformat
+
+    cells = nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells
+    text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    site = str(Path(python).parent.parent)
+    installed = next(line for line in text.splitlines() if line.startswith("tumorlens "))
+    assert site in installed and str(REPO) not in installed  # imported from the fresh install, same kernel
+    assert "GPU:" in text and "published single model:" in text
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert 0.0 <= metrics["official"]["accuracy"] <= 1.0
     assert (out / "audit" / "audit.json").is_file()
@@ -32,5 +114,11 @@ def test_the_colab_walkthrough_runs_end_to_end_on_the_smoke_profile(tmp_path):
         assert overlay is not None and overlay.ndim == 3 and mask is not None and set(mask.ravel()) <= {0, 255}
     first = sorted((out / "published").glob("*.json"))  # the published model came first, without training
     assert len(first) == 2 and all(json.loads(r.read_text())["model"].startswith("published:") for r in first)
-    shown = [o for c in json.loads(job.output.read_text())["cells"] for o in c.get("outputs", [])]
+    shown = [o for c in cells for o in c.get("outputs", [])]
     assert sum("image/png" in o.get("data", {}) for o in shown) == 2 + 4  # published mask; map and mask per scan
+
+
+def test_the_walkthrough_names_the_published_model_of_models_json():
+    single = json.loads((REPO / "models" / "cpu" / "models.json").read_text())["single"]
+    for f in ("notebooks/colab_walkthrough.py", "README.md"):
+        assert single in (REPO / f).read_text(), f"{f} does not name the published model {single}"

@@ -1,5 +1,6 @@
 """The book's figures and tables from tiny hand-made results: what they show, not how they look."""
 
+import json
 import os
 from pathlib import Path
 
@@ -405,7 +406,7 @@ def test_a_captioned_table_keeps_the_book_table_style():
     html = tables.captioned(
         pd.DataFrame({"accuracy": [0.97561234]}, index=["soft voting"]), "Official test split"
     ).to_html()
-    assert "Official test split" in html and 'class="dataframe"' in html and "0.9756<" in html
+    assert "Official test split" in html and 'class="dataframe tl-table"' in html and "0.9756<" in html
 
 
 def test_the_explain_step_over_seeds_as_rows_words_and_a_table(tmp_path):
@@ -482,3 +483,216 @@ def test_the_inversion_ablation_in_words():
         "recall 0.85 (per seed 0.90, 0.80)"
     )
     assert inversion_words({}).startswith("not run")
+
+
+# ---------------------------------------------------------------------------------------- the book as a paper
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu"
+
+
+def test_a_book_table_has_no_index_no_nan_and_formatted_numbers():
+    import pandas as pd
+
+    frame = pd.DataFrame({"images": [930308.0, float("nan")], "accuracy": [0.97561234, 1.0], "m": ["macro_f1", "x"]})
+    html = tables.show(frame, caption="c").to_html()
+    assert ">NaN<" not in html and ">nan<" not in html and ">—<" in html and "not measured or not applicable" in html
+    assert ">930,308<" in html and "930308.0" not in html and ">0.9756<" in html and ">1.0000<" in html
+    assert ">0<" not in html and ">1<" not in html  # no 0, 1, ... index column
+    assert ">macro-F1<" in html  # the files' spelling, as the book prints it
+    named = tables.show(frame.set_index(pd.Index(["a", "b"], name="run"))).to_html()
+    assert "<th" in named and ">run<" in named and ">a<" in named  # a named index is an ordinary column
+    same = pd.DataFrame({"a": list("wxyz"), "vs": ["std"] * 4, "diff": [0.1, 0.2, 0.3, 0.4]})
+    assert "In every row: vs std." in tables.show(same).to_html()  # a constant text column said once
+
+
+def test_figures_load_no_script_from_the_network(tmp_path):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from tumorlens.book.build import remote_scripts
+
+    figures.setup_plotly()
+    bundle = pio.renderers[figures.RENDERER].to_mimebundle(go.Figure(go.Bar(y=[1, 2])).to_dict())
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and "cdn.plot.ly" not in html and "https://" not in html
+    assert "require" not in html and "import(" not in html and "application/vnd.plotly.v1+json" in bundle
+    (tmp_path / "bad.html").write_text(
+        '<script src="https://cdn.plot.ly/plotly-4.1.1.min.js"></script><script type="module">'
+        'import("https://cdn.plot.ly/plotly-4.1.1.min.js")</script>'
+    )
+    (tmp_path / "good.html").write_text(f'<script src="_static/plotly.min.js"></script>{html}')
+    found = remote_scripts(tmp_path)
+    assert [p for p, _ in found] == ["bad.html", "bad.html"]
+
+
+def test_mathjax_is_served_from_the_book_itself(tmp_path):
+    import yaml
+
+    from tumorlens.book.build import copy_static
+
+    copy_static(tmp_path / "_static", tmp_path / "_extra", strict=True)
+    assert (tmp_path / "_static" / "plotly.min.js").is_file()
+    assert (tmp_path / "_extra" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert any((tmp_path / "_extra" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").iterdir())
+    conf = yaml.safe_load((Path(__file__).resolve().parents[1] / "book" / "_config.yml").read_text())["sphinx"][
+        "config"
+    ]
+    assert conf["mathjax_path"] == "../mathjax/tex-mml-chtml.js" and conf["html_extra_path"] == ["_extra"]
+
+
+def test_a_book_page_collapses_printed_json_and_spells_no_tumour_once(tmp_path):
+    import nbformat
+
+    from tumorlens.book.build import _copy_page
+
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("print(json.dumps(summary))")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text='{"parameters": 5, "cut": {"layer": "x"}}\n')]
+    nb.cells = [nbformat.v4.new_markdown_cell("# T\nthe no-tumour slices"), code]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    _copy_page(tmp_path / "in.ipynb", tmp_path / "page.ipynb", None)
+    page = nbformat.read(tmp_path / "page.ipynb", as_version=4)
+    assert page.cells[0].source == "# T\nthe no tumour slices"
+    out = page.cells[1].outputs[0]
+    assert out["output_type"] == "display_data" and "<details" in out["data"]["text/html"]
+    assert "cut" in out["data"]["text/html"] and "layer: x" in out["data"]["text/html"]
+
+
+@pytest.mark.skipif(not (RESULTS / "rq.json").is_file(), reason="no published cpu results in this checkout")
+def test_the_conclusion_answers_every_research_question_with_a_number_and_an_interval():
+    import json
+
+    from tumorlens.book import pages
+
+    words = pages.conclusion_glue(RESULTS, "cpu")
+    for q in ("rq1", "rq2", "rq3", "rq4", "rq5", "ext"):
+        line = words[f"concl_{q}"]
+        assert "[" in line and "]" in line and "not measured" not in line, (q, line)
+    concl = (RESULTS.parents[1] / "book" / "conclusion.md").read_text()
+    for q in ("rq1", "rq2", "rq3", "rq4", "rq5", "ext"):
+        assert f"generated/06_results.ipynb::concl_{q}:s" in concl
+    toc = (RESULTS.parents[1] / "book" / "_toc.yml").read_text()
+    assert "conclusion" in toc and "generated/07_external" in toc and "generated/08_interpretability" in toc
+    single = json.loads((RESULTS.parents[1] / "models" / "cpu" / "models.json").read_text())["single"]
+    pub = pages.published_model_glue(RESULTS, "cpu")
+    assert (
+        pub["pub_single"] == single
+        and "generated/06_results.ipynb::pub_single_words:s" in (RESULTS.parents[1] / "book" / "intro.md").read_text()
+    )
+
+
+@pytest.mark.skipif(not (RESULTS / "data" / "brisc_overlap.json").is_file(), reason="no cross-release audit")
+def test_the_cross_release_audit_record_and_its_words():
+    from tumorlens.book import pages
+
+    ovl = pages.read_overlap(RESULTS)
+    s = ovl["sets"][0]
+    t = s["total"]
+    assert t["any"] + t["kept"] == t["n"] == s["n_images"] and len(s["with_copy"]) == t["any"]
+    assert all(w["kind"] in ("exact", "near") and w["training"].startswith("Training/") for w in s["with_copy"])
+    for system in s["systems"].values():
+        assert system["all"]["n"] == t["n"] and system["no_copy"]["n"] == t["kept"]
+    assert s["predictions_match_external_json"]
+    words = pages.overlap_glue(ovl)
+    assert f"on the {t['kept']} images with no copy in Training" in words["ovl_single_nocopy"]
+
+
+def test_cross_pairs_find_copies_between_two_sets_by_the_audit_rule():
+    import numpy as np
+
+    from tumorlens.data.leakage import Fingerprints, cross_pairs
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    a = Fingerprints(["x", "y", "z"], np.array([0, 0b1111, 2**40], np.uint64), base)
+    other = np.stack([base[0], -base[1], base[2] * 0.99 + 0.01 * base[0]])
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    b = Fingerprints(["q", "y", "r"], np.array([1, 0b1111, 2**40], np.uint64), other.astype(np.float32))
+    pairs = cross_pairs(a, b, hash_distance=2, correlation=0.9)
+    assert [(i, j, k) for i, j, k, *_ in pairs] == [(0, 0, "near"), (1, 1, "exact"), (2, 2, "near")]
+
+
+def test_the_duplicates_figure_shows_each_testing_image_once_beside_a_same_class_copy():
+    from tumorlens.data.inventory import ImageRecord
+    from tumorlens.data.leakage import AuditReport
+    from tumorlens.experiments.figures import duplicate_copies
+
+    def rec(split, cls, k):
+        return ImageRecord(f"{split}/{cls}/{k}.jpg", split, cls, "/d")
+
+    recs = [rec("Testing", "glioma", 0), rec("Training", "glioma", 1), rec("Training", "meningioma", 2)]
+    recs += [rec("Testing", "notumor", 3), rec("Training", "notumor", 4), rec("Training", "notumor", 5)]
+    pairs = [(0, 1, "near", 6, 0.93), (0, 2, "near", 2, 0.99), (3, 4, "near", 4, 0.95), (3, 5, "exact", 0, 1.0)]
+    copies = duplicate_copies(AuditReport("/d", {}, recs, pairs), n=6)
+    assert [(c["a"], c["b"], c["kind"]) for c in copies] == [
+        ("Testing/notumor/3.jpg", "Training/notumor/5.jpg", "exact"),  # exact copies first
+        ("Testing/glioma/0.jpg", "Training/glioma/1.jpg", "near"),  # the same class, not the closer look-alike
+    ]
+
+
+@pytest.mark.skipif(not (RESULTS / "manifest.json").is_file(), reason="no published cpu results in this checkout")
+def test_the_cpu_book_builds_from_a_clone_without_the_data_and_reads_as_a_paper(tmp_path):
+    """The online book: a clone of this checkout's HEAD with no ``../shared`` beside it and no dataset
+    anywhere builds strictly from the committed results; its pages show every figure (galleries included),
+    load no script from the network, print no NaN and no index column, and hold an external-validation
+    chapter and a conclusion that answers every research question. About 2-3 minutes (ten pages)."""
+    import re
+    import subprocess
+    import sys
+
+    repo = RESULTS.parents[1]
+    clone = tmp_path / "reader" / "tumorlens"  # tmp_path/reader/shared does not exist
+    subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUMORLENS_")}
+    env |= {
+        "PYTHONPATH": str(clone / "lib"),  # the clone's package, not the development install
+        "TUMORLENS_DATA": str(tmp_path / "no-dataset"),
+        "TUMORLENS_CACHE": str(tmp_path / "cache"),
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "tumorlens.cli", "book", "--profile", "cpu", "--strict", "--no-run"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "book: page 1/" in res.stderr and "left" in res.stderr  # progress, not silence
+    assert "Traceback" not in res.stderr and "Event loop is closed" not in res.stderr
+    html = clone / "book" / "_build" / "html"
+    pages = {p.relative_to(html).as_posix(): p.read_text() for p in html.rglob("*.html")}
+    text = "\n".join(pages.values())
+    import nbformat
+
+    shown = []  # what a reader sees of the executed pages: prose and outputs (not the hidden code)
+    for nb_file in (clone / "book" / "generated").glob("*.ipynb"):
+        for cell in nbformat.read(nb_file, as_version=4).cells:
+            shown.append(cell.source if cell.cell_type == "markdown" else "")
+            for o in cell.get("outputs", []):
+                shown += [o.get("text", ""), *(v for v in o.get("data", {}).values() if isinstance(v, str))]
+    shown = "\n".join(shown)
+    assert "not available" not in shown and "not on this machine" not in shown and "No expert-mask" not in shown
+    assert not re.search(r"<script[^>]*src=[\"']https?://", text) and "cdn.plot.ly" not in text
+    assert ">NaN<" not in text and ">nan<" not in text
+    assert not re.search(r"<th[^>]*>\s*</th>", text)  # no unnamed (index) column
+    interp = pages["generated/08_interpretability.html"]
+    assert interp.count("<img") >= 6  # public galleries and the expert-mask galleries, from the results
+    ext = pages["generated/07_external.html"]
+    assert "no copy in Training" in ext and "External validation" in ext
+    concl = pages["conclusion.html"]
+    for q in ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5"):
+        assert q in concl
+    assert concl.count("[") >= 12  # every answer with its interval
+    single = json.loads((repo / "models" / "cpu" / "models.json").read_text())["single"]
+    from tumorlens.book.pages import run_words
+
+    assert run_words(single) in pages["intro.html"]  # the abstract names the model of models.json
+
+
+def test_every_glued_word_of_the_overlap_exists_without_a_record():
+    from tumorlens.book import pages
+
+    words = pages.overlap_glue(None)
+    assert set(words) == set(pages.OVERLAP_KEYS) and all(v.startswith("not measured") for v in words.values())
+    if (RESULTS / "data" / "brisc_overlap.json").is_file():
+        assert set(pages.overlap_glue(pages.read_overlap(RESULTS))) == set(pages.OVERLAP_KEYS)

@@ -156,6 +156,12 @@ def _cmd_config_show(args) -> int:
 
     cfg = load_config(args.profile)
     _print_json({**cfg.to_dict(), "resolved": {"data_root": str(cfg.data_root), "runs_root": str(cfg.runs_root)}})
+    if cfg.data.source != "phantoms" and not Path(cfg.data_root).is_dir():
+        print(
+            f"warning: data_root {cfg.data_root} does not exist: point TUMORLENS_DATA (or data.root) at the "
+            "Kaggle dataset, or run `tumorlens data fetch` (see data/README.md)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -1,7 +1,9 @@
 """Plotly figures for the notebooks and the book (render only: nothing here computes results).
 
-Plotly figures use the ``notebook_connected`` renderer; the book ships ``plotly.min.js`` in its static
-files (see `tumorlens.book.build`), so the pages render offline too.
+Plotly figures use the ``book`` renderer (`setup_plotly`): each figure is a ``<div>`` and a call of the
+page's own ``Plotly`` — the book ships ``plotly.min.js`` in its static files (see `tumorlens.book.build`)
+— with no CDN script and no module import, so the pages render offline; the figure's JSON travels
+beside it (``application/vnd.plotly.v1+json``) for JupyterLab.
 """
 
 from __future__ import annotations
@@ -37,11 +39,46 @@ CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#1f77b4", "notumor": "#7f7f
 PRETTY = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
 
 
+#: The name of the renderer `setup_plotly` registers.
+RENDERER = "book"
+
+
+def _book_renderer():
+    import json
+
+    import plotly.io as pio
+    from plotly.io.base_renderers import MimetypeRenderer
+
+    class BookRenderer(MimetypeRenderer):
+        """A figure as HTML that draws with the page's ``Plotly`` (loaded once by the book from its own
+        ``_static/plotly.min.js``): no ``<script src=...cdn.plot.ly...>``, no ``require`` or ``import()``,
+        no MathJax from a CDN; plus the figure's JSON for Jupyter front ends that render it."""
+
+        def to_mimebundle(self, fig_dict):
+            html = pio.to_html(
+                fig_dict,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                full_html=False,
+                default_width="100%",
+                default_height="525px",
+                validate=False,
+                config={"responsive": True, "displaylogo": False},
+            )
+            data = json.loads(pio.to_json(fig_dict, validate=False))  # numpy arrays as lists
+            return {"application/vnd.plotly.v1+json": data, "text/html": html}
+
+    return BookRenderer()
+
+
 def setup_plotly() -> None:
-    """Select the renderer the book expects (call once at the top of a notebook)."""
+    """Select the renderer the book expects (call once at the top of a notebook): `RENDERER`, whose
+    figures load nothing from the network."""
     import plotly.io as pio
 
-    pio.renderers.default = "notebook_connected"
+    if RENDERER not in pio.renderers:
+        pio.renderers[RENDERER] = _book_renderer()
+    pio.renderers.default = RENDERER
     pio.templates.default = "plotly_white"
 
 
@@ -191,7 +228,11 @@ def per_class_f1(metrics: Mapping[str, Mapping], title: str = "F1 per class"):
             x=[PRETTY[c] for c in CLASSES],
             y=[m["per_class"][c]["f1"] for c in CLASSES],
             name=f"{name} ({m['n']} images)",
-            text=[f"{m['per_class'][c]['f1']:.3f}" for c in CLASSES],
+            text=[  # a class with few test images says how few, next to its score
+                f"{m['per_class'][c]['f1']:.3f}"
+                + (f" (n={m['per_class'][c]['support']})" if m["per_class"][c].get("support", 99) < 20 else "")
+                for c in CLASSES
+            ],
             hovertext=[f"{m['per_class'][c].get('support', '?')} images" for c in CLASSES],
         )
     fig.update_layout(title=title, barmode="group", yaxis_title="F1", yaxis_range=[0, 1.05], height=380)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from tumorlens import paths
+from tumorlens.book.figures import PRETTY
 from tumorlens.book.text import (
+    ci_text,
     diff_text,
     explain_seeds_words,
     find_row,
@@ -21,6 +24,7 @@ from tumorlens.book.text import (
     rq3_words,
     verdict,
 )
+from tumorlens.config import load_config
 from tumorlens.experiments.grid import projected_minutes
 from tumorlens.experiments.jobs import PLAN_PARTS
 from tumorlens.utils.files import read_json
@@ -39,6 +43,14 @@ __all__ = [
     "smoke_backbones_frame",
     "published_comparison",
     "robustness_glue",
+    "run_words",
+    "read_published_models",
+    "published_model_glue",
+    "read_overlap",
+    "overlap_glue",
+    "conclusion_glue",
+    "reproduction_glue",
+    "profile_note",
 ]
 
 
@@ -383,6 +395,8 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
         "res_seeds": ", ".join(map(str, rq["seeds"])),
         "res_first": str(first),
     }
+    scan_file = res / "data" / "scan.json"
+    out["res_n_images"] = f"{read_json(scan_file, schema='scan')['n_images']:,}" if scan_file.is_file() else "n/a"
     # headline numbers for the abstract (the book's first page pastes them)
     runs = rq["runs"]
     for key, name in (("std", f"{std}/seed-{first}"), ("all", f"{allm}/seed-{first}")):
@@ -527,3 +541,268 @@ def robustness_glue(rob: dict, data_words: str) -> dict[str, str]:
         "cal_before": f"{cal['ece_before']:.4f}",
         "cal_after": f"{cal['ece_after']:.4f}",
     }
+
+
+# --------------------------------------------------------------------------------------------- the paper
+#: The backbones' names in prose.
+BACKBONE_NAMES = {
+    "efficientnet_lite0": "EfficientNet-Lite0",
+    "efficientnet_lite1": "EfficientNet-Lite1",
+    "efficientnet_lite2": "EfficientNet-Lite2",
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNet-B0",
+    "vgg16": "VGG16",
+    "vit": "the minimal ViT",
+}
+MODULE_NAMES = {"mab": "MAB", "respath": "ResPath", "sbr": "SBR"}
+
+
+def run_words(name: str) -> str:
+    """A run name (``efficientnet_lite1/seed-43``, ``efficientnet_lite0+mab+respath+sbr/seed-43``) in
+    words: ``EfficientNet-Lite1, seed 43``; ``EfficientNet-Lite0 + MAB + ResPath + SBR, seed 43``."""
+    variant, _, seed = name.partition("/seed-")
+    bb, *mods = variant.split("+")
+    bb, _, tag = bb.partition("@")
+    words = " + ".join([BACKBONE_NAMES.get(bb, bb), *[MODULE_NAMES.get(m, m) for m in mods]])
+    return f"{words}{f' ({tag})' if tag else ''}" + (f", seed {seed}" if seed else "")
+
+
+def read_published_models(profile: str) -> dict | None:
+    """``models/<profile>/models.json`` (the published single model and ensemble), or None."""
+    f = paths.models_root() / profile / "models.json"
+    return read_json(f, schema="published_models") if f.is_file() else None
+
+
+def published_model_glue(res: str | Path, profile: str) -> dict[str, str]:
+    """The published single model and ensemble by name (``models/<profile>/models.json``; without one,
+    the best single model by validation and the soft vote of the ensemble step) with their scores from
+    ``rq.json``: official and de-duplicated accuracy [95% CI]."""
+    res = Path(res)
+    rq = read_json(res / "rq.json", schema="rq")
+    mf = read_published_models(profile)
+    rq2 = rq.get("rq2") or {}
+    if mf:
+        single, members, source = mf["single"], list(mf["ensemble"]), f"models/{profile}/models.json"
+    else:
+        members = [m["name"] for m in rq2.get("members", [])]
+        single = members[0] if members else f"{rq['backbone']}/seed-{rq['seeds'][0]}"
+        source = "the best single model by validation (no published models for this profile)"
+    r = rq["runs"].get(single, {})
+    n_dedup = (read_optional(res / "ensembles" / "ensembles.json", "ensembles") or {}).get("n_dedup")
+
+    def acc(row: dict, ts: str) -> str:
+        if f"{ts}_accuracy" not in row:
+            return "n/a"
+        return ci_text(row[f"{ts}_accuracy"], row[f"{ts}_accuracy_lo"], row[f"{ts}_accuracy_hi"])
+
+    vote = (rq2.get("systems") or {}).get("soft voting") or {}
+
+    def sys_acc(ts: str) -> str:
+        m = vote.get(ts) or {}
+        return ci_text(m["accuracy"], m["ci"]["accuracy"]["lo"], m["ci"]["accuracy"]["hi"]) if m.get("n") else "n/a"
+
+    return {
+        "pub_single": single,
+        "pub_single_words": run_words(single),
+        "pub_source": source,
+        "pub_single_acc": acc(r, "official"),
+        "pub_single_f1": ci_text(r["official_macro_f1"], r["official_macro_f1_lo"], r["official_macro_f1_hi"])
+        if r
+        else "n/a",
+        "pub_single_dedup": acc(r, "dedup"),
+        "pub_n_dedup": str(n_dedup) if n_dedup is not None else "n/a",
+        "pub_ensemble": " + ".join(members) if members else "none",
+        "pub_ensemble_words": "; ".join(run_words(m) for m in members) if members else "none",
+        "pub_ensemble_acc": sys_acc("official"),
+        "pub_ensemble_dedup": sys_acc("dedup"),
+    }
+
+
+def read_overlap(res: str | Path) -> dict | None:
+    """``data/brisc_overlap.json`` (`tumorlens.experiments.external.overlap_audit`), or None."""
+    return read_optional(Path(res) / "data" / "brisc_overlap.json", "brisc_overlap")
+
+
+def _score_words(m: dict) -> str:
+    return ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"])
+
+
+#: Every key `overlap_glue` returns, measured or not.
+OVERLAP_KEYS = (
+    "ovl_set",
+    "ovl_n",
+    "ovl_any",
+    "ovl_in_testing",
+    "ovl_n_kept",
+    "ovl_per_class",
+    "ovl_rule",
+    "ovl_summary",
+    "ovl_single_all",
+    "ovl_single_nocopy",
+    "ovl_match",
+)
+
+
+def overlap_glue(overlap: dict | None, ext: dict | None = None) -> dict[str, str]:
+    """The cross-release duplicate audit in words (``brisc_overlap.json``): how many external images have
+    a copy in Kaggle Training (and Testing), per class, and the published single model's accuracy on
+    all images and on those without a copy; ``not measured`` without the record."""
+    if not overlap or not overlap["sets"]:
+        missing = "not measured (tumorlens.experiments.external.overlap_audit writes data/brisc_overlap.json)"
+        return {k: missing for k in OVERLAP_KEYS}
+    s = overlap["sets"][0]
+    t = s["total"]
+    per = "; ".join(f"{PRETTY.get(c, c)} {d['any']} of {d['n']}" for c, d in s["per_class"].items())
+    single = next((k for k in s["systems"] if k.startswith("single")), next(iter(s["systems"])))
+    sysd = s["systems"][single]
+    nocopy = sysd.get("no_copy")
+    return {
+        "ovl_set": s["name"],
+        "ovl_n": str(s["n_images"]),
+        "ovl_any": f"{t['any']} of {t['n']} ({t['any'] / t['n']:.0%})",
+        "ovl_in_testing": f"{t['in_testing']} of {t['n']}",
+        "ovl_n_kept": str(t["kept"]),
+        "ovl_per_class": per,
+        "ovl_rule": (
+            f"exact bytes, or perceptual hash within {overlap['params']['hash_distance']} bits and thumbnail "
+            f"correlation at least {overlap['params']['correlation']:.2f}"
+        ),
+        "ovl_summary": (
+            f"{t['any']} of the {t['n']} images of {s['name']} ({t['any'] / t['n']:.0%}) have a near copy in the "
+            f"Kaggle Training split ({per}); {t['in_testing']} have one in Kaggle Testing"
+        ),
+        "ovl_single_all": f"{_score_words(sysd['all'])} on all {sysd['all']['n']} images",
+        "ovl_single_nocopy": (
+            f"{_score_words(nocopy)} on the {nocopy['n']} images with no copy in Training" if nocopy else "n/a"
+        ),
+        "ovl_match": "yes" if s.get("predictions_match_external_json") else "no",
+    }
+
+
+def conclusion_glue(res: str | Path, profile: str = "") -> dict[str, str]:
+    """One line per research question (and the external check), each with its number and 95% interval,
+    from ``rq.json``, ``external.json`` and ``brisc_overlap.json``: ``concl_rq1`` ... ``concl_rq5``,
+    ``concl_ext``."""
+    res = Path(res)
+    rq = read_json(res / "rq.json", schema="rq")
+    bb, first = rq["backbone"], rq["seeds"][0]
+    allm = f"{bb}+mab+respath+sbr"
+
+    def short(c: dict | None) -> str:
+        if not c:
+            return "not measured"
+        return "better" if c["ci_lo"] > 0 else "worse" if c["ci_hi"] < 0 else "no clear difference"
+
+    def answer(off: dict | None, dd: dict | None) -> str:
+        """Yes only when better on the official split and not worse on the de-duplicated subset."""
+        if not off:
+            return "Not measured"
+        yes = short(off) == "better" and short(dd) != "worse"
+        return f"{'Yes' if yes else 'No'} (official split: {short(off)}; de-duplicated: {short(dd)})"
+
+    def pair(rows, **m) -> tuple[dict | None, dict | None]:
+        return (
+            find_row(rows, test_set="official", metric="accuracy", **m),
+            find_row(rows, test_set="dedup", metric="accuracy", **m),
+        )
+
+    out = {}
+    off, dd = pair(rq["rq1"]["comparisons"], seed=first, b=bb, a=allm)
+    seeds_std = find_row(rq["rq1"]["seeds_table"], variant=bb, test_set="official", metric="accuracy")
+    seeds_all = find_row(rq["rq1"]["seeds_table"], variant=allm, test_set="official", metric="accuracy")
+    over = (
+        f"; over {seeds_all['n']} seeds {seeds_all['mean']:.4f} ± {seeds_all['sd']:.4f} against "
+        f"{seeds_std['mean']:.4f} ± {seeds_std['sd']:.4f}"
+        if seeds_std and seeds_all and seeds_all["n"] > 1
+        else ""
+    )
+    out["abs_rq1_verb"] = "improve on" if answer(off, dd).startswith("Yes") else "do not improve on"
+    out["concl_rq1"] = (
+        f"{answer(off, dd)} — all three modules change official accuracy by {diff_text(off)} (seed {first}) "
+        f"and de-duplicated accuracy by {diff_text(dd)}{over}."
+    )
+    rq2 = rq.get("rq2")
+    off, dd = pair(rq2["comparisons"], a="soft voting") if rq2 else (None, None)
+    out["abs_rq2_verb"] = "improve on" if rq2 and answer(off, dd).startswith("Yes") else "do not improve on"
+    out["concl_rq2"] = (
+        f"{answer(off, dd)} — soft voting over {len(rq2['members'])} members minus the single best model: "
+        f"{diff_text(off)} official, {diff_text(dd)} de-duplicated."
+        if rq2
+        else "not measured"
+    )
+    rq3 = rq3_words(rq.get("rq3"))
+    seeds = (rq.get("rq3") or {}).get("seeds")
+    over3 = (
+        f"; over {seeds['dice_mean']['n']} classifier seeds {seeds['dice_mean']['mean']:.3f} ± "
+        f"{seeds['dice_mean']['sd']:.3f}"
+        if seeds and seeds["dice_mean"]["n"] > 1
+        else ""
+    )
+    out["concl_rq3"] = (
+        f"Mean Dice against {rq3['seg_source']} (report half): the paper's Grad-CAM + GrabCut "
+        f"{rq3['paper_dice']}; the adopted mask ({rq3['adopted']}) {rq3['adopted_dice']}, a paired difference "
+        f"of {rq3['adopted_vs_paper']}{over3}."
+        if rq.get("rq3")
+        else "not measured"
+    )
+    block = rq.get("rq4")
+    off, dd = pair(block["comparisons"]) if block else (None, None)
+    out["concl_rq4"] = (
+        f"{answer(off, dd)} — fine-tuning minus warm-up only: {diff_text(off)} official, {diff_text(dd)} "
+        "de-duplicated accuracy."
+        if block
+        else "not measured"
+    )
+    block = rq.get("rq5")
+    off, dd = pair(block["comparisons"]) if block else (None, None)
+    out["concl_rq5"] = (
+        f"{short(off).capitalize()} on the official split, {short(dd)} on the de-duplicated subset — the ViT minus "
+        f"the standard CNN: {diff_text(off)} official, {diff_text(dd)} de-duplicated accuracy."
+        if block
+        else "not measured"
+    )
+    ext = read_optional(res / "external.json", "external")
+    ovl = overlap_glue(read_overlap(res), ext)
+    pub = published_model_glue(res, profile or rq.get("profile", ""))
+    if ext and ext["sets"]:
+        out["concl_ext"] = (
+            f"The published model ({pub['pub_single_words']}) scores accuracy {ovl['ovl_single_all']} of "
+            f"{ext['sets'][0]['name']} and {ovl['ovl_single_nocopy']}, against {pub['pub_single_acc']} on the "
+            "official Kaggle test split."
+        )
+    else:
+        out["concl_ext"] = "not measured"
+    return out
+
+
+def reproduction_glue(timing: dict) -> dict[str, str]:
+    """The reproduction's time in one short sentence per part (``reproduction.json``): the notebook
+    minutes its current results took, and the uninterrupted run's wall time with how many of its jobs
+    ran again after it (their names are in `end_to_end_words`, shown collapsed)."""
+    minutes = timing.get("part_minutes") or {}
+    scopes = timing.get("end_to_end_parts") or {}
+    parts = []
+    for part in PLAN_PARTS:
+        if part not in minutes:
+            continue
+        text = f"the {part} part's notebooks add up to {minutes[part]:.0f} minutes"
+        rec = scopes.get(part)
+        if rec:
+            again = len(rec.get("jobs_rerun_since") or [])
+            text += f" (one uninterrupted run of its {rec['jobs']} jobs took {rec['minutes']:.0f} minutes" + (
+                f"; {again} of its jobs ran again after it, so that time no longer describes these results)"
+                if again
+                else ")"
+            )
+        parts.append(text)
+    return {"repro_short": "; ".join(parts) or f"{timing['total_minutes']:.0f} notebook-minutes in all"}
+
+
+def profile_note(profile: str) -> str:
+    """What a profile's numbers are, in a few words, for the places that print them."""
+    cfg = load_config(profile)
+    if cfg.data.source == "phantoms":
+        return "smoke profile: synthetic phantoms, tiny models — not a result about MRI"
+    if profile == "paper":
+        return "paper profile: the full schedule"
+    return f"{profile} profile: a reduced schedule on CPU cores, not the paper's full schedule"

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image
 from tumorlens.data.pipeline import augment_views
-from tumorlens.explain.gallery import jpeg_bytes
+from tumorlens.experiments.figures import duplicate_copies, write_duplicates
+from tumorlens.explain.gallery import image_sheet, jpeg_bytes
 from tumorlens.utils.files import atomic_path
 
 __all__ = ["DATA_FIGURES", "SOURCE_NOTE", "image_sheet", "write_data_figures", "write_view_figure"]
@@ -28,32 +28,11 @@ __all__ = ["DATA_FIGURES", "SOURCE_NOTE", "image_sheet", "write_data_figures", "
 DATA_FIGURES = {
     "examples.jpg": "Four training images per class",
     "augmentation.jpg": "Eight augmented views of one training image",
-    "duplicates.jpg": "Pairs the leakage audit matched (Testing image left, its Training copy right)",
+    "duplicates.jpg": "Testing images with a copy in Training: each Testing image once, beside its closest Training "
+    "copy of the same class (exact copies first, then near copies)",
 }
 #: Where the published scans come from.
 SOURCE_NOTE = "Images: Kaggle 'Brain Tumor MRI Dataset' (Masoud Nickparvar), public domain (CC0)."
-
-
-def image_sheet(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 4, tile: int = 128) -> np.ndarray:
-    """Images ``(H, W, 3)`` uint8 in a grid of ``cols`` columns, each resized to ``tile`` px with its
-    title above it: one RGB uint8 image."""
-    if len(images) != len(titles):
-        raise ValueError(f"need one title per image; received {len(images)} images and {len(titles)} titles")
-    if cols < 1:
-        raise ValueError(f"cols must be >= 1; received cols={cols!r}")
-    band = 18
-    cells = []
-    for img, title in zip(images, titles):
-        img = np.asarray(img, np.uint8)
-        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-        cell = np.full((band + tile, tile, 3), 255, np.uint8)
-        cell[band:] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
-        cv2.putText(cell, title[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        cells.append(cell)
-    while len(cells) % cols:
-        cells.append(np.full_like(cells[0], 255))
-    rows = [np.hstack(cells[i : i + cols]) for i in range(0, len(cells), cols)]
-    return np.vstack(rows)
 
 
 def _write(path: Path, rgb: np.ndarray) -> None:
@@ -93,8 +72,10 @@ def write_data_figures(prep, cfg, audit: dict, out: str | Path, seed: int, pairs
     """Render the data chapter's figures from the prepared dataset into ``out``: ``{file: caption}``.
 
     Examples: the first four training images of each class (in split order); augmentation: eight
-    views of the first one, with the config's augmentation; duplicates: up to ``pairs`` of the audit's
-    example pairs, each image letterboxed, titled with the match kind, hash distance and correlation.
+    views of the first one, with the config's augmentation; duplicates: up to ``pairs`` Testing images
+    with their closest Training copy of the same class (`tumorlens.experiments.figures.duplicate_copies`),
+    titled with the match kind, hash distance and correlation. ``audit`` (the audit as a dict) is kept
+    for the callers; the copies come from ``prep.audit``.
     """
     out = Path(out)
     size = cfg.data.image_size
@@ -107,16 +88,9 @@ def write_data_figures(prep, cfg, audit: dict, out: str | Path, seed: int, pairs
     )
     _write(out / "augmentation.jpg", image_sheet(list(views), [f"view {i + 1}" for i in range(8)], cols=4))
     files = {"examples.jpg": DATA_FIGURES["examples.jpg"], "augmentation.jpg": DATA_FIGURES["augmentation.jpg"]}
-    images, titles = [], []
-    for ex in (audit.get("examples") or [])[:pairs]:
-        try:
-            a_img = letterbox(read_image(Path(prep.root) / ex["a"])[0], size)
-            b_img = letterbox(read_image(Path(prep.root) / ex["b"])[0], size)
-        except (OSError, ValueError):
-            continue  # an example that cannot be read is left out, the others shown
-        images += [a_img, b_img]
-        titles += [f"{ex['kind']}: {Path(ex['a']).name}", f"hash d {ex['hamming']}, r {ex['correlation']:.2f}"]
-    if images:
-        _write(out / "duplicates.jpg", image_sheet(images, titles, cols=4))
+    report = getattr(prep, "audit", None)
+    if report is not None and write_duplicates(
+        prep.root, duplicate_copies(report, pairs), out / "duplicates.jpg", size
+    ):
         files["duplicates.jpg"] = DATA_FIGURES["duplicates.jpg"]
     return files

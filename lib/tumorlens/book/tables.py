@@ -7,10 +7,15 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tumorlens.book.figures import PRETTY
+from tumorlens.book.pages import read_published_models
 from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
 __all__ = [
+    "Table",
+    "show",
+    "book_frame",
+    "setup_display",
     "scan_table",
     "audit_table",
     "metrics_table",
@@ -23,17 +28,175 @@ __all__ = [
     "systems_table",
     "comparisons_table",
     "runs_table",
+    "split_runs_table",
     "seeds_table",
     "explain_seeds_table",
     "costs_table",
     "robustness_frame",
     "bench_table",
+    "external_systems_table",
+    "class_report_table",
+    "view_table",
+    "overlap_table",
+    "provenance",
+    "records_table",
 ]
 
 
-def captioned(frame: "pandas.DataFrame", caption: str, precision: int = 4):  # noqa: F821
+#: What a missing cell shows, and the footnote that says so under the table.
+MISSING = "—"
+MISSING_NOTE = "— : not measured or not applicable for this row."
+
+
+def _cell(v, precision: int) -> str:
+    """One cell as the book prints it: missing values as `MISSING`, whole numbers without ``.0`` (with a
+    thousands separator from 10,000), other floats to ``precision`` decimals, text as it is."""
+    import math
+    import numbers
+
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return MISSING
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, numbers.Integral):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    if isinstance(v, numbers.Real):
+        if math.isinf(v):
+            return str(v)
+        return f"{v:.{precision}f}"
+    return str(v)
+
+
+def _column(col: "pandas.Series", precision: int) -> list[str]:  # noqa: F821
+    """A column's cells as text (`_cell`); a float column whose values are all whole numbers (counts
+    that a missing cell turned into floats, e.g. 930308.0) prints as whole numbers."""
+    import math
+
+    values = list(col)
+    floats = [v for v in values if isinstance(v, float) and not math.isnan(v) and not math.isinf(v)]
+    whole = bool(floats) and all(v.is_integer() for v in floats) and pd.api.types.is_float_dtype(col.dtype)
+    if whole:
+        return [_cell(int(v), precision) if isinstance(v, float) and v == v else _cell(v, precision) for v in values]
+    # as many decimals as the column's values carry (a table function that rounded to 3 prints 3), at most precision
+    digits = max(
+        (next(d for d in range(precision + 1) if abs(round(v, d) - v) < 1e-9 or d == precision) for v in floats),
+        default=precision,
+    )
+    return [_cell(v, precision) if not isinstance(v, float) else _float(v, digits) for v in values]
+
+
+def _float(v: float, precision: int) -> str:
+    import math
+
+    return MISSING if math.isnan(v) else str(v) if math.isinf(v) else f"{v:.{precision}f}"
+
+
+def book_frame(frame: "pandas.DataFrame") -> "pandas.DataFrame":  # noqa: F821
+    """``frame`` with its index as ordinary leading columns (a default 0, 1, 2, ... index dropped), as the
+    book shows every table: no index column that looks like data, every label a column header."""
+    df = frame.copy()
+    default = isinstance(df.index, pd.RangeIndex) and df.index.name is None and df.index.start == 0
+    if default:
+        return df.reset_index(drop=True)
+    names = [n if n is not None else "" for n in df.index.names]
+    df.index = df.index.set_names([f"__level{i}" if not n else n for i, n in enumerate(names)])
+    df = df.reset_index()
+    return df.rename(columns={f"__level{i}": "" for i in range(len(names))})
+
+
+#: Values and headers that the files spell for code, as the book prints them.
+LABELS = {
+    "macro_f1": "macro-F1",
+    "dedup": "de-duplicated",
+    "notumor": "no tumour",
+    "no_tumor": "no tumour",
+    "notumor_recall": "no tumour recall",
+}
+_NUMERIC = __import__("re").compile(r"^[+\-−]?[\d.,]+(%| points)?( [\[(±].*)?$|^—$")
+
+
+def _kind(cells: Sequence[str]) -> str:
+    """How a column is set: ``num`` (numbers, intervals: right-aligned, never broken), ``wrap`` (long
+    text: broken over lines) or ``text``."""
+    filled = [c for c in cells if c != MISSING]
+    if filled and all(_NUMERIC.match(c) for c in filled):
+        return "num"
+    return "wrap" if any(len(c) > 40 for c in filled) else "text"
+
+
+class Table:
+    """A table as the book prints it (`book_frame`): no index column, missing cells as "—" with a
+    footnote, numbers formatted, inside a block that scrolls sideways when the table is wider than
+    the page; an optional caption above and notes below. ``to_html()`` / ``_repr_html_`` render it;
+    ``frame`` is the data."""
+
+    def __init__(self, frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4):
+        self.frame, self.caption, self.notes, self.precision = book_frame(frame), caption, list(notes), precision
+
+    def to_html(self) -> str:
+        import html
+
+        df = self.frame
+        cols = [[*_column(df.iloc[:, i], self.precision)] for i in range(df.shape[1])]
+        cols = [[LABELS.get(v, v) for v in c] for c in cols]
+        heads = [LABELS.get(str(h), str(h)) for h in df.columns]
+        notes = list(self.notes)
+        if len(df) >= 4:  # a text column with one value in every row says it once, under the table
+            same = [j for j, c in enumerate(cols) if len(set(c)) == 1 and not _NUMERIC.match(c[0]) and heads[j]]
+            if same and len(same) < len(cols) - 1:
+                notes.insert(0, "In every row: " + "; ".join(f"{heads[j]} {cols[j][0]}" for j in same) + ".")
+                keep = [j for j in range(len(cols)) if j not in same]
+                cols, heads = [cols[j] for j in keep], [heads[j] for j in keep]
+        if any(MISSING in c for c in cols) and MISSING_NOTE not in notes:
+            notes.append(MISSING_NOTE)
+        kinds = [_kind(c) for c in cols]
+        head = "".join(f'<th class="{k}">{html.escape(h)}</th>' for h, k in zip(heads, kinds))
+        rows = "".join(
+            "<tr>" + "".join(f'<td class="{k}">{html.escape(c[i])}</td>' for c, k in zip(cols, kinds)) + "</tr>"
+            for i in range(len(df))
+        )
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        foot = "".join(f'<p class="tl-table-note">{html.escape(n)}</p>' for n in notes)
+        return (
+            f'<div class="tl-table-wrap"><table class="dataframe tl-table">{caption}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>{foot}</div>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False)
+
+
+def show(frame, caption: str = "", notes: Sequence[str] = (), precision: int = 4) -> Table:
+    """`Table` of ``frame`` (a DataFrame, a `Table`, or a Styler whose data and caption are taken)."""
+    if isinstance(frame, Table):
+        return Table(frame.frame, caption or frame.caption, [*frame.notes, *notes], precision)
+    if hasattr(frame, "data") and hasattr(frame, "caption"):  # a pandas Styler
+        caption = caption or (frame.caption or "")
+        frame = frame.data
+    return Table(frame, caption, notes, precision)
+
+
+def setup_display() -> None:
+    """Make every DataFrame and Styler a notebook displays render as a `Table` (once per notebook; every
+    book page runs it, `tumorlens.book.build.PAGE_SETUP`). Outside IPython, nothing happens."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the notebooks' kernel
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    html = ip.display_formatter.formatters["text/html"]
+    html.for_type(pd.DataFrame, lambda df: show(df).to_html())
+    html.for_type("pandas.io.formats.style.Styler", lambda st: show(st).to_html())
+
+
+def captioned(frame: "pandas.DataFrame", caption: str, precision: int = 4) -> Table:  # noqa: F821
     """A table with a caption above it, styled like the book's other tables (numbers to ``precision``)."""
-    return frame.style.set_caption(caption).format(precision=precision).set_table_attributes('class="dataframe"')
+    return Table(frame, caption, precision=precision)
 
 
 def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
@@ -41,7 +204,7 @@ def scan_table(report_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
     rows = {
         split: {PRETTY[c]: v[c] for c in CLASSES} | {"total": v["total"]} for split, v in report_dict["counts"].items()
     }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
 
 
 def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
@@ -58,23 +221,30 @@ def audit_table(audit_dict: Mapping) -> "pandas.DataFrame":  # noqa: F821
         "kept (de-duplicated)",
     ]
     df["share with a copy"] = (df["any copy in Training"] / df["Testing images"]).map("{:.0%}".format)
-    return df
+    return df.rename_axis("class")
 
 
-def metrics_table(metrics: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
-    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1."""
+def metrics_table(metrics: Mapping[str, Mapping], small: int = 20) -> Table:
+    """One row per test set (official, dedup): n, accuracy, macro-F1, per-class F1. A class with fewer
+    than ``small`` images in a test set shows its count beside its F1 (marked, with a note): one image
+    moves such a score a lot, and no interval is given for it."""
 
-    rows = {}
+    rows, few = {}, False
     for name, m in metrics.items():
         if not m.get("n"):
             continue
-        rows[name] = {
-            "images": m["n"],
-            "accuracy": round(m["accuracy"], 4),
-            "macro-F1": round(m["macro_f1"], 4),
-            **{f"F1 {PRETTY[c]}": round(m["per_class"][c]["f1"], 4) for c in CLASSES},
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")  # per-column types: image counts stay integers
+        row = {"images": m["n"], "accuracy": round(m["accuracy"], 4), "macro-F1": round(m["macro_f1"], 4)}
+        for c in CLASSES:
+            d = m["per_class"][c]
+            n = d.get("support")
+            mark = n is not None and n < small
+            few |= mark
+            row[f"F1 {PRETTY[c]}"] = f"{d['f1']:.4f}" + (f" (n = {n})*" if mark else "")
+        rows[name] = row
+    # per-column types: image counts stay integers
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("test set")
+    notes = [f"* fewer than {small} images of the class in this test set: no interval, read with care."] if few else []
+    return Table(frame, notes=notes)
 
 
 def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame":  # noqa: F821
@@ -99,7 +269,7 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
             if tol and d.get(f"{key}_near") is not None:
                 row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("class")
 
 
 def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -146,7 +316,7 @@ def view_mix_table(mix: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F
             for v, d in m[key].items():
                 row[v] = f"{d['k']} ({pct_ci_text(d['share'], d['lo'], d['hi'])})"
         out[PRETTY[cls]] = row
-    return pd.DataFrame.from_dict(out, orient="index")
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("class")
 
 
 def localisation_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -211,7 +381,7 @@ def systems_table(results: Mapping, test_set: str = "official") -> "pandas.DataF
             "accuracy [95% CI]": ci_text(m["accuracy"], m["ci"]["accuracy"]["lo"], m["ci"]["accuracy"]["hi"]),
             "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["ci"]["macro_f1"]["lo"], m["ci"]["macro_f1"]["hi"]),
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
 
 
 def comparisons_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -270,6 +440,18 @@ def runs_table(runs: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
             row["no-tumour recall (external)"] = f"{nt:.3f}" if nt is not None else "not scored"
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
+
+
+def split_runs_table(runs: "pandas.DataFrame") -> tuple["pandas.DataFrame", "pandas.DataFrame"]:  # noqa: F821
+    """`runs_table` in two narrower tables: per recipe (parameters, seeds, seed spread) and per run the
+    official and de-duplicated scores (the external columns are the external chapter's)."""
+    per_recipe = ["parameters", "seeds", "seed spread (official accuracy)"]
+    recipes = runs[per_recipe].copy()
+    recipes.index = [name.rpartition("/seed-")[0] for name in runs.index]
+    recipes = recipes[~recipes.index.duplicated()]
+    recipes.index.name = "recipe"
+    scores = runs[[c for c in runs.columns if c not in per_recipe and "external" not in c]]
+    return recipes, scores
 
 
 def seeds_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821
@@ -387,10 +569,12 @@ def robustness_frame(
     return df
 
 
-def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
+def bench_table(bench: Mapping) -> Table:
     """A ``tumorlens bench`` result: accuracy and macro-F1 on both test sets, images per second
-    (batched), and the explain-and-segment latency per image where measured."""
-    return pd.DataFrame.from_dict(
+    (batched), and the explain-and-segment latency per image where measured. When the benchmark's
+    single model is not the profile's published one (``models/<profile>/models.json``), a note under the
+    table says so: its rows then describe an earlier model."""
+    frame = pd.DataFrame.from_dict(
         {
             name: {
                 "accuracy": round(s["official_accuracy"], 4),
@@ -405,7 +589,18 @@ def bench_table(bench: Mapping) -> "pandas.DataFrame":  # noqa: F821
             for name, s in bench["systems"].items()
         },
         orient="index",
-    )
+    ).rename_axis("system")
+    notes = []
+    published = read_published_models(bench.get("profile", "")) if bench.get("profile") else None
+    ran = next((s.get("model") for s in bench["systems"].values() if s.get("model")), None)
+    if published and ran and "/".join(str(ran).split("/")[-2:]) != published["single"]:
+        notes.append(
+            f"Measured on an earlier model: the benchmark's single model is {'/'.join(str(ran).split('/')[-2:])}, "
+            f"the published one is {published['single']} (models/{bench['profile']}/models.json); the "
+            "tumorlens rows are not the published models' scores (those are in the classification chapter). "
+            "Rerun `tumorlens bench` to measure them."
+        )
+    return Table(frame, notes=notes)
 
 
 def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F821
@@ -428,3 +623,128 @@ def external_table(external: Mapping | None) -> "pandas.DataFrame":  # noqa: F82
                 row[f"{v} (n={d['n']})"] = ci_text(d["accuracy"], d["accuracy_lo"], d["accuracy_hi"])
             rows.append(row)
     return pd.DataFrame(rows).set_index(["set", "system"]) if rows else pd.DataFrame()
+
+
+def _short_system(name: str) -> str:
+    """``single: efficientnet_lite1/seed-43`` -> ``single model``; a soft vote -> ``soft-voting ensemble``."""
+    return "single model" if name.startswith("single") else "soft-voting ensemble" if "voting" in name else name
+
+
+def external_systems_table(systems: Mapping[str, Mapping], key: str | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Per system (``external.json``'s ``systems``, or ``brisc_overlap.json``'s with ``key`` ``all`` /
+    ``no_copy``): images, accuracy and macro-F1 [95% CI], no tumour recall."""
+    rows = []
+    for name, m in systems.items():
+        m = m.get(key) if key else m
+        if not m:
+            continue
+        nt = m.get("notumor_recall")
+        rows.append(
+            {
+                "system": _short_system(name),
+                "models": name.partition(": ")[2] or name,
+                "images": m["n"],
+                "accuracy [95% CI]": ci_text(m["accuracy"], m["accuracy_lo"], m["accuracy_hi"]),
+                "macro-F1 [95% CI]": ci_text(m["macro_f1"], m["macro_f1_lo"], m["macro_f1_hi"]),
+                "no tumour recall": None if nt is None else f"{nt:.3f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def class_report_table(per_class: Mapping[str, Mapping], small: int = 20) -> Table:
+    """Precision, recall and F1 per class with the class's image count (a classification report's
+    ``per_class``); classes with fewer than ``small`` images are marked: their scores rest on few images."""
+    rows, few = [], False
+    for c in CLASSES:
+        d = per_class.get(c)
+        if not d:
+            continue
+        mark = "*" if d["support"] < small else ""
+        few |= bool(mark)
+        rows.append(
+            {
+                "class": PRETTY[c],
+                "images": f"{d['support']}{mark}",
+                "precision": f"{d['precision']:.3f}",
+                "recall": f"{d['recall']:.3f}",
+                "F1": f"{d['f1']:.3f}",
+            }
+        )
+    notes = [f"* fewer than {small} images: no interval is given, and one image moves the score a lot."] if few else []
+    return Table(pd.DataFrame(rows), notes=notes)
+
+
+def view_table(per_view: Mapping[str, Mapping]) -> "pandas.DataFrame":  # noqa: F821
+    """Per view (an external score's ``per_view``): images, accuracy [95% CI] when given, no tumour recall."""
+    rows = []
+    for v, d in per_view.items():
+        row = {"view": v, "images": d["n"]}
+        if "accuracy_lo" in d:
+            row["accuracy [95% CI]"] = ci_text(d["accuracy"], d["accuracy_lo"], d["accuracy_hi"])
+        else:
+            row["accuracy"] = f"{d['accuracy']:.4f}"
+        if "n_notumor" in d:
+            row["no tumour images"] = d["n_notumor"]
+        nt = d.get("notumor_recall")
+        row["no tumour recall"] = None if nt is None else f"{nt:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overlap_table(s: Mapping, by: str = "per_class") -> "pandas.DataFrame":  # noqa: F821
+    """The cross-release audit of one external set (``brisc_overlap.json["sets"][i]``), per class (or
+    ``by="per_view"``) and in total: images, those with a copy in Kaggle Training (exact / near), with a
+    copy in Kaggle Testing, and those kept (no copy in Training)."""
+    rows = []
+    for k, d in [*s[by].items(), ("total", s["total"])]:
+        rows.append(
+            {
+                "class" if by == "per_class" else "view": PRETTY.get(k, k),
+                "images": d["n"],
+                "copy in Training": f"{d['any']} ({d['any'] / d['n']:.0%})" if d["n"] else "0",
+                "of which exact": d["exact"],
+                "copy in Testing": d["in_testing"],
+                "no copy in Training (kept)": d["kept"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def records_table(rows: Sequence[Mapping], precision: int = 4) -> Table:
+    """Any list of flat records (e.g. a new results file's rows) as a book table: one column per key in
+    order of appearance, nested values as compact text."""
+    import json
+
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    flat = [{k: json.dumps(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k) for k in cols} for r in rows]
+    return Table(pd.DataFrame(flat, columns=cols), precision=precision)
+
+
+class _Html:
+    def __init__(self, html: str):
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def provenance(items: Mapping[str, object], title: str = "Provenance") -> _Html:
+    """A collapsed block (HTML ``<details>``) with ``items`` as a two-column table: where the numbers on a
+    page come from (files, models, settings), one click away instead of a raw JSON dump."""
+    import html
+
+    def text(v) -> str:
+        if isinstance(v, Mapping):
+            return "; ".join(f"{k}: {text(x)}" for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            return ", ".join(text(x) for x in v)
+        return str(v) if not isinstance(v, float) else f"{v:g}"
+
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(text(v))}</td></tr>" for k, v in items.items())
+    return _Html(
+        f'<details class="tl-provenance"><summary>{html.escape(title)}</summary>'
+        f'<div class="tl-table-wrap"><table class="dataframe tl-table"><tbody>{rows}</tbody></table></div></details>'
+    )

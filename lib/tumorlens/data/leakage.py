@@ -40,7 +40,16 @@ from tumorlens.errors import UsageError
 from tumorlens.utils.files import hash_files, write_text
 from tumorlens.utils.progress import progress
 
-__all__ = ["Fingerprints", "fingerprints", "check_thresholds", "find_pairs", "AuditReport", "audit", "dedup_subset"]
+__all__ = [
+    "Fingerprints",
+    "fingerprints",
+    "check_thresholds",
+    "find_pairs",
+    "cross_pairs",
+    "AuditReport",
+    "audit",
+    "dedup_subset",
+]
 
 _AUDIT_VERSION = 1
 
@@ -130,6 +139,30 @@ def find_pairs(
         for i, j in zip(ii + s, jj):
             if i < j and (i, j) not in pairs:
                 pairs[(int(i), int(j))] = ("near", int(ham[i - s, j]), float(corr[i - s, j]))
+    return sorted((i, j, k, h, c) for (i, j), (k, h, c) in pairs.items())
+
+
+def cross_pairs(
+    a: Fingerprints, b: Fingerprints, hash_distance: int, correlation: float, chunk: int = 1024
+) -> list[tuple[int, int, str, int, float]]:
+    """Duplicate pairs *between* two sets, by `find_pairs`' rule: ``(i in a, j in b, kind, hamming, corr)``
+    for every exact (same bytes) or near (hash within ``hash_distance`` bits and thumbnail correlation
+    at least ``correlation``) match -- e.g. another release's images against a training split."""
+    pairs: dict[tuple[int, int], tuple[str, int, float]] = {}
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for j, h in enumerate(b.sha256):
+        by_sha[h].append(j)
+    for i, h in enumerate(a.sha256):
+        for j in by_sha.get(h, ()):
+            pairs[(i, j)] = ("exact", 0, 1.0)
+    for s in range(0, len(a.sha256), chunk):
+        e = min(len(a.sha256), s + chunk)
+        ham = np.bitwise_count(a.phash[s:e, None] ^ b.phash[None, :]).astype(np.int16)
+        corr = a.thumbs[s:e] @ b.thumbs.T
+        for i, j in zip(*np.nonzero((ham <= hash_distance) & (corr >= correlation))):
+            key = (int(i + s), int(j))
+            if key not in pairs:
+                pairs[key] = ("near", int(ham[i, j]), float(corr[i, j]))
     return sorted((i, j, k, h, c) for (i, j), (k, h, c) in pairs.items())
 
 

@@ -31,6 +31,7 @@ import nbformat
 from tumorlens import paths
 from tumorlens.config import Config, load_config, settings_fingerprint
 from tumorlens.experiments import published
+from tumorlens.experiments.figures import render_figures
 from tumorlens.experiments.jobs import (
     DONE,
     JOB_RECORDS,
@@ -89,8 +90,18 @@ def _copy_run(src: Path, dest: Path) -> None:
     write_json(dest / RUN_INFO, info, schema="run")
 
 
-#: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``).
-PARTS: tuple[str, ...] = (PUBLISHED_RUNS, "smoke_backbones", "data", "ensembles", "segmentation", "robustness")
+#: The parts of ``results/<profile>/`` that `collect` can refresh on their own (``only``); ``figures``
+#: re-renders the figures of scans from the data at hand (`tumorlens.experiments.figures`) and nothing else.
+FIGURES_PART = "figures"
+PARTS: tuple[str, ...] = (
+    PUBLISHED_RUNS,
+    "smoke_backbones",
+    "data",
+    "ensembles",
+    "segmentation",
+    "robustness",
+    FIGURES_PART,
+)
 
 
 def collect(
@@ -119,9 +130,16 @@ def collect(
         raise ValueError(f"only: unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     if only and not (res / "reproduction.json").is_file():
         raise FileNotFoundError(f"{res}: no earlier full collect to refresh parts of; run collect without only first")
+    if parts == (FIGURES_PART,):  # the figures alone: no run is read, no table recomputed
+        written = render_figures(profile, res)
+        if written:
+            write_manifest(res, profile, files=written)
+        return res
     res.mkdir(parents=True, exist_ok=True)
     records = _gather(profile, cfg, runs_root, res, parts)
     make_portable(res, cfg)
+    if FIGURES_PART in parts:  # what the data at hand can redraw (the book shows them without the data)
+        render_figures(profile, res)
     rq = rq_tables(res, cfg, n_boot=n_boot)
     write_json(res / "rq.json", rq, schema="rq")
     write_json(
@@ -146,18 +164,27 @@ def collect(
 _NESTED = {"segmentation": ("seeds",)}
 
 
-def _clear(dest: Path) -> None:
-    """Empty a job's published folder, keeping the folders of jobs published inside it (`_NESTED`)."""
+def _clear(dest: Path, step: str | None = None) -> None:
+    """Empty a job's published folder of its step's published products (all files when ``step`` is None),
+    keeping the folders of jobs published inside it (`_NESTED`) and what other steps put there (the figures
+    `render_figures` draws, the cross-release audit)."""
     keep = _NESTED.get(dest.name, ())
-    if dest.is_dir():
-        for f in dest.iterdir():
-            if f.name not in keep:
-                shutil.rmtree(f) if f.is_dir() else f.unlink()
+    if not dest.is_dir():
+        return
+    pats = None if step is None else [p for p in STEPS[step].products if p.published]
+    for f in sorted(dest.rglob("*"), reverse=True):
+        rel = f.relative_to(dest).as_posix()
+        if rel.split("/")[0] in keep:
+            continue
+        if f.is_file() and (pats is None or any(p.matches(rel) for p in pats)):
+            f.unlink()
+        elif f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
 
 
 def _publish_job(job, src: Path, dest: Path) -> None:
-    """Replace ``dest`` by the published products of the job that ran in ``src`` (`steps.STEPS`)."""
-    _clear(dest)
+    """Replace ``dest``'s published products by those of the job that ran in ``src`` (`steps.STEPS`)."""
+    _clear(dest, job.notebook)
     dest.mkdir(parents=True, exist_ok=True)
     step = STEPS[job.notebook]
     if job.notebook in ("02_train", "02_vit"):
@@ -211,7 +238,7 @@ def _gather(profile: str, cfg, runs_root: Path, res: Path, parts: Sequence[str])
         else:
             if dest.exists() and job.run_dir.exists() or name in old:
                 print(f"collect: leaving out {name}: {'; '.join(why)}", file=sys.stderr)
-            _clear(dest)
+            _clear(dest, job.notebook)
             if dest.is_dir() and not any(dest.iterdir()):
                 dest.rmdir()
     for top in (PUBLISHED_RUNS, "smoke_backbones"):  # folders of jobs no longer planned

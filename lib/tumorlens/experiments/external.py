@@ -23,11 +23,13 @@ from typing import Sequence
 import numpy as np
 
 from tumorlens import paths
-from tumorlens.config import load_config
+from tumorlens.config import CLASSES, load_config
+from tumorlens.data.inventory import scan
+from tumorlens.data.leakage import cross_pairs, fingerprints
 from tumorlens.data.prepared import prepare
 from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.ensembles import load_pipeline, soft_vote
-from tumorlens.evaluation.external import load_external, score_external
+from tumorlens.evaluation.external import ExternalSet, load_external, score_external
 from tumorlens.evaluation.gate import choose_threshold, evidence_quantiles, gate_curve
 from tumorlens.experiments import published
 from tumorlens.experiments.collect import MANIFEST, refresh_tables, results_dir, write_manifest
@@ -46,6 +48,9 @@ __all__ = [
     "profile_runs",
     "HYBRID_FILES",
     "evidence_gate_record",
+    "OVERLAP_FILE",
+    "overlap_audit",
+    "read_optional_external",
 ]
 
 #: The development copy of BRISC 2025's classification images, beside the repository.
@@ -315,3 +320,176 @@ def run_external(
             refresh_tables(profile)  # the RQ tables and summary.json carry the per-run external scores
             write_manifest(res, profile, files=[target, res / "rq.json", res / "summary.json"])
     return record
+
+
+#: Where `overlap_audit` writes its record, under ``results/<profile>/``.
+OVERLAP_FILE = "data/brisc_overlap.json"
+
+
+def _subset(ext: ExternalSet, keep: np.ndarray) -> ExternalSet:
+    """``ext`` restricted to the images where ``keep`` is true (same root; its scan's records filtered)."""
+    import copy
+
+    idx = np.flatnonzero(keep)
+    report = copy.copy(ext.report)
+    report.records = [ext.report.records[i] for i in idx]
+    return ExternalSet(ext.root, report, ext.images[idx], ext.y[idx], [ext.views[i] for i in idx])
+
+
+def _overlap_score(probs: np.ndarray, ext: ExternalSet, n_boot: int) -> dict:
+    """`compact` scores plus the per-class report and the confusion matrix (for the book's tables)."""
+    full = score_external(probs, ext, n_boot=n_boot)
+    m = full["metrics"]
+    return compact(full) | {"per_class": m["per_class"], "confusion_matrix": m["confusion_matrix"]}
+
+
+def overlap_audit(
+    profile: str = published.PUBLISHED_PROFILE,
+    folders: Sequence[str | os.PathLike] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """The project's duplicate audit run *across* releases: every image of each external folder (default:
+    the profile's `external_folders`, BRISC 2025's development copy) against the Kaggle **Training**
+    split (and, for the record, Testing), with the leakage audit's own rule (``audit.*``: exact bytes, or
+    perceptual hash within ``hash_distance`` bits and thumbnail correlation at least ``correlation``;
+    `tumorlens.data.leakage.cross_pairs`). The published single model and ensemble are scored again on
+    every image and on the images with **no** copy in Training (the predictions recomputed from
+    ``models/<profile>/``, as `run_external` does; ``predictions_match_external_json`` says whether
+    they give ``external.json``'s accuracy).
+
+    Writes ``results/<profile>/data/brisc_overlap.json`` (`OVERLAP_FILE`; ``out=""``: not written) and its
+    manifest entry; returns the record. Keys: ``profile``, ``reference`` (the Kaggle dataset's identity,
+    split sizes), ``params``, ``models``, and ``sets``: per folder ``name``, ``dataset``, ``n_images``,
+    ``per_class`` / ``per_view`` / ``total`` counts (``n``, ``exact``, ``near``, ``any`` copy in Training,
+    ``in_testing``: a copy in Kaggle Testing, ``kept``: no copy in Training), ``with_copy`` (each file
+    with a copy in Training: ``file``, ``class``, ``view``, ``kind``, its closest ``training`` image,
+    ``training_class``, ``same_class``, ``hamming``, ``correlation``, ``n_copies``), ``systems`` (per
+    system ``all`` and ``no_copy``: `compact` scores with ``per_class`` and ``confusion_matrix``) and
+    ``predictions_match_external_json``."""
+    cfg = load_config(profile)
+    roots = [Path(f) for f in folders] if folders else external_folders(cfg)
+    if not roots:
+        raise FileNotFoundError("no external folder: set external.folders in _config.yml or pass folders")
+    kaggle = scan(cfg.data_root, show_progress=show_progress)
+    a = cfg.audit
+    params = {"thumb_size": a.thumb_size, "hash_distance": a.hash_distance, "correlation": a.correlation}
+    by_split = {sp: [r for r in kaggle.records if r.split == sp] for sp in ("Training", "Testing")}
+    if not by_split["Training"]:
+        raise FileNotFoundError(f"{cfg.data_root}: no Kaggle Training images to compare against")
+    ref_fp = {sp: fingerprints(recs, a.thumb_size, show_progress) for sp, recs in by_split.items() if recs}
+    mf = published.read_manifest(profile)
+    single = published.load(mf["single"], profile)
+    members = [published.load(n, profile) for n in mf["ensemble"] if n != mf["single"]]
+    size = int(mf["models"][mf["single"]]["recipe"]["image_size"])
+    published_ext = read_optional_external(profile)
+    n_boot = cfg.external.n_boot
+    sets = []
+    for root in roots:
+        ext = load_external(root, size, show_progress=show_progress)
+        fp = fingerprints(ext.report.records, a.thumb_size, show_progress)
+        hits = {sp: cross_pairs(fp, f, a.hash_distance, a.correlation) for sp, f in ref_fp.items()}
+        train = by_split["Training"]
+        best: dict[int, tuple] = {}
+        copies: dict[int, int] = {}
+        for i, j, kind, ham, corr in hits["Training"]:
+            copies[i] = copies.get(i, 0) + 1
+            key = (kind == "exact", train[j].cls == ext.report.records[i].cls, corr, -ham)
+            if i not in best or key > best[i][0]:
+                best[i] = (key, j, kind, ham, corr)
+        in_testing = {i for i, *_ in hits.get("Testing", [])}
+        recs = ext.report.records
+        with_copy = [
+            {
+                "file": recs[i].rel,
+                "class": recs[i].cls,
+                "view": ext.views[i],
+                "kind": kind,
+                "training": train[j].rel,
+                "training_class": train[j].cls,
+                "same_class": train[j].cls == recs[i].cls,
+                "hamming": int(ham),
+                "correlation": round(float(corr), 4),
+                "n_copies": copies[i],
+            }
+            for i, (_, j, kind, ham, corr) in sorted(best.items())
+        ]
+
+        def counts(sel: np.ndarray) -> dict:
+            idx = np.flatnonzero(sel)
+            kinds = [best[i][2] if i in best else None for i in idx]
+            return {
+                "n": int(len(idx)),
+                "exact": sum(k == "exact" for k in kinds),
+                "near": sum(k == "near" for k in kinds),
+                "any": sum(k is not None for k in kinds),
+                "in_testing": sum(int(i) in in_testing for i in idx),
+                "kept": sum(k is None for k in kinds),
+            }
+
+        cls = np.array([r.cls for r in recs])
+        views = np.array(ext.views)
+        keep = np.array([i not in best for i in range(len(recs))])
+        p_single = predict_images(single, ext.images)
+        probs = {f"single: {mf['single']}": p_single}
+        if members and mf["single"] in mf["ensemble"]:
+            by_size = {size: ext}
+            for m in members:
+                side = int(m.inputs[0].shape[1])
+                if side not in by_size:
+                    by_size[side] = load_external(root, side, show_progress=show_progress)
+            probs[f"soft voting: {' + '.join(mf['ensemble'])}"] = soft_vote(
+                [p_single, *[predict_images(m, by_size[int(m.inputs[0].shape[1])].images) for m in members]]
+            )
+        sub = _subset(ext, keep)
+        systems = {
+            name: {"all": _overlap_score(p, ext, n_boot)}
+            | ({"no_copy": _overlap_score(p[keep], sub, n_boot)} if keep.any() else {})
+            for name, p in probs.items()
+        }
+        published_acc = {
+            name: m["accuracy"]
+            for s_ in (published_ext or {}).get("sets", [])
+            if s_["name"] == root.name
+            for name, m in s_["systems"].items()
+        }
+        sets.append(
+            {
+                "name": root.name,
+                "dataset": ext.report.dataset(),
+                "n_images": len(recs),
+                "per_class": {c: counts(cls == c) for c in CLASSES if (cls == c).any()},
+                "per_view": {v: counts(views == v) for v in sorted(set(ext.views))},
+                "total": counts(np.ones(len(recs), bool)),
+                "with_copy": with_copy,
+                "systems": systems,
+                "predictions_match_external_json": bool(published_acc)
+                and all(abs(published_acc.get(n, -1) - systems[n]["all"]["accuracy"]) < 1e-9 for n in systems),
+            }
+        )
+    record = {
+        "profile": profile,
+        "reference": {
+            "dataset": kaggle.dataset(),
+            "split": "Training",
+            "n_training": len(by_split["Training"]),
+            "n_testing": len(by_split["Testing"]),
+        },
+        "params": params | {"rule": "the leakage audit's rule (audit.* in _config.yml)"},
+        "models": {"single": mf["single"], "ensemble": mf["ensemble"]},
+        "sets": sets,
+    }
+    if out != "":
+        res = results_dir(profile)
+        target = Path(out) if out else res / OVERLAP_FILE
+        write_json(target, record, schema="brisc_overlap")
+        if target.is_relative_to(res) and (res / MANIFEST).is_file():
+            write_manifest(res, profile, files=[target])
+    return record
+
+
+def read_optional_external(profile: str) -> dict | None:
+    """The profile's published ``external.json``, or None."""
+    f = results_dir(profile) / "external.json"
+    return read_json(f, schema="external") if f.is_file() else None

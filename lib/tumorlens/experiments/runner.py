@@ -92,7 +92,7 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
                 "cnn_run": str(published_run(results, bb, first)),
             },
         ),
-        page("03_explain", "03_explain", {"mode": "report", "run_dir": str(results / "segmentation")}),
+        page("08_interpretability", "08_interpretability", {"results": str(results)}),  # reads segmentation/
         page("04_ensembles", "04_ensembles", {"mode": "report", "run_dir": str(results / "ensembles")}),
         page(
             "05_robustness",
@@ -105,6 +105,7 @@ def book_pages(profile: str, results: Path, out: Path) -> list[Job]:
             },
         ),
         page("06_results", "06_results", {"results": str(results)}),
+        page("07_external", "07_external", {"results": str(results)}),
     ]
 
 

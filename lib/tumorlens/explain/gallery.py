@@ -13,7 +13,37 @@ from tumorlens.explain.cam import upsample_normalise
 from tumorlens.explain.ground_truth import MaskItem
 from tumorlens.explain.weak_masks import SegmentParams, segment
 
-__all__ = ["overlay", "segmentation_gallery", "png_bytes", "jpeg_bytes", "gallery_picks", "draw_galleries"]
+__all__ = [
+    "image_sheet",
+    "overlay",
+    "segmentation_gallery",
+    "png_bytes",
+    "jpeg_bytes",
+    "gallery_picks",
+    "draw_galleries",
+]
+
+
+def image_sheet(images: Sequence[np.ndarray], titles: Sequence[str], cols: int = 4, tile: int = 128) -> np.ndarray:
+    """Images ``(H, W, 3)`` uint8 in a grid of ``cols`` columns, each resized to ``tile`` px with its
+    title above it: one RGB uint8 image."""
+    if len(images) != len(titles):
+        raise ValueError(f"need one title per image; received {len(images)} images and {len(titles)} titles")
+    if cols < 1:
+        raise ValueError(f"cols must be >= 1; received cols={cols!r}")
+    band = 18
+    cells = []
+    for img, title in zip(images, titles):
+        img = np.asarray(img, np.uint8)
+        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        cell = np.full((band + tile, tile, 3), 255, np.uint8)
+        cell[band:] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
+        cv2.putText(cell, title[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        cells.append(cell)
+    while len(cells) % cols:
+        cells.append(np.full_like(cells[0], 255))
+    rows = [np.hstack(cells[i : i + cols]) for i in range(0, len(cells), cols)]
+    return np.vstack(rows)
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -61,6 +61,11 @@ SCHEMAS: dict[str, Schema] = {
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
     "external": Schema(1, ("profile", "models", "sets"), "rerun `tumorlens external --profile P`"),
+    "brisc_overlap": Schema(
+        1,
+        ("profile", "reference", "params", "sets"),
+        "rerun tumorlens.experiments.external.overlap_audit(P) (the external folders against Kaggle Training)",
+    ),
     "grid": Schema(
         1, ("workers", "wall_seconds", "identical_results", "cpu_projection"), "rerun benchmarks/grid.py --results"
     ),

@@ -1,0 +1,234 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Interpretability and weak segmentation (RQ3)
+#
+# Where does the classifier's evidence lie, and can it outline the tumour without ever being shown
+# an outline? Every map below is a pure function of the trained classifier, the image and a class:
+#
+# - **Grad-CAM** on the last convolutional layer (7x7 at 224 px) — the paper's method, first row;
+# - **Grad-CAM++**, and **LayerCAM** (each location weighted by its own positive gradient), on that
+#   layer, on finer layers (stride 16 and 8) and on the two fused, optionally averaged with the
+#   mirrored image's map;
+# - the **weak-mask network**: a small decoder on the classifier's own encoder, trained on CAM +
+#   GrabCut pseudo-masks of the Kaggle *training* images (image labels only; no tumour images give
+#   empty masks).
+#
+# Each map becomes a mask twice: binarised inside a head mask (*map only*) and used to seed GrabCut
+# (*map + GrabCut*). Both are scored against expert masks with Dice and IoU; the pointing game asks
+# whether the map's peak falls inside the tumour, against a map-free baseline that always points at
+# the centre of the head. Thresholds are chosen per map on one half of the expert masks and every
+# number below comes from the other half; nothing is trained on expert masks, and the mask this
+# project adopts is set before the report half is looked at (the row best on the tuning half is
+# named below). A "no tumour" prediction gives an empty mask by design.
+#
+# This chapter reads the explain step's published results (`results/<profile>/segmentation/`, written by
+# `notebooks/03_explain.py` in run mode and `tumorlens collect`); it computes nothing.
+
+# %% tags=["parameters"]
+profile = "smoke"
+results = "results/smoke"
+
+# %%
+from pathlib import Path
+
+from IPython.display import Image
+from myst_nb import glue
+
+from tumorlens.book import figures, pages, tables
+from tumorlens.book.snapshots import SOURCE_NOTE
+from tumorlens.book.text import explain_glue, localisation_words
+from tumorlens.experiments.figures import EXPERT_SOURCE
+from tumorlens.records import read_rows
+from tumorlens.utils.files import read_json
+
+figures.setup_plotly()
+res = Path(results)
+run_dir = res / "segmentation"
+summary = read_json(run_dir / "summary.json", schema="segmentation")
+rows = read_rows(run_dir / "per_image.csv")
+rq = read_json(res / "rq.json", schema="rq")
+words = explain_glue(summary)
+words |= {k: v for k, v in pages.results_glue(res, profile).items() if k.startswith("rq3_")}
+words["seg_model_words"] = pages.run_words("/".join(Path(summary["model"]).parts[-2:]))
+for name, text in words.items():
+    glue(name, text, display=False)
+
+# %% [markdown]
+# Model explained: {glue:text}`seg_model_words` ({glue:text}`seg_model_choice`). Ground truth:
+# {glue:text}`seg_source`; thresholds tuned on {glue:text}`seg_n_tune` images, scores on the other
+# {glue:text}`seg_n_report`.
+#
+# **Adopted mask: {glue:text}`adopted`.** Mean Dice {glue:text}`adopted_dice` (median
+# {glue:text}`adopted_dice_median`), against {glue:text}`paper_dice` for the paper's Grad-CAM + GrabCut
+# (paired difference {glue:text}`adopted_vs_paper`). Its map's peak lies inside the tumour for
+# {glue:text}`adopted_pointing` of the images; always pointing at the centre of the head scores
+# {glue:text}`centre_pointing` ({glue:text}`centre_pointing_near` within {glue:text}`pointing_tol` px),
+# a paired difference of {glue:text}`adopted_pointing_vs_centre`. The paper's Grad-CAM points inside
+# the tumour for {glue:text}`paper_pointing`. Predict + explain + mask take {glue:text}`adopted_ms` ms
+# per image here (median, one image at a time). Best on the tuning half: {glue:text}`best_on_tuning`.
+
+# %% [markdown]
+# For the adopted map, GrabCut minus the binarised map is {glue:text}`rq3_grabcut_diff` in Dice:
+# {glue:text}`rq3_verdict`.
+#
+# ## Over classifier seeds
+#
+# Does it hold for another seed of the same classifier? The explain step once more (pseudo-masks,
+# self-training, thresholds on the tuning half) on the explained recipe's other seeds:
+# {glue:text}`rq3_seeds`
+
+# %%
+if rq.get("rq3") and rq["rq3"].get("seeds"):
+    display(tables.show(tables.explain_seeds_table(rq["rq3"]["seeds"]["rows"]), caption="The explain step per seed"))
+
+# %% [markdown]
+# ## Every map, with and without GrabCut
+#
+# Intervals are 95% bootstrap intervals over the report images; differences are paired (the same
+# images resampled together).
+
+# %%
+methods = tables.methods_table(summary["methods"])
+dice_cols = [c for c in methods.columns if "Dice" in c or "IoU" in c]
+display(
+    tables.show(methods[[c for c in dice_cols if c != "tuning-half Dice"]], caption="Overlap with the expert masks")
+)
+display(
+    tables.show(
+        methods[[c for c in methods.columns if c not in dice_cols or c == "tuning-half Dice"]],
+        caption="Pointing game, the tuning half, and the cost",
+    )
+)
+
+# %%
+figures.method_dice(summary["methods"])
+
+# %% [markdown]
+# ## The adopted mask, per class
+
+# %%
+tables.segmentation_table(summary)
+
+# %%
+figures.dice_boxes(rows, title="Dice per image of the adopted map: map only vs map + GrabCut (predicted class)")
+
+# %% [markdown]
+# ## Separating segmentation from classification
+#
+# The same scores with the map of the **true** class (an oracle a deployed tool does not have):
+# the difference to the table above is what misclassification costs the masks.
+
+# %%
+tables.segmentation_table(summary, prefix="oracle_")
+
+# %% [markdown]
+# ## Does a head that pools the strongest locations localise better?
+#
+# Global average pooling lets evidence spread over the whole slice count as much as a small lesion.
+# The localisation ablation trains the standard variant again with heads whose pooling lets a few
+# locations decide (log-sum-exp, and the mean of the top 10% of locations; same seed, same
+# schedule) and scores each run's maps exactly as above, thresholds tuned on the same tuning half.
+# The first row of each map is the reference (the standard head); an adopted pooling must keep the
+# classification scores. No table here means the profile does not plan this ablation
+# (`reproduce.poolings`).
+
+# %%
+ablation_file = Path(run_dir) / "localisation.json"
+ablation = read_json(ablation_file, schema="localisation") if ablation_file.is_file() else None
+glue("localisation_words", localisation_words(ablation, summary["cam"]), display=False)
+if ablation:
+    display(tables.localisation_table(ablation["rows"]))
+
+# %% [markdown]
+# {glue:text}`localisation_words`
+
+# %% [markdown]
+# ## The weak-mask network
+#
+# Trained on {glue:text}`net_n_train` training images ({glue:text}`net_n_tumour` with a tumour label,
+# of which {glue:text}`net_empty` got an empty pseudo-mask); pseudo-masks from
+# {glue:text}`net_from` + GrabCut cover {glue:text}`net_area` of a tumour image on average.
+# Decoder: {glue:text}`net_params` parameters, {glue:text}`net_epochs` epochs a round,
+# {glue:text}`net_rounds`. The whole second stage (pseudo-masks, features, training) took
+# {glue:text}`net_minutes` minutes on this machine.
+
+# %%
+if summary.get("network"):
+    display(figures.loss_curve(summary["network"]["history"], title="Weak-mask network: training loss (pseudo-masks)"))
+
+# %% [markdown]
+# ## What a user gets: the adopted map and mask on public images
+#
+# Per tumour class, the first three (by file name) de-duplicated Kaggle Testing images, with the
+# adopted map and weak mask — rendered by the explain step and published with the results, so they
+# show without the dataset.
+
+# %%
+public = summary.get("public_galleries") or {}
+for cls, name in (public.get("files") or {}).items():
+    print(cls)
+    display(Image(filename=str(Path(run_dir) / name)))
+if public.get("files"):
+    print(SOURCE_NOTE, "Maps and masks are this project's; no expert masks here.")
+
+# %% [markdown]
+# ## Galleries against the expert masks
+#
+# Per class, the best, median and worst report-half image of the adopted mask: the image, the map overlay,
+# the binarised map, the GrabCut mask and the expert mask. They are rendered while the images and masks
+# are at hand and published with the results as small composites (`tumorlens collect --only figures`), so
+# a book built without the dataset shows them too. The thresholds of the adopted mask are listed below.
+
+# %%
+published_galleries = sorted(Path(run_dir).glob("gallery_expert_*.jpg"))
+for f in published_galleries:  # rendered with the data at hand, published with the results
+    print(f.stem.removeprefix("gallery_expert_"))
+    display(Image(filename=str(f)))
+if published_galleries:
+    print(EXPERT_SOURCE)
+else:
+    print(
+        "No expert-mask galleries in these results: `tumorlens collect --profile <profile> --only figures` renders "
+        "them where the expert masks are (TUMORLENS_MASKS or segment.masks)."
+    )
+display(
+    tables.provenance(
+        {"map": summary["map"], "mask": summary["mask"], **summary["params"]},
+        title="The adopted mask's settings (thresholds chosen on the tuning half)",
+    )
+)
+
+# %% [markdown]
+# ## Does the classifier need the lesion? The lesion-removal test
+#
+# Does the classifier's call depend on the lesion itself, or on how the slice was acquired? The
+# lesion-removal test asks what the classifier says when the tumour is taken out of the image; its record
+# is `results/<profile>/lesion.json`, shown here when it exists.
+
+# %%
+lesion_file = res / "lesion.json"
+if lesion_file.is_file():
+    lesion = read_json(lesion_file)
+    lesion_rows = lesion.get("rows") or lesion.get("summary") or []
+    if isinstance(lesion_rows, dict):
+        lesion_rows = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in lesion_rows.items()]
+    if lesion_rows:
+        display(tables.records_table(lesion_rows))
+    for fig in sorted(res.glob("lesion*.jpg")) + sorted(res.glob("lesion/*.jpg")):
+        display(Image(filename=str(fig)))
+    display(
+        tables.provenance(
+            {k: v for k, v in lesion.items() if k not in ("rows", "summary", "schema")}, title="Lesion-removal test"
+        )
+    )
+else:
+    print("Not yet measured for these results: no lesion.json (the lesion-removal test has not been run).")

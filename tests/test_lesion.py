@@ -228,3 +228,45 @@ def test_transplant_pastes_a_lesion_inside_a_healthy_head():
     imgs = np.stack([src, healthy])
     x, y, rec = counterfactual_set(imgs, np.array([0, NO]), {0: blob}, notumor=NO, control=0.0, transplant=1.0)
     assert rec["transplants"] == 1 and rec["counterfactuals"] == 1 and y.tolist() == [0, NO, NO, 0]
+
+
+def test_counterfactual_training_end_to_end_on_phantoms(tmp_path):
+    """train_run with counterfactuals made from the phantoms' own lesion masks (standing in for the published
+    weak masks), the validation split's counterfactuals choosing the epochs: the run records what was made."""
+    import cv2
+
+    from tumorlens.data.prepared import prepare
+    from tumorlens.training.run import train_run
+
+    cfg = load_config(
+        "smoke",
+        overrides={
+            "paths.runs": str(tmp_path),
+            "train.counterfactual.share": 1.0,
+            "train.counterfactual.validation": True,
+            "train.counterfactual.transplant": 0.5,
+        },
+    )
+    prep = prepare(cfg, show_progress=False)
+
+    class Masks:  # the interface train_run reads (tumorlens.experiments.counterfactual.LesionMasks)
+        def __init__(self, split):
+            self.split, self.source = split, {"from": "phantom masks", "split": split}
+
+        def trusted(self, keep, score):
+            out = {}
+            for i, r in enumerate(prep.splits[self.split]):
+                if r.cls == "notumor":
+                    continue
+                m = cv2.imread(str(prep.root / "masks" / r.rel), cv2.IMREAD_GRAYSCALE)
+                out[i] = cv2.resize(m, (cfg.data.image_size,) * 2, interpolation=cv2.INTER_NEAREST) > 127
+            return out
+
+    summary = train_run(
+        cfg, prep, show_progress=False, log=lambda *_: None, lesion_masks=Masks("train"), val_lesion_masks=Masks("val")
+    )
+    rec = summary["counterfactual"]
+    n_tumour = int((prep.labels("train") != NO).sum())
+    assert rec["counterfactuals"] == n_tumour and summary["n_train"] > len(prep.splits["train"])
+    assert rec["validation"]["counterfactuals"] > 0 and rec["transplants"] >= 0
+    assert summary["n_val"] == len(prep.splits["val"])  # the validation predictions stay the originals'

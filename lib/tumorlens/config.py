@@ -238,6 +238,12 @@ class CounterfactualConfig:
         lo=0.0,
         hi=1.0,
         doc="share of no-tumour training images also shown with a trusted lesion pasted in (labelled its class)",
+        added=True,
+    )
+    validation: bool = _spec(
+        False,
+        doc="add the validation split's counterfactuals (and controls) to the images that choose the epochs",
+        added=True,
     )
 
 

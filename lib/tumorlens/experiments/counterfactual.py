@@ -225,4 +225,5 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, prep=None, show_pro
     if cf.share > 0:
         prep = prep or prepare(cfg, show_progress=show_progress)
         lesions = published_lesion_masks(cfg, prep, "train", show_progress=show_progress)
-    return train_run(cfg, prep, run_dir, show_progress=show_progress, lesion_masks=lesions, **kw)
+    val = published_lesion_masks(cfg, prep, "val", show_progress=show_progress) if cf.share and cf.validation else None
+    return train_run(cfg, prep, run_dir, show_progress=show_progress, lesion_masks=lesions, val_lesion_masks=val, **kw)

@@ -45,13 +45,17 @@ def batched_predict(model, inputs: list[np.ndarray], batch_size: int, desc: str,
     ``batch_size``; returns one array per model output."""
     n = len(inputs[0])
     fn = _compiled_call(model)
-    outs: list[list[np.ndarray]] = []
+    outs: list[np.ndarray] | None = None  # filled in place: no list of batches beside a concatenated copy
     for s in progress(range(0, n, batch_size), total=-(-n // batch_size), desc=desc, unit="batch", disable=not show):
         r = fn(*[_batch(a, s, batch_size) for a in inputs])
-        outs.append([np.asarray(t) for t in (r if isinstance(r, (list, tuple)) else [r])])
-    if not outs:
+        got = [np.asarray(t) for t in (r if isinstance(r, (list, tuple)) else [r])]
+        if outs is None:
+            outs = [np.empty((n, *g.shape[1:]), g.dtype) for g in got]
+        for o, g in zip(outs, got):
+            o[s : s + len(g)] = g
+    if outs is None:
         raise ValueError("batched_predict needs at least one input row")
-    return [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+    return outs
 
 
 def fit_to_input(model, images: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ subset), ``predictions.csv`` (path relative to the dataset root, true class, 4 p
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ def train_model(
     checkpoint_path: Path | None = None,
     cache_keys: dict[str, str] | None = None,
     sample_weight: np.ndarray | None = None,
+    selection: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle: bool = True,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
@@ -127,6 +129,10 @@ def train_model(
     (`prefix_outputs`): runs that share a backbone, a cut and images reuse the frozen prefix's
     outputs instead of recomputing them. Augmented views are drawn with ``data.seed`` so that runs
     with different model seeds share them.
+
+    ``selection`` ``(images, labels)``: the validation set that chooses the epochs (early stopping, the
+    learning-rate schedule, the checkpoint) when it should differ from ``x_val`` (e.g. with the validation
+    split's counterfactuals added); the validation predictions are always ``x_val``'s.
 
     ``sample_weight`` ``(N,)``: a weight per training image (e.g. `tumorlens.data.views.view_balance_weights`),
     multiplied by the class weight of its label when ``train.class_weights`` is on.
@@ -210,6 +216,11 @@ def train_model(
             for v in range(n_views)
         ]
         val_c = cached(keys.get("val"), lambda: x_val, "caching val", half=False)
+        if selection is not None:
+            sel_c = cached(keys.get("val_sel"), lambda: selection[0], "caching selection", half=False)
+            y_sel = selection[1]
+        else:
+            sel_c, y_sel = val_c, y_val
         train_cut = [np.concatenate([vw[0] for vw in views]), np.concatenate([vw[1] for vw in views])]
         y_views = np.concatenate([y_train] * n_views)
         w_views = None if sw is None else np.concatenate([sw] * n_views)
@@ -218,11 +229,11 @@ def train_model(
             return [c[0], c[1]] if extra_t else [c[0]]
 
         if cut_t is feat_t[0]:
-            train_feat, val_feat = inputs(train_cut), inputs(val_c)
+            train_feat, val_feat = inputs(train_cut), inputs(sel_c)
         else:
             mid = keras.Model(cut_t, feat_t[0])
             train_feat = inputs([batched_predict(mid, [train_cut[0]], bs, "features", show_progress)[0], train_cut[1]])
-            val_feat = inputs([batched_predict(mid, [val_c[0]], bs, "features (val)", False)[0], val_c[1]])
+            val_feat = inputs([batched_predict(mid, [sel_c[0]], bs, "features (val)", False)[0], sel_c[1]])
         timings["cache_seconds"] = round(time.perf_counter() - t0, 2)
         keras.utils.set_random_seed(cfg.seed)  # the same state whether the cache was hit or not
         if t.warmup_epochs > 0:
@@ -232,7 +243,7 @@ def train_model(
             head.fit(
                 train_feat,
                 y_views,
-                validation_data=(val_feat, y_val),
+                validation_data=(val_feat, y_sel),
                 epochs=t.warmup_epochs,
                 batch_size=bs,
                 class_weight=cw,
@@ -242,6 +253,10 @@ def train_model(
                 verbose=2,
             )
             timings["warmup_seconds"] = round(time.perf_counter() - t0, 2)
+            del head
+        # the warm-up's feature maps (gigabytes for a large training set) are not needed any more
+        del train_feat, val_feat
+        gc.collect()
         suffix = keras.Model([cut_t, *extra_t], model.outputs)
         if do_finetune:
             for lay in layers[k + 1 :]:
@@ -253,7 +268,7 @@ def train_model(
             suffix.fit(
                 ft,
                 y_views[: nv * len(y_train)],
-                validation_data=(inputs(val_c), y_val),
+                validation_data=(inputs(sel_c), y_sel),
                 epochs=t.finetune_epochs,
                 batch_size=bs,
                 class_weight=cw,
@@ -275,7 +290,7 @@ def train_model(
         )
         if not shuffle:  # deterministic order: no shuffling and no augmentation
             ds_tr = make_dataset(x_train, y_train, batch_size=bs, training=False, seed=cfg.seed, sample_weight=sw)
-        ds_va = make_dataset(x_val, y_val, batch_size=bs)
+        ds_va = make_dataset(*(selection or (x_val, y_val)), batch_size=bs)
         if t.warmup_epochs > 0:
             compile_(model, t.warmup_lr)
             t0 = time.perf_counter()

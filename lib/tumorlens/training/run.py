@@ -44,12 +44,15 @@ def train_run(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     lesion_masks=None,
+    val_lesion_masks=None,
 ) -> dict:
     """Train one configuration end to end and write its run directory; returns the summary dict.
 
     ``lesion_masks``: the weak lesion masks of the training split's tumour images (an object with
     ``trusted(keep, score) -> {split index: bool (S, S)}`` and a ``source`` dict, e.g.
-    `tumorlens.experiments.counterfactual.LesionMasks`), needed when ``train.counterfactual.share`` is on.
+    `tumorlens.experiments.counterfactual.LesionMasks`), needed when ``train.counterfactual.share`` is on;
+    ``val_lesion_masks`` those of the validation split, when ``train.counterfactual.validation`` is on (its
+    counterfactuals then join the validation images that choose the epochs).
 
     The run is written to a fresh staging folder beside ``run_dir`` and moved into place only when it
     completed and its model and predictions are finite; a failed (re)run therefore never leaves a
@@ -65,7 +68,9 @@ def train_run(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
     try:
-        summary = _train_into(cfg, prep, run_dir, final, show_progress, log, t_start, det, lesion_masks)
+        summary = _train_into(
+            cfg, prep, run_dir, final, show_progress, log, t_start, det, lesion_masks, val_lesion_masks
+        )
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -122,7 +127,7 @@ def _view_weights(cfg: Config, prep, x_tr, y_tr, keys, show_progress: bool, log)
     return w, {**record, "balance": balance, "train_counts": counts, "weights": per_cell}
 
 
-def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
+def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log, seed_offset: int = 0) -> tuple:
     """``train.counterfactual``: the training images with lesion-removed no-tumour copies and controls
     added (`tumorlens.data.lesion.counterfactual_set`), the prefix-cache key of the new training set,
     and the record; unchanged ``(x, y, keys, None)`` when off."""
@@ -148,9 +153,10 @@ def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
         method=cf.method,
         control=cf.control,
         transplant=cf.transplant,
-        seed=cfg.data.seed,
+        seed=cfg.data.seed + seed_offset,
     )
-    settings = json.dumps([dataclasses.asdict(cf), lesion_masks.source], sort_keys=True, default=str)
+    made_with = {k: v for k, v in dataclasses.asdict(cf).items() if k != "validation"}  # what makes the images
+    settings = json.dumps([made_with, lesion_masks.source], sort_keys=True, default=str)
     tag = hashlib.sha1(settings.encode()).hexdigest()[:12]
     if keys:
         keys = {**keys, "train": f"{keys['train']}-cf{tag}", "train_aug": f"{keys['train_aug']}-cf{tag}"}
@@ -169,7 +175,16 @@ def _counterfactuals(cfg: Config, x_tr, y_tr, lesion_masks, keys, log) -> tuple:
 
 
 def _train_into(
-    cfg, prep, run_dir: Path, final: Path, show_progress: bool, log, t_start: float, det: dict, lesion_masks=None
+    cfg,
+    prep,
+    run_dir: Path,
+    final: Path,
+    show_progress: bool,
+    log,
+    t_start: float,
+    det: dict,
+    lesion_masks=None,
+    val_lesion_masks=None,
 ) -> dict:
     prep = prep or prepare(cfg, show_progress=show_progress)
     x_tr, y_tr = prep.images("train", show_progress), prep.labels("train")
@@ -180,6 +195,15 @@ def _train_into(
     strategy = make_strategy(cfg.train.strategy)
     keys = cache_keys(cfg, prep) if (cfg.data.cache and cfg.train.prefix_cache) else None
     x_tr, y_tr, keys, counterfactual = _counterfactuals(cfg, x_tr, y_tr, lesion_masks, keys, log)
+    selection = None
+    if counterfactual is not None and cfg.train.counterfactual.validation:
+        if val_lesion_masks is None:
+            raise ValueError("train.counterfactual.validation is on but no validation lesion masks were given")
+        x_sel, y_sel, _, sel_record = _counterfactuals(cfg, x_va, y_va, val_lesion_masks, None, log, seed_offset=1)
+        selection = (x_sel, y_sel)
+        if keys:
+            keys = {**keys, "val_sel": f"{keys['val']}-cf{sel_record['tag']}-sel"}
+        counterfactual["validation"] = {k: sel_record[k] for k in ("counterfactuals", "controls", "trusted")}
     x_te = prep.images("test", show_progress)
     weights, views = _view_weights(cfg, prep, x_tr, y_tr, keys, show_progress, log)
     with strategy.scope():  # variables (model and optimiser) live on the strategy's devices
@@ -204,6 +228,7 @@ def _train_into(
             checkpoint_path=run_dir / records.MODEL,
             cache_keys=keys,
             sample_weight=weights,
+            selection=selection,
             show_progress=show_progress,
             log=log,
         )

@@ -6,7 +6,7 @@ EXTRAS  ?= dev,kaggle
 # The book shows the published cpu results when they are in the repository, else the smoke profile.
 PROFILE ?= $(if $(wildcard results/cpu/summary.json),cpu,smoke)
 
-.PHONY: install book test data reproduce clean-runs
+.PHONY: install book test test-full data reproduce clean-runs
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 	$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS)
 
+## make test-full: the same, with the full tier (tests marked `full`: the contracts on whole data sets, e.g. the
+## published model on all 1,311 Testing images); run by the Pages workflow and `make reproduce`
+test-full: export TUMORLENS_TESTS = full
+test-full: test
+
 ## make data: download the Kaggle dataset into data/brain-tumor-mri (needs network)
 data: install
 	$(BIN)/tumorlens data fetch
@@ -45,6 +50,7 @@ data: install
 REPRO_WORKERS ?= 1
 REPRO_FLAGS = $(if $(filter 1,$(REPRO_WORKERS)),,--workers $(REPRO_WORKERS))
 reproduce: install
+	$(MAKE) test-full
 	$(BIN)/tumorlens run --profile $(PROFILE) --part headline $(REPRO_FLAGS)
 	$(BIN)/tumorlens run --profile $(PROFILE) --part supplementary $(REPRO_FLAGS)
 	$(BIN)/tumorlens book --profile $(PROFILE) --no-run

@@ -61,6 +61,18 @@ HEAVY_FIRST = (
 )
 
 
+#: The test tiers: ``make test`` (the README's command, CI) runs the fast tier, which checks every contract;
+#: tests marked ``full`` (the same contracts on whole data sets, e.g. the published model on all 1,311
+#: Testing images) run with ``TUMORLENS_TESTS=full`` (``make test-full``: the Pages workflow, ``make
+#: reproduce``). A full-tier test names its fast counterpart in its docstring.
+FULL_TIER = os.environ.get("TUMORLENS_TESTS", "") == "full"
+
+
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+    if not FULL_TIER:
+        skip = pytest.mark.skip(reason="full tier: TUMORLENS_TESTS=full (make test-full)")
+        for item in items:
+            if "full" in item.keywords:
+                item.add_marker(skip)

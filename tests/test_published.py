@@ -1,5 +1,6 @@
 """The published models: written compactly, rebuilt offline, refused when altered; `predict` uses them."""
 
+import csv
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tumorlens.config import CLASSES
 from tumorlens.data.phantoms import render_phantom
 from tumorlens.experiments import published
 from tumorlens.experiments.predict import Predictor
@@ -137,10 +139,11 @@ def test_predict_without_model_uses_the_published_one(tmp_path):
     assert "network" in r.stderr  # the published weak-mask network outlines it
 
 
-@needs_published
-def test_published_model_reproduces_the_published_predictions(real_data):
-    """Done-when of the published model: on the Testing images it gives the published run's class for
-    every image and its probabilities within 1e-3."""
+def _published_check(real_data, every: int | None):
+    """The published single model on the Testing images (all, or a fixed stratified sample of 200 when
+    ``every`` is None) gives the published run's class for every image and probabilities within 1e-3, and
+    `Predictor.published(ensemble=True)` the published soft-voting ensemble's (on every ``every``-th image,
+    or the same sample)."""
     from tumorlens import records
     from tumorlens.config import load_config
     from tumorlens.data.prepared import prepare
@@ -150,20 +153,60 @@ def test_published_model_reproduces_the_published_predictions(real_data):
     pub = records.read_predictions(REPO / "results" / "cpu" / "variants" / variant / seed)
     r = mf["models"][mf["single"]]["recipe"]
     over = {"model.backbone": r["backbone"], "model.modules": r["modules"], "data.root": str(real_data)}
-    cfg = load_config("cpu", overrides=over)
-    prep = prepare(cfg, show_progress=False)
+    prep = prepare(load_config("cpu", overrides=over), show_progress=False)
     paths = [r.rel for r in prep.splits["test"]]
-    probs = predict_images(published.load(), prep.images("test", show_progress=False))
-    ref = pub.align(paths).probs
-    assert len(probs) == len(ref) == 1311
+    x = prep.images("test", show_progress=False)
+    y = prep.labels("test")
+    if every is None:  # 50 per class, seeded: every class and both easy and hard images
+        rng = np.random.default_rng(0)
+        pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), 50, replace=False) for c in range(4)]))
+        ens_pick = pick
+    else:
+        pick, ens_pick = np.arange(len(y)), np.arange(0, len(y), every)
+    probs = predict_images(published.load(), x[pick])
+    ref = pub.align(paths).probs[pick]
+    assert len(probs) == len(ref) == len(pick)
     assert np.array_equal(probs.argmax(1), ref.argmax(1))
     assert np.abs(probs - ref).max() < 1e-3
-    # --ensemble published: the published soft-voting ensemble's predictions, on every 8th image (its
-    # members are the single model checked above on all of them and two more, each loaded the same way)
     pr = Predictor.published(ensemble=True)
     assert len(pr.members) == len(mf["ensemble"]) - 1
-    soft, _, _ = pr.predict(prep.images("test", show_progress=False)[::8])
+    soft, _, _ = pr.predict(x[ens_pick])
     ens = records.read_predictions(REPO / "results" / "cpu" / "ensembles" / "soft_voting_predictions.csv")
-    ens = ens.align(paths).probs[::8]
-    assert len(soft) == len(ens) == 164
+    ens = ens.align(paths).probs[ens_pick]
     assert np.array_equal(soft.argmax(1), ens.argmax(1)) and np.abs(soft - ens).max() < 1e-3
+    return len(y)
+
+
+@needs_published
+def test_published_model_reproduces_the_published_predictions_on_a_sample(real_data):
+    """The fast tier: a fixed stratified sample of 200 Testing images (the full tier checks all 1,311)."""
+    assert _published_check(real_data, None) == 1311
+
+
+@needs_published
+@pytest.mark.full
+def test_published_model_reproduces_the_published_predictions(real_data):
+    """Done-when of the published model, on every Testing image (the ensemble on every 8th)."""
+    assert _published_check(real_data, 8) == 1311
+
+
+@needs_published
+def test_predict_ensemble_published_gives_the_published_ensemble(real_data, tmp_path):
+    """`tumorlens predict --ensemble published` computes what the published ensemble metric computed: each
+    member reads the image letterboxed to its own input side (the policy chosen on validation, where it
+    beat resizing the single model's letterboxed image again), on Testing files read from disk."""
+    from tumorlens import records
+    from tumorlens.experiments.predict import predict_paths
+
+    ens = records.read_predictions(REPO / "results" / "cpu" / "ensembles" / "soft_voting_predictions.csv")
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(ens.y):
+        by_class.setdefault(int(c), []).append(i)
+    pick = sorted(i for c in by_class for i in by_class[c][:: max(1, len(by_class[c]) // 10)][:10])
+    files = [real_data / ens.paths[i] for i in pick]
+    rep = predict_paths(files, Predictor.published(ensemble=True), tmp_path / "out", show_progress=False)
+    assert rep.n_ok == len(files) == 40
+    rows = {Path(r["input"]).name: r for r in csv.DictReader(open(tmp_path / "out" / "predictions.csv"))}
+    got = np.array([[float(rows[f.name][f"p_{c}"]) for c in CLASSES] for f in files])
+    assert np.array_equal(got.argmax(1), ens.probs[pick].argmax(1))
+    assert np.abs(got - ens.probs[pick]).max() < 1e-3

@@ -372,15 +372,31 @@ class Predictor:
         feats, probs = batched_predict(self._heads, [x], 32, "", False)
         return feats, probs
 
-    def predict(self, images: np.ndarray, explain: bool = False, segment: bool = False):
+    @property
+    def input_sides(self) -> list[int]:
+        """The input sides of the model and its ensemble members (each is fed images letterboxed to its own)."""
+        return sorted({self.image_size, *(int(m.inputs[0].shape[1]) for m in self.members)})
+
+    def _members(self, images: np.ndarray, by_side: dict[int, np.ndarray] | None) -> list[np.ndarray]:
+        """The members' probabilities, each on the images letterboxed to its own side when ``by_side`` holds
+        them (the input policy chosen on validation: no second resampling), else on ``images`` resized."""
+        out = []
+        for m in self.members:
+            side = int(m.inputs[0].shape[1])
+            out.append(predict_images(m, by_side[side] if by_side and side in by_side else images))
+        return out
+
+    def predict(self, images: np.ndarray, explain: bool = False, segment: bool = False, by_side=None):
         """``(probs (N, 4), cams (N, S, S) or None, mask maps (N, S, S) or None)`` for letterboxed uint8 images.
 
         ``cams`` (with ``explain``) are the configured class activation maps; the mask maps (with
         ``segment``) are the network's tumour probability when a segmenter is adopted, else the cams.
+        ``by_side``: the same images letterboxed to each of `input_sides` (``{side: (N, side, side, 3)}``),
+        which an ensemble's members of another input side then read directly.
         """
-        return self.predict_checked(images, explain, segment)[:3]
+        return self.predict_checked(images, explain, segment, by_side)[:3]
 
-    def predict_checked(self, images: np.ndarray, explain: bool = False, segment: bool = False):
+    def predict_checked(self, images: np.ndarray, explain: bool = False, segment: bool = False, by_side=None):
         """`predict` plus the single model's pooled features ``(N, D)`` when guard statistics are loaded
         (else None): ``(probs, cams, maps, features)``."""
         sg = self.segmentation or Segmentation.from_config()
@@ -388,7 +404,7 @@ class Predictor:
         if self.guard is not None and not (explain or segment):  # features and classes from one pass
             feats, probs = self.features_and_probs(images)
             if self.members:
-                probs = soft_vote([probs, *[predict_images(m, images) for m in self.members]])
+                probs = soft_vote([probs, *self._members(images, by_side)])
             return probs, None, None, feats
         if self.guard is not None:
             feats = self.features_and_probs(images)[0]
@@ -402,7 +418,7 @@ class Predictor:
         if cams is None and maps is None:
             probs = predict_images(self.model, images)
         if self.members:
-            probs = soft_vote([probs, *[predict_images(m, images) for m in self.members]])
+            probs = soft_vote([probs, *self._members(images, by_side)])
         return probs, cams, maps, feats
 
 
@@ -665,6 +681,7 @@ def _predict_files(files, problems, rows, predictor, out, record, explain, segme
         disable=not show_progress,
     ):
         batch, meta = [], []
+        sides = {side: [] for side in predictor.input_sides if side != size}
         for f, stem in files[s : s + batch_size]:
             try:
                 d = decode(f)
@@ -675,13 +692,16 @@ def _predict_files(files, problems, rows, predictor, out, record, explain, segme
                 problems.append({"path": str(f), "reason": f"unreadable ({type(exc).__name__}: {exc})"})
                 continue
             batch.append(letterbox(d.array, size))
+            for side, imgs in sides.items():  # each ensemble member reads the image letterboxed to its own side
+                imgs.append(letterbox(d.array, side))
             meta.append(
                 (f, stem, d.array.shape[:2], d.note, image_reasons(d.array, d.nonfinite), background_level(d.array))
             )
         if not batch:
             continue
         x = np.stack(batch)
-        probs, cams, maps, feats = predictor.predict_checked(x, explain, segment)
+        by_side = {side: np.stack(imgs) for side, imgs in sides.items()}
+        probs, cams, maps, feats = predictor.predict_checked(x, explain, segment, by_side)
         checks = verdicts([m[4] for m in meta], feats, predictor.guard, [m[5] for m in meta])
         for i, (f, stem, hw, note, _, _) in enumerate(meta):
             if not np.all(np.isfinite(probs[i])):  # a broken model: no answer rather than NaN in the JSON

@@ -210,3 +210,14 @@ def test_predict_ensemble_published_gives_the_published_ensemble(real_data, tmp_
     got = np.array([[float(rows[f.name][f"p_{c}"]) for c in CLASSES] for f in files])
     assert np.array_equal(got.argmax(1), ens.probs[pick].argmax(1))
     assert np.abs(got - ens.probs[pick]).max() < 1e-3
+
+
+@needs_published
+def test_the_benchmark_is_of_the_published_models_at_a_clean_commit():
+    """``results/cpu/bench.json`` (`tumorlens bench --profile cpu`) names models.json's single model and
+    ensemble, and was made from a clean commit."""
+    bench = json.loads((REPO / "results" / "cpu" / "bench.json").read_text())
+    mf = published.read_manifest()
+    assert bench["systems"]["tumorlens (single model)"]["model"] == f"published:{mf['single']}"
+    assert bench["systems"]["tumorlens (soft-voting ensemble)"]["members"] == [f"published:{n}" for n in mf["ensemble"]]
+    assert bench["environment"]["git"]["dirty"] is False

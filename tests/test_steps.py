@@ -113,3 +113,24 @@ def test_portable_inputs_name_runs_relative_to_the_runs_root(tmp_path, monkeypat
     p = portable_inputs(job_inputs(job), "smoke")
     assert p["params"]["member_runs"] == ["smoke/a/seed-1"] and list(p["upstream"]) == ["smoke/a/seed-1"]
     json.dumps(p)
+
+
+def test_every_command_defaults_to_the_published_profile():
+    import argparse
+
+    from tumorlens.cli import DEFAULT_PROFILE, build_parser
+    from tumorlens.experiments.published import PUBLISHED_PROFILE
+
+    assert DEFAULT_PROFILE == PUBLISHED_PROFILE
+    defaults = []
+
+    def walk(p: argparse.ArgumentParser, name: str) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    walk(sp, f"{name} {sub}")
+            elif "--profile" in a.option_strings:
+                defaults.append((name, a.default))
+
+    walk(build_parser(), "tumorlens")
+    assert len(defaults) >= 9 and {d for _, d in defaults} == {DEFAULT_PROFILE}, defaults

@@ -41,7 +41,12 @@ from tumorlens.utils.quiet import quiet_native_logs
 # to import, NumPy a tenth of one, and `tumorlens --help`, `data scan` or `config show` must not wait for
 # them (`tumorlens --help` starts in about 0.1 s; tests/test_hardening.py checks that parsing loads neither).
 
-__all__ = ["main"]
+__all__ = ["main", "DEFAULT_PROFILE"]
+
+#: Every command's ``--profile`` default: the published profile (`tumorlens.experiments.published.
+#: PUBLISHED_PROFILE`, tested equal), whose results and models the repository holds. A plain ``tumorlens
+#: run`` therefore resumes from what is published; ``--profile smoke`` runs the small synthetic one.
+DEFAULT_PROFILE = "cpu"
 
 #: The plan's parts (`tumorlens.experiments.jobs.PLAN_PARTS`, which imports the model stages; equal, tested).
 PLAN_PARTS = ("headline", "supplementary")
@@ -369,7 +374,7 @@ def _cmd_book(args) -> int:
 def _results_command(sub, name: str, help: str) -> argparse.ArgumentParser:
     """A command that writes ``results/<profile>/<name>.json``: --profile, --no-write, --quiet."""
     p = sub.add_parser(name, help=help)
-    p.add_argument("--profile", default="cpu")
+    p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--no-write", action="store_true", help=f"do not write results/<profile>/{name}.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -399,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true")
     a.add_argument("--no-cache", action="store_true")
     a.add_argument("--out", help="folder to write audit.json and dedup_test.csv into")
-    a.add_argument("--profile", default=None, help="take the audit thresholds from this profile")
+    a.add_argument("--profile", default=DEFAULT_PROFILE, help="take the audit thresholds from this profile")
     a.add_argument(
         "--hash-distance", type=_non_negative_int, default=None, help="largest perceptual-hash distance of a pair"
     )
@@ -426,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.set_defaults(func=_cmd_models)
 
     t = sub.add_parser("train", help="train one configuration into its run directory")
-    t.add_argument("--profile", default="smoke")
+    t.add_argument("--profile", default=DEFAULT_PROFILE)
     t.add_argument("--backbone", default=None)
     t.add_argument("--modules", nargs="*", default=None, help="any of mab respath sbr (se cbam)")
     t.add_argument("--seed", type=int, default=None)
@@ -435,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("run", help="execute the notebooks of a profile with papermill (resumable)")
-    r.add_argument("--profile", default="smoke")
+    r.add_argument("--profile", default=DEFAULT_PROFILE)
     r.add_argument(
         "--part",
         choices=PLAN_PARTS,
@@ -503,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser(
         "bench", help="benchmark: tumorlens vs the peer package detect-tumor on the same Testing images"
     )
-    be.add_argument("--profile", default="cpu")
+    be.add_argument("--profile", default=DEFAULT_PROFILE)
     be.add_argument(
         "--model", default="published", help="a run directory, or published (the default): the published models"
     )
@@ -548,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.set_defaults(func=_cmd_verify)
 
     pu = sub.add_parser("publish", help="write the profile's best model, its ensemble and mask network for predict")
-    pu.add_argument("--profile", default="cpu")
+    pu.add_argument("--profile", default=DEFAULT_PROFILE)
     pu.add_argument("--single", default=None, help="the single model's run (default: the ensemble's best member)")
     pu.add_argument("--ensemble", nargs="*", default=None, help="member runs (default: the ensemble step's)")
     pu.add_argument("--segmentation", default=None, help="the explain step's folder (default: runs/<profile>/explain)")
@@ -556,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu.set_defaults(func=_cmd_publish)
 
     co = sub.add_parser("collect", help="gather a profile's runs into results/<profile>/ (compact, committable)")
-    co.add_argument("--profile", default="smoke")
+    co.add_argument("--profile", default=DEFAULT_PROFILE)
     co.add_argument(
         "--only",
         nargs="*",
@@ -566,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=_cmd_collect)
 
     b = sub.add_parser("book", help="run the profile's notebooks and build the Jupyter Book")
-    b.add_argument("--profile", default="smoke")
+    b.add_argument("--profile", default=DEFAULT_PROFILE)
     b.add_argument("--strict", action="store_true", help="turn Sphinx warnings into errors (-W)")
     g = b.add_mutually_exclusive_group()
     g.add_argument(
@@ -582,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     cs = c.add_parser("show", help="print the resolved settings of a profile")
-    cs.add_argument("--profile", default=None)
+    cs.add_argument("--profile", default=DEFAULT_PROFILE)
     cs.set_defaults(func=_cmd_config_show)
     return p
 

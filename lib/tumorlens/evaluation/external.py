@@ -74,7 +74,8 @@ def score_external(probs: np.ndarray, ext: ExternalSet, *, n_boot: int = 2000, s
     """Scores of ``probs`` (N, 4) on ``ext``: the classification metrics (confusion matrix, per class),
     accuracy and macro-F1 with percentile-bootstrap 95% intervals, no-tumour recall, and per view the
     accuracy (with its interval) and the no-tumour recall; plus the files that were not scored: ``bad``
-    (unreadable images) and ``skipped`` (entries not read as images), each with its reason."""
+    (unreadable images) and ``skipped`` (entries not read as images), each with its reason; and ``pred``,
+    the predicted class index of every image (in the order of ``ext.paths``), for paired comparisons."""
     probs = np.asarray(probs, float)
     if probs.shape != (len(ext.y), len(CLASSES)):
         raise ValueError(f"probs must be ({len(ext.y)}, {len(CLASSES)}); received shape {probs.shape}")
@@ -118,4 +119,5 @@ def score_external(probs: np.ndarray, ext: ExternalSet, *, n_boot: int = 2000, s
         "macro_f1_hi": f1["hi"],
         "notumor_recall": recall_no(np.ones(len(ext.y), bool)),
         "per_view": per_view,
+        "pred": pred.astype(int).tolist(),  # per image, in the order of ``ext.paths``: paired comparisons
     }

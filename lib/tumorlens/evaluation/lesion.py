@@ -196,4 +196,5 @@ def removal_scores(rs: RemovalSet, probs: dict[str, np.ndarray]) -> dict:
         "per_class": per_class,
         "per_view": per_view,
         "mean_p_tumour": {k: float(1.0 - np.asarray(v)[:, NOTUMOR].mean()) for k, v in probs.items()},
+        "pred": {k: v.astype(int).tolist() for k, v in pred.items()},  # per image and version: paired tests
     }

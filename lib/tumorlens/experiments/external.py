@@ -71,7 +71,17 @@ def external_folders(cfg) -> list[Path]:
 
 
 #: What each run keeps of `score_external` (the published systems keep everything).
-_COMPACT = ("n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi", "notumor_recall")
+_COMPACT = (
+    "n",
+    "accuracy",
+    "accuracy_lo",
+    "accuracy_hi",
+    "macro_f1",
+    "macro_f1_lo",
+    "macro_f1_hi",
+    "notumor_recall",
+    "pred",
+)
 
 
 def compact(score: dict) -> dict:
@@ -276,7 +286,7 @@ def run_external(
             systems[f"soft voting: {' + '.join(mf['ensemble'])}"] = score_external(
                 p_ens, ext, n_boot=cfg.external.n_boot
             )
-        sets.append({"name": root.name, "systems": systems})
+        sets.append({"name": root.name, "paths": ext.paths, "y": ext.y.astype(int).tolist(), "systems": systems})
     record = {"profile": profile, "models": {"single": mf["single"], "ensemble": mf["ensemble"]}, "sets": sets}
     segmenter = published.load_segmenter(single, profile) if mf.get("segmentation") else None
     if segmenter is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tumorlens import paths
-from tumorlens.config import PAPER_MODULES
-from tumorlens.metrics.stats import bootstrap_ci, compare, paired_mean_diff, seed_summary
+from tumorlens.config import CLASSES, PAPER_MODULES
+from tumorlens.evaluation.external import view_of
+from tumorlens.metrics.stats import bootstrap_ci, compare, paired_bootstrap_diff, paired_mean_diff, seed_summary
 from tumorlens.records import PUBLISHED_RUNS, TEST_SETS, find_runs, load_run, read_predictions, read_rows, test_sets
 from tumorlens.utils.files import read_json
 from tumorlens.utils.schema import SCHEMA_KEY
@@ -177,6 +180,11 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
     baseline = read_json(mf, schema="published_models")["single"] if mf.is_file() else None
     study = lesion_study(res, runs, ext_runs, baseline, list(profile_cfg.reproduce.counterfactual))
     if study is not None:
+        base_variant = baseline.split("/")[0]
+        study["statistics"] = {
+            tag: lesion_recipe_statistics(res, runs, tag, base_variant, seeds, baseline, n_boot)
+            for tag in profile_cfg.reproduce.counterfactual_seeds
+        }
         out["lesion"] = study
     return out
 
@@ -317,4 +325,123 @@ def lesion_study(res: Path, runs: dict, ext_runs: dict, baseline: str | None, ta
         "rows": rows,
         "qualified": [r["model"] for r in ok],
         "choice": chosen_tag,
+    }
+
+
+def _external_preds(res: Path) -> tuple[dict, dict]:
+    """``({model: per-image predicted class}, set)`` of the first external set in ``external.json`` (the
+    published single model under ``published: <name>``), and that set's ``paths``/``y``."""
+    f = res / "external.json"
+    ext = read_json(f, schema="external") if f.is_file() else {}
+    if not ext.get("sets") or "y" not in ext["sets"][0]:
+        return {}, {}
+    s = ext["sets"][0]
+    name = s["name"]
+    preds = {k: v[name]["pred"] for k, v in (ext.get("runs") or {}).items() if "pred" in v.get(name, {})}
+    for system, score in s["systems"].items():
+        if system.startswith("single: ") and "pred" in score:
+            preds[f"published: {system[len('single: ') :]}"] = score["pred"]
+    return preds, s
+
+
+def lesion_recipe_statistics(
+    res: Path,
+    runs: dict,
+    recipe: str,
+    baseline_variant: str,
+    seeds: list[int],
+    published_single: str,
+    n_boot: int = 2000,
+) -> dict:
+    """Today's recipe (``baseline_variant``, e.g. ``efficientnet_lite1``) against a study recipe
+    (``<baseline_variant>@<recipe>``) over ``seeds``: per seed the paired bootstrap differences (recipe -
+    today's) on the official and de-duplicated Testing sets (`compare_runs`), on the external set (accuracy,
+    and again on its images with no near-copy in Kaggle Training, `data/brisc_overlap.json`; no-tumour
+    recall; accuracy per class and per view) and on the lesion-removal test (each fill: removed -> no
+    tumour, control -> no tumour, originals -> no tumour); and over the seeds each metric's mean and sd
+    for both recipes. The published single model stands for today's recipe at its own seed."""
+    les_file = res / "lesion.json"
+    les = read_json(les_file, schema="lesion") if les_file.is_file() else {}
+    lmodels = les.get("models", {})
+    methods = les.get("methods", [])
+    ext_pred, ext_set = _external_preds(res)
+    ov_file = res / "data" / "brisc_overlap.json"
+    copies = set()
+    if ov_file.is_file() and ext_set:
+        ov = read_json(ov_file)
+        for s in ov.get("sets", []):
+            if s.get("name") == ext_set.get("name"):
+                copies = {c["file"] for c in s.get("with_copy", [])}
+    y_ext = np.asarray(ext_set.get("y", []))
+    paths_ext = ext_set.get("paths", [])
+    nocopy = np.array([p not in copies for p in paths_ext], bool)
+    views_ext = np.array([view_of(p) for p in paths_ext])
+    no = CLASSES.index("notumor")
+
+    def key(variant: str, seed: int, lesion: bool) -> str:
+        name = f"{variant}/seed-{seed}"
+        return f"published: {name}" if name == published_single and (lesion or name not in ext_pred) else name
+
+    per_seed, values = [], {"today": {}, "recipe": {}}
+    for seed in seeds:
+        a_name, b_name = f"{baseline_variant}@{recipe}/seed-{seed}", f"{baseline_variant}/seed-{seed}"
+        if a_name not in runs or b_name not in runs:
+            continue
+        row: dict = {
+            "seed": seed,
+            "recipe": a_name,
+            "today": b_name,
+            "rows": compare_runs(runs[a_name], runs[b_name], recipe, "today", n_boot),
+        }
+        for who, name in (("recipe", a_name), ("today", b_name)):
+            m = runs[name]["metrics"]
+            for ts in TEST_SETS:
+                for metric in ("accuracy", "macro_f1"):
+                    values[who].setdefault(f"{ts}_{metric}", []).append(m[ts].get(metric))
+        pa = ext_pred.get(key(baseline_variant + "@" + recipe, seed, False))
+        pb = ext_pred.get(key(baseline_variant, seed, False))
+        if pa is not None and pb is not None and len(y_ext):
+            pa, pb = np.asarray(pa), np.asarray(pb)
+            ext_rows = {
+                "all": paired_bootstrap_diff(y_ext, pa, pb, n_boot=n_boot),
+                "no_copy": paired_bootstrap_diff(y_ext[nocopy], pa[nocopy], pb[nocopy], n_boot=n_boot),
+                "notumor_recall": paired_mean_diff(
+                    (pa[y_ext == no] == no).astype(float), (pb[y_ext == no] == no).astype(float), n_boot=n_boot
+                ),
+            }
+            for c in sorted(set(y_ext.tolist())):
+                sel = y_ext == c
+                ext_rows[f"class:{CLASSES[c]}"] = paired_bootstrap_diff(y_ext[sel], pa[sel], pb[sel], n_boot=n_boot)
+            for v in sorted(set(views_ext.tolist())):
+                sel = views_ext == v
+                ext_rows[f"view:{v}"] = paired_bootstrap_diff(y_ext[sel], pa[sel], pb[sel], n_boot=n_boot)
+            row["external"] = ext_rows
+            for who, p in (("recipe", pa), ("today", pb)):
+                values[who].setdefault("external_accuracy", []).append(float((p == y_ext).mean()))
+                values[who].setdefault("external_no_copy_accuracy", []).append(float((p == y_ext)[nocopy].mean()))
+                values[who].setdefault("external_notumor_recall", []).append(float((p[y_ext == no] == no).mean()))
+        la, lb = (
+            lmodels.get(key(baseline_variant + "@" + recipe, seed, True)),
+            lmodels.get(key(baseline_variant, seed, True)),
+        )
+        if la and lb and "pred" in la and "pred" in lb:
+            les_rows = {}
+            for version in la["pred"]:
+                if version not in lb["pred"]:
+                    continue
+                a = (np.asarray(la["pred"][version]) == no).astype(float)
+                b = (np.asarray(lb["pred"][version]) == no).astype(float)
+                les_rows[f"{version}->notumor"] = paired_mean_diff(a, b, n_boot=n_boot)
+                for who, arr in (("recipe", a), ("today", b)):
+                    values[who].setdefault(f"lesion {version}->notumor", []).append(float(arr.mean()))
+            row["lesion"] = les_rows
+        per_seed.append(row)
+    return {
+        "recipe": recipe,
+        "today": baseline_variant,
+        "methods": methods,
+        "seeds": [r["seed"] for r in per_seed],
+        "per_seed": per_seed,
+        "over_seeds": {who: {k: seed_summary(v) for k, v in vals.items()} for who, vals in values.items()},
+        "n_no_copy": int(nocopy.sum()),
     }

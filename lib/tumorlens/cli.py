@@ -283,14 +283,7 @@ def _cmd_evaluate_lesion(args) -> int:
         v = run_validation_lesion_test(
             args.profile, runs=args.model or (), include_published=not args.no_published, show_progress=not args.quiet
         )
-        for name, sc in v["models"].items():
-            o = sc["overall"]
-            rates = "; ".join(
-                f"{m}: removed -> no tumour {o[m]['removed_notumor']['value']:.3f}, control -> no tumour "
-                f"{o[m]['control_notumor']['value']:.3f}"
-                for m in sc["methods"]
-            )
-            print(f"validation: {name}: originals -> no tumour {o['original']['notumor']['value']:.3f}; {rates}")
+        _print_lesion(v["models"], "validation: ")
         return 0
     r = run_lesion_test(
         args.profile,
@@ -303,15 +296,19 @@ def _cmd_evaluate_lesion(args) -> int:
         images_out=args.images_out,
         show_progress=not args.quiet,
     )
-    for name, sc in r["models"].items():
+    _print_lesion(r["models"])
+    return 0
+
+
+def _print_lesion(models: dict, prefix: str = "") -> None:
+    for name, sc in models.items():
         o = sc["overall"]
         rates = "; ".join(
             f"{m}: removed -> no tumour {o[m]['removed_notumor']['value']:.3f}, control -> no tumour "
             f"{o[m]['control_notumor']['value']:.3f}, control kept {o[m]['control_kept']['value']:.3f}"
             for m in sc["methods"]
         )
-        print(f"{name}: originals -> no tumour {o['original']['notumor']['value']:.3f}; {rates}")
-    return 0
+        print(f"{prefix}{name}: originals -> no tumour {o['original']['notumor']['value']:.3f}; {rates}")
 
 
 def _cmd_verify(args) -> int:

@@ -125,22 +125,18 @@ def run_bench(
             "members": [paths.relative(r) for r in ensemble_runs],
         }
     # latency of predict + map + mask, one image at a time, as `tumorlens predict --segment` runs it
-    predictor = Predictor.load(model_run)
-    sg = predictor.segmentation
-    predictor.predict(x[:1], explain=True, segment=True)
-    lat = []
-    for i in range(min(latency_images, len(x))):
-        t0 = time.perf_counter()
-        probs, _, maps = predictor.predict(x[i : i + 1], explain=True, segment=True)
-        weak_mask(x[i], maps[0], CLASSES[int(probs[0].argmax())], sg.params, sg.mask)
-        lat.append(time.perf_counter() - t0)
-    systems["tumorlens (single model)"]["explain_segment_ms_median"] = 1000 * float(np.median(lat))
-    systems["tumorlens (single model)"]["map_and_mask"] = sg.label
+    ms, label = _latency(Predictor.load(model_run), x, latency_images)
+    systems["tumorlens (single model)"] |= {"explain_segment_ms_median": ms, "map_and_mask": label}
+    return _with_peer(cfg, systems, recs, y, dedup, batch_size, peer)
+
+
+def _with_peer(cfg, systems: dict, recs, y, dedup, batch_size: int, peer: bool) -> dict:
+    """The result: ``systems`` plus the peer package on the same images (``peer``)."""
     if peer:
         p_peer, secs, version = _detect_tumor([r.path for r in recs], batch_size)
         systems[f"detect-tumor {version} (VGG16 ONNX)"] = {
             **_scores(y, p_peer, dedup),
-            "images_per_second": len(x) / secs,
+            "images_per_second": len(y) / secs,
         }
     return {
         "profile": cfg.profile,
@@ -198,19 +194,7 @@ def _bench_published(cfg, prep, x, y, dedup, batch_size, latency_images, peer, s
         "images_per_second": len(x) / secs,
         "members": [f"published:{n}" for n in mf["ensemble"]],
     }
-    if peer:
-        p_peer, secs, version = _detect_tumor([r.path for r in prep.splits["test"]], batch_size)
-        systems[f"detect-tumor {version} (VGG16 ONNX)"] = {
-            **_scores(y, p_peer, dedup),
-            "images_per_second": len(x) / secs,
-        }
-    return {
-        "profile": cfg.profile,
-        "n_test": int(len(y)),
-        "n_dedup": int(dedup.sum()),
-        "systems": systems,
-        "environment": environment(),
-    }
+    return _with_peer(cfg, systems, prep.splits["test"], y, dedup, batch_size, peer)
 
 
 def format_table(res: dict) -> str:

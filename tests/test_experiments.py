@@ -330,11 +330,21 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     monkeypatch.setenv("TUMORLENS_CONFIG", str(config))
     smoke_root = load_config("smoke").runs_root
     assert smoke_root == tmp_path / "smoke"
-    live, res = tmp_path / "live", tmp_path / "res"
+    monkeypatch.setenv("TUMORLENS_RESULTS", str(tmp_path / "results"))  # its job records, not the repo's
+    live, res = tmp_path / "live", tmp_path / "results" / "smoke"
+    jobs = {j.run_dir.relative_to(smoke_root): j for j in plan("smoke")}
+
+    def complete(d, seconds):
+        """``d`` (under live/, a copy of the smoke runs root) as its planned job completed now."""
+        job = jobs[d.relative_to(live)]
+        (d / "notebook.ipynb").write_text("{}")
+        inputs = job_inputs(type(job)(job.notebook, d, job.params))
+        write_json(d / ".done.json", {"notebook": job.notebook, "seconds": seconds, "inputs": inputs})
+
     for variant in (STD, ALLM):
         d = write_run(live / variant / f"seed-{S0}", RIGHT[variant, S0], live=True, parameters=PARAMS[variant])
         (d / MODEL).write_bytes(b"not really a model")
-        write_json(d / ".done.json", {"notebook": "02_train", "seconds": 45})
+        complete(d, 45)
     other = write_run(smoke_root / "mobilenetv2" / f"seed-{S0}", IDX < 5, live=True)
     job = next(j for j in plan("smoke") if j.run_dir == other)  # a planned job: complete and current
     (other / "notebook.ipynb").write_text("{}")
@@ -348,6 +358,9 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     (live / "data" / "figures").mkdir()
     (live / "data" / "figures" / "examples.jpg").write_bytes(b"jpeg")
     (live / "data" / "figures" / "notes.txt").write_text("not a figure")
+    for step in ("ensembles", "explain", "data"):  # timed at 0 s: the times below are the runs'
+        complete(live / step, 0)
+    write_run(live / STD / f"seed-{S1}", RIGHT[STD, S1], live=True)  # not complete: left out
     write_run(published_run(res, "stale", 1), IDX < 1)  # from an earlier collect: must go
 
     calls = []
@@ -379,9 +392,11 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     del costs["schema"]
     assert costs == {"image_size": SMOKE.data.image_size, "blocks": [{"block": "mab", "parameters": 1}]}
     repro = json.loads((res / "reproduction.json").read_text())
+    steps = ["smoke/data", "smoke/ensembles", "smoke/explain"]  # named as the records name them
     assert sorted(j["job"] for j in repro["jobs"]) == sorted(
-        [f"live/{STD}/seed-{S0}", f"live/{ALLM}/seed-{S0}", f"smoke/mobilenetv2/seed-{S0}"]
+        [f"smoke/{STD}/seed-{S0}", f"smoke/{ALLM}/seed-{S0}", f"smoke/mobilenetv2/seed-{S0}", *steps]
     )
+    assert not published_run(res, STD, S1).exists()
     assert repro["total_seconds"] == 120.0 and repro["total_minutes"] == 2.0
 
     rq = json.loads((res / "rq.json").read_text())
@@ -407,12 +422,13 @@ def test_collect_publishes_runs_and_the_headline(tmp_path, monkeypatch):
     (live / "explain" / "segmenter.keras").write_bytes(b"a model: never published")
     (live / "explain" / "gallery_public_glioma.jpg").write_bytes(b"jpeg")
     (live / "explain" / "methods.csv").write_text("map,mask\n")
-    write_json(live / ALLM / f"seed-{S0}" / ".done.json", {"notebook": "02_train", "seconds": 100})  # rerun since
+    complete(live / ALLM / f"seed-{S0}", 100)  # rerun since, and the explain step after it
+    complete(live / "explain", 0)
     collect_mod.collect("smoke", runs_root=live, out=res, n_boot=N_BOOT, only=["segmentation"])
     assert published_run(res, STD, S0).is_dir()
     repro = json.loads((res / "reproduction.json").read_text())  # the rerun job replaced, the others kept
     assert sorted(j["job"] for j in repro["jobs"]) == sorted(
-        [f"live/{STD}/seed-{S0}", f"live/{ALLM}/seed-{S0}", f"smoke/mobilenetv2/seed-{S0}"]
+        [f"smoke/{STD}/seed-{S0}", f"smoke/{ALLM}/seed-{S0}", f"smoke/mobilenetv2/seed-{S0}", *steps]
     )
     assert repro["total_seconds"] == 45 + 100 + 30
     assert sorted(p.name for p in (res / "segmentation").iterdir()) == [

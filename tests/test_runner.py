@@ -131,6 +131,7 @@ def test_the_supplementary_part_waits_for_the_headline_runs_it_reads(tmp_path, m
     from tumorlens.experiments import runner
 
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TUMORLENS_RESULTS", str(tmp_path / "results"))  # no published smoke copies to resume from
     called = []
     monkeypatch.setattr(runner, "run_jobs", lambda jobs, **kw: called.append(jobs) or [(j, "ran") for j in jobs])
     with pytest.raises(ValueError, match=r"not complete and current: .*seed-42.*--part headline` first"):
@@ -221,6 +222,7 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     from tumorlens.utils.files import read_json
 
     monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TUMORLENS_RESULTS", str(tmp_path / "results"))  # collect writes there, not into results/
     root = load_config("smoke").runs_root
     statuses = {"value": "ran"}
 

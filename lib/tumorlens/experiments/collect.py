@@ -20,6 +20,7 @@ Testing split and on its de-duplicated subset):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -213,16 +214,28 @@ def _job_record(job, profile: str) -> dict:
 def _gather(profile: str, cfg, runs_root: Path, res: Path, parts: Sequence[str]) -> dict[str, dict]:
     """Publish each planned job of the ``parts`` into ``res``: a job complete and current in runs/ replaces
     its published copy; a published copy that is still current (`jobs.job_state`) stays as it is; any
-    other published copy is removed (stale, or no longer planned). Returns the job records of everything
-    published (`jobs.JOB_RECORDS`)."""
-    old = published_records(profile)
+    other published copy is removed (stale, or no longer planned). A ``runs_root`` other than the profile's
+    holds the plan's jobs under it instead (a copy of runs/ elsewhere); a job it does not hold (the other
+    backbones' smoke runs) is read where the plan puts it. Returns the job records of
+    everything published (`jobs.JOB_RECORDS`)."""
+    old = read_json(res / JOB_RECORDS).get("jobs", {}) if (res / JOB_RECORDS).is_file() else {}
     records: dict[str, dict] = {}
     located = set()
+    home = cfg.runs_root.resolve()
+
+    def relocated(job):
+        d = job.run_dir.resolve()
+        if runs_root.resolve() == home or not d.is_relative_to(home):
+            return job
+        there = runs_root / d.relative_to(home)
+        return dataclasses.replace(job, run_dir=there) if there.is_dir() else job
+
     part_of = {"02_train": PUBLISHED_RUNS, "02_vit": PUBLISHED_RUNS, "01_data": "data", "03_explain": "segmentation"}
     part_of |= {"04_ensembles": "ensembles", "05_robustness": "robustness"}
-    for job in plan(profile):
+    for planned in plan(profile):
+        job = relocated(planned)
         dest = results_location(job, res)
-        name = run_name(job.run_dir, profile)
+        name = run_name(planned.run_dir, profile)
         part = "smoke_backbones" if "smoke_backbones" in dest.parts else part_of.get(job.notebook)
         located.add(dest.resolve())
         if part not in parts:
@@ -375,12 +388,13 @@ def make_portable(res: Path, cfg) -> int:
 
 def _reproduction_time(runs_root: Path, other_backbones=(), profile: str | None = None) -> dict:
     """Seconds per executed notebook (from the runner's records) and their total: the profile's own
-    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes; with ``profile``, each
+    jobs plus the smoke-profile runs of ``other_backbones`` its plan includes, named as the job records name
+    them (``cpu/efficientnet_lite1/seed-43``, whatever folder ``runs_root`` is); with ``profile``, each
     job's part of the plan (`PLAN_PARTS`) and the seconds summed per part."""
     jobs = []
     parts = {j.run_dir.resolve(): j.part for j in plan(profile)} if profile else {}
     smoke_root = load_config("smoke").runs_root
-    base = runs_root.parent
+    home = load_config(profile).runs_root.name if profile else runs_root.name  # named as the job records name them
     extra = (
         []
         if runs_root == smoke_root
@@ -388,10 +402,13 @@ def _reproduction_time(runs_root: Path, other_backbones=(), profile: str | None 
     )
     for done in sorted([*runs_root.rglob(".done.json"), *extra]):
         d = json.loads(done.read_text())
-        try:
-            name = str(done.parent.relative_to(base))
-        except ValueError:
-            name = str(done.parent)
+        d_ = done.parent
+        if d_.is_relative_to(runs_root):
+            name = f"{home}/{d_.relative_to(runs_root).as_posix()}"
+        elif d_.is_relative_to(smoke_root.parent):
+            name = d_.relative_to(smoke_root.parent).as_posix()
+        else:
+            name = str(d_)
         jobs.append(
             {"job": name, "notebook": d["notebook"], "seconds": d.get("seconds")}
             | ({"part": parts.get(done.parent.resolve())} if parts else {})
@@ -433,7 +450,8 @@ def _end_to_end(runs_root: Path, res: Path | None, profile: str | None = None) -
     if scopes:
         main = scopes.get(PLAN_PARTS[0]) or scopes.get("all") or next(iter(scopes.values()))
         return {"end_to_end_minutes": main["minutes"], "end_to_end": main, "end_to_end_parts": scopes}
-    old = read_json(res / "reproduction.json", schema="reproduction") if res else {}
+    f = res / "reproduction.json" if res else None
+    old = read_json(f, schema="reproduction") if f and f.is_file() else {}
     return {k: old[k] for k in ("end_to_end_minutes", "end_to_end", "end_to_end_parts") if k in old}
 
 

@@ -11,6 +11,7 @@ recorded for the reader): rerun with ``--force``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class Job:
     page: str | None = None  # name of the book page this run's notebook becomes, if any
     title: str | None = None  # that page's title (replaces the notebook's first heading)
     part: str = "headline"  # which of `PLAN_PARTS` it belongs to
+    evidence: bool = False  # another backbone's smoke run in a profile's plan (published under smoke_backbones/)
 
     @property
     def output(self) -> Path:
@@ -299,7 +301,8 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         )
     smoke_root = load_config("smoke").runs_root
     for other in r.other_backbones:
-        extra.append(_train_job("smoke", smoke_root, other, (), load_config("smoke").seed, part="supplementary"))
+        job = _train_job("smoke", smoke_root, other, (), load_config("smoke").seed, part="supplementary")
+        extra.append(dataclasses.replace(job, evidence=True))
     explained = root / f"{bb}+{'+'.join(PAPER_MODULES)}" / f"seed-{first}"
     # the localisation ablation: the standard variant with other head poolings, explained beside it
     pooled = [
@@ -527,7 +530,7 @@ def results_location(job: Job, res: Path) -> Path:
     if job.notebook == "01_data":
         return res / "data"
     if job.notebook in ("02_train", "02_vit"):
-        if job.params.get("profile") == "smoke" and res.name != "smoke":  # the other backbones' smoke evidence
+        if job.evidence:  # the other backbones' smoke evidence
             return res / "smoke_backbones" / job.run_dir.parent.name / name
         return res / "variants" / job.run_dir.parent.name / name
     if job.notebook == "03_explain":

@@ -46,6 +46,7 @@ words = (
     | pages.published_model_glue(res, profile)
     | pages.overlap_glue(overlap, external)
     | view_mix_glue(view_sequence_mix(read_view_labels()))
+    | pages.guard_glue(pages.read_guard(profile))
 )
 for name, text in words.items():
     glue(name, text, display=False)
@@ -152,6 +153,30 @@ if rq.get("views"):
 # %%
 if external and external.get("evidence_gate"):
     display(figures.gate_curve(external["evidence_gate"]))
+
+# %% [markdown]
+# ## Scans the model was not made for: the input guard
+#
+# Another release shows that a model meets scans unlike its training images; a user may also give it a
+# blank image, a photograph or a scan with inverted contrast. `tumorlens predict` checks every image
+# before its class is trusted (pixel checks; a bright background; pooled features of
+# {glue:text}`guard_model` far from the training split's) and marks what it flags with a warning — the
+# class is kept, the warning says not to trust it. Each measured check's threshold was set at
+# {glue:text}`guard_target` false alarms on the Kaggle validation split. Measured: it flags
+# {glue:text}`guard_false_alarms` (false alarms), and {glue:text}`guard_catch` (catch rates);
+# {glue:text}`guard_inverted`. The guard tells a user when a scan lies outside what the model knows;
+# it cannot tell whether a call on an ordinary-looking scan is right.
+
+# %%
+guard = pages.read_guard(profile)
+if guard:
+    display(
+        tables.show(
+            tables.guard_table(guard), caption="The input guard: false alarms and catch rates (benchmarks/results)"
+        )
+    )
+else:
+    print("The input guard has not been measured for this profile (python benchmarks/guard.py --write).")
 
 # %%
 if external:

@@ -9,12 +9,14 @@
 # ---
 
 # %% [markdown]
-# # Interpretability and weak segmentation (RQ3)
+# # Interpretability and weak segmentation (RQ3, RQ6)
 #
-# Where does the classifier's evidence lie, and can it outline the tumour without ever being shown
-# an outline? Every map below is a pure function of the trained classifier, the image and a class:
+# Where does the classifier's evidence lie, can it outline the tumour without ever being shown
+# an outline (RQ3), and does its decision rest on the lesion at all (RQ6, the lesion-removal test at the
+# end of this chapter)? Every map below is a pure function of the trained classifier, the image and a class:
 #
-# - **Grad-CAM** on the last convolutional layer (7x7 at 224 px) — the paper's method, first row;
+# - **Grad-CAM** on the last convolutional layer (1/32 of the input side: 7x7 at 224 px, 8x8 at 240 px) —
+#   the paper's method, first row;
 # - **Grad-CAM++**, and **LayerCAM** (each location weighted by its own positive gradient), on that
 #   layer, on finer layers (stride 16 and 8) and on the two fused, optionally averaged with the
 #   mirrored image's map;
@@ -31,7 +33,9 @@
 # named below). A "no tumour" prediction gives an empty mask by design.
 #
 # This chapter reads the explain step's published results (`results/<profile>/segmentation/`, written by
-# `notebooks/03_explain.py` in run mode and `tumorlens collect`); it computes nothing.
+# `notebooks/03_explain.py` in run mode and `tumorlens collect`), the lesion-removal test's
+# (`results/<profile>/lesion.json`, `tumorlens evaluate lesion`) and the lesion study's (`rq.json`); it
+# computes nothing.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -44,6 +48,15 @@ from IPython.display import Image
 from myst_nb import glue
 
 from tumorlens.book import figures, pages, tables
+from tumorlens.book.lesion import (
+    lesion_glue,
+    lesion_groups_tables,
+    lesion_rates_tables,
+    read_lesion,
+    recipe_table,
+    study_glue,
+    study_tables,
+)
 from tumorlens.book.snapshots import SOURCE_NOTE
 from tumorlens.book.text import explain_glue, localisation_words
 from tumorlens.experiments.figures import EXPERT_SOURCE
@@ -59,6 +72,9 @@ rq = read_json(res / "rq.json", schema="rq")
 words = explain_glue(summary)
 words |= {k: v for k, v in pages.results_glue(res, profile).items() if k.startswith("rq3_")}
 words["seg_model_words"] = pages.run_words("/".join(Path(summary["model"]).parts[-2:]))
+lesion_record = read_lesion(res)
+single_name = (pages.read_published_models(profile) or {}).get("single") or "/".join(Path(summary["model"]).parts[-2:])
+words |= lesion_glue(lesion_record, single_name) | study_glue(rq.get("lesion"))
 for name, text in words.items():
     glue(name, text, display=False)
 
@@ -208,27 +224,103 @@ display(
 )
 
 # %% [markdown]
-# ## Does the classifier need the lesion? The lesion-removal test
+# ## Does the decision rest on the lesion? The lesion-removal test
 #
-# Does the classifier's call depend on the lesion itself, or on how the slice was acquired? The
-# lesion-removal test asks what the classifier says when the tumour is taken out of the image; its record
-# is `results/<profile>/lesion.json`, shown here when it exists.
+# A map that lights up the tumour does not show that the call needs it: in this dataset the classes
+# also differ in how their slices were acquired (view, sequence; see the external-validation chapter).
+# The lesion-removal test asks the classifier directly. Each of the {glue:text}`les_n` scans of the
+# {glue:text}`les_set` (read at {glue:text}`les_size` px, the published single model's input) has its
+# expert-marked lesion, grown by {glue:text}`les_dilation` of the side, filled from its surroundings in each of
+# these ways: {glue:text}`les_fills`. If the call rested on the lesion, a scan without it should be called
+# "no tumour". As a control, a region of the same shape placed elsewhere in the head (where one fits:
+# {glue:text}`les_n_control` scans) is removed the same way: a fill that itself pushed scans to
+# "no tumour" would show there. Rates are shares of scans with Wilson 95% intervals; the expert masks
+# are used only to measure, never to train, tune or choose.
+#
+# **The published model** ({glue:text}`les_model`): {glue:text}`les_summary`. So
+# {glue:text}`les_meaning`. What other evidence carries the call (the tissue around the lesion, mass
+# effect, or the way tumour slices were acquired) this test cannot tell; the study below tries to teach a
+# model to rely on the lesion.
 
 # %%
-lesion_file = res / "lesion.json"
-if lesion_file.is_file():
-    lesion = read_json(lesion_file)
-    lesion_rows = lesion.get("rows") or lesion.get("summary") or []
-    if isinstance(lesion_rows, dict):
-        lesion_rows = [{"": k, **v} if isinstance(v, dict) else {"": k, "value": v} for k, v in lesion_rows.items()]
-    if lesion_rows:
-        display(tables.records_table(lesion_rows))
-    for fig in sorted(res.glob("lesion*.jpg")) + sorted(res.glob("lesion/*.jpg")):
-        display(Image(filename=str(fig)))
-    display(
-        tables.provenance(
-            {k: v for k, v in lesion.items() if k not in ("rows", "summary", "schema")}, title="Lesion-removal test"
+if lesion_record:
+    examples = res / "lesion_examples.jpg"
+    if examples.is_file():  # rendered by `tumorlens evaluate lesion` while the images were at hand
+        display(Image(filename=str(examples)))
+        print(
+            f"One scan per tumour class: the original, the lesion removed and the control removed "
+            f"({lesion_record['methods'][0]}), each titled with the published single model's call; green outlines "
+            "the removed lesion, yellow the control region. Images and expert masks: BRISC 2025 (Fateh et al., "
+            "2025), test split; the figure is rendered by `tumorlens evaluate lesion` and published with the "
+            "results (the raw files are not part of the repository)."
         )
+    for caption, frame in lesion_rates_tables(lesion_record, single_name):
+        display(tables.show(frame, caption=f"The published models. {caption}"))
+else:
+    print("Not yet measured for these results: no lesion.json (run `tumorlens evaluate lesion --profile <profile>`).")
+
+# %% [markdown]
+# ### Per class and per view
+#
+# The published single model's rates by tumour class and by view (from BRISC's file names), beside the
+# share of the original scans it classifies correctly.
+
+# %%
+single_scores = (lesion_record or {}).get("models", {}).get(f"published: {single_name}")
+if single_scores:
+    for caption, frame in lesion_groups_tables(single_scores):
+        display(tables.show(frame, caption=f"Single model, per class and view. {caption}"))
+
+# %% [markdown]
+# ### The same test on the Kaggle validation split
+#
+# A recipe that should rely on the lesion must be chosen without the expert masks. The same test runs
+# on the {glue:text}`les_val_n` tumour images of the Kaggle **validation** split whose published weak mask
+# is trusted ({glue:text}`les_val_masks`; grown by {glue:text}`les_val_dilation`): there a choice may be
+# made. {glue:text}`les_val_summary`.
+
+# %%
+if lesion_record and (lesion_record.get("validation") or {}).get("models"):
+    for caption, frame in lesion_rates_tables(lesion_record, single_name, "validation"):
+        display(tables.show(frame, caption=f"Kaggle validation, published weak masks. {caption}"))
+
+# %% [markdown]
+# ### The lesion study: can training make the call rest on the lesion?
+#
+# The published single model's recipe retrained (same backbone, seed and schedule) with one change per
+# recipe: lesion-removed training images labelled no tumour (the published weak masks of the training
+# split) with same-shaped controls that keep their class, contrast randomisation (GIN), both, or lesion
+# transplants into no tumour slices. The choice between them is made on the validation split only:
+# {glue:text}`les_study_rule`. Result: {glue:text}`les_study_choice`. {glue:text}`les_study_summary`.
+
+# %%
+study = rq.get("lesion")
+if study and study.get("rows"):
+    for caption, frame in study_tables(study):
+        display(tables.show(frame, caption=caption))
+    display(
+        tables.show(recipe_table([r["tag"] for r in study["rows"][1:]]), caption="What each recipe changes (settings)")
     )
 else:
-    print("Not yet measured for these results: no lesion.json (the lesion-removal test has not been run).")
+    print("The lesion study is not yet collected for these results (rq.json has no lesion block).")
+if lesion_record:
+    display(
+        tables.provenance(
+            {
+                "record": "lesion.json (tumorlens evaluate lesion)",
+                "expert-mask set": f"{lesion_record['set']['name']} ({lesion_record['set']['n']} images)",
+                "input size": lesion_record["set"].get("image_size"),
+                "dilation": lesion_record["dilation"],
+                "fills": lesion_record["methods"],
+                "control placement seed": lesion_record.get("seed"),
+                "models": list(lesion_record["models"]),
+                "validation test": {
+                    k: v
+                    for k, v in (lesion_record.get("validation") or {}).items()
+                    if k not in ("ids", "models", "masks")
+                },
+                "study": "rq.json[lesion]" if study else "not yet collected",
+            },
+            title="Lesion-removal test: provenance",
+        )
+    )

@@ -564,11 +564,12 @@ def test_the_conclusion_answers_every_research_question_with_a_number_and_an_int
     from tumorlens.book import pages
 
     words = pages.conclusion_glue(RESULTS, "cpu")
-    for q in ("rq1", "rq2", "rq3", "rq4", "rq5", "ext"):
+    answered = ("rq1", "rq2", "rq3", "rq4", "rq5", "ext") + (("lesion",) if (RESULTS / "lesion.json").is_file() else ())
+    for q in answered:
         line = words[f"concl_{q}"]
         assert "[" in line and "]" in line and "not measured" not in line, (q, line)
     concl = (RESULTS.parents[1] / "book" / "conclusion.md").read_text()
-    for q in ("rq1", "rq2", "rq3", "rq4", "rq5", "ext"):
+    for q in ("rq1", "rq2", "rq3", "rq4", "rq5", "lesion", "ext"):
         assert f"generated/06_results.ipynb::concl_{q}:s" in concl
     toc = (RESULTS.parents[1] / "book" / "_toc.yml").read_text()
     assert "conclusion" in toc and "generated/07_external" in toc and "generated/08_interpretability" in toc
@@ -680,9 +681,13 @@ def test_the_cpu_book_builds_from_a_clone_without_the_data_and_reads_as_a_paper(
     ext = pages["generated/07_external.html"]
     assert "no copy in Training" in ext and "External validation" in ext
     concl = pages["conclusion.html"]
-    for q in ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5"):
+    for q in ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5", "RQ6"):
         assert q in concl
-    assert concl.count("[") >= 12  # every answer with its interval
+    assert concl.count("[") >= 14  # every answer with its interval
+    if (repo / "results" / "cpu" / "lesion.json").is_file():  # the lesion-removal test, its tables and figure
+        assert "lesion-removal test" in interp and "Lesion removed → called no tumour" in interp
+        assert "Not yet measured" not in interp
+    assert "input guard" in ext and "not been measured" not in ext
     single = json.loads((repo / "models" / "cpu" / "models.json").read_text())["single"]
     from tumorlens.book.pages import run_words
 
@@ -696,3 +701,129 @@ def test_every_glued_word_of_the_overlap_exists_without_a_record():
     assert set(words) == set(pages.OVERLAP_KEYS) and all(v.startswith("not measured") for v in words.values())
     if (RESULTS / "data" / "brisc_overlap.json").is_file():
         assert set(pages.overlap_glue(pages.read_overlap(RESULTS))) == set(pages.OVERLAP_KEYS)
+
+
+def _wilson(k, n):
+    from tumorlens.evaluation.lesion import wilson
+
+    return wilson(k, n)
+
+
+def _lesion_scores(removed, control, kept, n=40, n_control=38, methods=("telea", "ring")):
+    """One model's ``lesion.json`` entry with the same counts in every group (hand-made)."""
+    group = {"original": {"notumor": _wilson(0, n), "correct": _wilson(n - 2, n)}}
+    for i, f in enumerate(methods):
+        group[f] = {
+            "removed_notumor": _wilson(removed + i, n),
+            "control_notumor": _wilson(control, n_control),
+            "control_kept": _wilson(kept, n_control),
+            "control_unchanged": _wilson(kept, n_control),
+        }
+    return {
+        "n": n,
+        "n_control": n_control,
+        "methods": list(methods),
+        "overall": group,
+        "per_class": {"glioma": group, "pituitary": group},
+        "per_view": {"ax": group, "sa": group},
+    }
+
+
+def test_the_lesion_removal_test_in_words_and_tables():
+    from tumorlens.book import lesion as L
+
+    none = L.lesion_glue(None, "m/seed-1")
+    assert set(none) == set(L.LESION_KEYS) and all(v.startswith("not measured") for v in none.values())
+    rec = {
+        "set": {"name": "brisc2025-seg-dev", "n": 40, "image_size": 240},
+        "dilation": 0.03,
+        "methods": ["telea", "ring"],
+        "models": {
+            "published: efficientnet_lite1/seed-43": _lesion_scores(2, 0, 36),
+            "published: efficientnet_lite0/seed-44": _lesion_scores(1, 1, 35),
+            "published soft voting: efficientnet_lite1/seed-43 + efficientnet_lite0/seed-44": _lesion_scores(1, 0, 36),
+            "efficientnet_lite1@cf-gin/seed-43": _lesion_scores(20, 1, 30),  # a study run: not a published row
+        },
+        "validation": {"n": 30, "keep": 0.5, "filter": "p_in", "dilation": 0.05, "methods": ["telea"], "models": {}},
+    }
+    w = L.lesion_glue(rec, "efficientnet_lite1/seed-43")
+    assert set(w) == set(L.LESION_KEYS)
+    assert w["les_removed_telea"] == "5.0% [1.4, 16.5]" and w["les_still_telea"] == "95.0% [83.5, 98.6]"
+    assert w["les_verdict"] == "No" and w["les_model"] == "EfficientNet-Lite1, seed 43"
+    assert "95.0% [83.5, 98.6] of the 40 BRISC tumour scans a tumour" in w["concl_lesion"]
+    assert w["les_removed_ns"].startswith("not measured")  # a fill the record lacks
+    assert w["les_val_summary"].startswith("not measured")  # no published model in the validation block
+    tabs = L.lesion_rates_tables(rec, "efficientnet_lite1/seed-43")
+    assert [c.split(" (")[0] for c, _ in tabs] == list(L.CAPTIONS.values())
+    removed = tabs[0][1]
+    assert list(removed.columns) == ["model", "Telea", "ring fill"]
+    assert removed["model"].tolist() == [
+        "single model: EfficientNet-Lite1, seed 43",
+        "member: EfficientNet-Lite0, seed 44",
+        "soft-voting ensemble (2 members)",
+    ]  # the study run is left out; the single model first
+    assert "40 scans" in tabs[0][0] and "38 scans with a control" in tabs[1][0]
+    groups = L.lesion_groups_tables(rec["models"]["published: efficientnet_lite1/seed-43"])
+    assert groups[0][1]["class or view"].tolist() == ["glioma", "pituitary", "axial", "sagittal"]
+    html = tables.show(removed).to_html()
+    assert "NaN" not in html and "<th" in html and not __import__("re").search(r"<th[^>]*>\s*</th>", html)
+
+
+def test_the_lesion_study_in_words_and_tables():
+    from tumorlens.book import lesion as L
+
+    missing = L.study_glue(None)
+    assert set(missing) == set(L.STUDY_KEYS) and all(v.startswith("not yet collected") for v in missing.values())
+    base = {"model": "efficientnet_lite1/seed-43", "tag": "published recipe", "val_accuracy": 0.97}
+    row = {"model": "efficientnet_lite1@cf-gin/seed-43", "tag": "cf-gin", "val_accuracy": 0.965}
+    for r, removed in ((base, 0.02), (row, 0.43)):
+        r |= {"official_accuracy": 0.97, "removed_notumor_telea": removed, "control_notumor_telea": 0.01}
+        r |= {"val_removed_notumor_telea": removed, "val_control_notumor_telea": 0.0}
+    study = {
+        "baseline": base["model"],
+        "methods": ["telea"],
+        "rule": {"max_val_accuracy_drop": 0.01, "max_val_control_notumor": 0.05},
+        "rows": [base, row],
+        "qualified": ["efficientnet_lite1@cf-gin/seed-43"],
+        "choice": "cf-gin",
+    }
+    w = L.study_glue(study)
+    assert "at most 1.0 points below" in w["les_study_rule"] and "at most 5%" in w["les_study_rule"]
+    assert w["les_study_choice"].startswith("the rule chooses cf-gin")
+    assert "cf-gin: lesion removed → no tumour 43.0% (baseline 2.0%)" in w["les_study_summary"]
+    tabs = L.study_tables(study)
+    assert len(tabs) == 3 and all(f["recipe"].tolist() == ["published recipe", "cf-gin"] for _, f in tabs)
+    assert "validation accuracy" in tabs[0][1].columns and "de-duplicated accuracy" not in tabs[1][1].columns
+    assert L.recipe_table(["cf-gin", "unknown"])["recipe"].tolist() == ["cf-gin"]
+    assert L.study_glue({**study, "choice": None, "qualified": []})["les_study_choice"].endswith("(none qualified)")
+
+
+def test_the_input_guard_in_words_and_as_a_table():
+    from tumorlens.book import pages
+
+    none = pages.guard_glue(None)
+    assert set(none) == set(pages.GUARD_KEYS) and all(v.startswith("not measured") for v in none.values())
+    guard = pages.read_guard("cpu")
+    if guard is None:
+        pytest.skip("no guard record in this checkout")
+    w = pages.guard_glue(guard)
+    fa = guard["false_alarms"]["validation"]["flagged"]
+    assert f"{fa:.1%} on Kaggle validation" in w["guard_false_alarms"]
+    t = tables.guard_table(guard)
+    assert len(t.frame) == len(guard["false_alarms"]) + len(guard["catch"])
+    assert "NaN" not in t.to_html()
+
+
+@pytest.mark.skipif(not (RESULTS / "lesion.json").is_file(), reason="no published lesion test in this checkout")
+def test_the_published_lesion_test_reads_as_the_book_says():
+    from tumorlens.book import lesion as L
+    from tumorlens.book import pages
+
+    single = json.loads((RESULTS.parents[1] / "models" / "cpu" / "models.json").read_text())["single"]
+    rec = L.read_lesion(RESULTS)
+    w = L.lesion_glue(rec, single)
+    r = rec["models"][f"published: {single}"]["overall"]["telea"]["removed_notumor"]
+    assert w["les_removed_telea"] == L.rate_text(r) and w["les_verdict"] in ("No", "Partly", "Largely yes")
+    words = pages.conclusion_glue(RESULTS, "cpu")
+    assert words["concl_lesion"] == w["concl_lesion"] or words["concl_lesion"].startswith(w["concl_lesion"])
+    assert all(v for v in w.values())

@@ -406,14 +406,16 @@ def gate_curve(gate: Mapping, title: str = ""):
                 x=t,
                 y=[r[f"{name}_{metric}"] for r in rows],
                 mode="lines",
-                name=f"{name}: {metric.replace('_', ' ')}",
+                name=f"{name}: {'accuracy' if metric == 'accuracy' else 'no tumour recall'}",
                 line=dict(dash=dash),
             )
     fig.add_vline(x=gate["chosen"]["threshold"], line_dash="dash", line_color="gray")
     fig.update_layout(
-        title=title or "Evidence gate: a tumour call with network evidence below the threshold becomes no tumour",
-        xaxis_title="threshold on the weak-mask network's evidence (99th-percentile tumour probability in the head)",
+        title=title or "Evidence gate: a tumour call below the threshold<br>becomes no tumour",
+        xaxis_title="threshold on the network's evidence (99th-percentile tumour probability)",
         yaxis_title="share",
-        height=420,
+        height=480,
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+        margin=dict(t=80, b=140),
     )
     return fig

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tumorlens.book.figures import PRETTY
-from tumorlens.book.pages import read_published_models
+from tumorlens.book.pages import guard_set_name, read_published_models
 from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
 from tumorlens.config import CLASSES
 
@@ -40,6 +40,7 @@ __all__ = [
     "overlap_table",
     "provenance",
     "records_table",
+    "guard_table",
 ]
 
 
@@ -709,6 +710,32 @@ def overlap_table(s: Mapping, by: str = "per_class") -> "pandas.DataFrame":  # n
             }
         )
     return pd.DataFrame(rows)
+
+
+def guard_table(guard: Mapping) -> Table:
+    """The input guard's record (``benchmarks/results/guard_<profile>.json``): per set, its images and
+    the share flagged in all and by each check -- false alarms on the scans the model was made for, catch
+    rates on what it was not."""
+    rows = []
+    for kind, block in (("false alarm", guard["false_alarms"]), ("catch", guard["catch"])):
+        for name, d in block.items():
+            rows.append(
+                {
+                    "images": guard_set_name(name) if kind == "false alarm" else name,
+                    "rate": kind,
+                    "n": d["n"],
+                    "flagged": f"{d['flagged']:.1%}",
+                    "by pixel checks": f"{d['by_pixel_checks']:.1%}",
+                    "by background": f"{d['by_background']:.1%}",
+                    "by features": f"{d['by_features']:.1%}",
+                }
+            )
+    notes = [
+        "False alarms: scans the model was made for, flagged. Catch rates: inputs it was not made for, flagged. "
+        f"Each measured check's threshold is set at {guard['guard']['false_alarm_target_per_criterion']:.0%} false "
+        "alarms on the Kaggle validation split; nothing is chosen on Testing or the other release."
+    ]
+    return Table(pd.DataFrame(rows), notes=notes)
 
 
 def records_table(rows: Sequence[Mapping], precision: int = 4) -> Table:

@@ -13,6 +13,7 @@ __all__ = [
     "grabcut_words",
     "rq3_words",
     "explain_seeds_words",
+    "run_words",
 ]
 
 
@@ -303,3 +304,26 @@ def view_mix_glue(mix: dict) -> dict[str, str]:
         "mix_tumour_axial": of(tumour, "view", "axial"),
         "mix_tumour_t1": of(tumour, "sequence", "T1"),
     }
+
+
+#: The backbones' names in prose.
+BACKBONE_NAMES = {
+    "efficientnet_lite0": "EfficientNet-Lite0",
+    "efficientnet_lite1": "EfficientNet-Lite1",
+    "efficientnet_lite2": "EfficientNet-Lite2",
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNet-B0",
+    "vgg16": "VGG16",
+    "vit": "the minimal ViT",
+}
+MODULE_NAMES = {"mab": "MAB", "respath": "ResPath", "sbr": "SBR"}
+
+
+def run_words(name: str) -> str:
+    """A run name (``efficientnet_lite1/seed-43``, ``efficientnet_lite0+mab+respath+sbr/seed-43``) in
+    words: ``EfficientNet-Lite1, seed 43``; ``EfficientNet-Lite0 + MAB + ResPath + SBR, seed 43``."""
+    variant, _, seed = name.partition("/seed-")
+    bb, *mods = variant.split("+")
+    bb, _, tag = bb.partition("@")
+    words = " + ".join([BACKBONE_NAMES.get(bb, bb), *[MODULE_NAMES.get(m, m) for m in mods]])
+    return f"{words}{f' ({tag})' if tag else ''}" + (f", seed {seed}" if seed else "")

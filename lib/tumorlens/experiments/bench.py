@@ -170,14 +170,16 @@ def _bench_published(cfg, prep, x, y, dedup, batch_size, latency_images, peer, s
     mf = published.read_manifest(cfg.profile)
     single = Predictor.published(profile=cfg.profile)
     ens = Predictor.published(ensemble=True, profile=cfg.profile)
-    # every member reads the Testing images letterboxed to its own side (x is at the profile's side)
+    # the single model and every member read the Testing images letterboxed to their own side (x is at the
+    # profile's side), as predict does
     by_side = {
         s: x if s == cfg.data.image_size else load_images(prep.splits["test"], s, show_progress=False)
-        for s in ens.input_sides
+        for s in sorted({single.image_size, *ens.input_sides})
     }
-    predict_images(single.model, x[:batch_size], batch_size)  # warm-up
-    p_single, secs = _timed(lambda: predict_images(single.model, x, batch_size))
-    ms, label = _latency(single, x, latency_images)
+    x1 = by_side[single.image_size]
+    predict_images(single.model, x1[:batch_size], batch_size)  # warm-up
+    p_single, secs = _timed(lambda: predict_images(single.model, x1, batch_size))
+    ms, label = _latency(single, x1, latency_images)
     systems = {
         "tumorlens (single model)": {
             **_scores(y, p_single, dedup),

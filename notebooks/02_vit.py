@@ -92,7 +92,7 @@ if cnn:
                     "training minutes": round(cnn["summary"]["wall_seconds"] / 60, 1),
                 },
             }
-        ).T
+        ).T.rename_axis("model")
     )
 else:
     print(f"no CNN run at {cnn_run}: train it first (tumorlens run --profile {profile})")

@@ -270,3 +270,43 @@ def test_counterfactual_training_end_to_end_on_phantoms(tmp_path):
     assert rec["counterfactuals"] == n_tumour and summary["n_train"] > len(prep.splits["train"])
     assert rec["validation"]["counterfactuals"] > 0 and rec["transplants"] >= 0
     assert summary["n_val"] == len(prep.splits["val"])  # the validation predictions stay the originals'
+
+
+def test_counterfactual_masks_take_the_smallest_level_set_whose_removal_flips_the_call():
+    from tumorlens.explain.counterfactual_masks import LEVELS, candidate_regions, counterfactual_masks
+
+    img, blob = _slice()
+    yy, xx = np.mgrid[:64, :64]
+    cmap = np.exp(-((yy - 0.4 * 64) ** 2 + (xx - 0.6 * 64) ** 2) / (2 * 6.0**2)).astype(np.float32)  # peaks on the blob
+    regions = candidate_regions(img, cmap)
+    assert regions.shape == (len(LEVELS), 64, 64) and regions.dtype == bool
+    assert all((regions[k] <= regions[k + 1]).all() for k in range(len(LEVELS) - 1))  # nested, growing
+    assert not (regions & ~head_mask(img)).any()  # inside the head
+    assert not candidate_regions(img, np.zeros_like(cmap)).any()
+
+    def judge(x):
+        """No tumour once the blob's pixels are no longer bright (the lesion is gone), else glioma."""
+        gone = np.array([v[blob].mean() < 140 for v in x])
+        p = np.zeros((len(x), 4))
+        p[gone, NO], p[~gone, 0] = 0.9, 0.9
+        return p
+
+    fallback = np.zeros((2, 64, 64), bool)
+    fallback[1, :4, :4] = True
+    masks, level, passes = counterfactual_masks(
+        np.stack([img, img]), np.stack([cmap, cmap[::-1]]), judge, fallback=fallback
+    )
+    assert level[0] >= 0 and masks[0].sum() == regions[level[0]].sum()  # a level set of the map
+    assert (
+        masks[0][blob].any()
+        and not (masks[0] & ~dilate(blob, 0.1)).any()
+        and (level[0] == 0 or judge(remove(img, dilate(regions[level[0] - 1], 0.03))[None])[0, NO] < 0.5)
+    )
+    assert level[1] == -1 and np.array_equal(masks[1], fallback[1])  # the mirrored map misses: the fallback stands
+    assert passes == 2 * len(LEVELS)
+    with pytest.raises(ValueError, match="threshold"):
+        counterfactual_masks(img[None], cmap[None], judge, threshold=1.0)
+    with pytest.raises(ValueError, match=r"\(1, 64, 64, 3\)"):
+        counterfactual_masks(img[None], cmap[None, :32], judge)
+    with pytest.raises(ValueError, match="levels"):
+        candidate_regions(img, cmap, levels=(1.5,))

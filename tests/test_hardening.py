@@ -576,3 +576,33 @@ def test_the_readme_reports_the_measured_guard_rates():
     for label, key in (("uniform noise", "uniform noise"), ("Testing with contrast inverted", "inverted Testing")):
         row = re.search(rf"^\| {re.escape(label)}[^|]*\| ([\d,]+) \| ([\d.]+)% \|", readme, re.M)
         assert row and float(row.group(2)) == round(100 * rec["catch"][key]["flagged"], 1), label
+
+
+def _add_entries(path: str, who: str, n: int) -> None:
+    import time as _time
+
+    from tumorlens.utils.files import updating
+
+    for i in range(n):
+        with updating(path):
+            p = Path(path)
+            d = json.loads(p.read_text()) if p.is_file() else {}
+            _time.sleep(0.002)  # widen the read-write window
+            d[f"{who}{i}"] = i
+            p.write_text(json.dumps(d))
+
+
+def test_records_updated_by_two_processes_at_once_keep_both_entries(tmp_path):
+    """`updating` (lesion.json, manifest.json): two processes merging into one record lose nothing."""
+    import multiprocessing as mp
+
+    f = tmp_path / "record.json"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_add_entries, args=(str(f), w, 25)) for w in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(json.loads(f.read_text())) == 50
+    assert not any(p.name == "record.json.lock" for p in tmp_path.iterdir())  # the lock file is hidden

@@ -59,7 +59,7 @@ from tumorlens.records import (
     end_to_end_file,
 )
 from tumorlens.utils.environment import environment
-from tumorlens.utils.files import file_entry, matches_entry, read_json, write_json
+from tumorlens.utils.files import file_entry, matches_entry, read_json, updating, write_json
 from tumorlens.utils.schema import SCHEMA_KEY
 
 __all__ = [
@@ -293,20 +293,21 @@ def write_manifest(res: Path, profile: str, files: Sequence[Path] | None = None)
     dataset's identity. ``files``: refresh only these entries (e.g. ``bench.json`` written after collect)."""
     res = Path(res)
     mf = res / MANIFEST
-    if files is not None and mf.is_file():
-        entries = read_json(mf, schema="manifest")["files"]
-        entries |= {Path(f).relative_to(res).as_posix(): _entry(Path(f)) for f in files}
-    else:
-        entries = {
-            f.relative_to(res).as_posix(): _entry(f)
-            for f in sorted(res.rglob("*"))
-            if f.is_file() and f.name != MANIFEST and not f.name.startswith(".")
-        }
-    scan = res / "data" / "scan.json"
-    dataset = read_json(scan, schema="scan")["dataset"] if scan.is_file() else None
-    return write_json(
-        mf, {"profile": profile, "dataset": dataset, "files": dict(sorted(entries.items()))}, schema="manifest"
-    )
+    with updating(mf):  # commands refreshing their own entries at once keep each other's
+        if files is not None and mf.is_file():
+            entries = read_json(mf, schema="manifest")["files"]
+            entries |= {Path(f).relative_to(res).as_posix(): _entry(Path(f)) for f in files}
+        else:
+            entries = {
+                f.relative_to(res).as_posix(): _entry(f)
+                for f in sorted(res.rglob("*"))
+                if f.is_file() and f.name != MANIFEST and not f.name.startswith(".")
+            }
+        scan = res / "data" / "scan.json"
+        dataset = read_json(scan, schema="scan")["dataset"] if scan.is_file() else None
+        return write_json(
+            mf, {"profile": profile, "dataset": dataset, "files": dict(sorted(entries.items()))}, schema="manifest"
+        )
 
 
 def check_results(res: str | Path) -> list[str]:

@@ -36,7 +36,7 @@ from tumorlens.explain.ground_truth import default_mask_root, load_lesion_masks
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import predict_images
 from tumorlens.training.views import estimate_views
-from tumorlens.utils.files import atomic_path, read_json, write_json
+from tumorlens.utils.files import atomic_path, read_json, updating, write_json
 from tumorlens.utils.progress import progress
 
 __all__ = [
@@ -151,11 +151,7 @@ def run_lesion_test(
         _write_images(rs, Path(images_out))
     res = results_dir(profile)
     target = Path(out) if out else res / LESION_FILE
-    old = read_json(target, schema="lesion") if (out != "" and target.is_file()) else {}
-    same_set = (
-        old.get("set", {}).get("ids") == ids and old.get("dilation") == dilation and old.get("methods") == list(methods)
-    )
-    scores = dict(old.get("models", {})) if same_set else {}
+    scores: dict[str, dict] = {}
     first_preds = None
     probs: dict[str, dict[str, np.ndarray]] = {}
     for name, fn in progress(list(predictors.items()), desc="models", unit="model", disable=not show_progress):
@@ -174,10 +170,15 @@ def run_lesion_test(
         "seed": seed,
         "models": scores,
     }
-    if old.get("validation"):  # the validation test's record (`run_validation_lesion_test`) stays
-        record["validation"] = old["validation"]
     if out != "":
-        write_json(target, record, schema="lesion")
+        with updating(target):  # read, merge and write under the lock: a concurrent test keeps its entries
+            old = read_json(target, schema="lesion") if target.is_file() else {}
+            same_set = old.get("set", {}).get("ids") == ids and old.get("dilation") == dilation
+            if same_set and old.get("methods") == list(methods):
+                record["models"] = {**old.get("models", {}), **scores}
+            if old.get("validation"):  # the validation test's record (`run_validation_lesion_test`) stays
+                record["validation"] = old["validation"]
+            write_json(target, record, schema="lesion")
         files = [target]
         if target.parent == res and first_preds is not None and include_published:
             fig = render_examples(rs, first_preds, methods[0])
@@ -253,21 +254,24 @@ def run_validation_lesion_test(
         scores[name] = removal_scores(rs, {v: soft_vote([probs[m][v] for m in members]) for v, _ in rs.versions()})
     res = results_dir(profile)
     target = Path(out) if out else res / LESION_FILE
-    record = read_json(target, schema="lesion") if target.is_file() else None
-    if record is None:
-        raise FileNotFoundError(f"{paths.relative(target)}: run the expert-mask test first (tumorlens evaluate lesion)")
-    val = record.get("validation") or {}
-    same = val.get("ids") == ids
-    models = {**(val.get("models", {}) if same else {}), **scores}
-    record["validation"] = {
-        "split": "Kaggle validation (tumour images with a trusted published weak mask)",
-        "masks": lm.source,
-        "n": len(ids),
-        "ids": ids,
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in VALIDATION_TEST.items()},
-        "models": models,
-    }
-    write_json(target, record, schema="lesion")
+    with updating(target):  # read, merge and write under the lock: a concurrent test keeps its entries
+        record = read_json(target, schema="lesion") if target.is_file() else None
+        if record is None:
+            raise FileNotFoundError(
+                f"{paths.relative(target)}: run the expert-mask test first (tumorlens evaluate lesion)"
+            )
+        val = record.get("validation") or {}
+        same = val.get("ids") == ids
+        models = {**(val.get("models", {}) if same else {}), **scores}
+        record["validation"] = {
+            "split": "Kaggle validation (tumour images with a trusted published weak mask)",
+            "masks": lm.source,
+            "n": len(ids),
+            "ids": ids,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in VALIDATION_TEST.items()},
+            "models": models,
+        }
+        write_json(target, record, schema="lesion")
     if target.parent == res and (res / MANIFEST).is_file():
         write_manifest(res, profile, files=[target])
     return record["validation"]

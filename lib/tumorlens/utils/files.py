@@ -20,6 +20,7 @@ import numpy as np
 from tumorlens.utils.schema import check, stamp
 
 __all__ = [
+    "updating",
     "atomic_path",
     "key_lock",
     "cached",
@@ -56,6 +57,27 @@ def _cut(name: str, limit: int) -> str:
     """``name`` shortened to at most ``limit`` bytes of UTF-8, never inside a character."""
     b = name.encode("utf-8", "surrogateescape")
     return name if len(b) <= limit else b[: max(limit, 0)].decode("utf-8", "ignore")
+
+
+@contextlib.contextmanager
+def updating(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``path`` (a record several commands add to, e.g. ``lesion.json``) for a read-merge-write: an
+    exclusive ``flock`` on ``.<name>.lock`` beside it (hidden: no manifest lists it) that waits for another
+    holder and is released when the block ends or the process dies, so two commands updating the record
+    at once both keep their entries. Not POSIX: no lock (the block still runs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -583,6 +583,9 @@ def _add_entries(path: str, who: str, n: int) -> None:
 
     from tumorlens.utils.files import updating
 
+    go = Path(path).with_name("go")
+    while not go.exists():  # both start together
+        _time.sleep(0.001)
     for i in range(n):
         with updating(path):
             p = Path(path)
@@ -601,6 +604,10 @@ def test_records_updated_by_two_processes_at_once_keep_both_entries(tmp_path):
     procs = [ctx.Process(target=_add_entries, args=(str(f), w, 25)) for w in ("a", "b")]
     for p in procs:
         p.start()
+    import time
+
+    time.sleep(3)  # both imported and waiting
+    (tmp_path / "go").touch()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]

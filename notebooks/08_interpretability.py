@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,6 +59,7 @@ from tumorlens.book.lesion import (
     lesion_rates_tables,
     read_lesion,
     recipe_table,
+    statistics_tables,
     study_glue,
     study_tables,
 )
@@ -303,6 +309,20 @@ if study and study.get("rows"):
     )
 else:
     print("The lesion study is not yet collected for these results (rq.json has no lesion block).")
+
+# %% [markdown]
+# ### Over seeds
+#
+# One seed says little about a recipe: a recipe named in `reproduce.counterfactual_seeds` is trained at
+# every seed of the profile, beside today's recipe at the same seeds (retrained where the published copies
+# hold no weights), and compared on the same images: the mean ± sd of each measure over the seeds, and per
+# seed the paired difference with its bootstrap interval. No table here means no recipe is trained at
+# every seed for these results.
+
+# %%
+for tag, stats in ((study or {}).get("statistics") or {}).items():
+    for caption, frame in statistics_tables(stats):
+        display(tables.show(frame, caption=caption))
 if lesion_record:
     display(
         tables.provenance(

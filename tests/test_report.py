@@ -798,6 +798,43 @@ def test_the_lesion_study_in_words_and_tables():
     assert L.study_glue({**study, "choice": None, "qualified": []})["les_study_choice"].endswith("(none qualified)")
 
 
+def test_the_lesion_recipe_over_seeds_as_tables():
+    from tumorlens.book import lesion as L
+
+    assert L.statistics_tables({"seeds": []}) == []
+    summ = {"mean": 0.5, "sd": 0.05, "n": 2, "values": [0.45, 0.55]}
+    one = {"mean": 0.9, "sd": float("nan"), "n": 1, "values": [0.9]}
+    cmp_rows = [
+        {"test_set": t, "metric": m, "diff": -0.02, "ci_lo": -0.04, "ci_hi": 0.0}
+        for t in ("official", "dedup")
+        for m in ("accuracy", "macro_f1")
+    ]
+    diff = {"diff": 0.4, "lo": 0.35, "hi": 0.45, "n": 430}
+    stats = {
+        "recipe": "cf-gin",
+        "today": "efficientnet_lite1",
+        "seeds": [42, 43],
+        "per_seed": [
+            {"seed": s, "rows": cmp_rows, "external": {"all": diff}, "lesion": {"removed:telea->notumor": diff}}
+            for s in (42, 43)
+        ],
+        "over_seeds": {
+            "recipe": {"official_accuracy": one, "lesion removed:telea->notumor": summ},
+            "today": {"official_accuracy": one},
+        },
+    }
+    (cap1, means), (cap2, per_seed) = L.statistics_tables(stats)
+    assert "seeds 42, 43" in cap1 and means["measure"].tolist() == [
+        "official accuracy",
+        "lesion test: removed (Telea) → no tumour",
+    ]
+    assert means.iloc[1, 1] == "50.0 ± 5.0 (n = 2)" and means.iloc[0, 1] == "90.0 (n = 1)"  # no sd for one seed
+    assert means.isna().iloc[1, 2] and "—" in tables.show(means).to_html()  # today's has no such measure
+    assert per_seed["seed"].tolist() == [42, 43] and per_seed["official accuracy"][0] == "-2.0 [-4.0, +0.0]"
+    assert per_seed["lesion test: removed (Telea) → no tumour"][1] == "+40.0 [+35.0, +45.0]"
+    assert "NaN" not in tables.show(per_seed).to_html() and "NaN" not in tables.show(means).to_html()
+
+
 def test_the_input_guard_in_words_and_as_a_table():
     from tumorlens.book import pages
 

@@ -35,6 +35,7 @@ __all__ = [
     "study_glue",
     "study_tables",
     "recipe_table",
+    "statistics_tables",
 ]
 
 #: The fills of `tumorlens.data.lesion.METHODS`, in words.
@@ -375,3 +376,87 @@ def recipe_table(tags, study: Mapping[str, Mapping] | None = None) -> pd.DataFra
             if t in study
         ]
     )
+
+
+# ------------------------------------------------------------------------------- the study's recipe over seeds
+LABEL = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+#: Measures of `tumorlens.experiments.rq.lesion_recipe_statistics`'s ``over_seeds``, as the table says them.
+_SEED_MEASURES = {
+    "official_accuracy": "official accuracy",
+    "official_macro_f1": "official macro-F1",
+    "dedup_accuracy": "de-duplicated accuracy",
+    "dedup_macro_f1": "de-duplicated macro-F1",
+    "external_accuracy": "BRISC accuracy",
+    "external_no_copy_accuracy": "BRISC accuracy, no near-copy in Training",
+    "external_notumor_recall": "BRISC no tumour recall",
+}
+
+
+def _measure_name(key: str) -> str:
+    """``lesion removed:telea->notumor`` -> ``lesion test: removed (Telea) → no tumour``."""
+    if key.startswith("lesion "):
+        version = key[len("lesion ") :].removesuffix("->notumor")
+        kind, _, fill = version.partition(":")
+        return f"lesion test: {kind}" + (f" ({FILL_SHORT.get(fill, fill)})" if fill else "") + " → no tumour"
+    return _SEED_MEASURES.get(key, key)
+
+
+def _mean_sd(s: Mapping | None) -> str | None:
+    if not s or not s.get("n"):
+        return None
+    sd = s.get("sd")
+    spread = "" if sd is None or sd != sd else f" ± {100 * sd:.1f}"  # NaN for one seed
+    return f"{100 * s['mean']:.1f}{spread} (n = {s['n']})"
+
+
+def _diff_text(d: Mapping | None, key: str = "diff", lo: str = "lo", hi: str = "hi") -> str | None:
+    if not d or d.get(key) is None or d[key] != d[key]:
+        return None
+    return f"{100 * d[key]:+.1f} [{100 * d[lo]:+.1f}, {100 * d[hi]:+.1f}]"
+
+
+def statistics_tables(stats: Mapping) -> list[tuple[str, pd.DataFrame]]:
+    """A study recipe against today's over the seeds (``rq.json["lesion"]["statistics"][tag]``,
+    `tumorlens.experiments.rq.lesion_recipe_statistics`) as ``(caption, frame)`` tables: each measure's mean
+    ± sd over the seeds (percent) for both recipes, and per seed the paired differences (recipe − today's,
+    percentage points, 95% bootstrap interval) on the official and de-duplicated test sets, on BRISC
+    (all, no near-copy, no tumour recall) and on the lesion-removal test. Empty without seeds."""
+    if not stats.get("seeds"):
+        return []
+    over = stats["over_seeds"]
+    keys = list(dict.fromkeys([*over.get("recipe", {}), *over.get("today", {})]))
+    means = pd.DataFrame(
+        [
+            {
+                "measure": _measure_name(k),
+                f"{stats['recipe']} (mean ± sd, %)": _mean_sd(over.get("recipe", {}).get(k)),
+                "today's recipe (mean ± sd, %)": _mean_sd(over.get("today", {}).get(k)),
+            }
+            for k in keys
+        ]
+    )
+    rows = []
+    for r in stats["per_seed"]:
+        cells = {"seed": r["seed"]}
+        for c in r.get("rows", []):
+            if c["metric"] in ("accuracy", "macro_f1"):
+                name = f"{'official' if c['test_set'] == 'official' else 'de-duplicated'} {LABEL[c['metric']]}"
+                cells[name] = _diff_text(c, "diff", "ci_lo", "ci_hi")
+        ext = r.get("external") or {}
+        cells["BRISC accuracy"] = _diff_text(ext.get("all"))
+        cells["BRISC, no near-copy"] = _diff_text(ext.get("no_copy"))
+        cells["BRISC no tumour recall"] = _diff_text(ext.get("notumor_recall"))
+        for version, d in (r.get("lesion") or {}).items():
+            if version.startswith("removed:"):
+                cells[_measure_name("lesion " + version)] = _diff_text(d)
+        rows.append(cells)
+    seeds = ", ".join(str(s) for s in stats["seeds"])
+    return [
+        (f"{stats['recipe']} and today's recipe over seeds {seeds}: mean ± sd (%)", means),
+        (
+            f"{stats['recipe']} − today's recipe, per seed: paired difference in points [95% bootstrap CI] "
+            "on the same images",
+            pd.DataFrame(rows),
+        ),
+    ]
+

@@ -221,3 +221,23 @@ def test_the_benchmark_is_of_the_published_models_at_a_clean_commit():
     assert bench["systems"]["tumorlens (single model)"]["model"] == f"published:{mf['single']}"
     assert bench["systems"]["tumorlens (soft-voting ensemble)"]["members"] == [f"published:{n}" for n in mf["ensemble"]]
     assert bench["environment"]["git"]["dirty"] is False
+
+
+@needs_published
+@pytest.mark.full
+def test_external_scores_the_published_models_as_runs_too(tmp_path):
+    """`tumorlens external` records the published single model and members under their run names as well
+    (the same weights), so the RQ tables and the lesion study read the same external scores as the
+    external chapter. About 2 minutes (500 BRISC images, three models)."""
+    from tumorlens.config import load_config
+    from tumorlens.experiments.external import external_folders, run_external
+
+    if not external_folders(load_config("cpu")):
+        pytest.skip("no external set (brisc2025-cls-dev) beside this checkout")
+    mf = published.read_manifest()
+    rec = run_external("cpu", out=tmp_path / "external.json", runs=False, show_progress=False)
+    s = rec["sets"][0]
+    assert set(mf["ensemble"]) | {mf["single"]} <= set(rec["runs"])
+    single = rec["runs"][mf["single"]][s["name"]]
+    assert single["accuracy"] == s["systems"][f"single: {mf['single']}"]["accuracy"]
+    assert single["pred"] == s["systems"][f"single: {mf['single']}"]["pred"]

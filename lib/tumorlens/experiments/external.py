@@ -274,15 +274,20 @@ def run_external(
         return by_size[side]
 
     sets = []
+    others = [n for n in mf["ensemble"] if n != mf["single"]]
+    published_runs: dict[str, dict] = {}  # the published models are runs of the profile: their per-run scores
     for i, root in enumerate(roots):
         ext = sets_at(size)[i]
         _report_unscored(ext)
         p_single = predict_images(single, ext.images)
         systems = {f"single: {mf['single']}": score_external(p_single, ext, n_boot=cfg.external.n_boot)}
+        published_runs.setdefault(mf["single"], {})[root.name] = compact(systems[f"single: {mf['single']}"])
         if members and mf["single"] in mf["ensemble"]:
-            p_ens = soft_vote(
-                [p_single, *[predict_images(m, sets_at(int(m.inputs[0].shape[1]))[i].images) for m in members]]
-            )
+            at_side = [sets_at(int(m.inputs[0].shape[1]))[i] for m in members]  # each member at its own side
+            p_members = [predict_images(m, e.images) for m, e in zip(members, at_side)]
+            for n, p, e in zip(others, p_members, at_side):
+                published_runs.setdefault(n, {})[root.name] = compact(score_external(p, e, n_boot=cfg.external.n_boot))
+            p_ens = soft_vote([p_single, *p_members])
             systems[f"soft voting: {' + '.join(mf['ensemble'])}"] = score_external(
                 p_ens, ext, n_boot=cfg.external.n_boot
             )
@@ -324,6 +329,8 @@ def run_external(
             f"{paths.relative(target)} are kept",
             file=sys.stderr,
         )
+    # the published models' own per-run scores replace what was recorded for those runs (the same weights)
+    record["runs"] = {**record.get("runs", {}), **published_runs}
     if out != "":
         write_json(target, record, schema="external")
         if target.parent == res and (res / MANIFEST).is_file():

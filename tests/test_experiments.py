@@ -651,3 +651,58 @@ def test_best_by_validation_reads_only_validation_and_names_missing_runs(tmp_pat
     )
     with pytest.raises(FileNotFoundError, match="none of the 1"):
         best_by_validation([tmp_path / "missing" / "seed-1"])
+
+
+def test_the_lesion_study_rule_chooses_on_validation_at_the_baselines_seed(tmp_path):
+    """`rq.lesion_study`: a recipe qualifies on validation accuracy (at most 1 point below the baseline) and
+    the validation control rate (at most 5%); the best validation removal among those is chosen if it
+    beats the baseline; a recipe's run at another seed is listed, never chosen; BRISC never enters."""
+    from tumorlens.experiments.rq import lesion_study
+
+    base, good, noisy, other = (
+        f"{STD}/seed-{S0}",
+        f"{STD}@cf-gin/seed-{S0}",
+        f"{STD}@cf/seed-{S0}",
+        f"{STD}@cf-half/seed-{S1}",
+    )
+    runs = {}
+    for name in (base, good, noisy, other):  # all as accurate on validation as the baseline
+        variant, seed = name.split("/")
+        write_run(published_run(tmp_path, variant, int(seed.split("-")[1])), IDX < 8)
+        runs[name] = {"metrics": {t: {"accuracy": 0.9, "macro_f1": 0.9} for t in ("official", "dedup")}}
+
+    def rates(removed, control):
+        one = lambda v: {"value": v}  # noqa: E731
+        return {
+            "overall": {
+                m: {"removed_notumor": one(removed), "control_notumor": one(control), "control_kept": one(0.9)}
+                for m in ("telea", "ring")
+            }
+            | {"original": {"notumor": one(0.0)}},
+        }
+
+    val = {
+        f"published: {base}": rates(0.01, 0.0),
+        good: rates(0.8, 0.02),
+        noisy: rates(0.95, 0.2),
+        other: rates(0.99, 0.0),
+    }
+    brisc = {
+        f"published: {base}": rates(0.0, 0.0),
+        good: rates(0.1, 0.0),
+        noisy: rates(0.9, 0.0),
+        other: rates(1.0, 0.0),
+    }
+    record = {"profile": "smoke", "set": {"ids": []}, "dilation": 0.03, "methods": ["telea"], "models": brisc}
+    write_json(tmp_path / "lesion.json", record | {"validation": {"models": val}}, schema="lesion")
+    study = lesion_study(tmp_path, runs, {}, base, ["cf-gin", "cf", "cf-half"])
+    assert [r["model"] for r in study["rows"]][0] == base and len(study["rows"]) == 4
+    assert study["qualified"] == [good] and study["choice"] == "cf-gin"  # cf: control too high; cf-half: seed S1
+    # the expert-mask (BRISC) rates do not move the choice
+    brisc[good] = rates(0.0, 0.9)
+    write_json(tmp_path / "lesion.json", record | {"validation": {"models": val}}, schema="lesion")
+    assert lesion_study(tmp_path, runs, {}, base, ["cf-gin", "cf", "cf-half"])["choice"] == "cf-gin"
+    # a recipe no better than the baseline on validation is not chosen
+    val[good] = rates(0.005, 0.0)
+    write_json(tmp_path / "lesion.json", record | {"validation": {"models": val}}, schema="lesion")
+    assert lesion_study(tmp_path, runs, {}, base, ["cf-gin", "cf", "cf-half"])["choice"] is None

@@ -774,16 +774,17 @@ def test_the_lesion_study_in_words_and_tables():
 
     missing = L.study_glue(None)
     assert set(missing) == set(L.STUDY_KEYS) and all(v.startswith("not yet collected") for v in missing.values())
-    base = {"model": "efficientnet_lite1/seed-43", "tag": "published recipe", "val_accuracy": 0.97}
-    row = {"model": "efficientnet_lite1@cf-gin/seed-43", "tag": "cf-gin", "val_accuracy": 0.965}
-    for r, removed in ((base, 0.02), (row, 0.43)):
+    base = {"model": "efficientnet_lite1/seed-43", "tag": "published recipe", "val_accuracy": 0.97, "seed": 43}
+    row = {"model": "efficientnet_lite1@cf-gin/seed-43", "tag": "cf-gin", "val_accuracy": 0.965, "seed": 43}
+    other = {**row, "model": "efficientnet_lite1@cf-gin/seed-42", "seed": 42}
+    for r, removed in ((base, 0.02), (row, 0.43), (other, 0.49)):
         r |= {"official_accuracy": 0.97, "removed_notumor_telea": removed, "control_notumor_telea": 0.01}
         r |= {"val_removed_notumor_telea": removed, "val_control_notumor_telea": 0.0}
     study = {
         "baseline": base["model"],
         "methods": ["telea"],
         "rule": {"max_val_accuracy_drop": 0.01, "max_val_control_notumor": 0.05},
-        "rows": [base, row],
+        "rows": [base, row, other],
         "qualified": ["efficientnet_lite1@cf-gin/seed-43"],
         "choice": "cf-gin",
     }
@@ -791,8 +792,9 @@ def test_the_lesion_study_in_words_and_tables():
     assert "at most 1.0 points below" in w["les_study_rule"] and "at most 5%" in w["les_study_rule"]
     assert w["les_study_choice"].startswith("the rule chooses cf-gin")
     assert "cf-gin: lesion removed → no tumour 43.0% (baseline 2.0%)" in w["les_study_summary"]
+    assert "49.0%" not in w["les_study_summary"] and w["les_study_status"].startswith("1 recipes")  # seed 42: a spread
     tabs = L.study_tables(study)
-    assert len(tabs) == 3 and all(f["recipe"].tolist() == ["published recipe", "cf-gin"] for _, f in tabs)
+    assert len(tabs) == 3 and all(f["recipe"].tolist() == ["published recipe", "cf-gin", "cf-gin"] for _, f in tabs)
     assert "validation accuracy" in tabs[0][1].columns and "de-duplicated accuracy" not in tabs[1][1].columns
     assert L.recipe_table(["cf-gin", "unknown"])["recipe"].tolist() == ["cf-gin"]
     assert L.study_glue({**study, "choice": None, "qualified": []})["les_study_choice"].endswith("(none qualified)")

@@ -292,8 +292,9 @@ def study_glue(study: Mapping | None) -> dict[str, str]:
         return dict.fromkeys(STUDY_KEYS, line)
     rule, rows = study["rule"], study["rows"]
     base = rows[0]
+    n_tags = len({r["tag"] for r in rows[1:]})
     out = {
-        "les_study_status": f"{len(rows) - 1} recipes beside the published baseline ({base['model']})",
+        "les_study_status": f"{n_tags} recipes beside the published baseline ({base['model']})",
         "les_study_rule": (
             f"a recipe qualifies when its validation accuracy is at most {100 * rule['max_val_accuracy_drop']:.1f} "
             f"points below the baseline's and its validation control → no tumour rate (Telea) is at most "
@@ -313,13 +314,16 @@ def study_glue(study: Mapping | None) -> dict[str, str]:
     first = (study.get("methods") or ["telea"])[0]
     parts = []
     for r in rows[1:]:
+        if r.get("seed") not in (None, base.get("seed")):  # the other seeds: the over-seeds tables
+            continue
         parts.append(
             f"{r['tag']}: lesion removed → no tumour {_pct(r.get(f'removed_notumor_{first}'))} (baseline "
             f"{_pct(base.get(f'removed_notumor_{first}'))}), control → no tumour "
             f"{_pct(r.get(f'control_notumor_{first}'))}, official accuracy {_pct(r.get('official_accuracy'))} "
             f"(baseline {_pct(base.get('official_accuracy'))})"
         )
-    out["les_study_summary"] = f"on the expert masks ({FILL_SHORT.get(first, first)}): " + "; ".join(parts)
+    seed = f" at the baseline's seed ({base['seed']})" if base.get("seed") is not None else ""
+    out["les_study_summary"] = f"On the expert masks ({FILL_SHORT.get(first, first)}){seed}: " + "; ".join(parts)
     return out
 
 
@@ -459,4 +463,3 @@ def statistics_tables(stats: Mapping) -> list[tuple[str, pd.DataFrame]]:
             pd.DataFrame(rows),
         ),
     ]
-

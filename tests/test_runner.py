@@ -118,8 +118,14 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
     assert not load_config("smoke").reproduce.inversion
     # the lesion study: the published single model's recipe (Lite1, 240 px, seed 43) with each study recipe
     study = [j for j in plan("cpu") if "@cf" in str(j.run_dir) or "@gin" in str(j.run_dir)]
-    assert len(study) == len(load_config("cpu").reproduce.counterfactual) and not plan_has_study("smoke")
-    assert all(j.params["backbone"] == "efficientnet_lite1" and j.params["seed"] == 43 for j in study)
+    rep = load_config("cpu").reproduce
+    at_every_seed = set(rep.counterfactual_seeds)  # the recipes trained at every seed, the others at seed 43
+    assert len(study) == len(rep.counterfactual) + (len(rep.seeds) - 1) * len(at_every_seed)
+    assert not plan_has_study("smoke")
+    tag = lambda j: j.run_dir.parent.name.split("@")[1]  # noqa: E731
+    assert all(j.params["backbone"] == "efficientnet_lite1" for j in study)
+    assert all(j.params["seed"] == 43 for j in study if tag(j) not in at_every_seed)
+    assert {j.params["seed"] for j in study if tag(j) in at_every_seed} == set(rep.seeds)
     assert all(j.params["overrides"]["data.image_size"] == 240 and j.part == "supplementary" for j in study)
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}

@@ -687,7 +687,7 @@ def test_the_cpu_book_builds_from_a_clone_without_the_data_and_reads_as_a_paper(
     if (repo / "results" / "cpu" / "lesion.json").is_file():  # the lesion-removal test, its tables and figure
         assert "lesion-removal test" in interp and "Lesion removed → called no tumour" in interp
         assert "Not yet measured" not in shown  # what the pages print (the code cells hold the fallback text)
-    assert "input guard" in ext and "not been measured" not in ext
+    assert "input guard" in ext and "not been measured" not in shown  # printed, not the hidden fallback code
     single = json.loads((repo / "models" / "cpu" / "models.json").read_text())["single"]
     from tumorlens.book.pages import run_words
 

@@ -137,6 +137,30 @@ def test_shapes_range_and_none_means_argmax_on_a_classifier():
         grad_cam(model, x, "nope")
 
 
+def test_shared_passes_give_every_setting_the_maps_of_its_own_pass():
+    """`cam_maps_many` (one backward pass for every layer, one mirrored pass for the flipped settings) must
+    give each setting exactly what `cam_maps` gives it alone, for the predicted and for a given class."""
+    from tumorlens.explain.cam import CamSetting, cam_maps_many
+    from tumorlens.models.classifier import build_classifier
+
+    model = build_classifier("efficientnet_lite0", (), image_size=64, weights="none")
+    x = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3)).astype("uint8")
+    names = ["gradcam@top", "gradcam++@top", "layercam@stride16", "layercam@fusion", "layercam@fusion+flip"]
+    settings = [CamSetting.parse(n) for n in names]
+    for cls in (None, [0, 1, 2, 3, 1]):
+        many, probs = cam_maps_many(model, x, settings, "efficientnet_lite0", cls, batch_size=2)
+        assert list(many) == names
+        for cs in settings:
+            alone, p1 = cam_maps(
+                model, x, cs.layer_names("efficientnet_lite0"), cls, method=cs.method, flip=cs.flip, batch_size=3
+            )
+            assert many[cs.name].shape == alone.shape and many[cs.name].dtype == np.float32
+            np.testing.assert_allclose(many[cs.name], alone, rtol=1e-4, atol=1e-6 * max(1.0, alone.max()))
+            np.testing.assert_allclose(probs, p1, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        cam_maps_many(model, x, [], "efficientnet_lite0")
+
+
 def test_upsample_normalise_scales_each_map_and_zeroes_flat_ones():
     maps = np.stack([np.arange(4, dtype="float32").reshape(2, 2), np.full((2, 2), 3.0, "float32")])
     out = upsample_normalise(maps, (8, 8))

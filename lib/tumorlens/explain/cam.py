@@ -47,6 +47,7 @@ __all__ = [
     "CamSetting",
     "resolve_layers",
     "cam_maps",
+    "cam_maps_many",
     "upsample_normalise",
     "class_activation_maps",
     "grad_cam",
@@ -247,6 +248,75 @@ def cam_maps(
         maps.append(m.astype(np.float32))
         probs_all.append(probs)
     return np.concatenate(maps), np.concatenate(probs_all)
+
+
+def cam_maps_many(
+    model,
+    images: np.ndarray,
+    settings: Sequence[CamSetting],
+    backbone: str,
+    class_index: int | Sequence[int] | None = None,
+    *,
+    batch_size: int = 16,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`cam_maps` for several settings at once, from shared passes: one forward/backward pass per batch
+    through every layer the settings name (and one of the mirrored images if any setting flips), each
+    setting's maps then combined from those activations and gradients. The maps equal `cam_maps`' for
+    each setting (the gradient of the class score at a layer does not depend on which other layers are
+    watched); a comparison of ``k`` settings costs ~1 pass instead of ``k``.
+
+    Args:
+        settings: the map settings (`CamSetting`), e.g. every row of the explain chapter's comparison.
+        backbone: the backbone whose layers the settings name (`CamSetting.layer_names`).
+        class_index: as in `cam_maps` (None: each image's predicted class).
+
+    Returns:
+        ``({setting name: maps (N, h, w) float32 >= 0}, probs (N, K))``.
+    """
+    import tensorflow as tf
+
+    settings = list(settings)
+    if not settings:
+        raise ValueError("settings must name at least one CamSetting; received none")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
+    n = len(images)
+    if class_index is None or np.isscalar(class_index):
+        idx = None if class_index is None else np.full(n, int(class_index))
+    else:
+        idx = np.asarray(class_index, dtype=int)
+        if idx.shape != (n,):
+            raise ValueError(f"class_index must be None, an int or one per image ({n}); received {len(idx)}")
+    names = {cs.name: cs.layer_names(backbone) for cs in settings}
+    layers = tuple(dict.fromkeys(name for ls in names.values() for name in ls))
+    fn = _grad_fn(model, layers)
+
+    def run(x: np.ndarray, cls: np.ndarray):
+        fmaps, grads, probs = fn(tf.convert_to_tensor(x, dtype=tf.float32), tf.constant(cls.astype(np.int32)))
+        ag = {k: (a.numpy().astype(np.float64), g.numpy().astype(np.float64)) for k, a, g in zip(layers, fmaps, grads)}
+        return ag, probs.numpy()
+
+    def combine(ag, cs: CamSetting) -> np.ndarray:
+        return _fuse([_combine(*ag[name], cs.method) for name in names[cs.name]])
+
+    out = {cs.name: [] for cs in settings}
+    probs_all = []
+    for s in range(0, n, batch_size):
+        x = images[s : s + batch_size]
+        cls = np.full(len(x), -1, np.int32) if idx is None else idx[s : s + batch_size]
+        ag, probs = run(x, cls)
+        ag_flip = None
+        for cs in settings:
+            m = combine(ag, cs)
+            if cs.flip:
+                if ag_flip is None:
+                    chosen = probs.argmax(-1) if idx is None else cls
+                    ag_flip, _ = run(x[:, :, ::-1], np.asarray(chosen))
+                m = (_scale01(m) + _scale01(combine(ag_flip, cs)[:, :, ::-1])) / 2
+            out[cs.name].append(m.astype(np.float32))
+        probs_all.append(probs)
+    return {k: np.concatenate(v) for k, v in out.items()}, np.concatenate(probs_all)
 
 
 def upsample_normalise(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

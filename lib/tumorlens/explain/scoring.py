@@ -36,7 +36,7 @@ from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image, unletterbox_cam, unletterbox_mask
 from tumorlens.data.pipeline import load_images
 from tumorlens.data.prepared import prepare
-from tumorlens.explain.cam import CamSetting, cam_maps, class_activation_maps, predict_and_explain, upsample_normalise
+from tumorlens.explain.cam import CamSetting, cam_maps_many, predict_and_explain, upsample_normalise
 from tumorlens.explain.gallery import draw_galleries, gallery_picks, jpeg_bytes, segmentation_gallery
 from tumorlens.explain.ground_truth import MaskItem, mask_items_for, split_items
 from tumorlens.explain.refine import (
@@ -66,6 +66,7 @@ __all__ = [
     "load_mask_set",
     "ItemCams",
     "explain_items",
+    "explain_items_many",
     "network_items",
     "method_table",
     "best_row",
@@ -138,38 +139,69 @@ def explain_items(
     show_progress: bool = True,
 ) -> ItemCams:
     """Letterbox, predict and compute maps (predicted and true class) for every item."""
+    many = explain_items_many(
+        model, backbone, items, image_size, [cam], data=data, batch_size=batch_size, show_progress=show_progress
+    )
+    return many[cam.name]
 
+
+def explain_items_many(
+    model,
+    backbone: str,
+    items: Sequence[MaskItem],
+    image_size: int,
+    settings: Sequence[CamSetting],
+    *,
+    data: MaskSet | None = None,
+    batch_size: int = 16,
+    show_progress: bool = True,
+) -> dict[str, ItemCams]:
+    """`explain_items` for several map settings from shared passes (`cam_maps_many`: one forward/backward
+    pass per batch for all of them). The true class's map is computed again only where the prediction
+    is wrong: elsewhere it is the predicted class's map. Returns ``{setting name: ItemCams}``; each
+    one's ``seconds`` is its share of the shared passes."""
+    settings = list({cs.name: cs for cs in settings}.values())
     data = data or load_mask_set(items, image_size)
-    layers = cam.layer_names(backbone)
     x = data.images
-    probs, raws = [], []
+    raws, probs = {cs.name: [] for cs in settings}, []
     t0 = time.perf_counter()
     for s in progress(
         range(0, len(x), batch_size),
         total=-(-len(x) // batch_size),
-        desc=cam.name,
+        desc=" + ".join(raws) if len(raws) <= 2 else f"{len(raws)} maps",
         unit="batch",
         disable=not show_progress,
     ):
-        r, p = cam_maps(model, x[s : s + batch_size], layers, None, method=cam.method, flip=cam.flip)
+        maps, p = cam_maps_many(model, x[s : s + batch_size], settings, backbone, None, batch_size=batch_size)
         probs.append(p)
-        raws.append(r)
+        for name, m in maps.items():
+            raws[name].append(m)
     seconds = time.perf_counter() - t0
-    raw = np.concatenate(raws)
-    true_idx = [CLASSES.index(it.cls) for it in data.items]
-    cams_true = class_activation_maps(model, x, layers, true_idx, method=cam.method, flip=cam.flip)
-    return ItemCams(
-        items=data.items,
-        images=x,
-        cams=upsample_normalise(raw, (image_size, image_size)),
-        cams_true=cams_true,
-        cams_raw=raw,
-        probs=np.concatenate(probs),
-        truths=data.truths,
-        shapes=data.shapes,
-        name=cam.name,
-        seconds=seconds,
-    )
+    probs = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)), np.float32)
+    raw = {name: np.concatenate(r) if r else np.zeros((0, 1, 1), np.float32) for name, r in raws.items()}
+    true_idx = np.array([CLASSES.index(it.cls) for it in data.items], int)
+    wrong = np.flatnonzero(probs.argmax(1) != true_idx) if len(probs) else np.zeros(0, int)
+    raw_true = {name: r.copy() for name, r in raw.items()}
+    if len(wrong):
+        maps, _ = cam_maps_many(model, x[wrong], settings, backbone, true_idx[wrong], batch_size=batch_size)
+        for name, m in maps.items():
+            raw_true[name][wrong] = m
+    side = (image_size, image_size)
+    return {
+        cs.name: ItemCams(
+            items=data.items,
+            images=x,
+            cams=upsample_normalise(raw[cs.name], side),
+            cams_true=upsample_normalise(raw_true[cs.name], side),
+            cams_raw=raw[cs.name],
+            probs=probs,
+            truths=data.truths,
+            shapes=data.shapes,
+            name=cs.name,
+            seconds=seconds / len(settings),
+        )
+        for cs in settings
+    }
 
 
 def network_items(segmenter, data: MaskSet, batch_size: int = 16, *, flip: bool = False) -> ItemCams:
@@ -574,10 +606,13 @@ def evaluate_segmentation(
         }
         lat[ic.name] = latency(predict_map, rep_images, params)
 
+    explained = explain_items_many(model, backbone, items, size, settings, data=data, show_progress=show_progress)
     for cs in settings:
-        ic = explain_items(model, backbone, items, size, cam=cs, data=data, show_progress=show_progress)
         layers = cs.layer_names(backbone)
-        score(ic, lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip))
+        score(
+            explained.pop(cs.name),
+            lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip),
+        )
     network_info = None
     prep = prepare(cfg, show_progress=False)  # the training split (network) and the test split (galleries)
     if s.network:
@@ -709,8 +744,9 @@ def localisation_ablation(
             sets[size] = load_mask_set(items, size)
         data = sets[size]
         model = load_model(run)
+        explained = explain_items_many(model, backbone, items, size, maps, data=data, show_progress=show_progress)
         for cs in maps:
-            ic = explain_items(model, backbone, items, size, cam=cs, data=data, show_progress=show_progress)
+            ic = explained.pop(cs.name)
             params, _ = tune_params(ic, tune_part, base) if s.tune else (base, [])
             per = score_items(ic, report_part, params, tolerance=s.pointing_tolerance, oracle=False)
             values = {

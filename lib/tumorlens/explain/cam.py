@@ -184,6 +184,20 @@ def _fuse(per_layer: list[np.ndarray]) -> np.ndarray:
     return out / len(per_layer)
 
 
+def _checked(images, class_index) -> tuple[np.ndarray, np.ndarray | None]:
+    """``images`` as an ``(N, H, W, 3)`` array and ``class_index`` as None or one class per image."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
+    n = len(images)
+    if class_index is None or np.isscalar(class_index):
+        return images, None if class_index is None else np.full(n, int(class_index))
+    idx = np.asarray(class_index, dtype=int)
+    if idx.shape != (n,):
+        raise ValueError(f"class_index must be None, an int or one per image ({n}); received {len(idx)}")
+    return images, idx
+
+
 def cam_maps(
     model,
     images: np.ndarray,
@@ -217,16 +231,7 @@ def cam_maps(
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:
         raise ValueError("layers must name at least one layer; received none")
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
-    n = len(images)
-    if class_index is None or np.isscalar(class_index):
-        idx = None if class_index is None else np.full(n, int(class_index))
-    else:
-        idx = np.asarray(class_index, dtype=int)
-        if idx.shape != (n,):
-            raise ValueError(f"class_index must be None, an int or one per image ({n}); received {len(idx)}")
+    images, idx = _checked(images, class_index)
     fn = _grad_fn(model, layers)
 
     def run(x: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +242,7 @@ def cam_maps(
         return _fuse(per_layer), probs.numpy()
 
     maps, probs_all = [], []
-    for s in range(0, n, batch_size):
+    for s in range(0, len(images), batch_size):
         x = images[s : s + batch_size]
         cls = np.full(len(x), -1, np.int32) if idx is None else idx[s : s + batch_size]
         m, probs = run(x, cls)
@@ -278,16 +283,7 @@ def cam_maps_many(
     settings = list(settings)
     if not settings:
         raise ValueError("settings must name at least one CamSetting; received none")
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3); received shape {images.shape}")
-    n = len(images)
-    if class_index is None or np.isscalar(class_index):
-        idx = None if class_index is None else np.full(n, int(class_index))
-    else:
-        idx = np.asarray(class_index, dtype=int)
-        if idx.shape != (n,):
-            raise ValueError(f"class_index must be None, an int or one per image ({n}); received {len(idx)}")
+    images, idx = _checked(images, class_index)
     names = {cs.name: cs.layer_names(backbone) for cs in settings}
     layers = tuple(dict.fromkeys(name for ls in names.values() for name in ls))
     fn = _grad_fn(model, layers)
@@ -302,7 +298,7 @@ def cam_maps_many(
 
     out = {cs.name: [] for cs in settings}
     probs_all = []
-    for s in range(0, n, batch_size):
+    for s in range(0, len(images), batch_size):
         x = images[s : s + batch_size]
         cls = np.full(len(x), -1, np.int32) if idx is None else idx[s : s + batch_size]
         ag, probs = run(x, cls)

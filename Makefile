@@ -6,7 +6,7 @@ EXTRAS  ?= dev,kaggle
 # The book shows the published cpu results when they are in the repository, else the smoke profile.
 PROFILE ?= $(if $(wildcard results/cpu/summary.json),cpu,smoke)
 
-.PHONY: install book test test-full data reproduce clean-runs
+.PHONY: install book test test-full data reproduce reproduce-study clean-runs
 
 install: $(VENV)/.installed
 
@@ -42,17 +42,22 @@ test-full: test
 data: install
 	$(BIN)/tumorlens data fetch
 
-## make reproduce PROFILE=cpu: rerun every experiment of a profile in its two
-## parts, each timed on its own (headline: data, RQ1 over every seed and each module alone, ensembles;
-## supplementary: the rest, explanations included), collect results/<profile>/ (each uninterrupted part records its wall time there), build its book
+## make reproduce PROFILE=cpu: rerun the paper's experiments of a profile, its two parts in one
+## invocation, each timed on its own and the two together (full_run) (headline: data, RQ1 over every seed and
+## each module alone, ensembles; supplementary: the rest, explanations included), collect results/<profile>/
+## (the times go to reproduction.json), build its book. make reproduce-study: the lesion study's grid (the
+## study part: retrained candidates the lesion chapter compares; published, so the book needs no rerun).
 ## One job at a time by default: two cpu-profile trainings side by side need ~12 GB each and were killed for
 ## memory on a 24 GB machine; set REPRO_WORKERS=N (Dask) where memory allows.
 REPRO_WORKERS ?= 1
 REPRO_FLAGS = $(if $(filter 1,$(REPRO_WORKERS)),,--workers $(REPRO_WORKERS))
 reproduce: install
 	$(MAKE) test-full
-	$(BIN)/tumorlens run --profile $(PROFILE) --part headline $(REPRO_FLAGS)
-	$(BIN)/tumorlens run --profile $(PROFILE) --part supplementary $(REPRO_FLAGS)
+	$(BIN)/tumorlens run --profile $(PROFILE) --part headline supplementary $(REPRO_FLAGS)
+	$(BIN)/tumorlens book --profile $(PROFILE) --no-run
+
+reproduce-study: install
+	$(BIN)/tumorlens run --profile $(PROFILE) --part study $(REPRO_FLAGS)
 	$(BIN)/tumorlens book --profile $(PROFILE) --no-run
 
 clean-runs:

@@ -214,6 +214,11 @@ tables.show(
 #   {glue:text}`res_jobs` notebooks' own wall times add up to {glue:text}`res_minutes` minutes (one after
 #   another; collecting and the side benchmark excluded); the runs and their parts are listed below.
 #
+# **What a reader's full rerun costs.** `make reproduce` reruns both parts of the paper (headline and
+# supplementary) from an empty `runs/` on this profile's machine: {glue:text}`repro_full`. The lesion study
+# (the study part, `make reproduce-study`) is a grid of retrained candidates on top of that, published so
+# the book never needs it rerun.
+#
 # **Does a rerun reproduce these numbers?** `tumorlens verify` retrains the published single model's
 # recipe with today's code and compares it with the published record: {glue:text}`ver_summary` —
 # **{glue:text}`ver_verdict`** (every difference inside the seed spread). Training is deterministic on
@@ -229,6 +234,7 @@ tables.provenance(
     {
         "uninterrupted runs": pages.end_to_end_words(timing),
         "the parts of the plan": pages.parts_words(timing),
+        "a full rerun (make reproduce)": pages.full_run_words(timing),
         "jobs (seconds each)": ", ".join(f"{j['job']} {j['seconds'] or 0:.0f}" for j in timing["jobs"]),
         "results": f"{results} (manifest.json lists every file with its sha256)",
     },

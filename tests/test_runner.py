@@ -66,21 +66,26 @@ def plan_has_study(profile: str) -> bool:
     return any("@cf" in str(j.run_dir) for j in plan(profile))
 
 
-def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part():
-    from tumorlens.experiments.jobs import PLAN_PARTS, upstream_runs
+def test_the_plan_splits_into_a_self_contained_headline_a_supplementary_part_and_the_study():
+    from tumorlens.experiments.jobs import PAPER_PARTS, PLAN_PARTS, upstream_runs
 
+    assert PAPER_PARTS == ("headline", "supplementary") and PLAN_PARTS == (*PAPER_PARTS, "study")
     for profile in ("smoke", "cpu"):
         every = plan(profile)
         parts = {p: plan(profile, p) for p in PLAN_PARTS}
-        assert [j.run_dir for j in every] == [
-            j.run_dir for j in every if j in parts["headline"] + parts["supplementary"]
-        ]
+        assert [j.run_dir for j in every] == [j.run_dir for j in every if j in sum(parts.values(), [])]
         assert len(every) == sum(map(len, parts.values())) and all(j.part in PLAN_PARTS for j in every)
         head = {j.run_dir for j in parts["headline"]}
+        paper = head | {j.run_dir for j in parts["supplementary"]}
         for job in parts["headline"]:  # runs on its own: reads headline runs only
             assert {Path(r) for r in upstream_runs(job)} <= head, job.run_dir
         for job in parts["supplementary"]:  # reads its own or headline runs
-            assert {Path(r) for r in upstream_runs(job)} <= head | {j.run_dir for j in parts["supplementary"]}
+            assert {Path(r) for r in upstream_runs(job)} <= paper
+        for job in parts["study"]:  # no paper job reads a study run, and a study run reads no other run
+            assert not upstream_runs(job)
+        assert not {Path(r) for j in every if j.part != "study" for r in upstream_runs(j)} & {
+            j.run_dir for j in parts["study"]
+        }
         headline_nbs = {j.notebook for j in parts["headline"]}
         assert headline_nbs == {"01_data", "02_train", "04_ensembles"}
         # the explain step and the ensembles choose among the headline's CNN runs: standard and all modules
@@ -126,7 +131,8 @@ def test_the_plan_splits_into_a_self_contained_headline_and_a_supplementary_part
     assert all(j.params["backbone"] == "efficientnet_lite1" for j in study)
     assert all(j.params["seed"] == 43 for j in study if tag(j) not in at_every_seed)
     assert {j.params["seed"] for j in study if tag(j) in at_every_seed} == set(rep.seeds)
-    assert all(j.params["overrides"]["data.image_size"] == 240 and j.part == "supplementary" for j in study)
+    assert all(j.params["overrides"]["data.image_size"] == 240 and j.part == "study" for j in study)
+    assert study == plan("cpu", "study")
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
     assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):
@@ -283,6 +289,29 @@ def test_a_run_of_every_job_records_its_wall_time_and_collect_reports_it(tmp_pat
     words = end_to_end_words({"total_minutes": 3.0, **timing})
     assert f"the headline part ran its {head['jobs']} jobs" in words
     assert f"the supplementary part ran its {sup['jobs']} jobs" in words and "1 worker of" in words
+
+    # make reproduce: both paper parts in one invocation -- each part's record, and the whole as full_run
+    from tumorlens.book.pages import full_run_words
+    from tumorlens.records import FULL_RUN
+
+    assert "not yet measured" in full_run_words({"part_minutes": {"headline": 50.0, "supplementary": 40.0}})
+    with pytest.raises(ValueError, match="part="):
+        runner.run_profile("smoke", part=["headline", "rest"], collect_results=False, show_progress=False)
+    vit_done.unlink(), done.unlink()  # (stamped in the future above)
+    runner.run_profile("smoke", part=["headline", "supplementary"], collect_results=False, show_progress=False)
+    full = read_json(root / FULL_RUN, schema="full_run")
+    assert full["parts"] == ["headline", "supplementary"] and full["jobs"] == len(plan("smoke", "headline")) + len(
+        plan("smoke", "supplementary")
+    )
+    assert full["commit"] and full["started"] and 0 < full["seconds"] < 60
+    assert read_json(root / end_to_end_file("headline"), schema="end_to_end")["jobs"] == len(plan("smoke", "headline"))
+    timing = collect_mod._end_to_end(root, None, "smoke")
+    assert timing["full_run"]["minutes"] == full["minutes"] and timing["full_run"]["jobs_rerun_since"] == []
+    assert "one uninterrupted make reproduce ran the headline and supplementary parts" in full_run_words(timing)
+    statuses["value"] = "skipped"  # a job that did not run: no full run is recorded
+    (root / FULL_RUN).unlink()
+    runner.run_profile("smoke", part=["headline", "supplementary"], collect_results=False, show_progress=False)
+    assert not (root / FULL_RUN).exists()
 
 
 def test_the_explain_step_is_replicated_on_its_chosen_recipe_once_it_has_chosen(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ tumorlens data fetch [--dest DIR]          download the Kaggle dataset (kagglehu
 tumorlens data phantoms OUT [--size N]     write the synthetic phantom dataset
 tumorlens models [--json]                  parameters and FLOPs of each module on each backbone
 tumorlens train --profile P [--backbone B] [--modules M ...] [--seed N] [--set KEY=VALUE ...]
-tumorlens run --profile P [--part headline|supplementary] [--only NB ...] [--workers N | --scheduler ADDR]
+tumorlens run --profile P [--part headline|supplementary|study ...] [--only NB ...] [--workers N | --scheduler ADDR]
                                            execute the notebooks of a profile (papermill, resumable; Dask)
 tumorlens predict PATH... [--model RUN] [--ensemble RUN ... | published] [--explain] [--segment] [--out DIR]
                                            without --model: the published model (models/cpu); exit 0 when
@@ -49,7 +49,7 @@ __all__ = ["main", "DEFAULT_PROFILE"]
 DEFAULT_PROFILE = "cpu"
 
 #: The plan's parts (`tumorlens.experiments.jobs.PLAN_PARTS`, which imports the model stages; equal, tested).
-PLAN_PARTS = ("headline", "supplementary")
+PLAN_PARTS = ("headline", "supplementary", "study")
 
 
 def _number(kind: type, test, what: str):
@@ -219,12 +219,16 @@ def _cmd_run(args) -> int:
 
         root = load_config(args.profile).runs_root
         rows = []
-        for job in plan(args.profile, args.part):
+        for job in [j for p in (args.part or [None]) for j in plan(args.profile, p)]:
             if selected(job, args.only, root):
                 state, why = job_state(job, results_profile=args.profile)
                 rows.append({"job": run_name(job.run_dir, args.profile), "state": state, "why": why, "job_": job})
         cfg = load_config(args.profile)
-        later = cfg.reproduce.explain_seeds and args.part != "headline" and explained_run(cfg.runs_root) is None
+        later = (
+            cfg.reproduce.explain_seeds
+            and "supplementary" in (args.part or ["supplementary"])
+            and explained_run(cfg.runs_root) is None
+        )
         if args.json:
             _print_json([{k: r[k] for k in ("job", "state", "why")} for r in rows])
             return 0
@@ -442,9 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--part",
         choices=PLAN_PARTS,
         default=None,
-        help="one part of the plan, timed on its own: headline (self-contained: data, RQ1 over every seed and "
-        "each module alone, ensembles) or supplementary (the rest, explanations included; reads headline runs). "
-        "Default: every job",
+        nargs="+",
+        help="parts of the plan, each timed on its own: headline (self-contained: data, RQ1 over every seed and "
+        "each module alone, ensembles), supplementary (the rest of the paper, explanations included; reads "
+        "headline runs), study (the lesion study's retrained candidates). Several run in turn and are timed "
+        "together too (make reproduce: --part headline supplementary). Default: every job",
     )
     r.add_argument(
         "--only",

@@ -31,6 +31,7 @@ from tumorlens.utils.files import atomic_path, read_json, write_json
 
 __all__ = [
     "END_TO_END",
+    "FULL_RUN",
     "end_to_end_file",
     "CONFIG",
     "RUN_INFO",
@@ -71,6 +72,8 @@ RUN_FILES = (METRICS, PREDICTIONS, VAL_PREDICTIONS, HISTORY)
 PUBLISHED_RUNS = "variants"
 #: In ``runs/<profile>/``: the last invocation that ran every job of the profile at once, and its wall time.
 END_TO_END = "end_to_end.json"
+#: In ``runs/<profile>/``: the last invocation that ran every job of several parts in turn (`make reproduce`).
+FULL_RUN = "full_run.json"
 
 
 def end_to_end_file(part: str | None = None) -> str:

@@ -54,6 +54,9 @@ __all__ = [
     "read_guard",
     "guard_glue",
     "reproduction_glue",
+    "full_run_words",
+    "end_to_end_words",
+    "parts_words",
     "profile_note",
 ]
 
@@ -84,7 +87,32 @@ PART_NUMBERS = {
     "ensembles), the best system and the external check of the published models",
     "supplementary": "RQ3 (explanations and weak masks, of the best of the headline's runs), RQ4 (warm-up "
     "only), RQ5 (the ViT), robustness and the other backbones' smoke evidence",
+    "study": "the lesion study's retrained candidates (the lesion chapter's table; no paper number reads them)",
 }
+
+
+def full_run_words(timing: dict) -> str:
+    """What a reader's full rerun costs: ``reproduction.json``'s ``full_run`` (one uninterrupted `make
+    reproduce` from an empty runs/), else the paper parts' notebook times added up, said as such."""
+    full = timing.get("full_run")
+    if full:
+        c = str((full.get("commit") or {}).get("commit", ""))[:7] or "unknown"
+        text = (
+            f"one uninterrupted make reproduce ran the {' and '.join(full['parts'])} parts ({full['jobs']} jobs) "
+            f"in {full['minutes']:.0f} minutes on a {full['cpus']}-core {full['cpu_model']} machine (commit {c})"
+        )
+        again = full.get("jobs_rerun_since") or []
+        if again:
+            text += f"; {len(again)} of its jobs ran again after it ({', '.join(again)})"
+        return text
+    minutes = timing.get("part_minutes") or {}
+    paper = [p for p in PLAN_PARTS if p != "study" and p in minutes]
+    if not paper:
+        return "not measured for these results"
+    return (
+        f"not yet measured in one uninterrupted make reproduce; the {' and '.join(paper)} parts' notebook times "
+        f"add up to {sum(minutes[p] for p in paper):.0f} minutes (each job timed when it last ran)"
+    )
 
 
 def end_to_end_words(timing: dict) -> str:
@@ -856,7 +884,10 @@ def reproduction_glue(timing: dict) -> dict[str, str]:
                 else ")"
             )
         parts.append(text)
-    return {"repro_short": "; ".join(parts) or f"{timing['total_minutes']:.0f} notebook-minutes in all"}
+    return {
+        "repro_short": "; ".join(parts) or f"{timing['total_minutes']:.0f} notebook-minutes in all",
+        "repro_full": full_run_words(timing),
+    }
 
 
 def profile_note(profile: str) -> str:

@@ -51,6 +51,7 @@ from tumorlens.experiments.steps import STEPS
 from tumorlens.models.costs import block_costs
 from tumorlens.records import (
     CONFIG,
+    FULL_RUN,
     MODEL,
     PUBLISHED_RUNS,
     RUN_FILES,
@@ -448,12 +449,30 @@ def _end_to_end(runs_root: Path, res: Path | None, profile: str | None = None) -
             _under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written
         )
         scopes[rec["part"]] = rec
-    if scopes:
-        main = scopes.get(PLAN_PARTS[0]) or scopes.get("all") or next(iter(scopes.values()))
-        return {"end_to_end_minutes": main["minutes"], "end_to_end": main, "end_to_end_parts": scopes}
     f = res / "reproduction.json" if res else None
     old = read_json(f, schema="reproduction") if f and f.is_file() else {}
-    return {k: old[k] for k in ("end_to_end_minutes", "end_to_end", "end_to_end_parts") if k in old}
+    full = _full_run(runs_root, profile) or old.get("full_run")
+    if scopes:
+        main = scopes.get(PLAN_PARTS[0]) or scopes.get("all") or next(iter(scopes.values()))
+        out = {"end_to_end_minutes": main["minutes"], "end_to_end": main, "end_to_end_parts": scopes}
+        return out | ({"full_run": full} if full else {})
+    keys = ("end_to_end_minutes", "end_to_end", "end_to_end_parts", "full_run")
+    return {k: old[k] for k in keys if k in old}
+
+
+def _full_run(runs_root: Path, profile: str | None) -> dict | None:
+    """The last `make reproduce` (`tumorlens.experiments.runner.record_full_run`), with the jobs of its
+    parts that ran again after it (``jobs_rerun_since``); None without one."""
+    f = runs_root / FULL_RUN
+    if not f.is_file():
+        return None
+    rec = {k: v for k, v in read_json(f, schema="full_run").items() if k != SCHEMA_KEY}
+    written = f.stat().st_mtime
+    dirs = [j.run_dir for p in rec["parts"] for j in plan(profile, p)] if profile else []
+    rec["jobs_rerun_since"] = sorted(
+        _under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written
+    )
+    return rec
 
 
 def _under(d: Path, root: Path) -> str:
@@ -551,6 +570,7 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
     # it; else that part's notebook times summed (its jobs changed since); else all notebook times summed
     e2e = timing.get("end_to_end") or {}
     scope = e2e.get("part")
+    full = timing.get("full_run") or {}  # reported beside it: a reader's whole rerun (make reproduce)
     if e2e and not e2e.get("jobs_rerun_since"):
         judged, basis = e2e["minutes"], f"the uninterrupted run of the {scope} part" if scope != "all" else "one run"
     elif scope in (timing.get("part_minutes") or {}):
@@ -576,6 +596,7 @@ def targets(rq: dict, timing: dict, cfg) -> dict:
             # one, see `tumorlens.experiments.jobs.PLAN_PARTS`), else the per-job times added up
             "end_to_end": timing.get("end_to_end_minutes"),
             "end_to_end_scope": (timing.get("end_to_end") or {}).get("part"),
+            "full_run": full.get("minutes"),
         },
     }
 

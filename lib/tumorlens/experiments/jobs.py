@@ -27,6 +27,7 @@ __all__ = [
     "Job",
     "DONE",
     "PLAN_PARTS",
+    "PAPER_PARTS",
     "SETTINGS_READ",
     "plan",
     "notebook_dir",
@@ -49,8 +50,12 @@ DONE = ".done.json"
 #: all-modules runs over every seed and each module alone, the ensembles chosen among those runs);
 #: ``supplementary`` holds the rest (the explain-and-segment step, which explains the best of those
 #: runs, warm-up only, the ViT, robustness, the other backbones' evidence) and reads headline runs, so
-#: it runs after it.
-PLAN_PARTS = ("headline", "supplementary")
+#: it runs after it. Together they are the paper (`make reproduce`). ``study`` is the lesion study
+#: (``reproduce.counterfactual``): a grid of retrained candidates the lesion chapter compares, which no
+#: paper number reads; its runs are published like the others (`make reproduce-study` reruns it).
+PLAN_PARTS = ("headline", "supplementary", "study")
+#: The parts `make reproduce` runs in one invocation (its ``full_run`` time).
+PAPER_PARTS = ("headline", "supplementary")
 
 #: The sections of the settings each notebook reads (declared in `tumorlens.experiments.steps`): a change
 #: elsewhere leaves its results current.
@@ -381,7 +386,7 @@ def counterfactual_jobs(profile: str, cfg, root: Path, seeds: Sequence[int]) -> 
     """``reproduce.counterfactual``: the published single model's recipe (backbone, modules, input size and
     seed of ``models/<profile>/models.json``; the profile's own backbone at its first seed when nothing is
     published) retrained with each study recipe (`COUNTERFACTUAL_STUDY`), tagged ``@<recipe>``; those in
-    ``reproduce.counterfactual_seeds`` at every seed. Supplementary jobs."""
+    ``reproduce.counterfactual_seeds`` at every seed. Jobs of the ``study`` part."""
     r = cfg.reproduce
     unknown = sorted(set(r.counterfactual) - set(COUNTERFACTUAL_STUDY)) + sorted(
         set(r.counterfactual_seeds) - set(r.counterfactual)
@@ -405,7 +410,7 @@ def counterfactual_jobs(profile: str, cfg, root: Path, seeds: Sequence[int]) -> 
     for tag in r.counterfactual:
         for s in [seed] + ([x for x in seeds if x != seed] if tag in r.counterfactual_seeds else []):
             overrides = {**sized, **COUNTERFACTUAL_STUDY[tag]}
-            out.append(_train_job(profile, root, bb, modules, s, tag=tag, overrides=overrides, part="supplementary"))
+            out.append(_train_job(profile, root, bb, modules, s, tag=tag, overrides=overrides, part="study"))
     return out
 
 
@@ -423,6 +428,10 @@ def selected(job: Job, only: Sequence[str] | None, root: Path | None = None) -> 
     return job.notebook in only or name in only or any(name.endswith("/" + o) for o in only)
 
 
+#: What the explain step's seed replicates leave out: the other maps of the comparison (their table is the
+#: main explain step's); each still scores the paper's Grad-CAM, the configured map and the weak-mask network,
+#: which are what the table over seeds reports (`tumorlens.experiments.rq`).
+EXPLAIN_SEED_OVERRIDES = {"segment.compare": []}
 #: Where the explain step's seed replicates run (``reproduce.explain_seeds``): ``<runs_root>/explain-seeds/seed-<n>``.
 EXPLAIN_SEEDS = "explain-seeds"
 
@@ -446,7 +455,8 @@ def explained_run(root: Path) -> Path | None:
 def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds: Sequence[int]) -> list[Job]:
     """``reproduce.explain_seeds``: the explain step once more for each other seed of the classifier
     recipe the explain step chose (same backbone and modules; its choice stays by validation), in
-    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation.
+    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation and the other compared maps
+    (`EXPLAIN_SEED_OVERRIDES`).
 
     These jobs follow a result: they are planned once the explain step has run (`tumorlens run` plans
     again after its jobs and runs the new ones), and they are stale when its choice moves to another
@@ -461,7 +471,12 @@ def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds:
         if run.resolve() == chosen.resolve() or run.resolve() not in planned:
             continue
         out = root / EXPLAIN_SEEDS / f"seed-{seed}"
-        params = {"profile": profile, "model_run": str(root / chosen.parent.name / run.name), "run_dir": str(out)}
+        params = {
+            "profile": profile,
+            "model_run": str(root / chosen.parent.name / run.name),
+            "run_dir": str(out),
+            "overrides": dict(EXPLAIN_SEED_OVERRIDES),
+        }
         jobs.append(
             Job("03_explain", out, params, title=f"Explain: {chosen.parent.name} (seed {seed})", part="supplementary")
         )

@@ -37,7 +37,7 @@ from tumorlens.experiments.jobs import (
     stale_reasons,
     upstream_runs,
 )
-from tumorlens.records import best_by_validation, end_to_end_file, published_run
+from tumorlens.records import FULL_RUN, best_by_validation, end_to_end_file, published_run
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
 
@@ -51,6 +51,7 @@ __all__ = [
     "execute",
     "run_profile",
     "record_end_to_end",
+    "record_full_run",
     "notebook_dir",
     "job_inputs",
     "stale_reasons",
@@ -122,7 +123,7 @@ def run_profile(
     profile: str,
     *,
     only: Sequence[str] | None = None,
-    part: str | None = None,
+    part: str | Sequence[str] | None = None,
     force: bool = False,
     show_progress: bool = True,
     collect_results: bool = True,
@@ -144,7 +145,39 @@ def run_profile(
     back into runs/ first (`tumorlens.experiments.collect.restore_job`: the published classifier's weights
     from ``models/<profile>/``). ``publish`` (default: ``collect_results``): each job that finishes is
     published at once (`tumorlens.experiments.collect.publish_job`), so an interrupted study resumes from a
-    commit."""
+    commit.
+
+    Several ``part`` names run those parts one after the other in this one invocation, each timed on its
+    own; when every job of each ran, the whole is recorded too (`record_full_run`: `make reproduce`'s
+    ``full_run``)."""
+    if part is not None and not isinstance(part, str):
+        parts = list(dict.fromkeys(part))
+        unknown = [p for p in parts if p not in PLAN_PARTS]
+        if unknown or not parts:
+            raise ValueError(f"part must be one or more of {', '.join(PLAN_PARTS)}; received part={part!r}")
+        if len(parts) > 1:
+            t0, started = time.perf_counter(), datetime.now(timezone.utc)
+            done, complete = [], True
+            for p in parts:
+                ran = run_profile(
+                    profile,
+                    only=only,
+                    part=p,
+                    force=force,
+                    show_progress=show_progress,
+                    collect_results=False,
+                    workers=workers,
+                    scheduler=scheduler,
+                    publish=collect_results if publish is None else publish,
+                )
+                complete = complete and bool(ran) and all(status.startswith("ran") for _, status in ran)
+                done += ran
+            if not only and complete:
+                record_full_run(load_config(profile), parts, done, time.perf_counter() - t0, started)
+            if collect_results and not only:
+                collect(profile)
+            return done
+        part = parts[0]
     publish = collect_results if publish is None else publish
     cfg = load_config(profile)
     jobs = [j for j in plan(profile, part) if selected(j, only, cfg.runs_root)]
@@ -243,6 +276,29 @@ def resume(profile: str, jobs: Sequence[Job], *, force: bool = False) -> tuple[l
     runnable = sorted({j.run_dir.resolve(): j for j in todo + extra}.values(), key=lambda j: order[j.run_dir.resolve()])
     kept = [j for j in jobs if j not in runnable]
     return runnable, kept
+
+
+def record_full_run(
+    cfg, parts: Sequence[str], done: Sequence[tuple[Job, str]], seconds: float, started: datetime
+) -> Path:
+    """Write ``<runs_root>/full_run.json``: one invocation (`make reproduce`) ran every job of each of
+    ``parts`` in turn, in ``seconds`` of wall clock -- the cost of a reader's full rerun from an empty
+    runs/. `collect` copies it into ``reproduction.json`` (``full_run``)."""
+    env = environment()
+    record = {
+        "profile": cfg.profile,
+        "parts": list(parts),
+        "minutes": round(seconds / 60, 1),
+        "seconds": round(seconds, 1),
+        "started": started.isoformat(timespec="seconds"),
+        "jobs": len(done),
+        "cpu_model": env["cpu_model"],
+        "cpus": env["cpus"],
+        "commit": env["git"],
+    }
+    out = cfg.runs_root / FULL_RUN
+    write_json(out, record, schema="full_run")
+    return out
 
 
 def record_end_to_end(

@@ -8,6 +8,7 @@ the localisation ablation, and every product written into the run folder.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -55,10 +56,16 @@ def explain_run(
     )
     summary = evaluate_segmentation(cfg, model_run, out_dir=out, model_choice=choice, show_progress=show_progress)
     if ablation_runs:
+        t0 = time.perf_counter()
         rows = localisation_ablation(cfg, ablation_runs, show_progress=show_progress)
         write_json(
             Path(out) / "localisation.json",
-            {"source": rows[0]["source"], "runs": [r["run"] for r in rows], "rows": rows},
+            {
+                "source": rows[0]["source"],
+                "runs": [r["run"] for r in rows],
+                "rows": rows,
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
             schema="localisation",
         )
     return summary

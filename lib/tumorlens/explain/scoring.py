@@ -572,6 +572,7 @@ def evaluate_segmentation(
         raise ValueError(f"segment.mask is {s.mask!r} but segment.network is false: no network would be trained")
     # the weak-mask network is trained here: as deterministic as the classifiers (train.deterministic)
     determinism.configure(cfg.train.deterministic, cfg.train.threads)
+    t_start = time.perf_counter()
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "segmentation"
     out.mkdir(parents=True, exist_ok=True)
@@ -592,10 +593,12 @@ def evaluate_segmentation(
     rep_images = data.images[[pos[it.id] for it in report_part[:20]]]
 
     per_map, params_by, tune_scores, lat, grids, ics = {}, {}, {}, {}, {}, {}
+    seconds = {"load_s": round(time.perf_counter() - t_start, 1)}  # the step's cost by stage (summary.json)
 
     predictors = {}
 
     def score(ic: ItemCams, predict_map) -> None:
+        t0 = time.perf_counter()
         predictors[ic.name] = predict_map
         params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
         per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
@@ -604,9 +607,14 @@ def evaluate_segmentation(
             k: max((g["mean_dice"] for g in grid if g["step"] == k and g["mean_dice"] is not None), default=None)
             for k in KINDS
         }
+        seconds["tune_score_s"] = round(seconds.get("tune_score_s", 0.0) + time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
         lat[ic.name] = latency(predict_map, rep_images, params)
+        seconds["latency_s"] = round(seconds.get("latency_s", 0.0) + time.perf_counter() - t0, 1)
 
+    t0 = time.perf_counter()
     explained = explain_items_many(model, backbone, items, size, settings, data=data, show_progress=show_progress)
+    seconds["maps_s"] = round(time.perf_counter() - t0, 1)
     for cs in settings:
         layers = cs.layer_names(backbone)
         score(
@@ -614,7 +622,9 @@ def evaluate_segmentation(
             lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip),
         )
     network_info = None
+    t0 = time.perf_counter()
     prep = prepare(cfg, show_progress=False)  # the training split (network) and the test split (galleries)
+    seconds["prepare_s"] = round(time.perf_counter() - t0, 1)
     if s.network:
 
         def retune(segmenter):
@@ -622,6 +632,7 @@ def evaluate_segmentation(
             step = s.pseudo_masks  # the tuning-half Dice of the kind of mask the next round learns
             return p, max(g["mean_dice"] for g in grid if g["step"] == step and g["mean_dice"] is not None)
 
+        t0 = time.perf_counter()
         seg, network_info = train_segmenter(
             cfg,
             model,
@@ -638,13 +649,19 @@ def evaluate_segmentation(
             predict_and_explain(model, x, cam_layers, method=configured.method, flip=configured.flip)
             return mask_probabilities(seg, x, flip=s.network_flip)
 
-        score(network_items(seg, data, flip=s.network_flip), predict_network)
+        seconds["network_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        net_items = network_items(seg, data, flip=s.network_flip)
+        seconds["network_maps_s"] = round(time.perf_counter() - t0, 1)
+        score(net_items, predict_network)
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
     map_name, kind = adopted(s, table)
     rows = per_map[map_name]
     best = best_row(table) if s.tune else None
+    t0 = time.perf_counter()
     public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out, prep=prep)
+    seconds["public_galleries_s"] = round(time.perf_counter() - t0, 1)
     summary = {
         "model": str(relative(run_dir)),
         "model_choice": model_choice,
@@ -663,6 +680,7 @@ def evaluate_segmentation(
         "best_on_tuning": {"map": best["map"], "mask": best["mask"], "tune_dice": best["tune_dice"]} if best else None,
         "network": network_info,
         "public_galleries": {"files": public, "source": PUBLIC_SOURCE},
+        "seconds": seconds,
     }
     write_json(out / "summary.json", summary, schema="segmentation")
     write_json(out / "tuning.json", {"tune_ids": [it.id for it in tune_part], "grid": grids}, schema="tuning")

@@ -58,6 +58,9 @@ SCHEMAS: dict[str, Schema] = {
     "end_to_end": Schema(
         1, ("profile", "minutes", "workers", "jobs"), "rerun the whole profile in one go: make reproduce PROFILE=P"
     ),
+    "full_run": Schema(
+        1, ("profile", "parts", "minutes", "started", "commit", "jobs"), "rerun the paper in one go: make reproduce"
+    ),
     "bench": Schema(1, ("profile", "systems", "environment"), "rerun `tumorlens bench --profile P`"),
     "manifest": Schema(1, ("profile", "files"), _COLLECT),
     "external": Schema(1, ("profile", "models", "sets"), "rerun `tumorlens external --profile P`"),

@@ -48,16 +48,23 @@ def phantom_root(tmp_path_factory) -> Path:
 #: and the two workers finish together (longest first). A file not listed runs after these; a stale list
 #: only costs time, never a result.
 HEAVY_FIRST = (
-    "test_train.py",
-    "test_grid.py",
-    "test_published.py",
     "test_models.py",
-    "test_masks.py",
     "test_predict.py",
-    "test_colab.py",
+    "test_masks.py",
+    "test_train.py",
+    "test_report.py",
+    "test_published.py",
+    "test_external.py",
+    "test_grid.py",
     "test_strategy.py",
     "test_verify.py",
     "test_refine.py",
+    "test_hardening.py",
+    "test_explain_segment.py",
+    "test_lesion.py",
+    "test_ensemble_stats.py",
+    "test_phantoms_audit.py",
+    "test_fuzz.py",
 )
 
 

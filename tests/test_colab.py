@@ -51,13 +51,23 @@ def _kernel(tmp_path: Path, python: Path) -> Path:
     return tmp_path / "jupyter"
 
 
-@pytest.mark.skipif(
+#: pip offline, from this environment's packages (see the module docstring)
+OFFLINE_PIP = {
+    "PIP_NO_INDEX": "1",
+    "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 as "turn build isolation off"
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+
+needs_git = pytest.mark.skipif(
     subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode != 0,
     reason="not a git checkout: nothing to clone",
 )
-def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_runs(tmp_path):
-    import papermill as pm
 
+
+def _fresh_runtime(tmp_path: Path) -> tuple[Path, str, Path, Path]:
+    """A bare clone of HEAD (the notebook's ``REPO``), HEAD's commit, a fresh Python that cannot import
+    tumorlens (as on a new Colab runtime) and Colab's working folder, where the notebook clones."""
     bare = tmp_path / "tumorlens.git"
     subprocess.run(["git", "clone", "--bare", "--quiet", str(REPO), str(bare)], check=True)
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
@@ -66,14 +76,51 @@ def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_ru
     assert before.returncode != 0 and "No module named 'tumorlens'" in before.stderr  # as on a fresh runtime
     work = tmp_path / "content"  # Colab's working folder: the clone goes here
     work.mkdir()
+    return bare, head, python, work
+
+
+def _head_of(clone: Path) -> str:
+    return subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+
+
+@needs_git
+def test_the_walkthroughs_install_cell_clones_installs_and_imports_in_one_python(tmp_path):
+    """The fast tier's part of the walkthrough test below: the notebook's own parameters and install cells,
+    run in one fresh Python (a kernel's process), clone HEAD, install it with pip (not editable) and import
+    it from the fresh install in that same process."""
+    import nbformat
+
+    cells = nbformat.read(REPO / "notebooks" / "colab_walkthrough.ipynb", as_version=4).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    k = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    params, install = code[k].source, code[k + 1].source
+    assert "pip" in install and "import tumorlens" in install  # the install cell, right after the parameters
+    bare, head, python, work = _fresh_runtime(tmp_path)
+    script = f"{params}\nREPO = {str(bare)!r}\n{install}"
+    r = subprocess.run(
+        [str(python), "-c", script], cwd=work, env={**os.environ, **OFFLINE_PIP}, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _head_of(work / "tumorlens") == head
+    installed = next(line for line in r.stdout.splitlines() if line.startswith("tumorlens "))
+    assert str(python.parent.parent) in installed and str(REPO) not in installed  # the fresh install, same process
+
+
+@needs_git
+@pytest.mark.full
+def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_runs(tmp_path):
+    """The whole walkthrough on the smoke profile, in a kernel of the fresh Python. Fast counterparts:
+    test_the_walkthroughs_install_cell_clones_installs_and_imports_in_one_python (its install cell), and for
+    the commands it runs test_published.py::test_predict_without_model_uses_the_published_one (predict
+    --segment with the published model), test_train.py::test_smoke_run_writes_a_complete_run_directory
+    (train on the smoke profile), test_data.py::test_cli_scan_json_on_fuzzed_folder (data scan) and
+    test_fuzz.py::test_fuzzed_names_pixels_and_dicom_tags_get_one_row_each_inside_out (predict --model
+    --segment)."""
+    import papermill as pm
+
+    bare, head, python, work = _fresh_runtime(tmp_path)
     out = tmp_path / "colab"
-    env = {
-        "JUPYTER_PATH": str(_kernel(tmp_path, python)),
-        "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 as "turn build isolation off"
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
+    env = {"JUPYTER_PATH": str(_kernel(tmp_path, python)), **OFFLINE_PIP}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -91,8 +138,7 @@ def test_the_colab_walkthrough_clones_installs_and_imports_in_one_kernel_then_ru
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    clone = work / "tumorlens"
-    assert subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout == head
+    assert _head_of(work / "tumorlens") == head
     import nbformat
 
     cells = nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells

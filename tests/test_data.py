@@ -84,6 +84,23 @@ def test_cli_scan_json_on_fuzzed_folder(fuzz_root):
     assert d["n_bad"] == len(BAD) and d["counts"]["Training"]["total"] == 4 * 12 + 2
 
 
+def test_cli_audit_writes_the_record_and_the_dedup_list(phantom_root, tmp_path):
+    """`tumorlens data audit ROOT --out DIR` (a step of the Colab walkthrough, whose whole run is in the full
+    tier): the phantoms' planted copies found, audit.json and the de-duplicated Testing list written."""
+    import csv
+
+    from tumorlens.cli import main
+
+    assert main(["data", "audit", str(phantom_root), "--out", str(tmp_path / "audit"), "--quiet"]) == 0
+    rec = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    total = rec["testing_vs_training"]["total"]
+    assert rec["schema"]["name"] == "audit" and rec["n_images"] == 4 * (12 + 4)
+    assert total["any_in_training"] == 4 and total["dedup_kept"] == rec["dedup_test_size"] == 12  # duplicates=4
+    with open(tmp_path / "audit" / "dedup_test.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and all(r["path"].startswith("Testing/") for r in rows)
+
+
 def test_missing_and_empty_dataset_is_one_clear_error(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="make data"):
         scan(tmp_path / "nowhere", show_progress=False)

@@ -115,10 +115,15 @@ def test_two_workers_asking_for_one_cache_key_compute_it_once(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeypatch):
     """Two training runs: on two Dask workers (side by side, both preparing the same phantoms at once)
     and one after another, the same result files (times and paths aside). The whole smoke grid, the
-    explain step included, is compared by benchmarks/grid.py."""
+    explain step included, is compared by benchmarks/grid.py.
+
+    Fast counterparts: test_grid_runs_jobs_side_by_side_keeps_the_others_on_failure_and_resumes (jobs on two
+    Dask workers), test_train.py::test_two_reruns_in_fresh_processes_are_identical (a training run in two
+    processes side by side gives the same files) and make test's smoke book (the smoke grid on two workers)."""
     outputs = {}
     for mode in ("sequential", "grid"):
         monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / mode))
@@ -172,9 +177,13 @@ run_jobs(jobs, workers=2, notebooks=nbs, show_progress=False)
 """
 
 
+@pytest.mark.full
 def test_a_killed_grid_resumes_with_what_it_finished(tmp_path):
     """The grid process and its workers and kernels are killed while one job runs; the rerun skips the
-    job that finished and runs the other."""
+    job that finished and runs the other.
+
+    Fast counterpart: test_grid_runs_jobs_side_by_side_keeps_the_others_on_failure_and_resumes (a job whose
+    completion record was never written runs again, the finished ones are skipped)."""
     import os
     import signal
     import time

@@ -38,27 +38,37 @@ def _one_sgd_step(model, lr=0.01):
 MODULE_BACKBONES = tuple(b for b in BACKBONES if b not in ("efficientnet_lite1", "efficientnet_lite2"))
 
 
+#: The module subsets each backbone is built with: every subset of {mab, respath, sbr} on the cpu
+#: profile's backbone, none and all three on the others (the modules read only the feature map's shape).
+#: The two-module subsets run in the full tier; the fast tier builds each module alone and all three.
+MODULE_CASES = [
+    pytest.param(b, mods, marks=[pytest.mark.full] if len(mods) == 2 else [], id=variant_name(b, mods))
+    for b in MODULE_BACKBONES
+    for mods in (SUBSETS if b == "efficientnet_lite0" else [(), ("mab", "respath", "sbr")])
+]
+
+
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
-@pytest.mark.parametrize("backbone", MODULE_BACKBONES)
-def test_every_module_subset_builds_trains_and_round_trips(backbone, tmp_path):
-    """Build, one training step, .keras round trip: every subset of {mab, respath, sbr} on the cpu
-    profile's backbone, none and all three on the others (the modules read only the feature map's shape)."""
-    for mods in SUBSETS if backbone == "efficientnet_lite0" else [(), ("mab", "respath", "sbr")]:
-        model = build_classifier(backbone, mods, image_size=SIZE, weights="none", dropout=0.0)
-        assert model.name == variant_name(backbone, mods).replace("+", "-")
-        head = model.get_layer("predictions").kernel
-        before = np.array(head)
-        _one_sgd_step(model)
-        assert not np.array_equal(before, np.array(head)), mods
-        for name in ("mab", "sbr"):  # leave the identity start so the round trip checks these weights too
-            if name in mods:
-                model.get_layer(name).gamma.assign(0.5)
-        probs = np.asarray(model(X, training=False))
-        assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
-        path = tmp_path / f"{model.name}.keras"
-        model.save(path)
-        again = keras.models.load_model(path)
-        assert np.allclose(np.asarray(again(X, training=False)), probs, atol=1e-5), mods
+@pytest.mark.parametrize(("backbone", "mods"), MODULE_CASES)
+def test_every_module_subset_builds_trains_and_round_trips(backbone, mods, tmp_path):
+    """Build, one training step, .keras round trip of a backbone with a subset of the modules
+    (`MODULE_CASES`). A two-module subset is in the full tier; its fast counterparts are the same test with
+    each of its modules alone and with all three together."""
+    model = build_classifier(backbone, mods, image_size=SIZE, weights="none", dropout=0.0)
+    assert model.name == variant_name(backbone, mods).replace("+", "-")
+    head = model.get_layer("predictions").kernel
+    before = np.array(head)
+    _one_sgd_step(model)
+    assert not np.array_equal(before, np.array(head)), mods
+    for name in ("mab", "sbr"):  # leave the identity start so the round trip checks these weights too
+        if name in mods:
+            model.get_layer(name).gamma.assign(0.5)
+    probs = np.asarray(model(X, training=False))
+    assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    again = keras.models.load_model(path)
+    assert np.allclose(np.asarray(again(X, training=False)), probs, atol=1e-5), mods
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

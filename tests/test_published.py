@@ -141,52 +141,64 @@ def test_predict_without_model_uses_the_published_one(tmp_path):
 
 def _published_check(real_data, every: int | None):
     """The published single model on the Testing images (all, or a fixed stratified sample of 200 when
-    ``every`` is None) gives the published run's class for every image and probabilities within 1e-3, and
-    `Predictor.published(ensemble=True)` the published soft-voting ensemble's (on every ``every``-th image,
-    or the same sample)."""
+    ``every`` is None) gives the published run's class for every image and probabilities within 1e-3; on all
+    images `Predictor.published(ensemble=True)` also gives the published soft-voting ensemble's (on every
+    ``every``-th image; the fast tier checks the ensemble on 40 Testing files read from disk:
+    test_predict_ensemble_published_gives_the_published_ensemble).
+
+    On all images the Testing split comes from `prepare` (scan, audit and split of the whole dataset, as the
+    run made it); the sample reads its 200 files straight from the published predictions' paths through the
+    same decoder at the same side (`load_images`), so the fast tier skips the cold scan and audit of all
+    7,023 images."""
     from tumorlens import records
     from tumorlens.config import load_config
+    from tumorlens.data.inventory import ImageRecord
+    from tumorlens.data.pipeline import load_images
     from tumorlens.data.prepared import prepare
 
     mf = published.read_manifest()
     variant, seed = mf["single"].split("/")
     pub = records.read_predictions(REPO / "results" / "cpu" / "variants" / variant / seed)
     r = mf["models"][mf["single"]]["recipe"]
-    over = {"model.backbone": r["backbone"], "model.modules": r["modules"], "data.root": str(real_data)}
-    prep = prepare(load_config("cpu", overrides=over), show_progress=False)
-    paths = [r.rel for r in prep.splits["test"]]
-    x = prep.images("test", show_progress=False)
-    y = prep.labels("test")
+    cfg = load_config("cpu", overrides={"model.backbone": r["backbone"], "model.modules": r["modules"]})
     if every is None:  # 50 per class, seeded: every class and both easy and hard images
         rng = np.random.default_rng(0)
-        pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), 50, replace=False) for c in range(4)]))
-        ens_pick = pick
+        pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(pub.y == c), 50, replace=False) for c in range(4)]))
+        assert all(pub.paths[i].startswith("Testing/") for i in pick)
+        recs = [ImageRecord(pub.paths[i], "Testing", CLASSES[pub.y[i]], str(real_data)) for i in pick]
+        x = load_images(recs, cfg.data.image_size, show_progress=False)
+        ref, n = pub.probs[pick], len(pub.y)
     else:
-        pick, ens_pick = np.arange(len(y)), np.arange(0, len(y), every)
-    probs = predict_images(published.load(), x[pick])
-    ref = pub.align(paths).probs[pick]
-    assert len(probs) == len(ref) == len(pick)
+        prep = prepare(cfg.override({"data.root": str(real_data)}), show_progress=False)
+        paths = [r.rel for r in prep.splits["test"]]
+        x = prep.images("test", show_progress=False)
+        ref, n = pub.align(paths).probs, len(paths)
+    probs = predict_images(published.load(), x)
+    assert len(probs) == len(ref) == len(x)
     assert np.array_equal(probs.argmax(1), ref.argmax(1))
     assert np.abs(probs - ref).max() < 1e-3
-    pr = Predictor.published(ensemble=True)
-    assert len(pr.members) == len(mf["ensemble"]) - 1
-    soft, _, _ = pr.predict(x[ens_pick])
-    ens = records.read_predictions(REPO / "results" / "cpu" / "ensembles" / "soft_voting_predictions.csv")
-    ens = ens.align(paths).probs[ens_pick]
-    assert np.array_equal(soft.argmax(1), ens.argmax(1)) and np.abs(soft - ens).max() < 1e-3
-    return len(y)
+    if every is not None:
+        pr = Predictor.published(ensemble=True)
+        assert len(pr.members) == len(mf["ensemble"]) - 1
+        soft, _, _ = pr.predict(x[::every])
+        ens = records.read_predictions(REPO / "results" / "cpu" / "ensembles" / "soft_voting_predictions.csv")
+        ens = ens.align(paths).probs[::every]
+        assert np.array_equal(soft.argmax(1), ens.argmax(1)) and np.abs(soft - ens).max() < 1e-3
+    return n
 
 
 @needs_published
 def test_published_model_reproduces_the_published_predictions_on_a_sample(real_data):
-    """The fast tier: a fixed stratified sample of 200 Testing images (the full tier checks all 1,311)."""
+    """The fast tier: the single model on a fixed stratified sample of 200 Testing images (the full tier
+    checks all 1,311 and the ensemble on every 8th)."""
     assert _published_check(real_data, None) == 1311
 
 
 @needs_published
 @pytest.mark.full
 def test_published_model_reproduces_the_published_predictions(real_data):
-    """Done-when of the published model, on every Testing image (the ensemble on every 8th)."""
+    """Done-when of the published model, on every Testing image (the ensemble on every 8th). Fast
+    counterpart: test_published_model_reproduces_the_published_predictions_on_a_sample."""
     assert _published_check(real_data, 8) == 1311
 
 
@@ -228,7 +240,8 @@ def test_the_benchmark_is_of_the_published_models_at_a_clean_commit():
 def test_external_scores_the_published_models_as_runs_too(tmp_path):
     """`tumorlens external` records the published single model and members under their run names as well
     (the same weights), so the RQ tables and the lesion study read the same external scores as the
-    external chapter. About 2 minutes (500 BRISC images, three models)."""
+    external chapter. About 2 minutes (500 BRISC images, three models). Fast counterpart:
+    test_external.py::test_every_run_is_scored_on_the_external_set_with_the_soft_vote_of_the_ensemble."""
     from tumorlens.config import load_config
     from tumorlens.experiments.external import external_folders, run_external
 

@@ -632,11 +632,19 @@ def test_the_duplicates_figure_shows_each_testing_image_once_beside_a_same_class
 
 
 @pytest.mark.skipif(not (RESULTS / "manifest.json").is_file(), reason="no published cpu results in this checkout")
+@pytest.mark.full
 def test_the_cpu_book_builds_from_a_clone_without_the_data_and_reads_as_a_paper(tmp_path):
     """The online book: a clone of this checkout's HEAD with no ``../shared`` beside it and no dataset
     anywhere builds strictly from the committed results; its pages show every figure (galleries included),
     load no script from the network, print no NaN and no index column, and hold an external-validation
-    chapter and a conclusion that answers every research question. About 2-3 minutes (ten pages)."""
+    chapter and a conclusion that answers every research question. About 2-3 minutes (ten pages).
+
+    Fast counterparts: test_the_data_chapter_built_from_the_published_results_glues_their_counts (a cpu
+    book page executed from the committed results with no dataset), test_figures_load_no_script_from_the_network,
+    test_a_book_table_has_no_index_no_nan_and_formatted_numbers,
+    test_the_conclusion_answers_every_research_question_with_a_number_and_an_interval,
+    test_the_published_lesion_test_reads_as_the_book_says, and make test's strict smoke book (every page
+    built with warnings as errors)."""
     import re
     import subprocess
     import sys

@@ -57,8 +57,14 @@ def _tiny_cfg(prefix_cache: bool):
     )
 
 
-@pytest.mark.parametrize("modules", [(), ("mab", "respath", "sbr")])
+@pytest.mark.parametrize(
+    "modules",
+    [pytest.param((), marks=pytest.mark.full, id="no-modules"), pytest.param(("mab", "respath", "sbr"), id="modules")],
+)
 def test_prefix_caching_matches_uncached_training(modules, tmp_path):
+    """Training from cached prefix features equals training through the whole network. Without modules it
+    is in the full tier; its fast counterpart is the same test with all three modules (the same cut and
+    cache, with more layers after the cut)."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (24, 64, 64, 3), dtype=np.uint8)
     y = np.arange(24) % 4

@@ -53,6 +53,8 @@ def test_the_book_workflow_builds_with_make_book_and_deploys_to_pages():
     assert wf["concurrency"]["group"]
     build, deploy = wf["jobs"]["build"], wf["jobs"]["deploy"]
     assert "make install" in _runs(build) and "make book" in _runs(build)  # the README's commands
+    runs = _runs(build)  # the full test tier (make test-full) passes before the book is published
+    assert "make test-full" in runs and runs.index("make test-full") < runs.index("make book")
     upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
     assert upload["with"]["path"] == "book/_build/html"
     assert deploy["needs"] == "build" and "actions/deploy-pages" in _uses(deploy)

@@ -6,6 +6,7 @@ import pytest
 from tumorlens.config import load_config
 from tumorlens.explain.ground_truth import brisc_items, default_mask_root, phantom_items, split_items
 from tumorlens.explain.scoring import evaluate_segmentation, explain_items, score_items, summarise, tune_params
+from tumorlens.explain.weak_masks import SegmentParams
 from tumorlens.models.classifier import build_classifier
 
 
@@ -185,6 +186,32 @@ def test_grabcut_tuning_by_successive_halving_keeps_the_best_of_what_it_scores_i
     )
     with pytest.raises(ValueError, match="screen=0"):
         tune_params(ic, ic.items, screen=0)
+
+
+def test_the_oracle_scores_reuse_the_predicted_ones_only_where_the_call_is_right():
+    """A right call's true-class map is its predicted-class map, so `score_items` reuses its masks' scores;
+    a wrong call's oracle masks are made from the true class's own map."""
+    from dataclasses import replace
+
+    from tumorlens.explain.weak_masks import segment
+    from tumorlens.metrics.segmentation import dice
+
+    ic = _disc_items(12)
+    probs = ic.probs.copy()
+    probs[::3] = [0, 0, 1.0, 0]  # a third called no tumour: empty masks for the call, the map's for the oracle
+    truer = ic.cams.copy()
+    truer[1::3] = np.roll(truer[1::3], 6, axis=2)  # another third: the true class's map differs (a wrong call)
+    probs[1::3] = [0, 1.0, 0, 0]
+    ic = replace(ic, probs=probs, cams_true=truer)
+    rows = score_items(ic, params=SegmentParams())
+    for i, r in enumerate(rows):
+        want = segment(ic.images[i], ic.cams_true[i], "glioma", SegmentParams())
+        assert r["oracle_dice_grabcut"] == pytest.approx(dice(want["grabcut"], ic.truths[i]))
+        assert r["oracle_dice_cam"] == pytest.approx(dice(want["cam"], ic.truths[i]))
+        if i % 3 == 0:
+            assert r["dice_grabcut"] == 0.0 and r["oracle_dice_grabcut"] > 0.3
+    right = [r for i, r in enumerate(rows) if i % 3 == 2]
+    assert all(r["oracle_dice_grabcut"] == r["dice_grabcut"] and r["oracle_pointing"] == r["pointing"] for r in right)
 
 
 def test_the_localisation_ablation_scores_each_run_alike_and_differences_them_from_the_first(tmp_path):

@@ -253,7 +253,12 @@ def score_items(
             "p_true": float(ic.probs[i][CLASSES.index(it.cls)]),
         }
         variants = [("", ic.cams[i], pred)] + ([("oracle_", ic.cams_true[i], it.cls)] if oracle else [])
+        first = None
         for prefix, cam, cls in variants:
+            if prefix and first is not None and cls == pred and np.array_equal(cam, ic.cams[i]):
+                # a right call: the true class's map is the predicted one's, so are its masks and scores
+                row |= {f"{prefix}{k}": v for k, v in first.items()}
+                continue
             masks = segment(ic.images[i], cam, cls, params)
             for kind in ("cam", "grabcut"):
                 full = unletterbox_mask(masks[kind], ic.shapes[i])
@@ -263,6 +268,8 @@ def score_items(
             cam_full = unletterbox_cam(cam, ic.shapes[i]) if cls != "notumor" else np.zeros(ic.shapes[i], np.float32)
             row[f"{prefix}pointing"] = pointing_game(cam_full, truth)
             row[f"{prefix}pointing_near"] = pointing_game(cam_full, truth, tolerance)
+            if not prefix:
+                first = {k: row[k] for k in _MASK_SCORES}
         # a map-free baseline: "point" at the centre of the head, whatever the image shows
         centre = unletterbox_cam(centre_map(ic.images[i]), ic.shapes[i])
         row["centre_pointing"] = pointing_game(centre, truth)
@@ -271,6 +278,10 @@ def score_items(
 
     with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
         return list(pool.map(one, ic.index(subset if subset is not None else ic.items)))
+
+
+#: The per-image scores of one map's masks (`score_items`), each also kept with the ``oracle_`` prefix.
+_MASK_SCORES = ("dice_cam", "iou_cam", "dice_grabcut", "iou_grabcut", "pointing", "pointing_near")
 
 
 def centre_map(image: np.ndarray) -> np.ndarray:
@@ -291,17 +302,19 @@ def tune_params(
     base: SegmentParams = SegmentParams(),
     show_progress: bool = False,
     *,
-    screen: int = 4,
-    keep: int = 4,
+    screen: int = 8,
+    keep: int = 2,
 ) -> tuple[SegmentParams, list[dict]]:
     """Choose the binarisation and the GrabCut levels by mean Dice on the tuning items (true-class CAMs,
     so classification errors do not steer the thresholds). Returns the chosen params and the grid.
 
     The map-only thresholds are cheap and all scored on every tuning item. The GrabCut settings (levels
-    and mask seeds, `GRABCUT_LEVELS` and `_MASK_SEEDS`) cost ~20 ms an image each, so they are searched by
-    successive halving: all scored on every ``screen``-th tuning item, the ``keep`` best of those then on
+    and mask seeds, `GRABCUT_LEVELS` and `_MASK_SEEDS`) cost ~50-100 ms an image each on 2 cores, so they are
+    searched by successive halving: all scored on every ``screen``-th tuning item, the ``keep`` best of those then on
     every tuning item, and the best of these wins (``screen=1`` scores every setting on every item; so
-    does a tuning part too small to screen, under 16 items after thinning). Each grid row has
+    does a tuning part too small to screen, under 16 items after thinning). The defaults (every 8th item,
+    the 2 best confirmed) cost half the GrabCut calls of every 4th and the 4 best (the explain step's
+    cost per stage: ``seconds`` in its summary.json). Each grid row has
     ``screen_dice`` (the thinned part) and ``mean_dice`` (all tuning items; None when screened out)."""
     for name, v in (("screen", screen), ("keep", keep)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -166,6 +166,10 @@ def job_inputs(job: Job, notebooks: Path | None = None) -> dict:
         "notebook": _sha(src.read_bytes()) if src.is_file() else None,
         "settings": _sha(json.dumps(settings, sort_keys=True, default=str).encode()),
         "settings_sections": list(sections),
+        # each section's own hash: a stale job's reason names the sections that changed
+        "settings_by_section": {
+            k: _sha(json.dumps(v, sort_keys=True, default=str).encode()) for k, v in settings.items()
+        },
         "upstream": upstream,
     }
 
@@ -194,7 +198,7 @@ def stale_reasons(job: Job, notebooks: Path | None = None, now: dict | None = No
     if before.get("notebook") != now["notebook"]:
         reasons.append(f"notebooks/{job.notebook}.py changed")
     if before.get("settings") != now["settings"]:
-        reasons.append(f"settings changed (in {', '.join(now['settings_sections'])})")
+        reasons.append(_settings_changed(before, now))
     for run, stamp in now["upstream"].items():
         if before.get("upstream", {}).get(run) != stamp:
             reasons.append(f"{paths.relative(run)} was run again")
@@ -570,6 +574,14 @@ def published_records(profile: str) -> dict[str, dict]:
     return recs
 
 
+def _settings_changed(before: dict, now: dict) -> str:
+    """``settings changed (in <sections>)``: the sections whose own hash changed (a record written before
+    sections were hashed one by one names every section the job reads)."""
+    was, is_ = before.get("settings_by_section") or {}, now.get("settings_by_section") or {}
+    changed = [k for k in now["settings_sections"] if was and was.get(k) != is_.get(k)]
+    return f"settings changed (in {', '.join(changed or now['settings_sections'])})"
+
+
 def _differences(before: dict, now: dict, job: Job) -> list[str]:
     out = []
     if before.get("params") != now["params"]:
@@ -580,7 +592,7 @@ def _differences(before: dict, now: dict, job: Job) -> list[str]:
         )
         out.append(f"parameters changed ({', '.join(keys)})")
     if before.get("settings") != now["settings"]:
-        out.append(f"settings changed (in {', '.join(now['settings_sections'])})")
+        out.append(_settings_changed(before, now))
     for run, st in now["upstream"].items():
         if before.get("upstream", {}).get(run) != st:
             out.append(f"{run} was run again" if st else f"{run} has not run")

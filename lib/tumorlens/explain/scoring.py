@@ -302,8 +302,8 @@ def tune_params(
     base: SegmentParams = SegmentParams(),
     show_progress: bool = False,
     *,
-    screen: int = 8,
-    keep: int = 2,
+    screen: int = 4,
+    keep: int = 4,
 ) -> tuple[SegmentParams, list[dict]]:
     """Choose the binarisation and the GrabCut levels by mean Dice on the tuning items (true-class CAMs,
     so classification errors do not steer the thresholds). Returns the chosen params and the grid.
@@ -312,9 +312,8 @@ def tune_params(
     and mask seeds, `GRABCUT_LEVELS` and `_MASK_SEEDS`) cost ~50-100 ms an image each on 2 cores, so they are
     searched by successive halving: all scored on every ``screen``-th tuning item, the ``keep`` best of those then on
     every tuning item, and the best of these wins (``screen=1`` scores every setting on every item; so
-    does a tuning part too small to screen, under 16 items after thinning). The defaults (every 8th item,
-    the 2 best confirmed) cost half the GrabCut calls of every 4th and the 4 best (the explain step's
-    cost per stage: ``seconds`` in its summary.json). Each grid row has
+    does a tuning part too small to screen, under 16 items after thinning). The explain step's cost per
+    stage is ``seconds`` in its summary.json. Each grid row has
     ``screen_dice`` (the thinned part) and ``mean_dice`` (all tuning items; None when screened out)."""
     for name, v in (("screen", screen), ("keep", keep)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

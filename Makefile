@@ -33,8 +33,9 @@ test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 	$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS)
 
-## make test-full: the same, with the full tier (tests marked `full`: the contracts on whole data sets, e.g. the
-## published model on all 1,311 Testing images); run by the Pages workflow and `make reproduce`
+## make test-full: the same, with the full tier (tests marked `full`: contracts of the fast tier re-checked on
+## whole data sets or in longer runs, e.g. the published model on all 1,311 Testing images, the cpu book from a
+## clone, the whole Colab walkthrough); run by the Pages workflow and `make reproduce`
 test-full: export TUMORLENS_TESTS = full
 test-full: test
 

@@ -69,9 +69,10 @@ HEAVY_FIRST = (
 
 
 #: The test tiers: ``make test`` (the README's command, CI) runs the fast tier, which checks every contract;
-#: tests marked ``full`` (the same contracts on whole data sets, e.g. the published model on all 1,311
-#: Testing images) run with ``TUMORLENS_TESTS=full`` (``make test-full``: the Pages workflow, ``make
-#: reproduce``). A full-tier test names its fast counterpart in its docstring.
+#: tests marked ``full`` (the same contracts again on whole data sets or in longer runs, e.g. the published
+#: model on all 1,311 Testing images, the cpu book built from a clone, the whole Colab walkthrough) run with
+#: ``TUMORLENS_TESTS=full`` (``make test-full``: the Pages workflow, ``make reproduce``). A full-tier test
+#: names its fast counterpart in its docstring.
 FULL_TIER = os.environ.get("TUMORLENS_TESTS", "") == "full"
 
 

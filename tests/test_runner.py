@@ -349,3 +349,17 @@ def test_the_explain_step_is_replicated_on_its_chosen_recipe_once_it_has_chosen(
     assert [j.params["model_run"] for j in again] == [str(chosen.parent / f"seed-{s}") for s in (42, 44)]
     assert {j.notebook for j in again} == {"03_explain"} and not any("ablation_runs" in j.params for j in again)
     assert [j.run_dir for j in plan("cpu") if EXPLAIN_SEEDS in str(j.run_dir)] == [j.run_dir for j in again]
+
+
+def test_collect_files_each_timed_job_under_the_part_it_is_in_now():
+    """A job timed when the lesion study was still supplementary counts in the study part today."""
+    from tumorlens.experiments.collect import _current_parts, _totals
+
+    jobs = [
+        {"job": "cpu/efficientnet_lite1@cf/seed-43", "notebook": "02_train", "seconds": 600.0, "part": "supplementary"},
+        {"job": "cpu/explain", "notebook": "03_explain", "seconds": 120.0, "part": "supplementary"},
+        {"job": "elsewhere/x", "notebook": "02_train", "seconds": 60.0, "part": "headline"},
+    ]
+    t = _totals(_current_parts(jobs, "cpu"))
+    assert [j["part"] for j in t["jobs"]] == ["study", "supplementary", "headline"]
+    assert t["part_minutes"] == {"headline": 1.0, "supplementary": 2.0, "study": 10.0}

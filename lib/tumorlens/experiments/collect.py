@@ -153,6 +153,7 @@ def collect(
     if (res / "reproduction.json").is_file():  # the jobs rerun since the last collect replace their own entries
         old = read_json(res / "reproduction.json", schema="reproduction")
         timing = _merge_timing(old, timing, keep={r for r in records})
+    timing = _totals(_current_parts(timing["jobs"], profile))
     timing |= _end_to_end(runs_root, res, profile)
     write_json(res / "reproduction.json", timing, schema="reproduction")
     write_json(res / "summary.json", _headline(res, rq, cfg, timing, environment()), schema="summary")
@@ -416,6 +417,13 @@ def _reproduction_time(runs_root: Path, other_backbones=(), profile: str | None 
             | ({"part": parts.get(done.parent.resolve())} if parts else {})
         )
     return _totals(jobs)
+
+
+def _current_parts(jobs: list[dict], profile: str) -> list[dict]:
+    """The jobs with the part of the plan each belongs to now (a job timed before the plan had its study
+    part keeps the seconds it took, under the part it is in today)."""
+    now = {run_name(j.run_dir, profile): j.part for j in plan(profile)}
+    return [j | ({"part": now[j["job"]]} if j["job"] in now and "part" in j else {}) for j in jobs]
 
 
 def _totals(jobs: list[dict]) -> dict:

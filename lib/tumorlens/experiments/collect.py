@@ -451,11 +451,8 @@ def _end_to_end(runs_root: Path, res: Path | None, profile: str | None = None) -
         if not f.is_file():
             continue
         rec = {"part": "all"} | {k: v for k, v in read_json(f, schema="end_to_end").items() if k != SCHEMA_KEY}
-        written = f.stat().st_mtime
         dirs = [j.run_dir for j in plan(profile, part)] if profile else [d.parent for d in runs_root.rglob(DONE)]
-        rec["jobs_rerun_since"] = sorted(
-            _under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written
-        )
+        rec["jobs_rerun_since"] = _rerun_since(dirs, f, runs_root)
         scopes[rec["part"]] = rec
     f = res / "reproduction.json" if res else None
     old = read_json(f, schema="reproduction") if f and f.is_file() else {}
@@ -475,12 +472,15 @@ def _full_run(runs_root: Path, profile: str | None) -> dict | None:
     if not f.is_file():
         return None
     rec = {k: v for k, v in read_json(f, schema="full_run").items() if k != SCHEMA_KEY}
-    written = f.stat().st_mtime
     dirs = [j.run_dir for p in rec["parts"] for j in plan(profile, p)] if profile else []
-    rec["jobs_rerun_since"] = sorted(
-        _under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written
-    )
+    rec["jobs_rerun_since"] = _rerun_since(dirs, f, runs_root)
     return rec
+
+
+def _rerun_since(dirs, record: Path, runs_root: Path) -> list[str]:
+    """The run folders of ``dirs`` whose jobs completed after ``record`` was written."""
+    written = record.stat().st_mtime
+    return sorted(_under(d, runs_root) for d in dirs if (d / DONE).is_file() and (d / DONE).stat().st_mtime > written)
 
 
 def _under(d: Path, root: Path) -> str:

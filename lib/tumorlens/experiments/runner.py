@@ -284,10 +284,16 @@ def record_full_run(
     """Write ``<runs_root>/full_run.json``: one invocation (`make reproduce`) ran every job of each of
     ``parts`` in turn, in ``seconds`` of wall clock -- the cost of a reader's full rerun from an empty
     runs/. `collect` copies it into ``reproduction.json`` (``full_run``)."""
+    record = {"profile": cfg.profile, "parts": list(parts)} | _timed_record(done, seconds, started)
+    out = cfg.runs_root / FULL_RUN
+    write_json(out, record, schema="full_run")
+    return out
+
+
+def _timed_record(done: Sequence[tuple[Job, str]], seconds: float, started: datetime) -> dict:
+    """What every record of an uninterrupted run holds: its wall time, start, jobs, machine and commit."""
     env = environment()
-    record = {
-        "profile": cfg.profile,
-        "parts": list(parts),
+    return {
         "minutes": round(seconds / 60, 1),
         "seconds": round(seconds, 1),
         "started": started.isoformat(timespec="seconds"),
@@ -296,9 +302,6 @@ def record_full_run(
         "cpus": env["cpus"],
         "commit": env["git"],
     }
-    out = cfg.runs_root / FULL_RUN
-    write_json(out, record, schema="full_run")
-    return out
 
 
 def record_end_to_end(
@@ -315,20 +318,14 @@ def record_end_to_end(
     invocation ran all ``done`` jobs of the profile (or part) in ``seconds`` (wall clock, one number for
     the whole reproduction), with the machine, the workers and the commit. `run_profile` calls it only
     when no job was skipped; `collect` copies it into ``reproduction.json`` (``end_to_end_minutes``)."""
-    env = environment()
-    record = {
-        "profile": cfg.profile,
-        "part": part or "all",
-        "minutes": round(seconds / 60, 1),
-        "seconds": round(seconds, 1),
-        "started": started.isoformat(timespec="seconds"),
-        "workers": workers or 1,
-        "scheduler": bool(scheduler),  # on an existing Dask cluster (its size is not known here)
-        "jobs": len(done),
-        "cpu_model": env["cpu_model"],
-        "cpus": env["cpus"],
-        "commit": env["git"],
-    }
+    record = (
+        {"profile": cfg.profile, "part": part or "all"}
+        | _timed_record(done, seconds, started)
+        | {
+            "workers": workers or 1,
+            "scheduler": bool(scheduler),  # on an existing Dask cluster (its size is not known here)
+        }
+    )
     out = cfg.runs_root / end_to_end_file(part)
     write_json(out, record, schema="end_to_end")
     return out

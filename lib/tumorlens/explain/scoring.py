@@ -24,7 +24,9 @@ import csv
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -278,6 +280,16 @@ def score_items(
 
     with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
         return list(pool.map(one, ic.index(subset if subset is not None else ic.items)))
+
+
+@contextmanager
+def _stage(seconds: dict, key: str):
+    """Add the wall time of the ``with`` body to ``seconds[key]`` (one decimal)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = round(seconds.get(key, 0.0) + time.perf_counter() - t0, 1)
 
 
 #: The per-image scores of one map's masks (`score_items`), each also kept with the ``oracle_`` prefix.
@@ -606,27 +618,25 @@ def evaluate_segmentation(
 
     per_map, params_by, tune_scores, lat, grids, ics = {}, {}, {}, {}, {}, {}
     seconds = {"load_s": round(time.perf_counter() - t_start, 1)}  # the step's cost by stage (summary.json)
+    stage = partial(_stage, seconds)
 
     predictors = {}
 
     def score(ic: ItemCams, predict_map) -> None:
-        t0 = time.perf_counter()
         predictors[ic.name] = predict_map
-        params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
-        per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
+        with stage("tune_score_s"):
+            params, grid = tune_params(ic, tune_part, base, show_progress) if s.tune else (base, [])
+            per_map[ic.name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
         params_by[ic.name], grids[ic.name], ics[ic.name] = params, grid, ic
         tune_scores[ic.name] = {
             k: max((g["mean_dice"] for g in grid if g["step"] == k and g["mean_dice"] is not None), default=None)
             for k in KINDS
         }
-        seconds["tune_score_s"] = round(seconds.get("tune_score_s", 0.0) + time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        lat[ic.name] = latency(predict_map, rep_images, params)
-        seconds["latency_s"] = round(seconds.get("latency_s", 0.0) + time.perf_counter() - t0, 1)
+        with stage("latency_s"):
+            lat[ic.name] = latency(predict_map, rep_images, params)
 
-    t0 = time.perf_counter()
-    explained = explain_items_many(model, backbone, items, size, settings, data=data, show_progress=show_progress)
-    seconds["maps_s"] = round(time.perf_counter() - t0, 1)
+    with stage("maps_s"):
+        explained = explain_items_many(model, backbone, items, size, settings, data=data, show_progress=show_progress)
     for cs in settings:
         layers = cs.layer_names(backbone)
         score(
@@ -634,9 +644,8 @@ def evaluate_segmentation(
             lambda x, cs=cs, layers=layers: predict_and_explain(model, x, layers, method=cs.method, flip=cs.flip),
         )
     network_info = None
-    t0 = time.perf_counter()
-    prep = prepare(cfg, show_progress=False)  # the training split (network) and the test split (galleries)
-    seconds["prepare_s"] = round(time.perf_counter() - t0, 1)
+    with stage("prepare_s"):
+        prep = prepare(cfg, show_progress=False)  # the training split (network) and the test split (galleries)
     if s.network:
 
         def retune(segmenter):
@@ -644,36 +653,33 @@ def evaluate_segmentation(
             step = s.pseudo_masks  # the tuning-half Dice of the kind of mask the next round learns
             return p, max(g["mean_dice"] for g in grid if g["step"] == step and g["mean_dice"] is not None)
 
-        t0 = time.perf_counter()
-        seg, network_info = train_segmenter(
-            cfg,
-            model,
-            configured,
-            params_by[configured.name],
-            out,
-            retune=retune,
-            prep=prep,
-            show_progress=show_progress,
-        )
+        with stage("network_s"):
+            seg, network_info = train_segmenter(
+                cfg,
+                model,
+                configured,
+                params_by[configured.name],
+                out,
+                retune=retune,
+                prep=prep,
+                show_progress=show_progress,
+            )
         cam_layers = configured.layer_names(backbone)
 
         def predict_network(x):  # as predict --segment: the network's map for the mask, the CAM for the overlay
             predict_and_explain(model, x, cam_layers, method=configured.method, flip=configured.flip)
             return mask_probabilities(seg, x, flip=s.network_flip)
 
-        seconds["network_s"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        net_items = network_items(seg, data, flip=s.network_flip)
-        seconds["network_maps_s"] = round(time.perf_counter() - t0, 1)
+        with stage("network_maps_s"):
+            net_items = network_items(seg, data, flip=s.network_flip)
         score(net_items, predict_network)
 
     table = method_table(per_map, paper=PAPER_MAP.name, tune_scores=tune_scores, latency_ms=lat)
     map_name, kind = adopted(s, table)
     rows = per_map[map_name]
     best = best_row(table) if s.tune else None
-    t0 = time.perf_counter()
-    public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out, prep=prep)
-    seconds["public_galleries_s"] = round(time.perf_counter() - t0, 1)
+    with stage("public_galleries_s"):
+        public = public_galleries(cfg, predictors[map_name], params_by[map_name], kind, map_name, out, prep=prep)
     summary = {
         "model": str(relative(run_dir)),
         "model_choice": model_choice,

@@ -117,6 +117,56 @@ def test_an_altered_missing_or_oversized_publication_is_a_clear_error(two_runs, 
     assert not (tmp_path / "big").exists() and not list(tmp_path.glob(".big*"))
 
 
+def _explain_folder(run: Path, folder: Path, seed: int) -> Path:
+    """An explain step's products as `tumorlens publish` reads them: segment.json and a (random) segmenter."""
+    import keras
+
+    from tumorlens.explain.refine import build_segmenter
+    from tumorlens.explain.weak_masks import SegmentParams
+    from tumorlens.models.classifier import load_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    build_segmenter(load_model(run), "mobilenetv2", width=8).save(folder / "segmenter.keras")
+    seg = {"map": "network", "mask": "cam", "cam": "layercam@top", "params": SegmentParams().__dict__}
+    seg |= {"segmenter": "segmenter.keras", "network_flip": False, "model": str(run)}
+    write_json(folder / "segment.json", seg, schema="segment")
+    return folder
+
+
+def test_the_lesion_studys_mask_source_stays_pinned_through_a_republish(two_runs, tmp_path, monkeypatch):
+    """pin_lesion_masks copies the published weak-mask network aside; a republished explain step moves the
+    published network but not the counterfactual masks' source; dropping the model it sits on is refused."""
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "no-runs"))
+    single, other = two_runs
+    bare = published.publish("smoke", single=single, ensemble=[single], out=tmp_path / "bare")
+    with pytest.raises(published.PublishedModelError, match="nothing to pin"):
+        published.pin_lesion_masks("smoke", bare)
+    seg = _explain_folder(single, tmp_path / "explain", seed=1)
+    out = published.publish("smoke", single=single, ensemble=[single], segmentation=seg, out=tmp_path / "models")
+    assert not published.lesion_masks_source("smoke", out)["pinned"]  # unpinned: the published network itself
+    first = published.read_manifest("smoke", out)["segmentation"]["sha256"]
+    sub = published.pin_lesion_masks("smoke", out)
+    assert sub == out / published.LESION_MASKS and published.pin_lesion_masks("smoke", out) == sub  # idempotent
+    x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8)
+    _, pinned_net, _ = published.load_lesion_segmenter("smoke", out)
+    before = np.asarray(pinned_net(x)[1])
+    _explain_folder(single, seg, seed=2)  # a new explain step: another decoder
+    published.publish("smoke", single=single, ensemble=[single], segmentation=seg, out=out, force=True)
+    mf = published.read_manifest("smoke", out)
+    src = published.lesion_masks_source("smoke", out)
+    assert mf["segmentation"]["sha256"] != first and src["pinned"] and src["entry"]["sha256"] == first
+    assert mf["total_bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "models.json")
+    _, pinned_net, _ = published.load_lesion_segmenter("smoke", out)
+    np.testing.assert_allclose(np.asarray(pinned_net(x)[1]), before, atol=1e-6)  # the study's masks did not move
+    (out / published.LESION_MASKS / "segment.json").write_text((seg / "segment.json").read_text().replace("otsu", "fixed"))
+    with pytest.raises(published.PublishedModelError, match="digest mismatch"):
+        published.lesion_masks_source("smoke", out)
+    with pytest.raises(published.PublishedModelError, match="lesion study"):
+        published.publish("smoke", single=other, ensemble=[other], out=out, force=True)
+    assert published.read_manifest("smoke", out)["single"] == "mobilenetv2+sbr/seed-1"  # nothing was replaced
+
+
 needs_published = pytest.mark.skipif(
     not (PUBLISHED / "models.json").is_file(), reason="no published models in models/cpu"
 )

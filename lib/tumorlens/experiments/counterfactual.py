@@ -5,7 +5,9 @@
 
 The published single model's weak-mask network (`tumorlens.experiments.published`) draws each tumour
 training image's lesion for its *labelled* class, binarised as `tumorlens predict --segment` does
-(the published ``segment.json``). Each mask carries confidence scores (`CONFIDENCE`); the training
+(the published ``segment.json``) -- the copy of both pinned in ``models/<profile>/lesion_masks/``
+(`published.pin_lesion_masks`) when there is one, so a later explain step can republish the network
+without moving the study's training data. Each mask carries confidence scores (`CONFIDENCE`); the training
 recipe keeps the most confident share (``train.counterfactual.keep``). How a confidence filter trades
 the count of masks against their Dice is measured on the expert masks (`mask_filter_curve`: the
 tuning half chooses, the report half reports), never on the training images themselves.
@@ -105,24 +107,15 @@ def weak_lesion_masks(
 
 
 def _published_source(profile: str) -> dict:
-    mf = published.read_manifest(profile)
-    seg = mf.get("segmentation") or {}
-    if not seg.get("file"):
-        raise published.PublishedModelError(
-            f"the published models of profile {profile!r} have no weak-mask network: counterfactual training "
-            "needs one (publish an explain step that adopts the network)"
-        )
-    return {
-        "model": mf["single"],
-        "model_sha256": mf["models"][mf["single"]]["sha256"],
-        "segmenter_sha256": seg["sha256"],
-    }
+    """What made the masks (the cache key and the runs' record): the pinned lesion-mask source
+    (`published.pin_lesion_masks`), else the published weak-mask network."""
+    src = published.lesion_masks_source(profile)
+    return {"model": src["made_for"], "model_sha256": src["model_sha256"], "segmenter_sha256": src["entry"]["sha256"]}
 
 
 def _segmentation(profile: str):
-    single = published.load(None, profile)
-    seg = Segmentation.read(published.segmentation_dir(profile))
-    return single, published.load_segmenter(single, profile), seg
+    single, segmenter, src = published.load_lesion_segmenter(profile)
+    return single, segmenter, Segmentation.read(src["dir"])
 
 
 def published_lesion_masks(

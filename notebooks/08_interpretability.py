@@ -64,7 +64,7 @@ from tumorlens.book.lesion import (
     study_tables,
 )
 from tumorlens.book.snapshots import SOURCE_NOTE
-from tumorlens.book.text import explain_glue, localisation_words
+from tumorlens.book.text import explain_glue, failure_words, localisation_words
 from tumorlens.experiments.figures import EXPERT_SOURCE
 from tumorlens.records import read_rows
 from tumorlens.utils.files import read_json
@@ -81,6 +81,8 @@ words["seg_model_words"] = pages.run_words("/".join(Path(summary["model"]).parts
 lesion_record = read_lesion(res)
 single_name = (pages.read_published_models(profile) or {}).get("single") or "/".join(Path(summary["model"]).parts[-2:])
 words |= lesion_glue(lesion_record, single_name) | study_glue(rq.get("lesion"))
+failures = (rq.get("rq3") or {}).get("failures")
+words["seg_failures"] = failure_words(failures)
 for name, text in words.items():
     glue(name, text, display=False)
 
@@ -228,6 +230,31 @@ display(
         title="The adopted mask's settings (thresholds chosen on the tuning half)",
     )
 )
+
+# %% [markdown]
+# ## Where the masks fail
+#
+# Each report-half image of the adopted mask falls in one category, decided in this order: called no tumour
+# (an empty mask by design); *good* (Dice ≥ 0.5); *found, outline off* (the map's peak lies on the lesion,
+# within the pointing tolerance, but the mask's extent is wrong: too large, too small or spilling over); or
+# *missed* (the peak lies off the lesion, so the mask outlines something else). The rule is fixed, nothing
+# is tuned on it. In these results: {glue:text}`seg_failures`.
+
+# %%
+if failures:
+    display(tables.failure_table(failures))
+gallery = run_dir / "gallery_failures.jpg"
+if gallery.is_file():  # rendered with the data at hand, published with the results
+    display(Image(filename=str(gallery)))
+    print(
+        "Per tumour class, the worst missed and the worst outlined-wrongly images, redrawn with the published "
+        "single model as predict --segment draws them. " + EXPERT_SOURCE
+    )
+else:
+    print(
+        "No failure gallery in these results: `tumorlens collect --profile <profile> --only figures` renders it "
+        "where the expert masks and the published models are."
+    )
 
 # %% [markdown]
 # ## Does the decision rest on the lesion? The lesion-removal test

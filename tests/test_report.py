@@ -874,3 +874,39 @@ def test_the_published_lesion_test_reads_as_the_book_says():
     words = pages.conclusion_glue(RESULTS, "cpu")
     assert words["concl_lesion"] == w["concl_lesion"] or words["concl_lesion"].startswith(w["concl_lesion"])
     assert all(v for v in w.values())
+
+
+def _mask_row(i, cls, view, predicted, d, near):
+    return {"id": f"x{i:03d}", "class": cls, "view": view, "predicted": predicted, "dice_cam": str(d)}, near
+
+
+def test_failure_analysis_puts_every_mask_in_one_category_and_picks_the_worst_of_each():
+    from tumorlens.book.tables import failure_table
+    from tumorlens.book.text import failure_words
+    from tumorlens.experiments.rq import FAILURES, failure_analysis
+
+    spec = [
+        ("glioma", "ax", "glioma", 0.8, "True"),  # good
+        ("glioma", "ax", "glioma", 0.3, "True"),  # found, outline off
+        ("glioma", "co", "glioma", 0.0, "False"),  # missed
+        ("glioma", "co", "notumor", 0.0, "False"),  # called no tumour, whatever the pointing
+        ("pituitary", "sa", "meningioma", 0.1, "True"),  # wrong class, outline off
+        ("pituitary", "sa", "pituitary", 0.05, "False"),  # missed
+    ]
+    rows = [{**r, "pointing_near": near} for r, near in (_mask_row(i, *s[:4], s[4]) for i, s in enumerate(spec))]
+    f = failure_analysis(rows, "cam")
+    a = f["all"]
+    assert a["n"] == 6 and abs(sum(a[c] for c in FAILURES) - 1) < 1e-12
+    assert (a["good"], a["outline"], a["missed"], a["no_tumour"]) == (1 / 6, 2 / 6, 2 / 6, 1 / 6)
+    assert a["wrong_class"] == 1 / 6  # a no-tumour call is not a wrong tumour class
+    gl_co = next(d for d in f["by_class_view"] if (d["class"], d["view"]) == ("glioma", "co"))
+    assert gl_co["n"] == 2 and gl_co["missed"] == 0.5 and gl_co["no_tumour"] == 0.5
+    assert [p["id"] for p in f["worst"]["glioma"]] == ["x002", "x001"]  # the worst missed, then outline off
+    assert [p["category"] for p in f["worst"]["pituitary"]] == ["missed", "outline"]
+    table = failure_table(f)
+    assert ("all", "all") in table.index and table.loc[("glioma", "coronal"), "missed (peak off the lesion)"] == "50%"
+    words = failure_words(f)
+    assert "of the 6 report-half images, 17% get a good mask" in words and "glioma on coronal slices" in words
+    assert failure_words(None).startswith("not measured")
+    with pytest.raises(ValueError, match="received kind='both'"):
+        failure_analysis(rows, "both")

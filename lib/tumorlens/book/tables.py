@@ -13,6 +13,7 @@ from tumorlens.config import CLASSES
 
 __all__ = [
     "Table",
+    "failure_table",
     "show",
     "book_frame",
     "setup_display",
@@ -271,6 +272,38 @@ def segmentation_table(summary: Mapping, prefix: str = "") -> "pandas.DataFrame"
                 row[f"{name} (≤{tol} px)"] = f"{d[f'{key}_near']:.0%}"
         rows[PRETTY.get(cls, cls)] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("class")
+
+
+#: Column names of the failure categories (`tumorlens.experiments.rq.FAILURES`).
+FAILURE_NAMES = {
+    "good": "good",
+    "outline": "found, outline off",
+    "missed": "missed (peak off the lesion)",
+    "no_tumour": "called no tumour",
+}
+_VIEW_NAMES = {"ax": "axial", "co": "coronal", "sa": "sagittal"}
+
+
+def failure_table(failures: Mapping) -> "pandas.DataFrame":  # noqa: F821
+    """Where the adopted weak mask fails (``rq.json["rq3"]["failures"]``): per class and view (then per
+    class and per view over the others, and all images), the images, mean and median Dice and the share of
+    each failure category, and of wrong tumour classes."""
+
+    def row(label: tuple[str, str], d: Mapping) -> dict:
+        out = {"class": label[0], "view": label[1], "images": d["n"], "Dice mean": round(d["dice_mean"], 3)}
+        out["Dice median"] = round(d["dice_median"], 3)
+        out |= {name: f"{d[k]:.0%}" for k, name in FAILURE_NAMES.items()}
+        return out | {"wrong tumour class": f"{d['wrong_class']:.0%}"}
+
+    rows = [
+        row((PRETTY.get(d["class"], d["class"]), _VIEW_NAMES.get(d["view"], d["view"])), d)
+        for d in failures["by_class_view"]
+    ]
+    rows += [row((PRETTY.get(d["class"], d["class"]), "all"), d) for d in failures["by_class"]]
+    rows += [row(("all", _VIEW_NAMES.get(d["view"], d["view"])), d) for d in failures["by_view"]]
+    if failures.get("all"):
+        rows.append(row(("all", "all"), failures["all"]))
+    return pd.DataFrame(rows).set_index(["class", "view"])
 
 
 def methods_table(rows: Sequence[Mapping]) -> "pandas.DataFrame":  # noqa: F821

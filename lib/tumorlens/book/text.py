@@ -13,6 +13,7 @@ __all__ = [
     "grabcut_words",
     "rq3_words",
     "explain_seeds_words",
+    "failure_words",
     "run_words",
 ]
 
@@ -215,6 +216,30 @@ def rq3_words(rq3: dict | None) -> dict[str, str]:
     else:
         out["grabcut_diff"], out["verdict"] = "n/a", "not measured"
     return out
+
+
+def failure_words(failures: dict | None) -> str:
+    """Where the adopted weak mask fails (``rq.json["rq3"]["failures"]``) in one paragraph: the shares of the
+    failure categories over all report images, the class and view with the lowest mean Dice and what fails
+    there, and the class whose masks most often find the lesion but outline it wrongly."""
+    if not failures or not failures.get("all"):
+        return "not measured (no per-image scores of the adopted mask in these results)"
+    views = {"ax": "axial", "co": "coronal", "sa": "sagittal"}
+
+    def share(x: float) -> str:
+        return f"{x:.1%}" if 0 < x < 0.01 else f"{x:.0%}"
+
+    a = failures["all"]
+    worst = min(failures["by_class_view"], key=lambda d: d["dice_mean"])
+    outline = max(failures["by_class"], key=lambda d: d["outline"])
+    return (
+        f"of the {a['n']} report-half images, {a['good']:.0%} get a good mask (Dice ≥ {failures['good_dice']}); "
+        f"on {a['outline']:.0%} the map's peak lies on the lesion but the outline is off, on {a['missed']:.0%} the "
+        f"peak lies off the lesion, and {share(a['no_tumour'])} are called no tumour. The weakest group is "
+        f"{worst['class']} on {views.get(worst['view'], worst['view'])} slices (mean Dice {worst['dice_mean']:.2f}, "
+        f"{worst['n']} images: {worst['missed']:.0%} missed, {worst['outline']:.0%} outlined wrongly); "
+        f"{outline['class']} masks most often find the lesion and miss its outline ({outline['outline']:.0%})"
+    )
 
 
 def explain_seeds_words(seeds: dict | None, target: float = 0.5) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "duplicate_copies",
     "write_duplicates",
     "write_expert_galleries",
+    "write_failure_gallery",
     "render_figures",
 ]
 
@@ -44,6 +45,9 @@ FIGURES = {
     "Training copy of the same class beside it)",
     "segmentation/gallery_expert_<class>.jpg": "best, median and worst report-half image of the adopted weak "
     "mask, with the expert mask",
+    "segmentation/gallery_failures.jpg": "per tumour class, the worst report-half images of each failure a mask "
+    "method can fix (the map's peak off the lesion; on it but the outline wrong), redrawn with the published "
+    "single model",
 }
 #: Where the expert-mask galleries' images come from.
 EXPERT_SOURCE = (
@@ -146,6 +150,68 @@ def write_expert_galleries(res: str | Path, cfg) -> list[Path]:
     return [_write_jpeg(seg / f"gallery_expert_{cls}.jpg", rgb) for cls, rgb in sorted(galleries.items())]
 
 
+def write_failure_gallery(res: str | Path, cfg, *, tolerance: float = 0.02) -> list[Path]:
+    """Draw the failure gallery of ``res/segmentation`` (`tumorlens.experiments.rq.failure_analysis` of its
+    ``per_image.csv``: per class, the worst images the map's peak misses and the worst it finds but outlines
+    wrongly) against the expert masks, into ``segmentation/gallery_failures.jpg``. The maps are recomputed
+    with the published single model and weak-mask network, the way ``tumorlens predict --segment`` makes them;
+    each redrawn mask is scored again and the gallery is written only when every pick's Dice is within
+    ``tolerance`` of the published one (else the published models are not the ones these results explain, and
+    nothing is drawn). Nothing when the masks, the results or the published models are absent."""
+    import cv2
+
+    from tumorlens.data.io import unletterbox_mask, unletterbox_to_input
+    from tumorlens.experiments import published
+    from tumorlens.experiments.predict import Predictor
+    from tumorlens.experiments.rq import failure_analysis
+    from tumorlens.explain.gallery import segmentation_gallery
+    from tumorlens.explain.weak_masks import weak_mask
+    from tumorlens.metrics.segmentation import dice
+    from tumorlens.records import read_rows
+
+    seg = Path(res) / "segmentation"
+    if not (seg / "per_image.csv").is_file() or not (seg / "summary.json").is_file():
+        return []
+    _, items = mask_items_for(cfg)
+    by_id = {it.id: it for it in items}
+    summary = read_json(seg / "summary.json", schema="segmentation")
+    kind, params = summary["mask"], SegmentParams(**summary["params"])
+    picks = [p for ps in failure_analysis(read_rows(seg / "per_image.csv"), kind)["worst"].values() for p in ps]
+    picks = [p for p in picks if p["id"] in by_id]
+    try:
+        mf = published.read_manifest(cfg.profile)
+    except published.PublishedModelError:
+        return []
+    if not picks or mf["single"] != "/".join(Path(summary["model"]).parts[-2:]):
+        return []
+    predictor = Predictor.published(profile=cfg.profile)
+    size = _explained_image_size(Path(res), summary, cfg.data.image_size)
+    rows = []
+    for p in picks:
+        it = by_id[p["id"]]
+        arr, _ = read_image(it.image)
+        img = letterbox(arr, size)
+        m = cv2.imread(str(it.mask), cv2.IMREAD_GRAYSCALE)
+        truth = cv2.resize(m, (arr.shape[1], arr.shape[0]), interpolation=cv2.INTER_NEAREST) > 127
+        probs, _, maps = predictor.predict(img[None], segment=True)
+        pred = CLASSES[int(np.argmax(probs[0]))]
+        mask = weak_mask(img, maps[0], pred, params, kind)
+        again = dice(unletterbox_mask(mask, arr.shape[:2]), truth)
+        if abs(again - p["dice"]) > tolerance or pred != p["predicted"]:
+            print(
+                f"figures: {p['id']} redrawn with the published models scores Dice {again:.3f} (called {pred}), the "
+                f"results {p['dice']:.3f} (called {p['predicted']}): the published models are not the ones these "
+                "results explain; failure gallery not drawn",
+                file=sys.stderr,
+            )
+            return []
+        title = f"{it.cls} {p['view']}: Dice {p['dice']:.2f}, {p['category']} (pred. {pred})"
+        masks = (mask, None) if kind == "cam" else (None, mask)
+        rows.append((title, img, maps[0], *masks, unletterbox_to_input(truth, size)))
+    name = f"{summary['map']} ({'binarised' if kind == 'cam' else 'GrabCut'})"
+    return [_write_jpeg(seg / "gallery_failures.jpg", segmentation_gallery(rows, tile=128, map_name=name))]
+
+
 def _dataset_matches(res: Path, report) -> bool:
     """Whether the dataset at hand is the one the results were made from (``data/scan.json``'s identity)."""
     f = res / "data" / "scan.json"
@@ -183,4 +249,5 @@ def render_figures(profile: str, res: str | Path | None = None, *, show_progress
                 file=sys.stderr,
             )
     written += write_expert_galleries(res, cfg)
+    written += write_failure_gallery(res, cfg)
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -132,6 +133,7 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
                 seed=seed0,
             )
             rq3["grabcut_minus_cam"] = {"n": d["n"], "mean_diff": d["diff"], "lo": d["lo"], "hi": d["hi"]}
+            rq3["failures"] = failure_analysis(rows, seg["mask"])
         replicates = sorted((res / "segmentation" / "seeds").glob("seed-*/summary.json"))
         if replicates:  # the explain step on the same recipe at the other seeds (``reproduce.explain_seeds``)
             rows = [explain_seed_row(seg_file, runs, n_boot, seed0)]
@@ -187,6 +189,70 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
         }
         out["lesion"] = study
     return out
+
+
+#: A weak mask is *good* at this Dice or above (the level the explain chapter asks of every seed).
+GOOD_DICE = 0.5
+#: Failure categories of a report-half mask, in the order they are decided (`failure_category`).
+FAILURES = {
+    "good": f"Dice >= {GOOD_DICE}",
+    "outline": "the map's peak lies on the lesion (within the pointing tolerance), but the mask's extent is wrong",
+    "missed": "the map's peak lies off the lesion: the mask outlines something else, or nothing",
+    "no_tumour": "the classifier calls no tumour: an empty mask by design",
+}
+
+
+def failure_category(row: dict, kind: str) -> str:
+    """The `FAILURES` category of one ``per_image.csv`` row of the adopted ``kind`` of mask."""
+    if row["predicted"] == "notumor":
+        return "no_tumour"
+    if float(row[f"dice_{kind}"]) >= GOOD_DICE:
+        return "good"
+    return "outline" if str(row["pointing_near"]) == "True" else "missed"
+
+
+def failure_analysis(rows: Sequence[dict], kind: str, worst: int = 2) -> dict:
+    """Where the adopted weak mask fails, from its ``per_image.csv`` rows (the report half): per class, per
+    view and per class x view, the count, mean and median Dice, the share of each `FAILURES` category and
+    of wrong tumour classes; and per class the ``worst`` images by Dice of each failure that a mask method
+    can fix, ``missed`` and ``outline`` (ties by id), for the failure gallery.
+    Nothing is tuned here; the categories' rule is fixed (`GOOD_DICE`, the pointing tolerance of the step)."""
+    if kind not in ("cam", "grabcut"):
+        raise ValueError(f"kind must be cam or grabcut; received kind={kind!r}")
+    scored = [(r, failure_category(r, kind), float(r[f"dice_{kind}"])) for r in rows]
+
+    def group(members) -> dict:
+        d = np.array([x for _, _, x in members], float)
+        out = {"n": len(members), "dice_mean": float(d.mean()), "dice_median": float(np.median(d))}
+        out |= {c: sum(1 for _, k, _ in members if k == c) / len(members) for c in FAILURES}
+        wrong = [r for r, _, _ in members if r["predicted"] not in ("notumor", r["class"])]
+        return out | {"wrong_class": len(wrong) / len(members)}
+
+    def by(*keys) -> list[dict]:
+        out = []
+        for values in sorted({tuple(r[k] for k in keys) for r, _, _ in scored}):
+            members = [m for m in scored if tuple(m[0][k] for k in keys) == values]
+            out.append(dict(zip(keys, values)) | group(members))
+        return out
+
+    picks = {}
+    for cls in sorted({r["class"] for r, _, _ in scored}):
+        ranked = sorted((m for m in scored if m[0]["class"] == cls), key=lambda m: (m[2], m[0]["id"]))
+        picks[cls] = [
+            {"id": r["id"], "view": r["view"], "predicted": r["predicted"], "dice": x, "category": k}
+            for cat in ("missed", "outline")
+            for r, k, x in [m for m in ranked if m[1] == cat][:worst]
+        ]
+    return {
+        "kind": kind,
+        "categories": dict(FAILURES),
+        "good_dice": GOOD_DICE,
+        "all": group(scored) if scored else None,
+        "by_class": by("class"),
+        "by_view": by("view"),
+        "by_class_view": by("class", "view"),
+        "worst": picks,
+    }
 
 
 def explain_seed_row(summary_file: Path, runs: dict, n_boot: int = 2000, seed: int = 0) -> dict:

@@ -10,6 +10,7 @@ from tumorlens.models.classifier import backbone_layers, build_classifier
 from tumorlens.training.cut import find_cut, valid_cuts
 from tumorlens.training.fit import train_model
 from tumorlens.training.run import train_run
+from tumorlens.utils.environment import SIMD_FLAGS
 
 
 def test_valid_cuts_never_split_a_residual():
@@ -120,6 +121,7 @@ def test_smoke_run_writes_a_complete_run_directory(tmp_path):
     assert info["summary"]["wall_seconds"] > 0
     env = info["environment"]
     assert env["cpu_model"] and env["determinism"]["op_determinism"] is True
+    assert isinstance(env["cpu_flags"], list) and set(env["cpu_flags"]) <= set(SIMD_FLAGS)
     assert env["determinism"]["inter_op_threads"] == 1
     hist = list(csv.DictReader(open(run / "history.csv")))
     assert [h["phase"] for h in hist] == ["warmup", "finetune"]

@@ -299,6 +299,7 @@ def _timed_record(done: Sequence[tuple[Job, str]], seconds: float, started: date
         "started": started.isoformat(timespec="seconds"),
         "jobs": len(done),
         "cpu_model": env["cpu_model"],
+        "cpu_flags": env["cpu_flags"],
         "cpus": env["cpus"],
         "commit": env["git"],
     }

@@ -149,6 +149,9 @@ def verify(
         "rerun": paths.relative(run_dir),
         "published_cpu": (info or {}).get("environment", {}).get("cpu_model"),
         "rerun_cpu": rerun_env.get("cpu_model"),
+        # a published run records its vector instruction sets since this field exists (None before)
+        "published_cpu_flags": (info or {}).get("environment", {}).get("cpu_flags"),
+        "rerun_cpu_flags": rerun_env.get("cpu_flags"),
         "rerun_determinism": rerun_env.get("determinism"),
         "rerun_commit": rerun_env.get("git"),
         "rerun_seconds": train["wall_seconds"],

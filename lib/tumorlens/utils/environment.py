@@ -12,7 +12,7 @@ from typing import Any
 
 from tumorlens import paths
 
-__all__ = ["git_commit", "package_versions", "environment", "cpu_threads", "cpu_model"]
+__all__ = ["git_commit", "package_versions", "environment", "cpu_threads", "cpu_model", "cpu_flags"]
 
 
 def cpu_threads(limit: int = 8) -> int:
@@ -93,13 +93,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def environment() -> dict[str, Any]:
+#: The vector instruction sets that change TensorFlow's speed and its float results on a CPU (oneDNN picks
+#: its kernels by them): two machines of one ``cpu_model`` name may differ here.
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
 
+
+def cpu_flags() -> list[str]:
+    """Which of `SIMD_FLAGS` the CPU has (``/proc/cpuinfo`` on Linux; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def environment() -> dict[str, Any]:
+    """What a result records of the machine and software that made it."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpus": os.cpu_count(),
         "git": git_commit(),
         "packages": package_versions(),

@@ -1,10 +1,11 @@
 """Benchmark (not a test): do the weak-mask network's self-training rounds pay for their time?
 
-    python benchmarks/network_rounds.py [--rounds-from REV] [--profile cpu] [--out DIR]
+    python benchmarks/network_rounds.py [--rounds-from REV] [--current DIR] [--profile cpu] [--out DIR]
 
 Reads two explain steps' published records of the same classifier -- the one at git revision ``REV``
 (the cpu profile trained three rounds there, ``segment.network_rounds: 3``) and the current
-``results/<profile>/segmentation`` -- and writes, for each: the rounds (their pseudo-masks' area, the empty
+``results/<profile>/segmentation``, or ``--current DIR``, an explain step's folder such as
+``runs/cpu/explain`` -- and writes, for each: the rounds (their pseudo-masks' area, the empty
 ones, the tuning-half Dice of the network each came from), the network stage's seconds, and the network
 rows' Dice on the report half (map only and + GrabCut) with bootstrap 95% intervals; then the paired
 report-half difference, current minus ``REV``, over the same images. Nothing is trained or tuned here;
@@ -30,8 +31,7 @@ def _read(rev: str | None, rel: str) -> str:
     return subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
 
 
-def _record(rev: str | None, profile: str) -> dict:
-    base = f"results/{profile}/segmentation"
+def _record(rev: str | None, base: str) -> dict:
     net = json.loads(_read(rev, f"{base}/network.json"))
     summary = json.loads(_read(rev, f"{base}/summary.json"))
     rows = [
@@ -47,10 +47,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds-from", default="d02f2ed", help="the git revision of the other explain step's results")
+    ap.add_argument("--current", default=None, help="an explain step's folder (default: the published results)")
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    records = {args.rounds_from: _record(args.rounds_from, args.profile), "current": _record(None, args.profile)}
+    published = f"results/{args.profile}/segmentation"
+    current = Path(args.current).resolve().relative_to(REPO).as_posix() if args.current else published
+    records = {args.rounds_from: _record(args.rounds_from, published), "current": _record(None, current)}
     ids = sorted(set.intersection(*(set(r["rows"]) for r in records.values())))
     out = {}
     for name, rec in records.items():
@@ -67,6 +70,7 @@ def main() -> None:
             "epochs": net["epochs"],
             "network_seconds": round(sum(net.get("seconds", {}).values()), 1),
             "seconds": net.get("seconds"),
+            "explain_stage_seconds": summary.get("seconds"),  # the explain step's stages (recorded since 80c4584)
             "tune_dice": {r["mask"]: r["tune_dice"] for r in summary["methods"] if r["map"] == "network"},
             "report_dice": {
                 k: bootstrap_mean([float(rec["rows"][i][f"dice_{k}"]) for i in ids], seed=42)
@@ -86,7 +90,7 @@ def main() -> None:
     }
     result = {
         "profile": args.profile,
-        "compared": {"current": "results/" + args.profile + "/segmentation", "other": args.rounds_from},
+        "compared": {"current": current, "other": f"{args.rounds_from}:{published}"},
         "n_report": len(ids),
         "explain_steps": out,
         "current_minus_other": diff,

@@ -432,10 +432,6 @@ def selected(job: Job, only: Sequence[str] | None, root: Path | None = None) -> 
     return job.notebook in only or name in only or any(name.endswith("/" + o) for o in only)
 
 
-#: What the explain step's seed replicates leave out: the other maps of the comparison (their table is the
-#: main explain step's); each still scores the paper's Grad-CAM, the configured map and the weak-mask network,
-#: which are what the table over seeds reports (`tumorlens.experiments.rq`).
-EXPLAIN_SEED_OVERRIDES = {"segment.compare": []}
 #: Where the explain step's seed replicates run (``reproduce.explain_seeds``): ``<runs_root>/explain-seeds/seed-<n>``.
 EXPLAIN_SEEDS = "explain-seeds"
 
@@ -459,8 +455,7 @@ def explained_run(root: Path) -> Path | None:
 def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds: Sequence[int]) -> list[Job]:
     """``reproduce.explain_seeds``: the explain step once more for each other seed of the classifier
     recipe the explain step chose (same backbone and modules; its choice stays by validation), in
-    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation and the other compared maps
-    (`EXPLAIN_SEED_OVERRIDES`).
+    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation.
 
     These jobs follow a result: they are planned once the explain step has run (`tumorlens run` plans
     again after its jobs and runs the new ones), and they are stale when its choice moves to another
@@ -475,12 +470,7 @@ def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds:
         if run.resolve() == chosen.resolve() or run.resolve() not in planned:
             continue
         out = root / EXPLAIN_SEEDS / f"seed-{seed}"
-        params = {
-            "profile": profile,
-            "model_run": str(root / chosen.parent.name / run.name),
-            "run_dir": str(out),
-            "overrides": dict(EXPLAIN_SEED_OVERRIDES),
-        }
+        params = {"profile": profile, "model_run": str(root / chosen.parent.name / run.name), "run_dir": str(out)}
         jobs.append(
             Job("03_explain", out, params, title=f"Explain: {chosen.parent.name} (seed {seed})", part="supplementary")
         )

@@ -910,3 +910,41 @@ def test_failure_analysis_puts_every_mask_in_one_category_and_picks_the_worst_of
     assert failure_words(None).startswith("not measured")
     with pytest.raises(ValueError, match="received kind='both'"):
         failure_analysis(rows, "both")
+
+
+def test_the_failure_gallery_is_redrawn_only_when_it_reproduces_the_published_dice(tmp_path):
+    """write_failure_gallery on the published cpu segmentation: the redrawn masks reproduce each pick's Dice
+    (else nothing is drawn), one row per pick; a per-image score that the models cannot reproduce draws nothing."""
+    import csv
+    import shutil
+
+    import cv2
+
+    from conftest import BRISC
+    from tumorlens.config import load_config
+    from tumorlens.experiments.figures import write_failure_gallery
+    from tumorlens.experiments.rq import failure_analysis
+    from tumorlens.records import read_rows
+
+    res = Path(__file__).resolve().parents[1] / "results" / "cpu"
+    if not BRISC.is_dir() or not (res / "segmentation" / "per_image.csv").is_file():
+        pytest.skip("needs the BRISC expert masks and the published cpu results")
+    cfg = load_config("cpu", overrides={"segment.masks": str(BRISC)})
+    copy = tmp_path / "res"
+    (copy / "segmentation").mkdir(parents=True)
+    for name in ("summary.json", "per_image.csv"):
+        shutil.copy(res / "segmentation" / name, copy / "segmentation" / name)
+    [out] = write_failure_gallery(copy, cfg)
+    rows = read_rows(res / "segmentation" / "per_image.csv")
+    picks = sum(len(v) for v in failure_analysis(rows, "cam")["worst"].values())
+    assert cv2.imread(str(out)).shape[0] == 22 + picks * (22 + 160)  # a header, then one titled row per pick
+    worst = failure_analysis(rows, "cam")["worst"]["glioma"][0]["id"]
+    for r in rows:
+        if r["id"] == worst:
+            r["dice_cam"] = "-0.5"  # still the worst pick, and not a Dice the models can reproduce
+    with open(copy / "segmentation" / "per_image.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out.unlink()
+    assert write_failure_gallery(copy, cfg) == [] and not out.exists()

@@ -8,7 +8,7 @@ import pandas as pd
 
 from tumorlens.book.figures import PRETTY
 from tumorlens.book.pages import guard_set_name, read_published_models
-from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text
+from tumorlens.book.text import POOLING_NAMES, ci_text, diff_text, pct_ci_text, share_text
 from tumorlens.config import CLASSES
 
 __all__ = [
@@ -292,8 +292,8 @@ def failure_table(failures: Mapping) -> "pandas.DataFrame":  # noqa: F821
     def row(label: tuple[str, str], d: Mapping) -> dict:
         out = {"class": label[0], "view": label[1], "images": d["n"], "Dice mean": round(d["dice_mean"], 3)}
         out["Dice median"] = round(d["dice_median"], 3)
-        out |= {name: f"{d[k]:.0%}" for k, name in FAILURE_NAMES.items()}
-        return out | {"wrong tumour class": f"{d['wrong_class']:.0%}"}
+        out |= {name: share_text(d[k]) for k, name in FAILURE_NAMES.items()}
+        return out | {"wrong tumour class": share_text(d["wrong_class"])}
 
     rows = [
         row((PRETTY.get(d["class"], d["class"]), _VIEW_NAMES.get(d["view"], d["view"])), d)

@@ -14,6 +14,7 @@ __all__ = [
     "rq3_words",
     "explain_seeds_words",
     "failure_words",
+    "share_text",
     "run_words",
 ]
 
@@ -218,6 +219,11 @@ def rq3_words(rq3: dict | None) -> dict[str, str]:
     return out
 
 
+def share_text(x: float) -> str:
+    """A share as a whole percent, or to a tenth below one percent (one image in 215 is not 0%)."""
+    return f"{x:.1%}" if 0 < x < 0.01 else f"{x:.0%}"
+
+
 def failure_words(failures: dict | None) -> str:
     """Where the adopted weak mask fails (``rq.json["rq3"]["failures"]``) in one paragraph: the shares of the
     failure categories over all report images, the class and view with the lowest mean Dice and what fails
@@ -225,10 +231,7 @@ def failure_words(failures: dict | None) -> str:
     if not failures or not failures.get("all"):
         return "not measured (no per-image scores of the adopted mask in these results)"
     views = {"ax": "axial", "co": "coronal", "sa": "sagittal"}
-
-    def share(x: float) -> str:
-        return f"{x:.1%}" if 0 < x < 0.01 else f"{x:.0%}"
-
+    share = share_text
     a = failures["all"]
     worst = min(failures["by_class_view"], key=lambda d: d["dice_mean"])
     outline = max(failures["by_class"], key=lambda d: d["outline"])

@@ -185,7 +185,7 @@ def write_failure_gallery(res: str | Path, cfg, *, tolerance: float = 0.02) -> l
     if not picks or mf["single"] != "/".join(Path(summary["model"]).parts[-2:]):
         return []
     predictor = Predictor.published(profile=cfg.profile)
-    size = _explained_image_size(Path(res), summary, cfg.data.image_size)
+    size = predictor.image_size  # the published model's own input side
     rows = []
     for p in picks:
         it = by_id[p["id"]]
@@ -209,7 +209,7 @@ def write_failure_gallery(res: str | Path, cfg, *, tolerance: float = 0.02) -> l
         masks = (mask, None) if kind == "cam" else (None, mask)
         rows.append((title, img, maps[0], *masks, unletterbox_to_input(truth, size)))
     name = f"{summary['map']} ({'binarised' if kind == 'cam' else 'GrabCut'})"
-    return [_write_jpeg(seg / "gallery_failures.jpg", segmentation_gallery(rows, tile=128, map_name=name))]
+    return [_write_jpeg(seg / "gallery_failures.jpg", segmentation_gallery(rows, tile=160, map_name=name))]
 
 
 def _dataset_matches(res: Path, report) -> bool:

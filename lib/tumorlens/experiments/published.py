@@ -515,6 +515,19 @@ def load_guard(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | Non
     return GuardStats.load(_checked_file(folder, entry, "guard"))
 
 
+def _published_network(folder: Path, mf: dict, why: str) -> tuple[dict, str]:
+    """The checked manifest entry of the published weak-mask network and the model it sits on; an error
+    naming the folder (and ``why`` it is needed) when none is published."""
+    seg = mf.get("segmentation") or {}
+    if not seg.get("file"):
+        raise PublishedModelError(
+            f"{paths.relative(folder / MANIFEST)}: no weak-mask network is published, {why} (publish an explain "
+            "step that adopts the network first)"
+        )
+    _checked_file(folder, seg, "segmentation")
+    return seg, seg.get("made_for", mf["single"])
+
+
 def pin_lesion_masks(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike | None = None) -> Path:
     """Pin the published weak-mask network and its ``segment.json`` as the lesion study's mask source:
     copied into ``<folder>/lesion_masks/`` and listed in the manifest (``lesion_masks``: files, sizes,
@@ -525,14 +538,7 @@ def pin_lesion_masks(profile: str = PUBLISHED_PROFILE, folder: str | os.PathLike
     Idempotent: pinning again what is pinned rewrites nothing."""
     folder = Path(folder) if folder else models_dir(profile)
     mf = read_manifest(profile, folder)
-    seg = mf.get("segmentation") or {}
-    if not seg.get("file"):
-        raise PublishedModelError(
-            f"{paths.relative(folder / MANIFEST)}: no weak-mask network is published, so there is nothing to pin "
-            "(publish an explain step that adopts the network first)"
-        )
-    _checked_file(folder, seg, "segmentation")
-    made_for = seg["made_for"]
+    seg, made_for = _published_network(folder, mf, "so there is nothing to pin")
     model_sha = mf["models"][made_for]["sha256"]
     old = mf.get(LESION_MASKS)
     if old and old["sha256"] == seg["sha256"] and old["model_sha256"] == model_sha:
@@ -586,14 +592,7 @@ def lesion_masks_source(profile: str = PUBLISHED_PROFILE, folder: str | os.PathL
             "model_sha256": pinned["model_sha256"],
             "pinned": True,
         }
-    seg = mf.get("segmentation") or {}
-    if not seg.get("file"):
-        raise PublishedModelError(
-            f"the published models of profile {profile!r} have no weak-mask network: counterfactual training "
-            "needs one (publish an explain step that adopts the network)"
-        )
-    _checked_file(folder, seg, "segmentation")
-    made_for = seg.get("made_for", mf["single"])
+    seg, made_for = _published_network(folder, mf, "and counterfactual training needs one")
     return {
         "entry": seg,
         "dir": folder,

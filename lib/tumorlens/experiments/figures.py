@@ -17,16 +17,22 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from tumorlens import paths
 from tumorlens.config import CLASSES, load_config
 from tumorlens.data.inventory import scan
-from tumorlens.data.io import letterbox, read_image
+from tumorlens.data.io import letterbox, read_image, unletterbox_mask, unletterbox_to_input
 from tumorlens.data.leakage import AuditReport, audit
-from tumorlens.explain.gallery import draw_galleries, image_sheet, jpeg_bytes
+from tumorlens.experiments import published
+from tumorlens.experiments.predict import Predictor
+from tumorlens.experiments.rq import failure_analysis, scored_per_image
+from tumorlens.explain.gallery import draw_galleries, image_sheet, jpeg_bytes, segmentation_gallery
 from tumorlens.explain.ground_truth import mask_items_for
-from tumorlens.explain.weak_masks import SegmentParams
+from tumorlens.explain.weak_masks import SegmentParams, weak_mask
+from tumorlens.metrics.segmentation import dice
+from tumorlens.records import read_rows
 from tumorlens.utils.files import atomic_path, read_json
 
 __all__ = [
@@ -158,17 +164,6 @@ def write_failure_gallery(res: str | Path, cfg, *, tolerance: float = 0.02) -> l
     each redrawn mask is scored again and the gallery is written only when every pick's Dice is within
     ``tolerance`` of the published one (else the published models are not the ones these results explain, and
     nothing is drawn). Nothing when the masks, the results or the published models are absent."""
-    import cv2
-
-    from tumorlens.data.io import unletterbox_mask, unletterbox_to_input
-    from tumorlens.experiments import published
-    from tumorlens.experiments.predict import Predictor
-    from tumorlens.experiments.rq import failure_analysis
-    from tumorlens.explain.gallery import segmentation_gallery
-    from tumorlens.explain.weak_masks import weak_mask
-    from tumorlens.metrics.segmentation import dice
-    from tumorlens.records import read_rows
-
     seg = Path(res) / "segmentation"
     if not (seg / "per_image.csv").is_file() or not (seg / "summary.json").is_file():
         return []
@@ -176,7 +171,10 @@ def write_failure_gallery(res: str | Path, cfg, *, tolerance: float = 0.02) -> l
     by_id = {it.id: it for it in items}
     summary = read_json(seg / "summary.json", schema="segmentation")
     kind, params = summary["mask"], SegmentParams(**summary["params"])
-    picks = [p for ps in failure_analysis(read_rows(seg / "per_image.csv"), kind)["worst"].values() for p in ps]
+    scores = read_rows(seg / "per_image.csv")
+    if not scored_per_image(scores):
+        return []
+    picks = [p for ps in failure_analysis(scores, kind)["worst"].values() for p in ps]
     picks = [p for p in picks if p["id"] in by_id]
     try:
         mf = published.read_manifest(cfg.profile)

@@ -133,7 +133,8 @@ def rq_tables(res: Path, profile_cfg, n_boot: int = 2000) -> dict:
                 seed=seed0,
             )
             rq3["grabcut_minus_cam"] = {"n": d["n"], "mean_diff": d["diff"], "lo": d["lo"], "hi": d["hi"]}
-            rq3["failures"] = failure_analysis(rows, seg["mask"])
+            if scored_per_image(rows):
+                rq3["failures"] = failure_analysis(rows, seg["mask"])
         replicates = sorted((res / "segmentation" / "seeds").glob("seed-*/summary.json"))
         if replicates:  # the explain step on the same recipe at the other seeds (``reproduce.explain_seeds``)
             rows = [explain_seed_row(seg_file, runs, n_boot, seed0)]
@@ -200,6 +201,11 @@ FAILURES = {
     "missed": "the map's peak lies off the lesion: the mask outlines something else, or nothing",
     "no_tumour": "the classifier calls no tumour: an empty mask by design",
 }
+
+
+def scored_per_image(rows: Sequence[dict]) -> bool:
+    """Whether ``per_image.csv`` rows hold what `failure_analysis` reads (the explain step's layout)."""
+    return bool(rows) and {"id", "class", "view", "predicted", "pointing_near"} <= set(rows[0])
 
 
 def failure_category(row: dict, kind: str) -> str:

@@ -463,10 +463,14 @@ def load_segmenter(classifier, profile: str = PUBLISHED_PROFILE, folder: str | o
     if not entry.get("file"):
         return None
     f = _checked_file(folder, entry, "segmentation")
-    backbone = mf["models"][mf["single"]]["recipe"]["backbone"]
+    return _segmenter_on(classifier, mf["models"][mf["single"]]["recipe"]["backbone"], f, entry["width"])
+
+
+def _segmenter_on(classifier, backbone: str, decoder_file: Path, width: int):
+    """The segmenter of ``classifier`` with the published decoder weights in ``decoder_file``."""
     shapes = [tuple(classifier.get_layer(n).output.shape[1:]) for n in skip_layer_names(backbone)]
-    decoder = build_decoder(shapes, entry["width"])
-    load_weights(decoder, f)
+    decoder = build_decoder(shapes, width)
+    load_weights(decoder, decoder_file)
     return build_segmenter(classifier, backbone, decoder)
 
 
@@ -609,7 +613,4 @@ def load_lesion_segmenter(profile: str = PUBLISHED_PROFILE, folder: str | os.Pat
     mf = read_manifest(profile, folder)
     classifier = load(src["made_for"], profile, folder)
     backbone = mf["models"][src["made_for"]]["recipe"]["backbone"]
-    shapes = [tuple(classifier.get_layer(n).output.shape[1:]) for n in skip_layer_names(backbone)]
-    decoder = build_decoder(shapes, src["entry"]["width"])
-    load_weights(decoder, folder / src["entry"]["file"])
-    return classifier, build_segmenter(classifier, backbone, decoder), src
+    return classifier, _segmenter_on(classifier, backbone, folder / src["entry"]["file"], src["entry"]["width"]), src

@@ -54,10 +54,9 @@ FUSIONS = {
 
 
 def main() -> None:
-    from tumorlens.experiments import published
-    from tumorlens.explain.ground_truth import mask_items_for, split_items
-    from tumorlens.explain.scoring import KINDS, load_mask_set, network_items, score_items, tune_params
-    from tumorlens.explain.weak_masks import SegmentParams
+    from _published_masks import published_expert_set
+
+    from tumorlens.explain.scoring import KINDS, network_items, score_items, tune_params
     from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
@@ -66,20 +65,10 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    mf = published.read_manifest(args.profile)
-    cfg = published.recipe_config(profile=args.profile)
-    size, s = cfg.data.image_size, cfg.segment
-    model = published.load(profile=args.profile)
-    segmenter = published.load_segmenter(model, args.profile)
-    if segmenter is None:
-        raise SystemExit(f"the published {args.profile} segmentation adopts no weak-mask network")
-    source, items = mask_items_for(cfg)
-    if not items:
-        raise SystemExit("no expert masks found: set segment.masks or TUMORLENS_MASKS (see data/README.md)")
-    data = load_mask_set(items, size)
-    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
-    base = SegmentParams.from_config(s)
-    net = network_items(segmenter, data, flip=s.network_flip)
+    ps = published_expert_set(args.profile)
+    mf, cfg, source, s, base = ps.mf, ps.cfg, ps.source, ps.cfg.segment, ps.base
+    tune_part, report_part = ps.tune, ps.report
+    net = network_items(ps.segmenter, ps.data, flip=s.network_flip)
     t0 = time.perf_counter()
     symmetric = np.array([it.view in ("ax", "co") for it in net.items])
     asym = np.stack(

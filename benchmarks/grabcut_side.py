@@ -22,11 +22,11 @@ from pathlib import Path
 
 
 def main() -> None:
-    from tumorlens.experiments import published
+    from _published_masks import published_expert_set
+
     from tumorlens.explain.cam import CamSetting
-    from tumorlens.explain.ground_truth import mask_items_for, split_items
-    from tumorlens.explain.scoring import explain_items, load_mask_set, network_items, score_items, tune_params
-    from tumorlens.explain.weak_masks import SegmentParams, grabcut_mask, head_mask
+    from tumorlens.explain.scoring import explain_items, network_items, score_items, tune_params
+    from tumorlens.explain.weak_masks import grabcut_mask, head_mask
     from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
@@ -36,24 +36,16 @@ def main() -> None:
     ap.add_argument("--sides", type=int, nargs="+", default=[112, 80, 64])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    mf = published.read_manifest(args.profile)
-    cfg = published.recipe_config(profile=args.profile)
-    backbone, size = cfg.model.backbone, cfg.data.image_size
-    s = cfg.segment
-    model = published.load(profile=args.profile)
-    source, items = mask_items_for(cfg)
-    if not items:
-        raise SystemExit("no expert masks found: set segment.masks or TUMORLENS_MASKS (see data/README.md)")
-    data = load_mask_set(items, size)
-    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
-    base = SegmentParams.from_config(s)
+    ps = published_expert_set(args.profile, network=False)
+    mf, cfg, model, source, items, data, base = ps.mf, ps.cfg, ps.model, ps.source, ps.items, ps.data, ps.base
+    backbone, size, s = cfg.model.backbone, cfg.data.image_size, cfg.segment
+    tune_part, report_part = ps.tune, ps.report
     cam_setting = CamSetting.from_config(s)
     maps = {
         cam_setting.name: explain_items(model, backbone, items, size, cam=cam_setting, data=data, show_progress=False)
     }
-    segmenter = published.load_segmenter(model, args.profile)
-    if segmenter is not None:
-        maps["network"] = network_items(segmenter, data, flip=s.network_flip)
+    if ps.segmenter is not None:
+        maps["network"] = network_items(ps.segmenter, data, flip=s.network_flip)
     out = {}
     for name, ic in maps.items():
         rows_by, res = {}, {}

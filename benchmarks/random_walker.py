@@ -66,11 +66,11 @@ BETAS = (130.0, 500.0, 2000.0)
 
 
 def main() -> None:
+    from _published_masks import published_expert_set
+
     from tumorlens.config import CLASSES
     from tumorlens.data.io import unletterbox_mask
-    from tumorlens.experiments import published
-    from tumorlens.explain.ground_truth import mask_items_for, split_items
-    from tumorlens.explain.scoring import load_mask_set, network_items
+    from tumorlens.explain.scoring import network_items
     from tumorlens.metrics.segmentation import dice
     from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
     from tumorlens.records import read_rows
@@ -81,19 +81,10 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    mf = published.read_manifest(args.profile)
-    cfg = published.recipe_config(profile=args.profile)
-    size, s = cfg.data.image_size, cfg.segment
-    model = published.load(profile=args.profile)
-    segmenter = published.load_segmenter(model, args.profile)
-    if segmenter is None:
-        raise SystemExit(f"the published {args.profile} segmentation adopts no weak-mask network")
-    source, items = mask_items_for(cfg)
-    if not items:
-        raise SystemExit("no expert masks found: set segment.masks or TUMORLENS_MASKS (see data/README.md)")
-    data = load_mask_set(items, size)
-    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
-    ic = network_items(segmenter, data, flip=s.network_flip)
+    ps = published_expert_set(args.profile)
+    mf, cfg, source, s = ps.mf, ps.cfg, ps.source, ps.cfg.segment
+    tune_part, report_part = ps.tune, ps.report
+    ic = network_items(ps.segmenter, ps.data, flip=s.network_flip)
     pos = {it.id: i for i, it in enumerate(ic.items)}
 
     def score(subset, hi, lo, beta, true_class: bool) -> list[float]:

@@ -25,10 +25,15 @@ book: install
 ## tests/conftest.py HEAVY_FIRST), then a strict build of
 ## the smoke book (BOOK_WORKERS jobs at once). Each process gets one TensorFlow thread: they share the cores,
 ## and more threads only contend (measured: pytest 235 s vs 269 s on 2 cores; building the book beside the
-## tests instead of after them was slower still).
+## tests instead of after them was slower still). The same holds for the BLAS under NumPy/scikit-learn: with its
+## default threads each process spins on both cores (the smoke ensembles' logistic-regression fit, 240 x 3840
+## features: 2.9 s wall / 5.4 s CPU with the default threads vs 0.7 s / 0.7 s with one).
 TEST_WORKERS ?= 2
 BOOK_WORKERS ?= 2
 test: export TF_NUM_INTRAOP_THREADS = 1
+test: export OMP_NUM_THREADS = 1
+test: export OPENBLAS_NUM_THREADS = 1
+test: export MKL_NUM_THREADS = 1
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 	$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS)

@@ -12,7 +12,8 @@ default mask stands (a mask for every image). Nothing is tuned: the levels and t
 so both halves of the expert masks are reported (the report half is the one the book's numbers use).
 Writes ``counterfactual_masks_<profile>.json``: per judge and half, mean Dice with bootstrap 95%
 intervals, the paired difference from the default mask, the share of images flipped, Dice per class, and
-the judge's forward passes per image.
+the judge's forward passes per image. Judges measured by an earlier run and not rerun keep their entries
+(their runs may be gone from a new machine), named in ``earlier_judges`` with the commit they were measured at.
 
 Candidate regions (``--regions``, each reported under ``judges[<judge>]`` with its own key; ``levels``
 keeps the original keys): ``levels`` -- the map's level sets (`tumorlens.explain.counterfactual_masks`);
@@ -106,7 +107,7 @@ def main() -> None:
     from tumorlens.models.classifier import load_model
     from tumorlens.models.inference import predict_images
     from tumorlens.utils.environment import environment
-    from tumorlens.utils.files import write_json
+    from tumorlens.utils.files import read_json, write_json
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="cpu")
@@ -194,6 +195,19 @@ def main() -> None:
                 f"{r['default_dice']['value']:.3f} (diff {diff['diff']:+.3f} [{diff['lo']:+.3f}, {diff['hi']:+.3f}]), "
                 f"flipped {r['flipped']:.0%}, {res['passes_per_image']:.1f} passes/image, {res['seconds']:.0f} s"
             )
+    # judges measured by an earlier run of this benchmark and not rerun now keep their entries (their runs
+    # may be gone from this machine), each with the commit and machine it was measured on
+    dest_file = Path(args.out) / f"counterfactual_masks_{args.profile}.json"
+    earlier = {}
+    if dest_file.is_file():
+        prev = read_json(dest_file)
+        prev_env = prev.get("environment", {})
+        earlier = prev.get("earlier_judges", {})
+        for name, res in prev.get("judges", {}).items():
+            if name not in out:
+                out[name] = res
+                earlier.setdefault(name, {"git": prev_env.get("git"), "cpu_flags": prev_env.get("cpu_flags")})
+    earlier = {n: e for n, e in earlier.items() if n in out and n not in judges}
     result = {
         "profile": args.profile,
         "map": "published weak-mask network",
@@ -205,10 +219,11 @@ def main() -> None:
         "threshold": 0.5,
         "source": source,
         "judges": out,
+        "earlier_judges": earlier,  # judges kept from an earlier run: where each was measured
         "environment": environment(),
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    dest = write_json(Path(args.out) / f"counterfactual_masks_{args.profile}.json", result)
+    dest = write_json(dest_file, result)
     print(f"written to {paths.relative(dest)}")
 
 

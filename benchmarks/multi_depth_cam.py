@@ -63,6 +63,7 @@ def main() -> None:
     from tumorlens.explain.cam import CamSetting, cam_maps_many, upsample_normalise
     from tumorlens.explain.scoring import KINDS, explain_items_many, network_items, score_items, tune_params
     from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
+    from tumorlens.models.classifier import build_classifier
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
 
@@ -89,12 +90,24 @@ def main() -> None:
         if k == 1:
             continue
         t0 = time.perf_counter()
+        # the same weights at k times the side (the network is convolutional up to its global pooling)
+        r = p.mf["models"][p.mf["single"]]["recipe"]
+        big_model = build_classifier(
+            r["backbone"],
+            r["modules"],
+            image_size=size * k,
+            weights=r["base"],
+            dropout=r["dropout"],
+            vit=r.get("vit"),
+            pooling=r.get("pooling", "gap"),
+        )
+        big_model.set_weights(p.model.get_weights())
         big = np.stack([cv2.resize(im, (size * k, size * k), interpolation=cv2.INTER_CUBIC) for im in p.data.images])
         # maps of the class called at scale 1 (and the true class), so every fused map is of one class
         pred_maps, true_maps = {cs.name: [] for cs in settings}, {cs.name: [] for cs in settings}
         for b in range(0, len(big), 8):
-            mp, _ = cam_maps_many(p.model, big[b : b + 8], settings, backbone, pred_idx[b : b + 8], batch_size=8)
-            mt, _ = cam_maps_many(p.model, big[b : b + 8], settings, backbone, true_idx[b : b + 8], batch_size=8)
+            mp, _ = cam_maps_many(big_model, big[b : b + 8], settings, backbone, pred_idx[b : b + 8], batch_size=8)
+            mt, _ = cam_maps_many(big_model, big[b : b + 8], settings, backbone, true_idx[b : b + 8], batch_size=8)
             for cs in settings:
                 pred_maps[cs.name].append(mp[cs.name])
                 true_maps[cs.name].append(mt[cs.name])

@@ -7,9 +7,11 @@ By default the **published** single model with its published map, mask and weak-
 ``tumorlens predict --segment`` runs it; RUN_DIR is a trained run instead (its ``model.keras`` and
 ``config.json``; ``segment.json`` from the explain step found beside the model or given with
 ``--segmentation``). Images are the dataset's Testing images at the model's input size (or phantoms for
-the smoke profile). Two mask methods are timed on the same maps: the default one (the adopted kind,
-e.g. the network's map refined by GrabCut) and the named faster one (the same map binarised, no
-GrabCut; ``tumorlens predict`` records in each image's record which method made its mask). Writes
+the smoke profile). Both mask kinds are timed on the same maps, each as ``predict --segment`` runs it
+(the weak-mask network's pass, no CAM): the adopted one (``segment.json``'s ``mask``) and the other
+(``cam``: the map binarised, the faster; ``grabcut``: the map refined by GrabCut, the slower); then the
+adopted one again as ``predict --explain --segment`` (the classifier's CAM pass added). ``tumorlens
+predict`` records in each image's record which method made its mask (``mask_method``). Writes
 ``explain_latency_<profile>.json``. The target is a median of at most 300 ms per image on 2 CPU cores
 for the default method (the weak-mask issue's cost bound).
 """
@@ -64,9 +66,9 @@ def main() -> None:
     kinds = [sg.mask] + [k for k in ("grabcut", "cam") if k != sg.mask]  # the default first, then the faster
     names = {k: replace(sg, mask=k).label for k in kinds}
 
-    def pipeline(batch, kind, parts):
+    def pipeline(batch, kind, parts, explain=False):
         t0 = time.perf_counter()
-        probs, _, maps = predictor.predict(batch, explain=True, segment=True)
+        probs, _, maps = predictor.predict(batch, explain=explain, segment=True)
         t1 = time.perf_counter()
         for img, m, p in zip(batch, maps, probs):
             weak_mask(img, m, CLASSES[int(np.argmax(p))], sg.params, kind)
@@ -74,24 +76,27 @@ def main() -> None:
         parts["mask"].append((time.perf_counter() - t1) / len(batch))
 
     warm = {"predict_and_maps": [], "mask": []}
-    pipeline(x[:1], sg.mask, warm)  # warm-up: builds the gradient function
-    pipeline(x[: args.batch], sg.mask, warm)
+    for explain in (False, True):  # warm-up: builds the gradient function
+        pipeline(x[:1], sg.mask, warm, explain)
+        pipeline(x[: args.batch], sg.mask, warm, explain)
     methods = {}
-    for kind in kinds:
+    # `predict --segment` with each mask kind, then `predict --explain --segment` (the CAM drawn too)
+    for kind, explain in [(k, False) for k in kinds] + [(sg.mask, True)]:
         parts = {"predict_and_maps": [], "mask": []}
         single = []
         for i in range(len(x)):
             t0 = time.perf_counter()
-            pipeline(x[i : i + 1], kind, parts)
+            pipeline(x[i : i + 1], kind, parts, explain)
             single.append(time.perf_counter() - t0)
         breakdown = {k: 1000 * float(np.median(v)) for k, v in parts.items()}
         t0 = time.perf_counter()
         for s in range(0, len(x), args.batch):
-            pipeline(x[s : s + args.batch], kind, {"predict_and_maps": [], "mask": []})
+            pipeline(x[s : s + args.batch], kind, {"predict_and_maps": [], "mask": []}, explain)
         batched = time.perf_counter() - t0
-        methods[names[kind]] = {
+        methods[names[kind] + (" (with --explain)" if explain else "")] = {
             "mask_kind": kind,
-            "default": kind == sg.mask,
+            "explain": explain,
+            "default": kind == sg.mask and not explain,
             "single_ms": {
                 "median": 1000 * float(np.median(single)),
                 "p90": 1000 * float(np.quantile(single, 0.9)),

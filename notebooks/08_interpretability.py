@@ -63,9 +63,7 @@ from tumorlens.book.lesion import (
     study_glue,
     study_tables,
 )
-from tumorlens.book.snapshots import SOURCE_NOTE
-from tumorlens.book.text import explain_glue, failure_words, localisation_words
-from tumorlens.experiments.figures import EXPERT_SOURCE
+from tumorlens.book.text import EXPERT_SOURCE, SOURCE_NOTE, explain_glue, failure_words, localisation_words
 from tumorlens.records import read_rows
 from tumorlens.utils.files import read_json
 

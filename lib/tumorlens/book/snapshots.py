@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tumorlens.book.text import SOURCE_NOTE
 from tumorlens.config import CLASSES
 from tumorlens.data.io import letterbox, read_image
 from tumorlens.data.pipeline import augment_views
@@ -31,8 +32,6 @@ DATA_FIGURES = {
     "duplicates.jpg": "Testing images with a copy in Training: each Testing image once, beside its closest Training "
     "copy of the same class (exact copies first, then near copies)",
 }
-#: Where the published scans come from.
-SOURCE_NOTE = "Images: Kaggle 'Brain Tumor MRI Dataset' (Masoud Nickparvar), public domain (CC0)."
 
 
 def _write(path: Path, rgb: np.ndarray) -> None:

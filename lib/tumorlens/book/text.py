@@ -16,7 +16,18 @@ __all__ = [
     "failure_words",
     "share_text",
     "run_words",
+    "EXPERT_SOURCE",
+    "SOURCE_NOTE",
 ]
+
+#: Where the Kaggle images of the book's figures come from.
+SOURCE_NOTE = "Images: Kaggle 'Brain Tumor MRI Dataset' (Masoud Nickparvar), public domain (CC0)."
+
+#: Where the expert-mask galleries' images come from (`tumorlens.experiments.figures` renders them).
+EXPERT_SOURCE = (
+    "Images and expert masks: BRISC 2025 (Fateh et al., 2025), test split, rendered here as 160 px tiles with "
+    "this project's maps and masks (the raw files are not part of the repository)."
+)
 
 
 def ci_text(

@@ -37,7 +37,6 @@ from tumorlens.utils.files import atomic_path, read_json
 
 __all__ = [
     "FIGURES",
-    "EXPERT_SOURCE",
     "duplicate_copies",
     "write_duplicates",
     "write_expert_galleries",
@@ -55,11 +54,6 @@ FIGURES = {
     "method can fix (the map's peak off the lesion; on it but the outline wrong), redrawn with the published "
     "single model",
 }
-#: Where the expert-mask galleries' images come from.
-EXPERT_SOURCE = (
-    "Images and expert masks: BRISC 2025 (Fateh et al., 2025), test split, rendered here as 160 px tiles with "
-    "this project's maps and masks (the raw files are not part of the repository)."
-)
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, quality: int = 82) -> Path:

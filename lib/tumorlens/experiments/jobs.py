@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tumorlens import paths
+from tumorlens import models, paths
 from tumorlens.config import PAPER_MODULES, load_config, settings_fingerprint, variant_name
 from tumorlens.experiments.steps import STEPS, code_fingerprint
-from tumorlens.models.backbones import get_spec
 
 __all__ = [
     "Job",
@@ -264,7 +263,7 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         for mod in PAPER_MODULES:
             jobs.append(_train_job(profile, root, bb, (mod,), first))
     for other in r.backbones:  # more backbones, each at its native input size (Lite1: 240 px, Lite2: 260 px)
-        native = get_spec(other).native_size
+        native = models.get_spec(other).native_size
         sized = {"data.image_size": native} if native and native != cfg.data.image_size else {}
         for seed in seeds:
             jobs.append(_train_job(profile, root, other, (), seed, overrides=sized))

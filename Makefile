@@ -22,21 +22,21 @@ book: install
 	$(BIN)/tumorlens book --profile $(PROFILE) --strict
 
 ## make test: the test suite (TEST_WORKERS pytest-xdist processes, each test file on one, the heaviest files first:
-## tests/conftest.py HEAVY_FIRST), then a strict build of
-## the smoke book (BOOK_WORKERS jobs at once). Each process gets one TensorFlow thread: they share the cores,
-## and more threads only contend (measured: pytest 235 s vs 269 s on 2 cores; building the book beside the
-## tests instead of after them was slower still). The same holds for the BLAS under NumPy/scikit-learn: with its
-## default threads each process spins on both cores (the smoke ensembles' logistic-regression fit, 240 x 3840
-## features: 2.9 s wall / 5.4 s CPU with the default threads vs 0.7 s / 0.7 s with one).
+## tests/conftest.py HEAVY_FIRST). Its first file is the strict smoke book (tests/test_smoke_book.py: every job
+## of the smoke plan from nothing, then every page, in a copy of the working tree), so one worker builds the
+## book while the other runs the rest (measured on 2 AVX-512 cores: 452 s against 497 s for the suite, then
+## the book on both workers). Each process gets one TensorFlow thread: they share the cores, and more threads
+## only contend (measured: pytest 235 s vs 269 s on 2 cores). The same holds for the BLAS under
+## NumPy/scikit-learn: with its default threads each process spins on both cores (the smoke ensembles'
+## logistic-regression fit, 240 x 3840 features: 2.9 s wall / 5.4 s CPU with the default threads vs 0.7 s /
+## 0.7 s with one).
 TEST_WORKERS ?= 2
-BOOK_WORKERS ?= 2
 test: export TF_NUM_INTRAOP_THREADS = 1
 test: export OMP_NUM_THREADS = 1
 test: export OPENBLAS_NUM_THREADS = 1
 test: export MKL_NUM_THREADS = 1
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
-	$(BIN)/tumorlens book --profile smoke --strict --workers $(BOOK_WORKERS)
 
 ## make test-full: the same, with the full tier (tests marked `full`: contracts of the fast tier re-checked on
 ## whole data sets or in longer runs, e.g. the published model on all 1,311 Testing images, the cpu book from a

@@ -48,6 +48,7 @@ def phantom_root(tmp_path_factory) -> Path:
 #: and the two workers finish together (longest first). A file not listed runs after these; a stale list
 #: only costs time, never a result.
 HEAVY_FIRST = (
+    "test_smoke_book.py",  # ~230 s: one worker builds the book while the other runs the rest
     "test_models.py",
     "test_predict.py",
     "test_masks.py",

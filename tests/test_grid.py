@@ -124,7 +124,8 @@ def test_smoke_jobs_on_two_workers_give_the_sequential_results(tmp_path, monkeyp
 
     Fast counterparts: test_grid_runs_jobs_side_by_side_keeps_the_others_on_failure_and_resumes (jobs on two
     Dask workers), test_train.py::test_two_reruns_in_fresh_processes_are_identical (a training run in two
-    processes side by side gives the same files) and make test's smoke book (the smoke grid on two workers)."""
+    processes side by side gives the same files) and tests/test_smoke_book.py (the whole smoke grid, one job after
+    another)."""
     outputs = {}
     for mode in ("sequential", "grid"):
         monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / mode))

@@ -7,6 +7,7 @@ workers share it with the rest of the suite instead of the book waiting for the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,12 @@ def test_the_smoke_book_builds_strictly_from_every_job_of_the_smoke_plan(tmp_pat
         text=True,
     )
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
-    assert "Traceback" not in res.stderr
+    # the one traceback that is not the book's: jupyter_client's zmq stream logging a kernel that exited with
+    # a message in flight (seen now and then at a page's kernel shutdown; the page and the build are complete)
+    shutdown_noise = re.findall(
+        r'Traceback \(most recent call last\):\n\s+File "[^"]*zmq/eventloop/zmqstream\.py"', res.stderr
+    )
+    assert res.stderr.count("Traceback") == len(shutdown_noise), res.stderr[-4000:]
     html = tree / "book" / "_build" / "html"
     assert (html / "index.html").is_file()
     from tumorlens.experiments.runner import plan

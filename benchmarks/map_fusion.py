@@ -16,8 +16,6 @@ report half.
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +36,10 @@ FUSIONS = {
 
 
 def main() -> None:
-    from tumorlens.experiments import published
+    from _published_masks import published_expert_set, tune_and_score
+
     from tumorlens.explain.cam import CamSetting
-    from tumorlens.explain.ground_truth import mask_items_for, split_items
-    from tumorlens.explain.scoring import KINDS, explain_items, load_mask_set, network_items, score_items, tune_params
-    from tumorlens.explain.weak_masks import SegmentParams
-    from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
+    from tumorlens.explain.scoring import explain_items, network_items
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
 
@@ -51,62 +47,25 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    mf = published.read_manifest(args.profile)
-    cfg = published.recipe_config(profile=args.profile)
-    backbone, size = cfg.model.backbone, cfg.data.image_size
-    s = cfg.segment
-    model = published.load(profile=args.profile)
-    segmenter = published.load_segmenter(model, args.profile)
-    if segmenter is None:
-        raise SystemExit(f"the published {args.profile} segmentation adopts no weak-mask network: nothing to fuse")
-    source, items = mask_items_for(cfg)
-    if not items:
-        raise SystemExit("no expert masks found: set segment.masks or TUMORLENS_MASKS (see data/README.md)")
-    data = load_mask_set(items, size)
-    tune_part, report_part = split_items(items, s.tune_fraction, cfg.data.seed)
-    base = SegmentParams.from_config(s)
-    net = network_items(segmenter, data, flip=s.network_flip)
+    p = published_expert_set(args.profile)
+    s = p.cfg.segment
+    net = network_items(p.segmenter, p.data, flip=s.network_flip)
     cam_setting = CamSetting.from_config(s)
-    cam = explain_items(model, backbone, items, size, cam=cam_setting, data=data, show_progress=False)
-    rows_by, out = {}, {}
-    for name, fuse in FUSIONS.items():
-        t0 = time.perf_counter()
-        ic = replace(
-            net,
-            cams=fuse(net.cams, _norm(cam.cams)).astype(np.float32),
-            cams_true=fuse(net.cams_true, _norm(cam.cams_true)).astype(np.float32),
-            name=name,
-        )
-        params, grid = tune_params(ic, tune_part, base)
-        tune = {k: max(g["mean_dice"] for g in grid if g["step"] == k and g["mean_dice"] is not None) for k in KINDS}
-        rows = rows_by[name] = score_items(ic, report_part, params, tolerance=s.pointing_tolerance)
-        out[name] = {
-            "tune_dice": tune,
-            "report_dice": {k: bootstrap_mean([r[f"dice_{k}"] for r in rows], seed=cfg.seed) for k in KINDS},
-            "report_minus_network": {
-                k: paired_mean_diff(
-                    [r[f"dice_{k}"] for r in rows], [r[f"dice_{k}"] for r in rows_by["network"]], seed=cfg.seed
-                )
-                for k in KINDS
-            },
-            "pointing": bootstrap_mean([float(r["pointing"]) for r in rows], seed=cfg.seed),
-            "params": params.__dict__,
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        rep = out[name]["report_dice"]
-        print(
-            f"{name:10s} tuning Dice map {tune['cam']:.3f} +GrabCut {tune['grabcut']:.3f} | report map "
-            f"{rep['cam']['value']:.3f} +GrabCut {rep['grabcut']['value']:.3f} | "
-            f"pointing {out[name]['pointing']['value']:.3f}"
-        )
-    best = max(((n, k) for n in out for k in KINDS), key=lambda nk: out[nk[0]]["tune_dice"][nk[1]])
+    cam = explain_items(
+        p.model, p.cfg.model.backbone, p.items, p.cfg.data.image_size, cam=cam_setting, data=p.data, show_progress=False
+    )
+    candidates = {
+        name: (fuse(net.cams, _norm(cam.cams)), fuse(net.cams_true, _norm(cam.cams_true)))
+        for name, fuse in FUSIONS.items()
+    }
+    out, best = tune_and_score(p, net, candidates, width=10)
     result = {
         "profile": args.profile,
-        "model": f"published:{mf['single']}",
+        "model": f"published:{p.mf['single']}",
         "cam": cam_setting.name,
-        "source": source,
-        "n_tune": len(tune_part),
-        "n_report": len(report_part),
+        "source": p.source,
+        "n_tune": len(p.tune),
+        "n_report": len(p.report),
         "fusions": out,
         "best_on_tuning": {"fusion": best[0], "mask": best[1], "tune_dice": out[best[0]]["tune_dice"][best[1]]},
         "environment": environment(),

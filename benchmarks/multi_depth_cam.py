@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +56,11 @@ def weighted(maps: list[np.ndarray], w: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     import cv2
-    from _published_masks import published_expert_set
+    from _published_masks import published_expert_set, tune_and_score
 
     from tumorlens.config import CLASSES
     from tumorlens.explain.cam import CamSetting, cam_maps_many, upsample_normalise
-    from tumorlens.explain.scoring import KINDS, explain_items_many, network_items, score_items, tune_params
-    from tumorlens.metrics.stats import bootstrap_mean, paired_mean_diff
+    from tumorlens.explain.scoring import explain_items_many, network_items
     from tumorlens.models.classifier import build_classifier
     from tumorlens.utils.environment import environment
     from tumorlens.utils.files import write_json
@@ -129,37 +127,7 @@ def main() -> None:
     for name in ("configured", "depths", "depths+scales", "certainty"):
         c = candidates[name]
         candidates[f"network x {name}"] = (np.sqrt(net.cams * c[0]), np.sqrt(net.cams_true * c[1]))
-    rows_by, out = {}, {}
-    for name, (cams, cams_true) in candidates.items():
-        t0 = time.perf_counter()
-        ic = replace(net, cams=cams.astype(np.float32), cams_true=cams_true.astype(np.float32), name=name)
-        params, grid = tune_params(ic, p.tune, p.base)
-        tune = {k: max(g["mean_dice"] for g in grid if g["step"] == k and g["mean_dice"] is not None) for k in KINDS}
-        rows = rows_by[name] = score_items(ic, p.report, params, tolerance=s.pointing_tolerance)
-        out[name] = {
-            "tune_dice": tune,
-            "report_dice": {k: bootstrap_mean([r[f"dice_{k}"] for r in rows], seed=cfg.seed) for k in KINDS},
-            "report_minus_network": {
-                k: paired_mean_diff(
-                    [r[f"dice_{k}"] for r in rows], [r[f"dice_{k}"] for r in rows_by["network"]], seed=cfg.seed
-                )
-                for k in KINDS
-            },
-            "per_class_grabcut_dice": {
-                c: float(np.mean([r["dice_grabcut"] for r in rows if r["class"] == c]))
-                for c in sorted({r["class"] for r in rows})
-            },
-            "pointing": bootstrap_mean([float(r["pointing"]) for r in rows], seed=cfg.seed),
-            "params": params.__dict__,
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-        rep, d = out[name]["report_dice"], out[name]["report_minus_network"]["grabcut"]
-        print(
-            f"{name:26s} tuning +GrabCut {tune['grabcut']:.3f} | report map {rep['cam']['value']:.3f} +GrabCut "
-            f"{rep['grabcut']['value']:.3f} ({d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] vs network) | "
-            f"pointing {out[name]['pointing']['value']:.3f}"
-        )
-    best = max(((n, k) for n in out for k in KINDS), key=lambda nk: out[nk[0]]["tune_dice"][nk[1]])
+    out, best = tune_and_score(p, net, candidates)
     result = {
         "profile": args.profile,
         "model": f"published:{p.mf['single']}",

@@ -40,7 +40,6 @@ profile = "smoke"
 mode = "run"  # run: explain and score now | report: read a saved result (results/<profile>/segmentation)
 model_run = "runs/smoke/efficientnet_lite0+mab+respath+sbr/seed-42"  # the trained run explained (run mode)
 candidate_runs = []  # if given: explain the one with the best validation macro-F1 (the single best model)
-ablation_runs = []  # localisation ablation: these runs scored alike (the first, the reference, has the standard head)
 run_dir = "runs/smoke/explain"
 overrides = {}
 
@@ -52,7 +51,7 @@ from IPython.display import Image
 from myst_nb import glue
 
 from tumorlens.book import figures, tables
-from tumorlens.book.text import explain_glue, localisation_words
+from tumorlens.book.text import explain_glue
 from tumorlens.config import load_config
 from tumorlens.explain import gallery
 from tumorlens.explain.gallery import draw_galleries
@@ -65,7 +64,7 @@ from tumorlens.utils.files import read_json
 figures.setup_plotly()
 cfg = load_config(profile, overrides=overrides)
 if mode == "run":
-    explain_run(cfg, model_run, run_dir, candidate_runs=candidate_runs, ablation_runs=ablation_runs)
+    explain_run(cfg, model_run, run_dir, candidate_runs=candidate_runs)
 summary = read_json(Path(run_dir) / "summary.json", schema="segmentation")
 rows = read_rows(Path(run_dir) / "per_image.csv")
 for name, text in explain_glue(summary, model_run).items():
@@ -114,27 +113,6 @@ figures.dice_boxes(rows, title="Dice per image of the adopted map: map only vs m
 
 # %%
 tables.segmentation_table(summary, prefix="oracle_")
-
-# %% [markdown]
-# ## Does a head that pools the strongest locations localise better?
-#
-# Global average pooling lets evidence spread over the whole slice count as much as a small lesion.
-# The localisation ablation trains the standard variant again with heads whose pooling lets a few
-# locations decide (log-sum-exp, and the mean of the top 10% of locations; same seed, same
-# schedule) and scores each run's maps exactly as above, thresholds tuned on the same tuning half.
-# The first row of each map is the reference (the standard head); an adopted pooling must keep the
-# classification scores. No table here means the profile does not plan this ablation
-# (`reproduce.poolings`).
-
-# %%
-ablation_file = Path(run_dir) / "localisation.json"
-ablation = read_json(ablation_file, schema="localisation") if ablation_file.is_file() else None
-glue("localisation_words", localisation_words(ablation, summary["cam"]), display=False)
-if ablation:
-    display(tables.localisation_table(ablation["rows"]))
-
-# %% [markdown]
-# {glue:text}`localisation_words`
 
 # %% [markdown]
 # ## The weak-mask network

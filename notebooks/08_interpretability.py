@@ -64,6 +64,7 @@ from tumorlens.book.lesion import (
     study_tables,
 )
 from tumorlens.book.text import EXPERT_SOURCE, SOURCE_NOTE, explain_glue, failure_words, localisation_words
+from tumorlens.experiments.steps import STEPS
 from tumorlens.records import read_rows
 from tumorlens.utils.files import read_json
 
@@ -158,13 +159,14 @@ tables.segmentation_table(summary, prefix="oracle_")
 # Global average pooling lets evidence spread over the whole slice count as much as a small lesion.
 # The localisation ablation trains the standard variant again with heads whose pooling lets a few
 # locations decide (log-sum-exp, and the mean of the top 10% of locations; same seed, same
-# schedule) and scores each run's maps exactly as above, thresholds tuned on the same tuning half.
+# schedule) and scores each run's maps exactly as above, thresholds tuned on the same tuning half
+# (a step of its own, `notebooks/03_localisation.py`).
 # The first row of each map is the reference (the standard head); an adopted pooling must keep the
 # classification scores. No table here means the profile does not plan this ablation
 # (`reproduce.poolings`).
 
 # %%
-ablation_file = Path(run_dir) / "localisation.json"
+ablation_file = res / STEPS["03_localisation"].results / "localisation.json"  # the localisation step's product
 ablation = read_json(ablation_file, schema="localisation") if ablation_file.is_file() else None
 glue("localisation_words", localisation_words(ablation, summary["cam"]), display=False)
 if ablation:

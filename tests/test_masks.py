@@ -262,3 +262,29 @@ def test_the_localisation_ablation_scores_each_run_alike_and_differences_them_fr
         assert again["dice_grabcut_diff"]["diff"] == 0 and again["pointing_diff"]["diff"] == 0
     lse = rows[2]["dice_grabcut_diff"]
     assert lse["diff"] == pytest.approx(rows[2]["dice_grabcut"]["value"] - rows[0]["dice_grabcut"]["value"])
+    # the localisation step: its notebook on two of these runs writes localisation.json, reading only the
+    # settings it declares and writing only what it declares (the runner's checks)
+    from tumorlens.experiments.grid import execute
+    from tumorlens.experiments.jobs import Job
+    from tumorlens.explain.run import localisation_run
+    from tumorlens.utils.files import read_json
+
+    overrides = {
+        "paths.runs": str(tmp_path),
+        "data.phantoms.train_per_class": 4,
+        "data.phantoms.test_per_class": 6,
+        "data.phantoms.duplicates": 0,
+        "segment.tune": False,
+        "segment.compare": [],
+    }
+    out = tmp_path / "localisation"
+    job = Job(
+        "03_localisation",
+        out,
+        {"profile": "smoke", "ablation_runs": [str(r) for r in runs], "run_dir": str(out), "overrides": overrides},
+    )
+    assert execute(job) == "ran"
+    record = read_json(out / "localisation.json", schema="localisation")
+    assert [r["pooling"] for r in record["rows"]] == ["gap", "gap", "lse", "lse"] and record["seconds"] >= 0
+    with pytest.raises(ValueError, match="compares 2 or more runs"):
+        localisation_run(cfg, runs[:1], tmp_path / "one")

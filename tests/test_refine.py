@@ -12,8 +12,10 @@ from tumorlens.explain.refine import (
     build_segmenter,
     encoder_features,
     load_segmenter,
+    mask_and_ignore,
     mask_channels,
     mask_probabilities,
+    masked_dice_bce_loss,
     network_mask,
     pseudo_masks,
     train_decoder,
@@ -79,6 +81,68 @@ def test_pseudo_masks_leave_no_tumour_images_empty(tiny_classifier):
     assert not pm.masks[1].any() and not pm.masks[3].any()
     with pytest.raises(ValueError, match="labels"):
         pseudo_masks(tiny_classifier, x, labels[:2], ("top_activation",), SegmentParams())
+
+
+def test_ignored_pixels_are_where_the_two_masks_of_a_map_disagree(tiny_classifier):
+    """``ignore="disagree"``: the same pseudo-masks as without it, plus the pixels where the binarised map and
+    map + GrabCut disagree (none for a no-tumour image); an unknown rule is an error naming it."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 255, (3, 64, 64, 3)).astype("uint8")
+    labels = np.array([CLASSES.index(c) for c in ("glioma", "notumor", "meningioma")])
+    args = (tiny_classifier, x, labels, ("top_activation",), SegmentParams())
+    plain = pseudo_masks(*args, show_progress=False)
+    pm = pseudo_masks(*args, ignore="disagree", show_progress=False)
+    assert plain.ignore is None and plain.ignored_fraction is None
+    assert np.array_equal(pm.masks, plain.masks) and pm.ignore.shape == pm.masks.shape and not pm.ignore[1].any()
+    cam = np.zeros((64, 64), np.float32)
+    cam[20:44, 20:44] = 1.0
+    image = np.full((64, 64, 3), 120, np.uint8)
+    mask, ignore = mask_and_ignore(image, cam, "glioma", SegmentParams())
+    assert mask.dtype == bool and ignore.shape == mask.shape
+    assert not mask_and_ignore(image, cam, "notumor", SegmentParams())[1].any()
+    with pytest.raises(ValueError, match="received ignore='some'"):
+        pseudo_masks(*args, ignore="some")
+
+
+def test_the_masked_loss_takes_nothing_from_ignored_pixels():
+    """A wrong prediction on a weight-0 pixel changes nothing; all weights 1 gives a finite loss that grows
+    with the error; the targets carry one weight channel per output channel."""
+    import keras
+
+    t = np.zeros((2, 4, 4, 1), np.float32)
+    t[:, 1:3, 1:3] = 1.0
+    w = np.ones_like(t)
+    w[:, 0, 0] = 0.0
+    good = np.clip(t, 0.05, 0.95)
+    bad_on_ignored = good.copy()
+    bad_on_ignored[:, 0, 0] = 0.95  # wrong, but ignored
+    y = np.concatenate([t, w], -1)
+    loss = lambda p: keras.ops.convert_to_numpy(masked_dice_bce_loss(y, p))  # noqa: E731
+    assert np.allclose(loss(good), loss(bad_on_ignored))
+    bad = good.copy()
+    bad[:, 3, 3] = 0.95  # wrong and counted
+    assert (loss(bad) > loss(good)).all() and np.isfinite(loss(good)).all()
+    masks = np.zeros((2, 16, 16), bool)
+    masks[0, 4:8, 4:8] = True
+    ignore = np.zeros_like(masks)
+    ignore[0, :8, :] = True
+    y2 = _targets(masks, 4, ignore=ignore)
+    assert y2.shape == (2, 4, 4, 2) and np.allclose(y2[1, ..., 1], 1.0) and np.allclose(y2[0, :2, :, 1], 0.0)
+
+
+def test_the_decoder_trains_with_ignored_pixels(tiny_classifier):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 255, (8, 64, 64, 3)).astype("uint8")
+    feats = encoder_features(tiny_classifier, "efficientnet_lite0", x, show_progress=False)
+    masks = np.zeros((8, 64, 64), bool)
+    masks[:, 16:40, 8:32] = True
+    ignore = np.zeros_like(masks)
+    ignore[:, 12:44, 4:36] = True
+    ignore[:, 18:38, 10:30] = False  # the band around the square is ignored
+    dec, hist = train_decoder(feats, masks, epochs=2, width=8, ignore=ignore, show_progress=False)
+    assert dec.outputs[0].shape[-1] == 1 and len(hist) == 2 and np.isfinite(hist[-1]["loss"])
+    with pytest.raises(ValueError, match="ignore must have the masks' shape"):
+        train_decoder(feats, masks, epochs=1, ignore=ignore[:3])
 
 
 def test_the_decoder_learns_a_mask_it_is_shown(tiny_classifier):

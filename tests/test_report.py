@@ -912,6 +912,30 @@ def test_failure_analysis_puts_every_mask_in_one_category_and_picks_the_worst_of
         failure_analysis(rows, "both")
 
 
+def test_outline_failures_split_by_the_masks_area_where_the_rows_record_it():
+    from tumorlens.book.tables import failure_table
+    from tumorlens.book.text import failure_words
+    from tumorlens.experiments.rq import failure_analysis
+
+    spec = [
+        ("glioma", "ax", "glioma", 0.8, "True", 0.02, 0.02),  # good
+        ("glioma", "ax", "glioma", 0.3, "True", 0.10, 0.02),  # outline off, too large
+        ("glioma", "co", "glioma", 0.2, "True", 0.01, 0.03),  # outline off, too small
+        ("pituitary", "sa", "pituitary", 0.1, "True", 0.05, 0.01),  # outline off, too large
+    ]
+    rows = [
+        {**_mask_row(i, *s[:4], s[4])[0], "pointing_near": s[4], "area_cam": str(s[5]), "area_truth": str(s[6])}
+        for i, s in enumerate(spec)
+    ]
+    a = failure_analysis(rows, "cam")["all"]
+    assert (a["outline"], a["outline_too_large"], a["outline_too_small"]) == (3 / 4, 2 / 4, 1 / 4)
+    f = failure_analysis(rows, "cam")
+    assert failure_table(f).loc[("all", "all"), "outline too large"] == "50%"
+    assert "67% are too large" in failure_words(f)
+    old = failure_analysis([{k: v for k, v in r.items() if not k.startswith("area")} for r in rows], "cam")
+    assert "outline_too_large" not in old["all"] and "too large" not in failure_words(old)
+
+
 def test_the_failure_gallery_is_redrawn_only_when_it_reproduces_the_published_dice(tmp_path):
     """write_failure_gallery on the published cpu segmentation: the redrawn masks reproduce each pick's Dice
     (else nothing is drawn), one row per pick; a per-image score that the models cannot reproduce draws nothing."""

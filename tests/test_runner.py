@@ -105,14 +105,21 @@ def test_the_plan_splits_into_a_self_contained_headline_a_supplementary_part_and
                 chosen = job.params.get("candidate_runs", job.params.get("member_runs"))
                 assert [Path(r) for r in chosen] == rq1
         # the localisation ablation: the standard variant with each other head pooling, trained before the
-        # explain step, which scores them against the standard run of the same seed
+        # localisation step, which scores them against the standard run of the same seed; the explain step
+        # reads none of them (a change to it retrains nothing of the ablation)
         pooled = [j for j in every if "@pool-" in str(j.run_dir)]
         assert [j.params["overrides"] for j in pooled] == [{"model.pooling": p} for p in r.poolings]
         (explain,) = [j for j in every if j.notebook == "03_explain" and j.run_dir.name == "explain"]
-        assert all(j.part == "supplementary" and every.index(j) < every.index(explain) for j in pooled)
-        ablation = explain.params.get("ablation_runs", [])
-        assert ablation == ([str(rq1[0])] + [str(j.run_dir) for j in pooled] if pooled else [])
-        assert set(ablation) <= set(upstream_runs(explain))
+        localisation = [j for j in every if j.notebook == "03_localisation"]
+        assert "ablation_runs" not in explain.params
+        assert not set(map(str, (j.run_dir for j in pooled))) & set(upstream_runs(explain))
+        if pooled:
+            (loc,) = localisation
+            assert loc.part == "supplementary" and all(every.index(j) < every.index(loc) for j in pooled)
+            assert loc.params["ablation_runs"] == [str(rq1[0])] + [str(j.run_dir) for j in pooled]
+            assert set(loc.params["ablation_runs"]) == set(upstream_runs(loc))
+        else:
+            assert not localisation
     assert (
         len([j for j in plan("cpu") if "@pool-" in str(j.run_dir)]) == 2 and not load_config("smoke").reproduce.poolings
     )
@@ -134,7 +141,7 @@ def test_the_plan_splits_into_a_self_contained_headline_a_supplementary_part_and
     assert all(j.params["overrides"]["data.image_size"] == 240 and j.part == "study" for j in study)
     assert study == plan("cpu", "study")
     cpu_sup = {j.notebook for j in plan("cpu", "supplementary")}
-    assert cpu_sup == {"02_train", "02_vit", "03_explain", "05_robustness"}
+    assert cpu_sup == {"02_train", "02_vit", "03_explain", "03_localisation", "05_robustness"}
     with pytest.raises(ValueError, match="part='rest'"):
         plan("cpu", "rest")
 

@@ -103,7 +103,7 @@ def test_the_published_cpu_results_resume_without_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TUMORLENS_CONFIG", str(cfg_file))
     changed = {run_name(j.run_dir, "cpu"): job_state(j)[0] for j in plan("cpu")}
     newly = {n for n in published if changed.get(n) != "published"}
-    assert newly and all(n.startswith(("cpu/explain", "cpu/explain-seeds/")) for n in newly), newly
+    assert newly and all(n.startswith(("cpu/explain", "cpu/explain-seeds/", "cpu/localisation")) for n in newly), newly
 
 
 def test_portable_inputs_name_runs_relative_to_the_runs_root(tmp_path, monkeypatch):
@@ -134,3 +134,35 @@ def test_every_command_defaults_to_the_published_profile():
 
     walk(build_parser(), "tumorlens")
     assert len(defaults) >= 9 and {d for _, d in defaults} == {DEFAULT_PROFILE}, defaults
+
+
+def test_a_retrain_that_reproduces_the_published_run_keeps_its_stamp(tmp_path, monkeypatch):
+    """A published training job run again for its weights keeps the published stamp when its test and
+    validation predictions are the published ones byte for byte (what was made from it stays current);
+    one that differs keeps its own stamp, and so does a job whose inputs are not the published job's."""
+    from tumorlens.experiments.collect import REPRODUCED_BY, keep_published_stamp
+    from tumorlens.experiments.jobs import DONE, JOB_RECORDS, results_location, stamp
+    from tumorlens.utils.files import write_json
+
+    monkeypatch.setenv("TUMORLENS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TUMORLENS_RESULTS", str(tmp_path / "results"))
+    job = next(j for j in plan("smoke") if j.notebook == "02_train")
+    res = tmp_path / "results" / "smoke"
+    pub = results_location(job, res)
+    for d in (pub, job.run_dir):
+        d.mkdir(parents=True)
+        for f in REPRODUCED_BY:
+            (d / f).write_text("path,p\nx.jpg,0.250000\n")
+    inputs = job_inputs(job)
+    rec = {"inputs": portable_inputs(inputs, "smoke"), "finished": "published-stamp"}
+    write_json(res / JOB_RECORDS, {"profile": "smoke", "jobs": {run_name(job.run_dir, "smoke"): rec}}, schema="jobs")
+    write_json(job.run_dir / DONE, {"finished": "rerun-stamp", "inputs": inputs})
+    (job.run_dir / REPRODUCED_BY[0]).write_text("path,p\nx.jpg,0.250001\n")  # one probability moved
+    assert not keep_published_stamp(job, "smoke") and stamp(job.run_dir) == "rerun-stamp"
+    (job.run_dir / REPRODUCED_BY[0]).write_text("path,p\nx.jpg,0.250000\n")
+    assert keep_published_stamp(job, "smoke") and stamp(job.run_dir) == "published-stamp"
+    assert "equal the published ones" in json.loads((job.run_dir / DONE).read_text())["reproduced"]
+    other = next(j for j in plan("smoke") if j.notebook == "02_train" and j.run_dir != job.run_dir)
+    assert not keep_published_stamp(other, "smoke")  # not run here
+    explain = next(j for j in plan("smoke") if j.notebook == "03_explain")
+    assert not keep_published_stamp(explain, "smoke")  # only training jobs

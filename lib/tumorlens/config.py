@@ -310,6 +310,13 @@ class SegmentConfig:
         "the predicted class's",
         added=True,
     )
+    network_ignore: str = _spec(
+        "none",
+        choices=("none", "disagree"),
+        doc="pseudo-mask pixels the decoder takes no loss on: none | disagree (where the binarised map and "
+        "map + GrabCut disagree, UM-CAM's unreliable pixels)",
+        added=True,
+    )
     threshold: str = _spec("otsu", choices=("otsu", "percentile", "fixed"))
     value: float = _spec(0.5, lo=0.0, hi=100.0, doc="percentile (0-100) or fixed level (0-1)")
     hi: float = _spec(0.7, lo=0.0, hi=1.0)

@@ -29,6 +29,7 @@ from tumorlens.book.text import (
 from tumorlens.config import load_config
 from tumorlens.experiments.grid import projected_minutes
 from tumorlens.experiments.jobs import PLAN_PARTS
+from tumorlens.experiments.steps import STEPS
 from tumorlens.utils.files import read_json
 
 __all__ = [
@@ -493,7 +494,7 @@ def results_glue(res: str | Path, profile: str = "") -> dict[str, str]:
     cam = rq["rq3"]["summary"].get("cam") if rq.get("rq3") else None
     out["rq3_seeds"] = explain_seeds_words((rq.get("rq3") or {}).get("seeds"))
     out["rq3_localisation"] = localisation_words(
-        read_optional(res / "segmentation" / "localisation.json", "localisation"), cam
+        read_optional(res / STEPS["03_localisation"].results / "localisation.json", "localisation"), cam
     )
     # RQ4, RQ5
     for q in ("rq4", "rq5"):

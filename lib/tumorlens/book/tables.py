@@ -281,6 +281,8 @@ FAILURE_NAMES = {
     "missed": "missed (peak off the lesion)",
     "no_tumour": "called no tumour",
 }
+#: ... and of the outline failures split by area (`tumorlens.experiments.rq.OUTLINE_SPLIT`).
+OUTLINE_NAMES = {"outline_too_large": "outline too large", "outline_too_small": "outline too small"}
 _VIEW_NAMES = {"ax": "axial", "co": "coronal", "sa": "sagittal"}
 
 
@@ -293,6 +295,9 @@ def failure_table(failures: Mapping) -> "pandas.DataFrame":  # noqa: F821
         out = {"class": label[0], "view": label[1], "images": d["n"], "Dice mean": round(d["dice_mean"], 3)}
         out["Dice median"] = round(d["dice_median"], 3)
         out |= {name: share_text(d[k]) for k, name in FAILURE_NAMES.items()}
+        for k, name in OUTLINE_NAMES.items():  # the outline failures by area, where the rows record it
+            if k in d:
+                out[name] = share_text(d[k])
         return out | {"wrong tumour class": share_text(d["wrong_class"])}
 
     rows = [

@@ -253,6 +253,12 @@ def failure_words(failures: dict | None) -> str:
         f"{worst['class']} on {views.get(worst['view'], worst['view'])} slices (mean Dice {worst['dice_mean']:.2f}, "
         f"{worst['n']} images: {worst['missed']:.0%} missed, {worst['outline']:.0%} outlined wrongly); "
         f"{outline['class']} masks most often find the lesion and miss its outline ({outline['outline']:.0%})"
+        + (
+            f". Of the outlines that are off, {a['outline_too_large'] / a['outline']:.0%} are too large (the mask "
+            f"spills over the lesion) and {a['outline_too_small'] / a['outline']:.0%} too small"
+            if a.get("outline") and "outline_too_large" in a
+            else ""
+        )
     )
 
 

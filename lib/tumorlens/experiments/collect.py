@@ -37,6 +37,7 @@ from tumorlens.experiments.jobs import (
     DONE,
     JOB_RECORDS,
     PLAN_PARTS,
+    _differences,
     job_inputs,
     job_state,
     plan,
@@ -163,8 +164,8 @@ def collect(
 
 
 #: What a job's published folder may hold besides its products: the folders of other jobs published inside
-#: it (the explain step's seed replicates under segmentation/seeds/).
-_NESTED = {"segmentation": ("seeds",)}
+#: it (the explain step's seed replicates under segmentation/seeds/, the localisation ablation's folder).
+_NESTED = {"segmentation": ("seeds", "localisation")}
 
 
 def _clear(dest: Path, step: str | None = None) -> None:
@@ -233,6 +234,7 @@ def _gather(profile: str, cfg, runs_root: Path, res: Path, parts: Sequence[str])
         return dataclasses.replace(job, run_dir=there) if there.is_dir() else job
 
     part_of = {"02_train": PUBLISHED_RUNS, "02_vit": PUBLISHED_RUNS, "01_data": "data", "03_explain": "segmentation"}
+    part_of["03_localisation"] = "segmentation"
     part_of |= {"04_ensembles": "ensembles", "05_robustness": "robustness"}
     for planned in plan(profile):
         job = relocated(planned)
@@ -707,6 +709,41 @@ def publish_job(job, profile: str) -> Path:
     if (res / MANIFEST).is_file():
         write_manifest(res, profile)
     return dest
+
+
+#: A training job's products that say what its model does: a rerun reproduces the published job when these
+#: are byte for byte the published ones (every test and validation probability as written).
+REPRODUCED_BY = ("predictions.csv", "val_predictions.csv")
+
+
+def keep_published_stamp(job, profile: str) -> bool:
+    """After a training job ran again although its published copy was current (retrained for weights that
+    ``models/<profile>/`` does not publish, or ``--force``): when its `REPRODUCED_BY` files equal the published
+    ones, its completion record takes the published stamp (``finished``) and says so (``reproduced``), so the
+    jobs made from the published run stay current -- the rerun reproduced it. Returns whether it did; a rerun
+    that differs keeps its own stamp (what was made from the published run is then out of date)."""
+    if job.notebook not in ("02_train", "02_vit") or not (job.run_dir / DONE).is_file():
+        return False
+    name = run_name(job.run_dir, profile)
+    rec = published_records(profile).get(name)
+    if rec is None or not rec.get("finished"):
+        return False
+    if _differences(rec.get("inputs", {}), portable_inputs(job_inputs(job), profile), job):
+        return False  # not the published job's inputs: a new result
+    src = results_location(job, results_dir(profile))
+    same = all(
+        (src / f).is_file() and (job.run_dir / f).is_file() and (src / f).read_bytes() == (job.run_dir / f).read_bytes()
+        for f in REPRODUCED_BY
+    )
+    if same:
+        done = json.loads((job.run_dir / DONE).read_text())
+        done["reproduced"] = (
+            f"ran again at {done.get('finished')}; its {' and '.join(REPRODUCED_BY)} equal the published ones, "
+            "so it keeps the published stamp"
+        )
+        done["finished"] = rec["finished"]
+        write_json(job.run_dir / DONE, done)
+    return same
 
 
 def restore_job(job, profile: str, *, weights: bool = True) -> Path:

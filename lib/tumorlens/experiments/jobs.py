@@ -353,13 +353,29 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         "candidate_runs": [str(p) for p in cnn_runs],
         "run_dir": str(root / "explain"),
     }
-    if pooled:
-        explain_params["ablation_runs"] = [str(root / bb / f"seed-{first}")] + [str(j.run_dir) for j in pooled]
+    localisation = (
+        [
+            Job(
+                "03_localisation",
+                root / LOCALISATION,
+                {
+                    "profile": profile,
+                    "ablation_runs": [str(root / bb / f"seed-{first}")] + [str(j.run_dir) for j in pooled],
+                    "run_dir": str(root / LOCALISATION),
+                },
+                title="Localisation: the head poolings",
+                part="supplementary",
+            )
+        ]
+        if pooled
+        else []
+    )
     extra[:0] = [*pooled, *intensity, Job("03_explain", root / "explain", explain_params, part="supplementary")]
     if r.explain_seeds:
         extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
             profile, root, cnn_runs, seeds
         )
+    extra[len(pooled) + len(intensity) : len(pooled) + len(intensity)] = localisation
     extra += shortcut
     extra += counterfactual_jobs(profile, cfg, root, seeds)
     jobs.append(
@@ -431,6 +447,9 @@ def selected(job: Job, only: Sequence[str] | None, root: Path | None = None) -> 
     return job.notebook in only or name in only or any(name.endswith("/" + o) for o in only)
 
 
+#: Where the localisation ablation runs (``reproduce.poolings``): ``<runs_root>/localisation``.
+LOCALISATION = "localisation"
+
 #: Where the explain step's seed replicates run (``reproduce.explain_seeds``): ``<runs_root>/explain-seeds/seed-<n>``.
 EXPLAIN_SEEDS = "explain-seeds"
 
@@ -454,7 +473,7 @@ def explained_run(root: Path) -> Path | None:
 def explain_seed_jobs(profile: str, root: Path, cnn_runs: Sequence[Path], seeds: Sequence[int]) -> list[Job]:
     """``reproduce.explain_seeds``: the explain step once more for each other seed of the classifier
     recipe the explain step chose (same backbone and modules; its choice stays by validation), in
-    ``<root>/explain-seeds/seed-<n>``, without the localisation ablation.
+    ``<root>/explain-seeds/seed-<n>``.
 
     These jobs follow a result: they are planned once the explain step has run (`tumorlens run` plans
     again after its jobs and runs the new ones), and they are stale when its choice moves to another
@@ -543,6 +562,8 @@ def results_location(job: Job, res: Path) -> Path:
         return res / "variants" / job.run_dir.parent.name / name
     if job.notebook == "03_explain":
         return res / "segmentation" / ("seeds/" + name if job.run_dir.parent.name == EXPLAIN_SEEDS else "")
+    if job.notebook == "03_localisation":
+        return res / STEPS["03_localisation"].results
     return res / job.run_dir.name  # ensembles, robustness
 
 

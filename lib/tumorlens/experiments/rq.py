@@ -201,6 +201,20 @@ FAILURES = {
     "missed": "the map's peak lies off the lesion: the mask outlines something else, or nothing",
     "no_tumour": "the classifier calls no tumour: an empty mask by design",
 }
+#: The ``outline`` failures split by the mask's area against the expert's (rows that record areas).
+OUTLINE_SPLIT = {
+    "too_large": "an outline failure whose mask is larger than the expert's: it spills over the lesion",
+    "too_small": "an outline failure whose mask is smaller than (or as large as) the expert's: part of the lesion",
+}
+
+
+def outline_split(row: dict, kind: str) -> str | None:
+    """``too_large`` or ``too_small`` (`OUTLINE_SPLIT`) for a row whose mask area and the expert's are
+    recorded (``area_<kind>``, ``area_truth``: shares of the image); None for a row without them."""
+    a, t = row.get(f"area_{kind}"), row.get("area_truth")
+    if a in (None, "") or t in (None, ""):
+        return None
+    return "too_large" if float(a) > float(t) else "too_small"
 
 
 def scored_per_image(rows: Sequence[dict]) -> bool:
@@ -232,7 +246,11 @@ def failure_analysis(rows: Sequence[dict], kind: str, worst: int = 2) -> dict:
         out = {"n": len(members), "dice_mean": float(d.mean()), "dice_median": float(np.median(d))}
         out |= {c: sum(1 for _, k, _ in members if k == c) / len(members) for c in FAILURES}
         wrong = [r for r, _, _ in members if r["predicted"] not in ("notumor", r["class"])]
-        return out | {"wrong_class": len(wrong) / len(members)}
+        out["wrong_class"] = len(wrong) / len(members)
+        sides = [outline_split(r, kind) for r, k, _ in members if k == "outline"]
+        if sides and None not in sides:  # the outline failures split by area (shares of all members)
+            out |= {f"outline_{side}": sides.count(side) / len(members) for side in OUTLINE_SPLIT}
+        return out
 
     def by(*keys) -> list[dict]:
         out = []
@@ -252,6 +270,7 @@ def failure_analysis(rows: Sequence[dict], kind: str, worst: int = 2) -> dict:
     return {
         "kind": kind,
         "categories": dict(FAILURES),
+        "outline_split": dict(OUTLINE_SPLIT),
         "good_dice": GOOD_DICE,
         "all": group(scored) if scored else None,
         "by_class": by("class"),

@@ -20,7 +20,14 @@ from typing import Sequence
 from tumorlens import paths
 from tumorlens.config import PAPER_MODULES, load_config
 from tumorlens.errors import NotebookFailed
-from tumorlens.experiments.collect import collect, publish_job, published_weights, restore_job, results_dir
+from tumorlens.experiments.collect import (
+    collect,
+    keep_published_stamp,
+    publish_job,
+    published_weights,
+    restore_job,
+    results_dir,
+)
 from tumorlens.experiments.grid import execute, run_jobs
 from tumorlens.experiments.jobs import (
     DONE,
@@ -198,6 +205,8 @@ def run_profile(
     t0, started = time.perf_counter(), datetime.now(timezone.utc)
 
     def after(job: Job) -> None:  # each finished job's products go where a commit can keep them
+        if keep_published_stamp(job, profile):  # a retrain for weights that reproduced the published run
+            print(f"{run_name(job.run_dir, profile)} reproduced its published predictions: kept their stamp")
         if publish:
             publish_job(job, profile)
 
@@ -225,8 +234,8 @@ def run_profile(
 
 def _needs_weights(job: Job, profile: str) -> set[Path]:
     """The upstream runs whose trained weights ``job`` loads (all it names, but for the explain step only the
-    candidate it will choose by validation -- computed from the runs' or the published validation predictions
-    -- and the localisation ablation's runs)."""
+    candidate it will choose by validation -- computed from the runs' or the published validation predictions;
+    the localisation ablation, a step of its own, loads all of its runs)."""
     ups = [Path(u) for u in upstream_runs(job)]
     if job.notebook != "03_explain" or not job.params.get("candidate_runs"):
         return {u.resolve() for u in ups}
@@ -242,7 +251,7 @@ def _needs_weights(job: Job, profile: str) -> set[Path]:
         return {u.resolve() for u in ups}
     best = best_by_validation([h for _, h in where])
     chosen = next(c for c, h in where if paths.relative(h) == best["run_dir"])
-    return {chosen.resolve(), *(Path(r).resolve() for r in job.params.get("ablation_runs") or [])}
+    return {chosen.resolve()}
 
 
 def resume(profile: str, jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job], list[Job]]:

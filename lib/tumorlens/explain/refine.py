@@ -33,7 +33,7 @@ import numpy as np
 from tumorlens.config import CLASSES
 from tumorlens.data.prepared import prepare
 from tumorlens.explain.cam import CamSetting, class_activation_maps
-from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, head_mask, weak_mask
+from tumorlens.explain.weak_masks import NO_TUMOUR, SegmentParams, head_mask, segment, weak_mask
 from tumorlens.models.backbones import get_spec
 from tumorlens.models.classifier import load_model
 from tumorlens.models.inference import batched_predict
@@ -59,6 +59,9 @@ __all__ = [
     "network_pseudo_masks",
     "load_segmenter",
     "dice_bce_loss",
+    "masked_dice_bce_loss",
+    "IGNORE_RULES",
+    "mask_and_ignore",
     "SEGMENTER_FILE",
     "TUMOUR_CLASSES",
     "mask_channels",
@@ -78,6 +81,15 @@ class PseudoMasks:
 
     masks: np.ndarray  # bool (N, S, S): CAM + GrabCut for tumour images, empty for no-tumour ones
     labels: np.ndarray  # int (N,)
+    ignore: np.ndarray | None = None  # bool (N, S, S): pixels no loss is taken on (``segment.network_ignore``)
+
+    @property
+    def ignored_fraction(self) -> float | None:
+        """Mean share of a tumour image's pixels ignored in training (None without an ignore mask)."""
+        if self.ignore is None:
+            return None
+        t = self.labels != CLASSES.index(NO_TUMOUR)
+        return float(self.ignore[t].mean()) if t.any() else 0.0
 
     @property
     def tumour_fraction(self) -> float:
@@ -96,11 +108,14 @@ def pseudo_masks(
     method: str = "layercam",
     flip: bool = False,
     kind: str = "grabcut",
+    ignore: str = "none",
     batch_size: int = 32,
     show_progress: bool = True,
 ) -> PseudoMasks:
     """Masks from the map of the **labelled** class for every tumour image (``kind``: ``grabcut``, the
     map refined by GrabCut, or ``cam``, the binarised map inside the head); empty masks for no-tumour images.
+    ``ignore="disagree"`` also marks the pixels where the two masks of the map (binarised and refined by
+    GrabCut) disagree: the unreliable band the decoder takes no loss on (`mask_and_ignore`).
 
     Args:
         model: the trained classifier.
@@ -116,7 +131,9 @@ def pseudo_masks(
     labels = np.asarray(labels, int)
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"need images (N, S, S, 3) and N labels; received {images.shape} and {labels.shape}")
+    _check_ignore(ignore)
     masks = np.zeros(images.shape[:3], bool)
+    ignored = np.zeros(images.shape[:3], bool) if ignore != "none" else None
     tumour = np.flatnonzero(labels != CLASSES.index(NO_TUMOUR))
     starts = range(0, len(tumour), batch_size)
     with ThreadPoolExecutor(cpu_threads()) as pool:  # OpenCV releases the GIL
@@ -124,11 +141,38 @@ def pseudo_masks(
             idx = tumour[s : s + batch_size]
             cams = class_activation_maps(model, images[idx], layers, labels[idx], method=method, flip=flip)
             done = pool.map(
-                lambda k: weak_mask(images[idx[k]], cams[k], CLASSES[labels[idx[k]]], params, kind), range(len(idx))
+                lambda k: _masks_of(images[idx[k]], cams[k], CLASSES[labels[idx[k]]], params, kind, ignore),
+                range(len(idx)),
             )
-            for k, m in enumerate(done):
+            for k, (m, ig) in enumerate(done):
                 masks[idx[k]] = m
-    return PseudoMasks(masks, labels)
+                if ignored is not None:
+                    ignored[idx[k]] = ig
+    return PseudoMasks(masks, labels, ignored)
+
+
+#: ``segment.network_ignore``: the pixels of a pseudo-mask the decoder takes no loss on.
+IGNORE_RULES = ("none", "disagree")
+
+
+def _check_ignore(ignore: str) -> None:
+    if ignore not in IGNORE_RULES:
+        raise ValueError(f"ignore must be one of {', '.join(IGNORE_RULES)}; received ignore={ignore!r}")
+
+
+def mask_and_ignore(
+    image: np.ndarray, cam: np.ndarray, predicted_class: str, params: SegmentParams, kind: str = "grabcut"
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pseudo-mask of ``kind`` and its unreliable pixels (UM-CAM's idea of leaving them out of the loss):
+    where the binarised map and the map refined by GrabCut disagree; both bool ``(H, W)``, empty for no tumour."""
+    m = segment(image, cam, predicted_class, params)
+    return m[kind], m["cam"] ^ m["grabcut"]
+
+
+def _masks_of(image, cam, cls: str, params: SegmentParams, kind: str, ignore: str) -> tuple[np.ndarray, object]:
+    if ignore == "none":
+        return weak_mask(image, cam, cls, params, kind), None
+    return mask_and_ignore(image, cam, cls, params, kind)
 
 
 def skip_layer_names(backbone: str) -> list[str]:
@@ -218,15 +262,25 @@ def encoder_features(
     return [np.concatenate(o) for o in out]
 
 
-def _targets(masks: np.ndarray, side: int, labels: np.ndarray | None = None) -> np.ndarray:
+def _targets(
+    masks: np.ndarray, side: int, labels: np.ndarray | None = None, ignore: np.ndarray | None = None
+) -> np.ndarray:
     """Bool masks ``(N, S, S)`` -> soft targets ``(N, side, side, 1)`` (area-averaged); with ``labels``
     ``(N, side, side, 3)``: the mask in its labelled class's channel (`TUMOUR_CLASSES`), the other
-    channels empty (the image label says there is no tumour of those classes)."""
-    out = np.zeros((len(masks), side, side, 1 if labels is None else len(TUMOUR_CLASSES)), np.float32)
+    channels empty (the image label says there is no tumour of those classes). With ``ignore`` (bool
+    ``(N, S, S)``) each channel gets a weight channel after the targets (``(N, side, side, 2C)``): the share
+    of its cell that is not ignored (`masked_dice_bce_loss` reads it)."""
+    c = 1 if labels is None else len(TUMOUR_CLASSES)
+    out = np.zeros((len(masks), side, side, c if ignore is None else 2 * c), np.float32)
+    if ignore is not None:
+        out[..., c:] = 1.0
     for i, m in enumerate(masks):
         ch = 0 if labels is None else _channel(int(labels[i]))
         if ch is not None:
             out[i, ..., ch] = cv2.resize(m.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+        if ignore is not None and ignore[i].any():
+            keep = cv2.resize((~ignore[i]).astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+            out[i, ..., c:] = keep[..., None]
     return out
 
 
@@ -260,6 +314,26 @@ def dice_bce_loss(y_true, y_pred):
     inter = ops.sum(y_true * y_pred, axis=(1, 2, 3))
     total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
     has = ops.cast(ops.sum(y_true, axis=(1, 2, 3)) > 0, "float32")
+    soft_dice = 1 - (2 * inter + 1) / (total + 1)
+    return bce + has * soft_dice
+
+
+@keras.saving.register_keras_serializable(package="tumorlens")
+def masked_dice_bce_loss(y_true, y_pred):
+    """`dice_bce_loss` with a weight per pixel: ``y_true`` holds the targets then one weight channel per
+    output channel (`_targets` with ``ignore``); a weight 0 pixel adds nothing to the cross-entropy (a mean
+    over the weighted pixels) nor to the soft Dice."""
+    from keras import ops
+
+    c = y_pred.shape[-1]
+    t, w = y_true[..., :c], y_true[..., c:]
+    eps = 1e-7
+    p = ops.clip(y_pred, eps, 1 - eps)
+    bce_px = -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
+    bce = ops.sum(w * bce_px, axis=(1, 2, 3)) / (ops.sum(w, axis=(1, 2, 3)) + eps)
+    inter = ops.sum(w * t * p, axis=(1, 2, 3))
+    total = ops.sum(w * t, axis=(1, 2, 3)) + ops.sum(w * p, axis=(1, 2, 3))
+    has = ops.cast(ops.sum(t, axis=(1, 2, 3)) > 0, "float32")
     soft_dice = 1 - (2 * inter + 1) / (total + 1)
     return bce + has * soft_dice
 
@@ -302,10 +376,12 @@ def train_decoder(
     seed: int = 42,
     flip: bool = True,
     labels: np.ndarray | None = None,
+    ignore: np.ndarray | None = None,
     show_progress: bool = True,
 ) -> tuple[keras.Model, list[dict]]:
     """Train the decoder on cached encoder features and bool pseudo-masks ``(N, S, S)``; with the image
-    ``labels`` a per-class decoder (one map per tumour class, `_targets`).
+    ``labels`` a per-class decoder (one map per tumour class, `_targets`); with ``ignore`` (bool
+    ``(N, S, S)``) no loss on those pixels (`masked_dice_bce_loss`).
 
     ``flip`` mirrors a random half of each batch (features and masks together: the encoder is nearly
     mirror-equivariant, and the tumour's side carries no class information). Batches are cast to
@@ -318,9 +394,12 @@ def train_decoder(
             f"received {[f.shape for f in features]}"
         )
     keras.utils.set_random_seed(seed)
-    y = _targets(masks, features[-1].shape[1], labels)
-    decoder = build_decoder([tuple(f.shape[1:]) for f in features], width, outputs=y.shape[-1])
-    decoder.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_bce_loss)
+    if ignore is not None and np.shape(ignore) != np.shape(masks):
+        raise ValueError(f"ignore must have the masks' shape {np.shape(masks)}; received {np.shape(ignore)}")
+    y = _targets(masks, features[-1].shape[1], labels, ignore)
+    outputs = y.shape[-1] if ignore is None else y.shape[-1] // 2
+    decoder = build_decoder([tuple(f.shape[1:]) for f in features], width, outputs=outputs)
+    decoder.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_bce_loss if ignore is None else masked_dice_bce_loss)
     history = decoder.fit(
         _FeatureBatches(features, y, batch_size, seed, flip), epochs=epochs, verbose=2 if show_progress else 0
     ).history
@@ -336,23 +415,29 @@ def network_pseudo_masks(
     *,
     flip: bool = False,
     kind: str = "cam",
+    ignore: str = "none",
     chunk: int = 256,
 ) -> PseudoMasks:
     """The next round's pseudo-masks: a trained segmenter's tumour probability, binarised with
     ``params`` inside the head (``kind="cam"``) or refined by GrabCut as ``params`` say (``"grabcut"``),
-    for the **labelled** class (no-tumour images: empty)."""
+    for the **labelled** class (no-tumour images: empty); ``ignore`` as in `pseudo_masks`."""
     if kind not in ("cam", "grabcut"):
         raise ValueError(f"kind must be cam or grabcut; received kind={kind!r}")
+    _check_ignore(ignore)
     masks = np.zeros(np.asarray(images).shape[:3], bool)
+    ignored = np.zeros(masks.shape, bool) if ignore != "none" else None
     with ThreadPoolExecutor(cpu_threads()) as pool:
         for s in range(0, len(images), chunk):
             _, maps = mask_probabilities(segmenter, images[s : s + chunk], flip=flip, class_index=labels[s : s + chunk])
             done = pool.map(
-                lambda k: weak_mask(images[s + k], maps[k], CLASSES[labels[s + k]], params, kind), range(len(maps))
+                lambda k: _masks_of(images[s + k], maps[k], CLASSES[labels[s + k]], params, kind, ignore),
+                range(len(maps)),
             )
-            for k, m in enumerate(done):
+            for k, (m, ig) in enumerate(done):
                 masks[s + k] = m
-    return PseudoMasks(masks, np.asarray(labels, int))
+                if ignored is not None:
+                    ignored[s + k] = ig
+    return PseudoMasks(masks, np.asarray(labels, int), ignored)
 
 
 def train_segmenter(
@@ -399,6 +484,7 @@ def train_segmenter(
         method=cam.method,
         flip=cam.flip,
         kind=s.pseudo_masks,
+        ignore=s.network_ignore,
         show_progress=show_progress,
     )
     timings["pseudo_masks_s"] = time.perf_counter() - t0
@@ -413,7 +499,9 @@ def train_segmenter(
             t0 = time.perf_counter()
             net_params, tune_dice = retune(segmenter)
             rounds[-1]["tune_dice"] = tune_dice
-            pm = network_pseudo_masks(segmenter, x, y, net_params, flip=s.network_flip, kind=s.pseudo_masks)
+            pm = network_pseudo_masks(
+                segmenter, x, y, net_params, flip=s.network_flip, kind=s.pseudo_masks, ignore=s.network_ignore
+            )
             timings[f"round{r}_pseudo_masks_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         decoder, history = train_decoder(
@@ -423,6 +511,7 @@ def train_segmenter(
             width=s.network_width,
             seed=cfg.seed,
             labels=y if s.network_per_class else None,
+            ignore=pm.ignore,
             show_progress=show_progress,
         )
         timings[f"round{r}_train_s"] = time.perf_counter() - t0
@@ -434,6 +523,7 @@ def train_segmenter(
                 "params": (params if r == 1 else net_params).__dict__,
                 "n_empty_pseudo_masks": int((~pm.masks[tumour].any(axis=(1, 2))).sum()),
                 "pseudo_mask_area": pm.tumour_fraction,
+                **({"ignored_area": pm.ignored_fraction} if pm.ignore is not None else {}),
                 "history": history,
             }
         )
@@ -453,6 +543,7 @@ def train_segmenter(
         "rounds": rounds,
         "width": s.network_width,
         "per_class": s.network_per_class,
+        "ignore": s.network_ignore,
         "decoder_parameters": int(decoder.count_params()),
         "history": [{**h, "round": rd["round"]} for rd in rounds for h in rd["history"]],
         "seconds": {k: round(v, 1) for k, v in timings.items()},

@@ -266,12 +266,15 @@ def score_items(
                 full = unletterbox_mask(masks[kind], ic.shapes[i])
                 row[f"{prefix}dice_{kind}"] = dice(full, truth)
                 row[f"{prefix}iou_{kind}"] = iou(full, truth)
+                if not prefix:  # the mask's area against the expert's (too large / too small in the failures)
+                    row[f"area_{kind}"] = float(full.mean())
             # a notumor prediction localises nothing: it scores as a miss
             cam_full = unletterbox_cam(cam, ic.shapes[i]) if cls != "notumor" else np.zeros(ic.shapes[i], np.float32)
             row[f"{prefix}pointing"] = pointing_game(cam_full, truth)
             row[f"{prefix}pointing_near"] = pointing_game(cam_full, truth, tolerance)
             if not prefix:
                 first = {k: row[k] for k in _MASK_SCORES}
+        row["area_truth"] = float(np.asarray(truth, bool).mean())
         # a map-free baseline: "point" at the centre of the head, whatever the image shows
         centre = unletterbox_cam(centre_map(ic.images[i]), ic.shapes[i])
         row["centre_pointing"] = pointing_game(centre, truth)

@@ -370,3 +370,32 @@ def test_collect_files_each_timed_job_under_the_part_it_is_in_now():
     t = _totals(_current_parts(jobs, "cpu"))
     assert [j["part"] for j in t["jobs"]] == ["study", "supplementary", "headline"]
     assert t["part_minutes"] == {"headline": 1.0, "supplementary": 2.0, "study": 10.0}
+
+
+def test_resume_retrains_a_run_whose_weights_one_job_loads_even_when_another_only_reads_it(tmp_path, monkeypatch):
+    """Two jobs to run read the same published training run: one loads its weights (unpublished), the other
+    only its records. The run is retrained before them and never restored without weights; a run restored
+    earlier without weights (its folder complete but for the model) is retrained too."""
+    from tumorlens.experiments import runner
+    from tumorlens.experiments.jobs import DONE
+
+    up = Job("02_train", tmp_path / "up", {"profile": "smoke", "run_dir": str(tmp_path / "up")})
+    loads = Job("03_localisation", tmp_path / "loc", {"profile": "smoke", "ablation_runs": [str(up.run_dir)]})
+    reads = Job("04_ensembles", tmp_path / "ens", {"profile": "smoke", "member_runs": [str(up.run_dir)]})
+    every = [up, loads, reads]
+    states = {up.run_dir.resolve(): "published", loads.run_dir.resolve(): "to run", reads.run_dir.resolve(): "to run"}
+    restored = []
+    monkeypatch.setattr(runner, "plan", lambda profile, part=None: every)
+    monkeypatch.setattr(runner, "job_state", lambda job, **kw: (states[job.run_dir.resolve()], []))
+    monkeypatch.setattr(runner, "published_weights", lambda profile: set())
+    monkeypatch.setattr(runner, "_needs_weights", lambda job, p: {up.run_dir.resolve()} if job is loads else set())
+    monkeypatch.setattr(runner, "restore_job", lambda job, p, weights: restored.append((job.run_dir, weights)))
+    runnable, kept = runner.resume("smoke", [loads, reads])
+    assert runnable == [up, loads, reads] and not kept and not restored
+    # a folder restored before without its weights (complete, current): its record goes and it is retrained
+    up.run_dir.mkdir()
+    (up.run_dir / DONE).write_text("{}")
+    up.output.write_text("{}")
+    states[up.run_dir.resolve()] = "current"
+    runnable, _ = runner.resume("smoke", [loads, reads])
+    assert runnable == [up, loads, reads] and not (up.run_dir / DONE).exists() and not restored

@@ -44,7 +44,7 @@ from tumorlens.experiments.jobs import (
     stale_reasons,
     upstream_runs,
 )
-from tumorlens.records import FULL_RUN, best_by_validation, end_to_end_file, published_run
+from tumorlens.records import FULL_RUN, MODEL, best_by_validation, end_to_end_file, published_run
 from tumorlens.utils.environment import environment
 from tumorlens.utils.files import write_json
 
@@ -265,22 +265,37 @@ def resume(profile: str, jobs: Sequence[Job], *, force: bool = False) -> tuple[l
     todo = [j for j in jobs if force or state[j.run_dir.resolve()][0] != "published"]
     weights = published_weights(profile)
     extra: list[Job] = []
+    restore: dict[Path, tuple[Job, bool]] = {}
+    # first every upstream run whose weights a job to execute loads but neither runs/ nor models/ holds
+    # (retrained before it), then the other published upstream runs restored -- in this order, so a run that
+    # one job needs retrained is not restored without weights for another
     for job in [j for j in todo if state[j.run_dir.resolve()][0] == "to run" or force]:
         need = _needs_weights(job, profile)
         for u in upstream_runs(job):
             uj = by_dir.get(Path(u).resolve())
-            if uj is None or state[uj.run_dir.resolve()][0] != "published" or uj.done:
+            if uj is None:
                 continue
+            d = uj.run_dir.resolve()
             named = f"{uj.run_dir.parent.name}/{uj.run_dir.name}"
-            if uj.run_dir.resolve() in need and uj.notebook in ("02_train", "02_vit") and named not in weights:
-                print(
-                    f"rerunning {run_name(uj.run_dir, profile)}: {job.notebook} ({run_name(job.run_dir, profile)}) "
-                    "loads its weights, which models/ does not publish",
-                    file=sys.stderr,
-                )
-                extra.append(uj)
+            loads = d in need and uj.notebook in ("02_train", "02_vit") and named not in weights
+            restored = uj.done and not (uj.run_dir / MODEL).is_file() and state[d][0] != "to run"
+            if loads and ((state[d][0] == "published" and not uj.done) or restored):
+                if uj not in extra:
+                    print(
+                        f"rerunning {run_name(uj.run_dir, profile)}: {job.notebook} ({run_name(job.run_dir, profile)}) "
+                        "loads its weights, which models/ does not publish",
+                        file=sys.stderr,
+                    )
+                    extra.append(uj)
+                    if uj.done:  # restored from the published products, without weights: run it again
+                        (uj.run_dir / DONE).unlink()
                 continue
-            restore_job(uj, profile, weights=uj.run_dir.resolve() in need)
+            if state[d][0] == "published" and not uj.done:
+                was = restore.get(d, (uj, False))[1]
+                restore[d] = (uj, was or d in need)
+    for d, (uj, with_weights) in restore.items():
+        if uj not in extra:
+            restore_job(uj, profile, weights=with_weights)
     order = {j.run_dir.resolve(): i for i, j in enumerate(everything)}
     runnable = sorted({j.run_dir.resolve(): j for j in todo + extra}.values(), key=lambda j: order[j.run_dir.resolve()])
     kept = [j for j in jobs if j not in runnable]

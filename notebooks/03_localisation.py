@@ -21,7 +21,8 @@
 # locations decide (log-sum-exp, and the mean of the top 10% of locations; same seed, same
 # schedule) and scores each run's maps as the explain step scores its maps: the paper's Grad-CAM and
 # the configured map, thresholds tuned on the same tuning half of the expert masks, every number from
-# the other half. The first row of each map is the reference (the standard head); an adopted pooling
+# the other half. The first row of each map is the reference: the standard head, trained again beside the others (the
+# headline run's recipe and seed, so the three heads come from one machine and one code); an adopted pooling
 # must keep the classification scores. A step of its own: it reads other classifiers than the explain
 # step, so a change to the weak-mask network leaves it alone.
 

@@ -932,6 +932,8 @@ def test_outline_failures_split_by_the_masks_area_where_the_rows_record_it():
     f = failure_analysis(rows, "cam")
     assert failure_table(f).loc[("all", "all"), "outline too large"] == "50%"
     assert "67% are too large" in failure_words(f)
+    good = next(d for d in f["by_class_view"] if (d["class"], d["view"]) == ("glioma", "ax"))
+    assert good["outline_too_large"] == 0.5 and good["outline_too_small"] == 0.0  # recorded areas: 0, not absent
     old = failure_analysis([{k: v for k, v in r.items() if not k.startswith("area")} for r in rows], "cam")
     assert "outline_too_large" not in old["all"] and "too large" not in failure_words(old)
 
@@ -960,12 +962,13 @@ def test_the_failure_gallery_is_redrawn_only_when_it_reproduces_the_published_di
         shutil.copy(res / "segmentation" / name, copy / "segmentation" / name)
     [out] = write_failure_gallery(copy, cfg)
     rows = read_rows(res / "segmentation" / "per_image.csv")
-    picks = sum(len(v) for v in failure_analysis(rows, "cam")["worst"].values())
+    kind = json.loads((res / "segmentation" / "summary.json").read_text())["mask"]  # the adopted mask's kind
+    picks = sum(len(v) for v in failure_analysis(rows, kind)["worst"].values())
     assert cv2.imread(str(out)).shape[0] == 22 + picks * (22 + 160)  # a header, then one titled row per pick
-    worst = failure_analysis(rows, "cam")["worst"]["glioma"][0]["id"]
+    worst = failure_analysis(rows, kind)["worst"]["glioma"][0]["id"]
     for r in rows:
         if r["id"] == worst:
-            r["dice_cam"] = "-0.5"  # still the worst pick, and not a Dice the models can reproduce
+            r[f"dice_{kind}"] = "-0.5"  # still the worst pick, and not a Dice the models can reproduce
     with open(copy / "segmentation" / "per_image.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

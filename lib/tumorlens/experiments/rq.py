@@ -247,8 +247,8 @@ def failure_analysis(rows: Sequence[dict], kind: str, worst: int = 2) -> dict:
         out |= {c: sum(1 for _, k, _ in members if k == c) / len(members) for c in FAILURES}
         wrong = [r for r, _, _ in members if r["predicted"] not in ("notumor", r["class"])]
         out["wrong_class"] = len(wrong) / len(members)
-        sides = [outline_split(r, kind) for r, k, _ in members if k == "outline"]
-        if sides and None not in sides:  # the outline failures split by area (shares of all members)
+        if all(outline_split(r, kind) is not None for r, _, _ in members):  # areas recorded: the outline failures
+            sides = [outline_split(r, kind) for r, k, _ in members if k == "outline"]  # split by area (shares of all)
             out |= {f"outline_{side}": sides.count(side) / len(members) for side in OUTLINE_SPLIT}
         return out
 

@@ -162,8 +162,8 @@ tables.segmentation_table(summary, prefix="oracle_")
 # schedule) and scores each run's maps exactly as above, thresholds tuned on the same tuning half
 # (a step of its own, `notebooks/03_localisation.py`).
 # The first row of each map is the reference: the standard head, trained again beside the others (the
-# headline run's recipe and seed, so the three heads come from one machine and one code); an adopted pooling must keep the
-# classification scores. No table here means the profile does not plan this ablation
+# headline run's recipe and seed, so the three heads come from one machine and one code); an adopted
+# pooling must keep the classification scores. No table here means the profile does not plan this ablation
 # (`reproduce.poolings`).
 
 # %%

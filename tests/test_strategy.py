@@ -17,8 +17,8 @@ from tumorlens.config import load_config
 from tumorlens.training.run import train_run
 out = {}
 for strategy in ("default", "mirrored"):
-    over = {"train.strategy": strategy, "paths.runs": sys.argv[1], "model.dropout": 0.0, "train.warmup_epochs": 1,
-            "data.phantoms.train_per_class": 12}
+    over = {"train.strategy": strategy, "paths.runs": sys.argv[1], "model.dropout": 0.0, "train.warmup_epochs": 2,
+            "data.phantoms.train_per_class": 20}
     cfg = load_config("smoke", overrides=over)
     s = train_run(cfg, run_dir=f"{sys.argv[1]}/{strategy}", show_progress=False, log=lambda m: None)
     info = json.load(open(f"{sys.argv[1]}/{strategy}/config.json"))

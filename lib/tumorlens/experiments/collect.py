@@ -234,8 +234,7 @@ def _gather(profile: str, cfg, runs_root: Path, res: Path, parts: Sequence[str])
         return dataclasses.replace(job, run_dir=there) if there.is_dir() else job
 
     part_of = {"02_train": PUBLISHED_RUNS, "02_vit": PUBLISHED_RUNS, "01_data": "data", "03_explain": "segmentation"}
-    part_of["03_localisation"] = "segmentation"
-    part_of |= {"04_ensembles": "ensembles", "05_robustness": "robustness"}
+    part_of |= {"03_localisation": "segmentation", "04_ensembles": "ensembles", "05_robustness": "robustness"}
     for planned in plan(profile):
         job = relocated(planned)
         dest = results_location(job, res)

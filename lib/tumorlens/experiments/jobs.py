@@ -373,12 +373,13 @@ def plan(profile: str, part: str | None = None) -> list[Job]:
         if pooled
         else []
     )
-    extra[:0] = [*pooled, *intensity, Job("03_explain", root / "explain", explain_params, part="supplementary")]
-    if r.explain_seeds:
-        extra[len(pooled) + len(intensity) + 1 : len(pooled) + len(intensity) + 1] = explain_seed_jobs(
-            profile, root, cnn_runs, seeds
-        )
-    extra[len(pooled) + len(intensity) : len(pooled) + len(intensity)] = localisation
+    extra[:0] = [
+        *pooled,
+        *intensity,
+        *localisation,
+        Job("03_explain", root / "explain", explain_params, part="supplementary"),
+        *(explain_seed_jobs(profile, root, cnn_runs, seeds) if r.explain_seeds else []),
+    ]
     extra += shortcut
     extra += counterfactual_jobs(profile, cfg, root, seeds)
     jobs.append(
